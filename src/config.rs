@@ -1,0 +1,669 @@
+//! Configuration: one TOML file parsed once into typed structs. Nothing downstream reads raw TOML
+//! or environment variables.
+//!
+//! Secrets (P12 passwords, tokens) never sit in the file: only the name of an environment
+//! variable or of a file holding them. Relative paths are relative to the config file's folder.
+//! Every error names the file and the field.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::fault::StatusMode;
+
+/// Where `rocgw serve` looks for its configuration when neither `--config` nor `ROCGW_CONFIG`
+/// names one.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/rocgw/rocgw.toml";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8580";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9580";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Services a ROC AMC offers; a route may name others (the list is configuration).
+pub const DEFAULT_SERVICES: [&str; 4] = ["idb", "simulation", "clc", "annulation"];
+
+/// A configuration error: which file, which field, what is wrong. Displayed as one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+// ---------------------------------------------------------------------------------------------
+// The file's shape (serde). Unknown keys are errors.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    access: RawAccess,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    identity: RawIdentities,
+    #[serde(default)]
+    trust: RawTrust,
+    #[serde(default)]
+    annuaire: Option<RawAnnuaire>,
+    #[serde(default)]
+    services: Option<Vec<String>>,
+    #[serde(default)]
+    routes: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    admin_listen: Option<String>,
+    #[serde(default)]
+    http_status: StatusMode,
+    max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccess {
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+    #[serde(default)]
+    allow_cidrs: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<LogFormat>,
+    level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentities {
+    auth_cli: Option<RawIdentity>,
+    sign: Option<RawIdentity>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    p12: Option<PathBuf>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrust {
+    #[serde(default)]
+    amc_anchors: Vec<PathBuf>,
+    annuaire_anchors: Option<Vec<PathBuf>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnnuaire {
+    url: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validated configuration.
+// ---------------------------------------------------------------------------------------------
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (or a description, for the sandbox).
+    pub source: PathBuf,
+    pub server: ServerConfig,
+    pub access: AccessConfig,
+    pub log_format: LogFormat,
+    pub log_level: Option<String>,
+    pub identities: Identities,
+    pub trust: TrustConfig,
+    pub annuaire_url: Option<hyper::Uri>,
+    pub services: Vec<String>,
+    /// AMC number → service → https endpoint.
+    pub routes: BTreeMap<String, BTreeMap<String, hyper::Uri>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub http_status: StatusMode,
+    pub max_body_bytes: usize,
+}
+
+/// Caller checks for the listeners. Empty means loopback-only operation.
+#[derive(Clone, Default)]
+pub struct AccessConfig {
+    pub token: Option<Zeroizing<String>>,
+    pub allow_cidrs: Vec<IpNet>,
+}
+
+impl fmt::Debug for AccessConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessConfig")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("allow_cidrs", &self.allow_cidrs)
+            .finish()
+    }
+}
+
+impl AccessConfig {
+    pub fn has_caller_check(&self) -> bool {
+        self.token.is_some() || !self.allow_cidrs.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Identities {
+    pub auth_cli: IdentitySource,
+    pub sign: IdentitySource,
+}
+
+/// Where an identity's key and certificates come from.
+#[derive(Clone)]
+pub enum IdentitySource {
+    /// A PKCS#12 file and its password.
+    P12 {
+        /// The config field, for error messages (`identity.sign`).
+        field: String,
+        path: PathBuf,
+        password: Zeroizing<String>,
+    },
+    /// PEM certificate chain (leaf first) and PEM private key.
+    Pem {
+        field: String,
+        cert: PathBuf,
+        key: PathBuf,
+    },
+}
+
+impl IdentitySource {
+    pub fn field(&self) -> &str {
+        match self {
+            IdentitySource::P12 { field, .. } | IdentitySource::Pem { field, .. } => field,
+        }
+    }
+}
+
+impl fmt::Debug for IdentitySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdentitySource::P12 { field, path, .. } => f
+                .debug_struct("P12")
+                .field("field", field)
+                .field("path", path)
+                .field("password", &"<redacted>")
+                .finish(),
+            IdentitySource::Pem { field, cert, key } => f
+                .debug_struct("Pem")
+                .field("field", field)
+                .field("cert", cert)
+                .field("key", key)
+                .finish(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TrustConfig {
+    /// IGC OSI anchors (AC-SERVEUR, AC-SERVICES-APPLICATIFS and their root).
+    pub amc_anchors: Vec<PathBuf>,
+    /// Anchors for the annuaire's server certificate (defaults to `amc_anchors`).
+    pub annuaire_anchors: Vec<PathBuf>,
+}
+
+/// Overrides from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => return Err(err(path, "", io_problem("config file", path, &e))),
+        };
+        Config::parse(&text, path, overrides)
+    }
+
+    /// Parses and validates `text`, which came from `path`.
+    pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let raw = parse_raw(text, path)?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let v = Validator { file: path, base };
+        v.validate(raw, overrides)
+    }
+}
+
+fn err(file: &Path, field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        file: file.to_path_buf(),
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+fn io_problem(what: &str, path: &Path, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => format!("{what} not found: {}", path.display()),
+        std::io::ErrorKind::PermissionDenied => {
+            format!("{what} not readable (permission denied): {}", path.display())
+        }
+        _ => format!("{what} unreadable: {}: {e}", path.display()),
+    }
+}
+
+/// Keys that would hold a secret inline: refused with a pointer to the right way.
+const INLINE_SECRET_KEYS: [&str; 4] = ["password", "token", "secret", "passphrase"];
+
+fn parse_raw(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+    // Inline secrets get their own message rather than "unknown field".
+    if let Ok(value) = text.parse::<toml::Table>() {
+        if let Some(field) = find_inline_secret(&value, "") {
+            return Err(err(
+                path,
+                &field,
+                "secrets are never written in the config file: name an environment variable \
+                 (`…_env`) or a file (`…_file`) instead",
+            ));
+        }
+    }
+    let de = toml::Deserializer::parse(text).map_err(|e| toml_error(path, "", &e, text))?;
+    serde_path_to_error::deserialize::<_, RawConfig>(de).map_err(|e| {
+        let field = e.path().to_string();
+        let field = if field == "." { String::new() } else { field };
+        toml_error(path, &field, e.inner(), text)
+    })
+}
+
+fn find_inline_secret(table: &toml::Table, prefix: &str) -> Option<String> {
+    for (k, v) in table {
+        let field = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        if INLINE_SECRET_KEYS.contains(&k.as_str()) {
+            return Some(field);
+        }
+        if let toml::Value::Table(t) = v {
+            if let Some(f) = find_inline_secret(t, &field) {
+                return Some(f);
+            }
+        }
+    }
+    None
+}
+
+fn toml_error(path: &Path, field: &str, e: &toml::de::Error, text: &str) -> ConfigError {
+    let line = e
+        .span()
+        .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+    let msg = e.message().trim().replace('\n', " ");
+    let message = match line {
+        Some(l) => format!("{msg} (line {l})"),
+        None => msg,
+    };
+    err(path, field, message)
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+    base: PathBuf,
+}
+
+impl Validator<'_> {
+    fn err(&self, field: &str, message: impl Into<String>) -> ConfigError {
+        err(self.file, field, message)
+    }
+
+    fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    /// A path that must name a readable file.
+    fn file(&self, field: &str, p: &Path) -> Result<PathBuf, ConfigError> {
+        let p = self.resolve(p);
+        match std::fs::File::open(&p) {
+            Ok(f) => match f.metadata() {
+                Ok(m) if m.is_file() => Ok(p),
+                Ok(_) => Err(self.err(field, format!("not a regular file: {}", p.display()))),
+                Err(e) => Err(self.err(field, io_problem("file", &p, &e))),
+            },
+            Err(e) => Err(self.err(field, io_problem("file", &p, &e))),
+        }
+    }
+
+    /// A secret named by `<name>_env` or `<name>_file`; exactly one of the two.
+    fn secret(
+        &self,
+        section: &str,
+        name: &str,
+        env: Option<&str>,
+        file: Option<&Path>,
+        required: bool,
+    ) -> Result<Option<Zeroizing<String>>, ConfigError> {
+        let f_env = format!("{section}.{name}_env");
+        let f_file = format!("{section}.{name}_file");
+        match (env, file) {
+            (Some(_), Some(_)) => Err(self.err(
+                &f_env,
+                format!("give either {name}_env or {name}_file, not both"),
+            )),
+            (Some(var), None) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(Some(Zeroizing::new(v))),
+                Ok(_) => Err(self.err(&f_env, format!("environment variable {var} is empty"))),
+                Err(_) => Err(self.err(&f_env, format!("environment variable {var} is not set"))),
+            },
+            (None, Some(p)) => {
+                let p = self.file(&f_file, p)?;
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| self.err(&f_file, io_problem("secret file", &p, &e)))?;
+                let v = Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_string());
+                if v.is_empty() {
+                    return Err(self.err(&f_file, format!("secret file is empty: {}", p.display())));
+                }
+                Ok(Some(v))
+            }
+            (None, None) if required => Err(self.err(
+                section,
+                format!("missing {name}: set {name}_env or {name}_file"),
+            )),
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn addr(&self, field: &str, s: Option<&str>, default: &str) -> Result<SocketAddr, ConfigError> {
+        let s = s.unwrap_or(default);
+        s.parse().map_err(|_| {
+            self.err(
+                field,
+                format!("not an IP address and port (like 127.0.0.1:8580): {s:?}"),
+            )
+        })
+    }
+
+    fn identity(
+        &self,
+        name: &str,
+        raw: Option<RawIdentity>,
+    ) -> Result<IdentitySource, ConfigError> {
+        let field = format!("identity.{name}");
+        let Some(raw) = raw else {
+            return Err(self.err(
+                &field,
+                "missing section: give p12 + password_env/password_file, or cert + key (PEM)",
+            ));
+        };
+        match (&raw.p12, &raw.cert, &raw.key) {
+            (Some(p12), None, None) => {
+                let path = self.file(&format!("{field}.p12"), p12)?;
+                let password = self
+                    .secret(
+                        &field,
+                        "password",
+                        raw.password_env.as_deref(),
+                        raw.password_file.as_deref(),
+                        true,
+                    )?
+                    .expect("required secret");
+                Ok(IdentitySource::P12 {
+                    field,
+                    path,
+                    password,
+                })
+            }
+            (None, Some(cert), Some(key)) => {
+                if raw.password_env.is_some() || raw.password_file.is_some() {
+                    return Err(self.err(
+                        &field,
+                        "encrypted PEM keys are not supported: use an unencrypted PKCS#8 key \
+                         readable only by rocgw, or a PKCS#12 file",
+                    ));
+                }
+                let cert = self.file(&format!("{field}.cert"), cert)?;
+                let key = self.file(&format!("{field}.key"), key)?;
+                Ok(IdentitySource::Pem { field, cert, key })
+            }
+            _ => Err(self.err(
+                &field,
+                "give either p12 (with password_env or password_file), or cert and key",
+            )),
+        }
+    }
+
+    fn anchors(&self, field: &str, paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
+        paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| self.file(&format!("{field}[{i}]"), p))
+            .collect()
+    }
+
+    fn https_uri(&self, field: &str, s: &str) -> Result<hyper::Uri, ConfigError> {
+        let uri: hyper::Uri = s
+            .parse()
+            .map_err(|_| self.err(field, format!("not a valid URL: {s:?}")))?;
+        if uri.scheme_str() != Some("https") || uri.host().is_none() {
+            return Err(self.err(field, format!("must be an https:// URL with a host: {s:?}")));
+        }
+        Ok(uri)
+    }
+
+    fn validate(&self, raw: RawConfig, ov: &Overrides) -> Result<Config, ConfigError> {
+        let listen = match ov.listen {
+            Some(a) => a,
+            None => self.addr("server.listen", raw.server.listen.as_deref(), DEFAULT_LISTEN)?,
+        };
+        let admin_listen = match ov.admin_listen {
+            Some(a) => a,
+            None => self.addr(
+                "server.admin_listen",
+                raw.server.admin_listen.as_deref(),
+                DEFAULT_ADMIN_LISTEN,
+            )?,
+        };
+        let max_body_bytes = raw.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if !(1024..=64 * 1024 * 1024).contains(&max_body_bytes) {
+            return Err(self.err(
+                "server.max_body_bytes",
+                "must be between 1024 and 67108864 bytes",
+            ));
+        }
+
+        let token = self.secret(
+            "access",
+            "token",
+            raw.access.token_env.as_deref(),
+            raw.access.token_file.as_deref(),
+            false,
+        )?;
+        if let Some(t) = &token {
+            if t.len() < 16 {
+                return Err(self.err(
+                    "access.token_env",
+                    "the token must be at least 16 characters long",
+                ));
+            }
+        }
+        let mut allow_cidrs = Vec::new();
+        for (i, c) in raw.access.allow_cidrs.iter().enumerate() {
+            let net = c
+                .parse::<IpNet>()
+                .or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    self.err(
+                        &format!("access.allow_cidrs[{i}]"),
+                        format!("not an IP network (like 10.1.0.0/16): {c:?}"),
+                    )
+                })?;
+            allow_cidrs.push(net);
+        }
+        let access = AccessConfig { token, allow_cidrs };
+        for (field, addr) in [("server.listen", listen), ("server.admin_listen", admin_listen)] {
+            crate::access::check_bind(addr, &access).map_err(|m| self.err(field, m))?;
+        }
+
+        let identities = Identities {
+            auth_cli: self.identity("auth_cli", raw.identity.auth_cli)?,
+            sign: self.identity("sign", raw.identity.sign)?,
+        };
+
+        if raw.trust.amc_anchors.is_empty() {
+            return Err(self.err(
+                "trust.amc_anchors",
+                "missing: list the IGC OSI authorities (AC-SERVEUR, AC-SERVICES-APPLICATIFS, root)",
+            ));
+        }
+        let amc_anchors = self.anchors("trust.amc_anchors", &raw.trust.amc_anchors)?;
+        let annuaire_anchors = match &raw.trust.annuaire_anchors {
+            Some(a) if !a.is_empty() => self.anchors("trust.annuaire_anchors", a)?,
+            Some(_) => return Err(self.err("trust.annuaire_anchors", "empty list")),
+            None => amc_anchors.clone(),
+        };
+
+        let annuaire_url = raw
+            .annuaire
+            .as_ref()
+            .map(|a| self.https_uri("annuaire.url", &a.url))
+            .transpose()?;
+
+        let services: Vec<String> = match raw.services {
+            Some(s) if s.is_empty() => return Err(self.err("services", "empty list")),
+            Some(s) => s.into_iter().map(|s| s.to_ascii_lowercase()).collect(),
+            None => DEFAULT_SERVICES.iter().map(|s| s.to_string()).collect(),
+        };
+
+        let mut routes = BTreeMap::new();
+        for (amc, svcs) in raw.routes {
+            if amc.is_empty() || amc.len() > 16 || !amc.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(self.err(
+                    &format!("routes.{amc}"),
+                    "an AMC number is made of 1 to 16 digits",
+                ));
+            }
+            let mut m = BTreeMap::new();
+            for (svc, url) in svcs {
+                let field = format!("routes.{amc}.{svc}");
+                let svc = svc.to_ascii_lowercase();
+                if !services.contains(&svc) {
+                    return Err(self.err(
+                        &field,
+                        format!("unknown service (known: {})", services.join(", ")),
+                    ));
+                }
+                m.insert(svc, self.https_uri(&field, &url)?);
+            }
+            routes.insert(amc, m);
+        }
+
+        Ok(Config {
+            source: self.file.to_path_buf(),
+            server: ServerConfig {
+                listen,
+                admin_listen,
+                http_status: raw.server.http_status,
+                max_body_bytes,
+            },
+            access,
+            log_format: raw.log.format.unwrap_or_default(),
+            log_level: raw.log.level,
+            identities,
+            trust: TrustConfig {
+                amc_anchors,
+                annuaire_anchors,
+            },
+            annuaire_url,
+            services,
+            routes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/rocgw/rocgw.toml"), &Overrides::default())
+    }
+
+    #[test]
+    fn unknown_keys_name_the_field() {
+        let e = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        assert_eq!(e.field, "server");
+        assert!(e.message.contains("lisen"), "{e}");
+        assert!(e.to_string().starts_with("/etc/rocgw/rocgw.toml: "), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let e = parse("[server]\nlisten = \"nope\"\n").unwrap_err();
+        assert_eq!(e.field, "server.listen");
+        let e = parse("[server]\nhttp_status = \"loose\"\n").unwrap_err();
+        assert_eq!(e.field, "server.http_status");
+    }
+
+    #[test]
+    fn inline_secrets_are_refused() {
+        let e = parse("[identity.sign]\np12 = \"x.p12\"\npassword = \"hunter2\"\n").unwrap_err();
+        assert_eq!(e.field, "identity.sign.password");
+        assert!(!e.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn missing_identity_file_names_field_and_path() {
+        let e = parse("[identity.auth_cli]\np12 = \"/nonexistent/a.p12\"\npassword_env = \"X\"\n")
+            .unwrap_err();
+        assert_eq!(e.field, "identity.auth_cli.p12");
+        assert_eq!(e.message, "file not found: /nonexistent/a.p12");
+    }
+
+    #[test]
+    fn non_loopback_without_caller_check_is_refused() {
+        let e = parse("[server]\nlisten = \"0.0.0.0:8580\"\n").unwrap_err();
+        assert_eq!(e.field, "server.listen");
+        assert!(e.message.contains("caller check"), "{e}");
+    }
+}

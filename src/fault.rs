@@ -1,0 +1,405 @@
+//! The fault model: every error rocgw returns to a SIH is a SOAP fault in the request's SOAP
+//! version, with a stable machine-readable code, a French and an English reason, and the code
+//! repeated in the `X-Rocgw-Error` header.
+//!
+//! HTTP statuses follow the SOAP bindings by default (SOAP 1.1: always 500, WS-I Basic Profile
+//! R1126; SOAP 1.2: 400 for sender faults, 500 for receiver faults) so that every SOAP stack reads
+//! the fault. `http_status = "precise"` uses 400/401/404/413/502/503/504 instead.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+use serde::Deserialize;
+
+use crate::soap::SoapVersion;
+
+/// Response header carrying the fault code.
+pub const ERROR_HEADER: &str = "x-rocgw-error";
+/// Namespace of the `rocgw:` elements inside a fault's detail.
+pub const FAULT_NS: &str = "urn:rocgw:fault:1";
+
+/// Stable fault codes. The string form (`as_str`) is part of rocgw's public contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultCode {
+    NotSoap,
+    DtdForbidden,
+    BodyTooLarge,
+    SecurityHeaderPresent,
+    UnknownAmc,
+    UnknownService,
+    AnnuaireUnavailable,
+    AmcUnavailable,
+    AmcTimeout,
+    UpstreamTls,
+    UpstreamCertExpired,
+    UpstreamCertRevoked,
+    UpstreamCertUnknownCa,
+    Unauthorized,
+    Overloaded,
+    NotFound,
+    Internal,
+}
+
+/// Who is at fault, in SOAP terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The request was wrong (SOAP 1.2 `Sender`, SOAP 1.1 `Client`).
+    Sender,
+    /// rocgw or something behind it failed (SOAP 1.2 `Receiver`, SOAP 1.1 `Server`).
+    Receiver,
+}
+
+/// How fault HTTP statuses are chosen (`server.http_status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusMode {
+    /// Follow the SOAP 1.1 / 1.2 HTTP bindings.
+    #[default]
+    Binding,
+    /// One precise HTTP status per fault code.
+    Precise,
+}
+
+impl FaultCode {
+    /// Every code, for documentation and tests.
+    pub const ALL: [FaultCode; 17] = [
+        FaultCode::NotSoap,
+        FaultCode::DtdForbidden,
+        FaultCode::BodyTooLarge,
+        FaultCode::SecurityHeaderPresent,
+        FaultCode::UnknownAmc,
+        FaultCode::UnknownService,
+        FaultCode::AnnuaireUnavailable,
+        FaultCode::AmcUnavailable,
+        FaultCode::AmcTimeout,
+        FaultCode::UpstreamTls,
+        FaultCode::UpstreamCertExpired,
+        FaultCode::UpstreamCertRevoked,
+        FaultCode::UpstreamCertUnknownCa,
+        FaultCode::Unauthorized,
+        FaultCode::Overloaded,
+        FaultCode::NotFound,
+        FaultCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultCode::NotSoap => "not-soap",
+            FaultCode::DtdForbidden => "dtd-forbidden",
+            FaultCode::BodyTooLarge => "body-too-large",
+            FaultCode::SecurityHeaderPresent => "security-header-present",
+            FaultCode::UnknownAmc => "unknown-amc",
+            FaultCode::UnknownService => "unknown-service",
+            FaultCode::AnnuaireUnavailable => "annuaire-unavailable",
+            FaultCode::AmcUnavailable => "amc-unavailable",
+            FaultCode::AmcTimeout => "amc-timeout",
+            FaultCode::UpstreamTls => "upstream-tls",
+            FaultCode::UpstreamCertExpired => "upstream-cert-expired",
+            FaultCode::UpstreamCertRevoked => "upstream-cert-revoked",
+            FaultCode::UpstreamCertUnknownCa => "upstream-cert-unknown-ca",
+            FaultCode::Unauthorized => "unauthorized",
+            FaultCode::Overloaded => "overloaded",
+            FaultCode::NotFound => "not-found",
+            FaultCode::Internal => "internal",
+        }
+    }
+
+    pub fn side(self) -> Side {
+        match self {
+            FaultCode::NotSoap
+            | FaultCode::DtdForbidden
+            | FaultCode::BodyTooLarge
+            | FaultCode::SecurityHeaderPresent
+            | FaultCode::UnknownAmc
+            | FaultCode::UnknownService
+            | FaultCode::Unauthorized
+            | FaultCode::NotFound => Side::Sender,
+            _ => Side::Receiver,
+        }
+    }
+
+    /// The status under `http_status = "precise"`.
+    pub fn precise_status(self) -> StatusCode {
+        match self {
+            FaultCode::NotSoap | FaultCode::DtdForbidden | FaultCode::SecurityHeaderPresent => {
+                StatusCode::BAD_REQUEST
+            }
+            FaultCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            FaultCode::UnknownAmc | FaultCode::UnknownService | FaultCode::NotFound => {
+                StatusCode::NOT_FOUND
+            }
+            FaultCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            FaultCode::AnnuaireUnavailable | FaultCode::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            FaultCode::AmcTimeout => StatusCode::GATEWAY_TIMEOUT,
+            FaultCode::AmcUnavailable
+            | FaultCode::UpstreamTls
+            | FaultCode::UpstreamCertExpired
+            | FaultCode::UpstreamCertRevoked
+            | FaultCode::UpstreamCertUnknownCa => StatusCode::BAD_GATEWAY,
+            FaultCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The status a SOAP binding prescribes for this fault.
+    pub fn binding_status(self, version: SoapVersion) -> StatusCode {
+        match (version, self.side()) {
+            (SoapVersion::V11, _) => StatusCode::INTERNAL_SERVER_ERROR,
+            (SoapVersion::V12, Side::Sender) => StatusCode::BAD_REQUEST,
+            (SoapVersion::V12, Side::Receiver) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn status(self, version: SoapVersion, mode: StatusMode) -> StatusCode {
+        match mode {
+            StatusMode::Binding => self.binding_status(version),
+            StatusMode::Precise => self.precise_status(),
+        }
+    }
+
+    /// (French, English) reasons. Stable wording; details go in `Fault::detail`.
+    pub fn reasons(self) -> (&'static str, &'static str) {
+        match self {
+            FaultCode::NotSoap => (
+                "La requête n'est pas une enveloppe SOAP 1.1 ou 1.2.",
+                "The request is not a SOAP 1.1 or 1.2 envelope.",
+            ),
+            FaultCode::DtdForbidden => (
+                "Les DTD et déclarations d'entités sont interdites.",
+                "DTDs and entity declarations are forbidden.",
+            ),
+            FaultCode::BodyTooLarge => (
+                "Le corps de la requête dépasse la taille autorisée.",
+                "The request body exceeds the size limit.",
+            ),
+            FaultCode::SecurityHeaderPresent => (
+                "La requête contient déjà un en-tête wsse:Security.",
+                "The request already carries a wsse:Security header.",
+            ),
+            FaultCode::UnknownAmc => (
+                "AMC inconnue.",
+                "Unknown AMC.",
+            ),
+            FaultCode::UnknownService => (
+                "Service non proposé par cette AMC.",
+                "Service not offered by this AMC.",
+            ),
+            FaultCode::AnnuaireUnavailable => (
+                "L'annuaire AMC est indisponible.",
+                "The Annuaire AMC is unavailable.",
+            ),
+            FaultCode::AmcUnavailable => (
+                "Le service de l'AMC est indisponible.",
+                "The AMC service is unavailable.",
+            ),
+            FaultCode::AmcTimeout => (
+                "Le service de l'AMC n'a pas répondu à temps.",
+                "The AMC service did not answer in time.",
+            ),
+            FaultCode::UpstreamTls => (
+                "Échec de la connexion TLS avec le serveur distant.",
+                "TLS connection to the remote server failed.",
+            ),
+            FaultCode::UpstreamCertExpired => (
+                "Le certificat du serveur distant est expiré.",
+                "The remote server's certificate has expired.",
+            ),
+            FaultCode::UpstreamCertRevoked => (
+                "Le certificat du serveur distant est révoqué.",
+                "The remote server's certificate is revoked.",
+            ),
+            FaultCode::UpstreamCertUnknownCa => (
+                "Le certificat du serveur distant n'est pas émis par une autorité de confiance.",
+                "The remote server's certificate is not issued by a trusted authority.",
+            ),
+            FaultCode::Unauthorized => (
+                "Appelant non autorisé.",
+                "Caller not authorised.",
+            ),
+            FaultCode::Overloaded => (
+                "Passerelle surchargée, réessayez plus tard.",
+                "Gateway overloaded, retry later.",
+            ),
+            FaultCode::NotFound => (
+                "Ressource inconnue sur cette passerelle.",
+                "No such resource on this gateway.",
+            ),
+            FaultCode::Internal => (
+                "Erreur interne de la passerelle.",
+                "Internal gateway error.",
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for FaultCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A fault to send back to the SIH. `detail` is an optional English sentence with context; it
+/// must never carry patient data or secrets.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub code: FaultCode,
+    pub detail: Option<String>,
+    /// Seconds for a `Retry-After` header (overload).
+    pub retry_after: Option<u32>,
+}
+
+impl Fault {
+    pub fn new(code: FaultCode) -> Self {
+        Fault {
+            code,
+            detail: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn with_detail(code: FaultCode, detail: impl Into<String>) -> Self {
+        Fault {
+            code,
+            detail: Some(detail.into()),
+            retry_after: None,
+        }
+    }
+
+    /// The SOAP fault document.
+    pub fn to_xml(&self, version: SoapVersion) -> String {
+        let (fr, en) = self.code.reasons();
+        let code = self.code.as_str();
+        let mut x = String::with_capacity(768);
+        x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+        let _ = write!(
+            x,
+            "<soap:Envelope xmlns:soap=\"{}\"><soap:Body><soap:Fault>",
+            version.namespace()
+        );
+        match version {
+            SoapVersion::V11 => {
+                let faultcode = match self.code.side() {
+                    Side::Sender => "soap:Client",
+                    Side::Receiver => "soap:Server",
+                };
+                let _ = write!(
+                    x,
+                    "<faultcode>{faultcode}</faultcode><faultstring xml:lang=\"fr\">{}</faultstring><detail>",
+                    escape(fr)
+                );
+            }
+            SoapVersion::V12 => {
+                let value = match self.code.side() {
+                    Side::Sender => "soap:Sender",
+                    Side::Receiver => "soap:Receiver",
+                };
+                let _ = write!(
+                    x,
+                    "<soap:Code><soap:Value>{value}</soap:Value><soap:Subcode><soap:Value xmlns:rocgw=\"{FAULT_NS}\">rocgw:{code}</soap:Value></soap:Subcode></soap:Code>\
+                     <soap:Reason><soap:Text xml:lang=\"fr\">{}</soap:Text><soap:Text xml:lang=\"en\">{}</soap:Text></soap:Reason><soap:Detail>",
+                    escape(fr),
+                    escape(en)
+                );
+            }
+        }
+        let _ = write!(
+            x,
+            "<rocgw:error xmlns:rocgw=\"{FAULT_NS}\"><rocgw:code>{code}</rocgw:code>\
+             <rocgw:message xml:lang=\"fr\">{}</rocgw:message><rocgw:message xml:lang=\"en\">{}</rocgw:message>",
+            escape(fr),
+            escape(en)
+        );
+        if let Some(d) = &self.detail {
+            let _ = write!(x, "<rocgw:detail>{}</rocgw:detail>", escape(d));
+        }
+        x.push_str("</rocgw:error>");
+        x.push_str(match version {
+            SoapVersion::V11 => "</detail>",
+            SoapVersion::V12 => "</soap:Detail>",
+        });
+        x.push_str("</soap:Fault></soap:Body></soap:Envelope>");
+        x
+    }
+
+    /// The full HTTP response for this fault.
+    pub fn to_response(&self, version: SoapVersion, mode: StatusMode) -> Response<Full<Bytes>> {
+        let mut resp = Response::new(Full::new(Bytes::from(self.to_xml(version))));
+        *resp.status_mut() = self.code.status(version, mode);
+        let h = resp.headers_mut();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(version.fault_content_type()),
+        );
+        h.insert(ERROR_HEADER, HeaderValue::from_static(self.code.as_str()));
+        if let Some(secs) = self.retry_after {
+            h.insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+/// XML text and attribute escaping for the few strings rocgw writes itself.
+pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(['&', '<', '>', '"', '\'']) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_statuses_follow_bindings() {
+        let mut seen = std::collections::HashSet::new();
+        for c in FaultCode::ALL {
+            assert!(seen.insert(c.as_str()), "duplicate code {c}");
+            assert_eq!(c.binding_status(SoapVersion::V11), 500);
+            let v12 = c.binding_status(SoapVersion::V12);
+            match c.side() {
+                Side::Sender => assert_eq!(v12, 400, "{c}"),
+                Side::Receiver => assert_eq!(v12, 500, "{c}"),
+            }
+        }
+        assert_eq!(FaultCode::BodyTooLarge.precise_status(), 413);
+        assert_eq!(FaultCode::Unauthorized.precise_status(), 401);
+        assert_eq!(FaultCode::AmcTimeout.precise_status(), 504);
+    }
+
+    #[test]
+    fn fault_xml_is_well_formed_in_both_versions() {
+        for v in [SoapVersion::V11, SoapVersion::V12] {
+            let f = Fault::with_detail(FaultCode::UnknownAmc, "AMC <12345678> & co");
+            let xml = f.to_xml(v);
+            let mut r = quick_xml::Reader::from_str(&xml);
+            let mut depth = 0i32;
+            loop {
+                match r.read_event().expect("well-formed") {
+                    quick_xml::events::Event::Start(_) => depth += 1,
+                    quick_xml::events::Event::End(_) => depth -= 1,
+                    quick_xml::events::Event::Eof => break,
+                    _ => {}
+                }
+            }
+            assert_eq!(depth, 0);
+            assert!(xml.contains("&lt;12345678&gt; &amp; co"));
+            assert!(xml.contains(v.namespace()));
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! The hospital's identities: the ORG AUTH_CLI certificate (TLS client to the Annuaire AMC) and
+//! the ORG SIGN certificate (SAML signatures for the AMC web services), loaded from PKCS#12 (AES,
+//! legacy 3DES and RC2-40) or from PEM.
+//!
+//! Loading refuses, with one clear line, an identity whose file cannot be opened, whose key does
+//! not match its certificate, that is outside its validity dates, or whose key usage is wrong for
+//! its role. Private keys stay in zeroizing memory and never appear in `Debug` output.
+
+use std::fmt;
+use std::path::Path;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use x509_parser::prelude::*;
+use zeroize::Zeroizing;
+
+use crate::config::IdentitySource;
+
+/// Days before expiry from which rocgw warns (the procedure's one-month alert).
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// What an identity is used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// ORG AUTH_CLI: TLS client authentication (annuaire).
+    AuthCli,
+    /// ORG SIGN: signature of the SAML assertion (AMC web services).
+    Sign,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::AuthCli => "auth_cli",
+            Role::Sign => "sign",
+        }
+    }
+
+    /// The service name the procedure recommends as the certificate's CN.
+    pub fn recommended_cn(self) -> &'static str {
+        match self {
+            Role::AuthCli => "Client_ROC_Annuaire_AMC",
+            Role::Sign => "Client_ROC_WebServices_AMC",
+        }
+    }
+}
+
+/// Facts read off a certificate, safe to log and display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    pub subject: String,
+    pub issuer: String,
+    /// Upper-case hex, no separators.
+    pub serial: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    /// `1`+FINESS or `3`+SIRET, from the subject's OU.
+    pub structure_id: Option<String>,
+    pub common_name: Option<String>,
+    pub digital_signature: bool,
+    pub non_repudiation: bool,
+    pub key_usage_present: bool,
+    pub client_auth: bool,
+    pub eku_present: bool,
+    pub is_ca: bool,
+    /// RSAPublicKey DER (PKCS#1), for matching against the private key.
+    pub public_key: Vec<u8>,
+}
+
+impl CertInfo {
+    pub fn parse(der: &[u8]) -> Result<CertInfo, String> {
+        let (_, cert) = X509Certificate::from_der(der)
+            .map_err(|e| format!("not a valid X.509 certificate: {e}"))?;
+        let subject = cert.subject();
+        let ou: Vec<String> = subject
+            .iter_organizational_unit()
+            .filter_map(|a| a.as_str().ok().map(str::to_string))
+            .collect();
+        let structure_id = ou
+            .iter()
+            .find(|v| {
+                v.len() >= 2
+                    && (v.starts_with('1') || v.starts_with('3'))
+                    && v.bytes().all(|b| b.is_ascii_alphanumeric())
+            })
+            .cloned();
+        let common_name = subject
+            .iter_common_name()
+            .next()
+            .and_then(|a| a.as_str().ok())
+            .map(str::to_string);
+        let (ku_present, ds, nr) = match cert.key_usage() {
+            Ok(Some(ku)) => (true, ku.value.digital_signature(), ku.value.non_repudiation()),
+            _ => (false, false, false),
+        };
+        let (eku_present, client_auth) = match cert.extended_key_usage() {
+            Ok(Some(eku)) => (true, eku.value.client_auth || eku.value.any),
+            _ => (false, false),
+        };
+        let is_ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
+        Ok(CertInfo {
+            subject: subject.to_string(),
+            issuer: cert.issuer().to_string(),
+            serial: cert.raw_serial_as_string().replace(':', "").to_uppercase(),
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            structure_id,
+            common_name,
+            digital_signature: ds,
+            non_repudiation: nr,
+            key_usage_present: ku_present,
+            client_auth,
+            eku_present,
+            is_ca,
+            public_key: cert.public_key().subject_public_key.data.to_vec(),
+        })
+    }
+
+    /// Whole days until `not_after`, negative once expired.
+    pub fn days_left(&self, now: i64) -> i64 {
+        (self.not_after - now).div_euclid(86_400)
+    }
+
+    /// Why this certificate cannot serve `role`, if it cannot.
+    pub fn role_problem(&self, role: Role) -> Option<String> {
+        if self.is_ca {
+            return Some("this is a CA certificate, not an ORG end-entity certificate".into());
+        }
+        match role {
+            Role::AuthCli => {
+                if self.key_usage_present && !self.digital_signature {
+                    return Some(
+                        "keyUsage lacks digitalSignature: not an AUTH_CLI certificate".into(),
+                    );
+                }
+                if self.eku_present && !self.client_auth {
+                    return Some(
+                        "extendedKeyUsage lacks clientAuth: not an AUTH_CLI certificate".into(),
+                    );
+                }
+                None
+            }
+            Role::Sign => {
+                if self.key_usage_present && !(self.digital_signature || self.non_repudiation) {
+                    return Some(
+                        "keyUsage lacks digitalSignature/nonRepudiation: not a SIGN certificate"
+                            .into(),
+                    );
+                }
+                None
+            }
+        }
+    }
+}
+
+/// A loaded identity: private key, certificate chain (leaf first) and the leaf's facts.
+pub struct Identity {
+    pub role: Role,
+    /// The config field it came from (`identity.sign`).
+    pub field: String,
+    pub chain: Vec<CertificateDer<'static>>,
+    pub info: CertInfo,
+    key_pkcs8: Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("role", &self.role)
+            .field("subject", &self.info.subject)
+            .field("serial", &self.info.serial)
+            .field("chain_len", &self.chain.len())
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A refused identity: one line naming the config field and the problem. Never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityError(pub String);
+
+impl fmt::Display for IdentityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for IdentityError {}
+
+/// Key and certificates as read from a file, before any check.
+pub struct RawIdentity {
+    pub key_pkcs8: Option<Zeroizing<Vec<u8>>>,
+    pub chain: Vec<CertificateDer<'static>>,
+}
+
+/// Reads a PKCS#12 file. Errors never contain the password.
+pub fn read_p12(path: &Path, password: &str) -> Result<RawIdentity, String> {
+    let data = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let ks = p12_keystore::KeyStore::from_pkcs12(
+        &data,
+        password,
+        p12_keystore::Pkcs12ImportPolicy::Relaxed,
+    )
+    .map_err(|e| match e {
+        p12_keystore::error::Error::MacError(_) => format!(
+            "cannot open PKCS#12 {}: wrong password (MAC check failed)",
+            path.display()
+        ),
+        p12_keystore::error::Error::UnsupportedEncryptionScheme => format!(
+            "cannot open PKCS#12 {}: unsupported encryption scheme",
+            path.display()
+        ),
+        _ => format!(
+            "cannot open PKCS#12 {}: wrong password or not a PKCS#12 file",
+            path.display()
+        ),
+    })?;
+    let Some((_, chain)) = ks.private_key_chain() else {
+        return Err(format!("{}: no private key in this PKCS#12 file", path.display()));
+    };
+    let mut certs: Vec<CertificateDer<'static>> = chain
+        .certs()
+        .iter()
+        .map(|c| CertificateDer::from(c.as_der().to_vec()))
+        .collect();
+    // CA certificates stored as separate bags (how CAs deliver ACI and ACR) complete the chain.
+    for (_, entry) in ks.entries() {
+        if let p12_keystore::KeyStoreEntry::Certificate(c) = entry {
+            let der = CertificateDer::from(c.as_der().to_vec());
+            if !certs.contains(&der) {
+                certs.push(der);
+            }
+        }
+    }
+    Ok(RawIdentity {
+        key_pkcs8: Some(Zeroizing::new(chain.key().as_der().to_vec())),
+        chain: certs,
+    })
+}
+
+/// Reads a PEM certificate chain (leaf first) and a PEM private key (PKCS#8 or PKCS#1).
+pub fn read_pem(cert: &Path, key: &Path) -> Result<RawIdentity, String> {
+    let chain = read_pem_certs(cert)?;
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("cannot read a private key from {}: {e}", key.display()))?;
+    let pkcs8 = match key_der {
+        PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
+        PrivateKeyDer::Pkcs1(k) => {
+            let kp = aws_lc_rs::rsa::KeyPair::from_der(k.secret_pkcs1_der())
+                .map_err(|_| format!("{}: invalid RSA private key", key.display()))?;
+            use aws_lc_rs::encoding::AsDer;
+            kp.as_der()
+                .map_err(|_| format!("{}: invalid RSA private key", key.display()))?
+                .as_ref()
+                .to_vec()
+        }
+        _ => return Err(format!("{}: only RSA keys are supported", key.display())),
+    };
+    Ok(RawIdentity {
+        key_pkcs8: Some(Zeroizing::new(pkcs8)),
+        chain,
+    })
+}
+
+/// Reads every certificate of a PEM file, or the one certificate of a DER file.
+pub fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let data = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if data.first() == Some(&0x30) {
+        return Ok(vec![CertificateDer::from(data)]);
+    }
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&data).collect();
+    let certs = certs.map_err(|e| format!("{}: invalid PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate found", path.display()));
+    }
+    Ok(certs)
+}
+
+impl Identity {
+    /// Loads and checks the identity named by `source` for `role`, at time `now` (Unix seconds).
+    pub fn load(source: &IdentitySource, role: Role, now: i64) -> Result<Identity, IdentityError> {
+        let field = source.field().to_string();
+        let raw = match source {
+            IdentitySource::P12 { path, password, .. } => read_p12(path, password),
+            IdentitySource::Pem { cert, key, .. } => read_pem(cert, key),
+        }
+        .map_err(|m| IdentityError(format!("{field}: {m}")))?;
+        Identity::check(raw, role, field, now)
+    }
+
+    /// Applies the start-up checks to key and chain read from a file.
+    pub fn check(
+        raw: RawIdentity,
+        role: Role,
+        field: String,
+        now: i64,
+    ) -> Result<Identity, IdentityError> {
+        let fail = |m: String| IdentityError(format!("{field}: {m}"));
+        let key = raw
+            .key_pkcs8
+            .ok_or_else(|| fail("no private key".into()))?;
+        let leaf = raw
+            .chain
+            .first()
+            .ok_or_else(|| fail("no certificate".into()))?;
+        let info = CertInfo::parse(leaf).map_err(fail)?;
+        let kp = aws_lc_rs::rsa::KeyPair::from_pkcs8(&key).map_err(|_| {
+            fail("the private key is not an RSA key (IGC-Santé ORG certificates use RSA)".into())
+        })?;
+        use aws_lc_rs::signature::KeyPair as _;
+        if kp.public_key().as_ref() != info.public_key.as_slice() {
+            return Err(fail(format!(
+                "the private key does not match the certificate (subject {}, serial {})",
+                info.subject, info.serial
+            )));
+        }
+        if now >= info.not_after {
+            return Err(fail(format!(
+                "certificate expired on {} (subject {}, serial {})",
+                fmt_time(info.not_after),
+                info.subject,
+                info.serial
+            )));
+        }
+        if now < info.not_before {
+            return Err(fail(format!(
+                "certificate not valid before {} (subject {})",
+                fmt_time(info.not_before),
+                info.subject
+            )));
+        }
+        if let Some(p) = info.role_problem(role) {
+            return Err(fail(format!("{p} (subject {})", info.subject)));
+        }
+        Ok(Identity {
+            role,
+            field,
+            chain: raw.chain,
+            info,
+            key_pkcs8: key,
+        })
+    }
+
+    /// The private key, PKCS#8 DER. Only the TLS and signing layers call this.
+    pub fn key_pkcs8(&self) -> &[u8] {
+        &self.key_pkcs8
+    }
+
+    pub fn days_left(&self, now: i64) -> i64 {
+        self.info.days_left(now)
+    }
+}
+
+/// RFC 3339 UTC time for messages.
+pub fn fmt_time(unix: i64) -> String {
+    ::time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&::time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// Current Unix time in seconds.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

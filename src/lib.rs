@@ -1,0 +1,27 @@
+//! rocgw: a local gateway between a hospital's information system (SIH) and the ROC services
+//! of French complementary health insurers (AMC).
+//!
+//! A SIH sends plain SOAP to `http://127.0.0.1:<port>`; rocgw adds what the ROC security model
+//! demands (mutual TLS with the ORG AUTH_CLI certificate for the Annuaire AMC, a SAML assertion
+//! signed with the ORG SIGN certificate for the AMC web services, IGC OSI server checks) so that
+//! no SIH application touches a private key.
+//!
+//! Modules, in the order a request meets them: `listener` (HTTP accept loop), `access` (who may
+//! call), `proxy` (the gateway's routes), `soap` (envelope version and refusals), `fault` (SOAP
+//! faults). Start-up: `config`, `identity`, `trust`, `serve`, `sandbox`, `logging`. Tooling:
+//! `pki` (test PKI), `cli`.
+
+pub mod access;
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod fault;
+pub mod identity;
+pub mod listener;
+pub mod logging;
+pub mod pki;
+pub mod proxy;
+pub mod sandbox;
+pub mod serve;
+pub mod soap;
+pub mod trust;

@@ -1,0 +1,265 @@
+//! The gateway listener: what a SIH calls. Data flows one way: access control → body limits →
+//! SOAP envelope check → route → (stamp → upstream, in later layers) → response.
+//!
+//! Routes:
+//! - `POST /amc/{numero_amc}/{service}`: an AMC web-service call.
+//! - `POST /annuaire[/…]`: a pass-through to the Annuaire AMC.
+//!
+//! Every error is a SOAP fault (see `fault`). Bodies are never logged.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Uri};
+
+use crate::access::Access;
+use crate::config::Config;
+use crate::fault::{Fault, FaultCode, StatusMode};
+use crate::listener::{HttpResponse, SANDBOX_HEADER};
+use crate::soap::{self, SoapVersion};
+
+
+/// What the gateway listener needs, built once from the configuration.
+#[derive(Debug)]
+pub struct Gateway {
+    pub status_mode: StatusMode,
+    pub max_body_bytes: usize,
+    pub access: Access,
+    pub services: Vec<String>,
+    pub routes: BTreeMap<String, BTreeMap<String, Uri>>,
+    pub annuaire_url: Option<Uri>,
+    pub sandbox: bool,
+}
+
+/// What the SIH asked for, read off the path.
+#[derive(Debug, PartialEq, Eq)]
+enum Target<'a> {
+    Amc { amc: &'a str, service: &'a str },
+    Annuaire,
+}
+
+fn target(path: &str) -> Option<Target<'_>> {
+    if path == "/annuaire" || path.starts_with("/annuaire/") {
+        return Some(Target::Annuaire);
+    }
+    let rest = path.strip_prefix("/amc/")?;
+    let (amc, service) = rest.split_once('/')?;
+    let service = service.strip_suffix('/').unwrap_or(service);
+    if amc.is_empty() || service.is_empty() || service.contains('/') {
+        return None;
+    }
+    Some(Target::Amc { amc, service })
+}
+
+/// The SOAP version a fault is written in before the body has been read: the SOAP 1.1 binding
+/// sends `text/xml`, SOAP 1.2 `application/soap+xml`; anything else gets SOAP 1.2.
+fn version_from_content_type(req: &Request<Incoming>) -> SoapVersion {
+    let ct = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim_start()
+        .to_ascii_lowercase();
+    if ct.starts_with("text/xml") {
+        SoapVersion::V11
+    } else {
+        soap::DEFAULT_FAULT_VERSION
+    }
+}
+
+impl Gateway {
+    pub fn new(cfg: &Config, sandbox: bool) -> Gateway {
+        Gateway {
+            status_mode: cfg.server.http_status,
+            max_body_bytes: cfg.server.max_body_bytes,
+            access: Access::new(&cfg.access),
+            services: cfg.services.clone(),
+            routes: cfg.routes.clone(),
+            annuaire_url: cfg.annuaire_url.clone(),
+            sandbox,
+        }
+    }
+
+    /// Handles one request; never fails: errors become SOAP faults.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+        let started = Instant::now();
+        let path = req.uri().path().to_string();
+        let (route, result) = self.route(req, peer).await;
+        let mut resp = match result {
+            Ok(r) => r,
+            Err((fault, version)) => {
+                tracing::info!(
+                    peer = %peer.ip(),
+                    route = route,
+                    fault = fault.code.as_str(),
+                    detail = fault.detail.as_deref().unwrap_or(""),
+                    latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "request refused"
+                );
+                fault.to_response(version, self.status_mode)
+            }
+        };
+        if self.sandbox {
+            resp.headers_mut()
+                .insert(SANDBOX_HEADER, HeaderValue::from_static("1"));
+        }
+        tracing::debug!(path = %path, status = resp.status().as_u16(), "request done");
+        resp
+    }
+
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> (&'static str, Result<HttpResponse, (Fault, SoapVersion)>) {
+        let hint = version_from_content_type(&req);
+        if let Err(f) = self.access.check(peer.ip(), req.headers()) {
+            return ("-", Err((f, hint)));
+        }
+        let path = req.uri().path().to_string();
+        let Some(t) = target(&path) else {
+            return (
+                "-",
+                Err((
+                    Fault::with_detail(
+                        FaultCode::NotFound,
+                        "use POST /amc/{numero_amc}/{service} or POST /annuaire",
+                    ),
+                    hint,
+                )),
+            );
+        };
+        let route = match t {
+            Target::Amc { .. } => "amc",
+            Target::Annuaire => "annuaire",
+        };
+        if req.method() != Method::POST {
+            return (
+                route,
+                Err((
+                    Fault::with_detail(FaultCode::NotFound, "only POST is served here"),
+                    hint,
+                )),
+            );
+        }
+        let body = match self.read_body(req).await {
+            Ok(b) => b,
+            Err(f) => return (route, Err((f, hint))),
+        };
+        let version = match soap::sniff(&body) {
+            Ok(v) => v,
+            Err(r) => return (route, Err((r.fault, r.version))),
+        };
+        let r = match t {
+            Target::Amc { amc, service } => self.amc(amc, service),
+            Target::Annuaire => self.annuaire(),
+        };
+        (route, r.map_err(|f| (f, version)))
+    }
+
+    /// Reads the body under the size limit: a declared length over the limit is refused before
+    /// a byte is read, a chunked body as soon as it crosses it.
+    async fn read_body(&self, req: Request<Incoming>) -> Result<Bytes, Fault> {
+        let too_large = || {
+            Fault::with_detail(
+                FaultCode::BodyTooLarge,
+                format!("the limit is {} bytes", self.max_body_bytes),
+            )
+        };
+        if let Some(len) = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            if len > self.max_body_bytes as u64 {
+                return Err(too_large());
+            }
+        }
+        match Limited::new(req.into_body(), self.max_body_bytes).collect().await {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            Err(_) => Err(Fault::with_detail(
+                FaultCode::NotSoap,
+                "the request body could not be read completely",
+            )),
+        }
+    }
+
+    /// Resolves the endpoint of an AMC service.
+    fn amc(&self, amc: &str, service: &str) -> Result<HttpResponse, Fault> {
+        let service = service.to_ascii_lowercase();
+        if !self.services.contains(&service) {
+            return Err(Fault::with_detail(
+                FaultCode::UnknownService,
+                format!("known services: {}", self.services.join(", ")),
+            ));
+        }
+        let Some(services) = self.routes.get(amc) else {
+            return Err(Fault::with_detail(
+                FaultCode::UnknownAmc,
+                "no route for this AMC number",
+            ));
+        };
+        let Some(endpoint) = services.get(&service) else {
+            return Err(Fault::with_detail(
+                FaultCode::UnknownService,
+                format!("this AMC has no {service} endpoint"),
+            ));
+        };
+        tracing::debug!(amc, service, host = endpoint.host().unwrap_or(""), "route resolved");
+        Err(Fault::with_detail(
+            FaultCode::AmcUnavailable,
+            "this build resolves AMC routes but does not forward yet (upstream TLS client pending)",
+        ))
+    }
+
+    fn annuaire(&self) -> Result<HttpResponse, Fault> {
+        match &self.annuaire_url {
+            None => Err(Fault::with_detail(
+                FaultCode::AnnuaireUnavailable,
+                "no annuaire.url configured",
+            )),
+            Some(_) => Err(Fault::with_detail(
+                FaultCode::AnnuaireUnavailable,
+                "this build does not forward to the annuaire yet (upstream TLS client pending)",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_to_targets() {
+        assert_eq!(
+            target("/amc/12345678/idb"),
+            Some(Target::Amc {
+                amc: "12345678",
+                service: "idb"
+            })
+        );
+        assert_eq!(
+            target("/amc/12345678/CLC/"),
+            Some(Target::Amc {
+                amc: "12345678",
+                service: "CLC"
+            })
+        );
+        assert_eq!(target("/annuaire"), Some(Target::Annuaire));
+        assert_eq!(target("/annuaire/search"), Some(Target::Annuaire));
+        assert_eq!(target("/annuairex"), None);
+        assert_eq!(target("/amc/12345678"), None);
+        assert_eq!(target("/amc//idb"), None);
+        assert_eq!(target("/amc/1/idb/x"), None);
+    }
+}

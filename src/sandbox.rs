@@ -1,0 +1,173 @@
+//! The zero-setup sandbox: what `rocgw serve` runs when no configuration file exists anywhere.
+//!
+//! Safe by construction: it only runs when no config is found, it uses the test PKI (every name
+//! says TEST), it listens on loopback only, it says SANDBOX loudly at start-up, and every
+//! response carries `X-Rocgw-Sandbox: 1`.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, IdentitySource, Overrides};
+use crate::identity::{now_unix, EXPIRY_WARNING_DAYS};
+use crate::pki::{self, Manifest};
+
+/// The sandbox's test AMCs: (number, label, services).
+pub const AMCS: [(&str, &str, &[&str]); 2] = [
+    ("99999991", "AMC TEST A", &["idb", "simulation", "clc", "annulation"]),
+    ("99999992", "AMC TEST B", &["idb", "clc"]),
+];
+
+/// Where the sandbox keeps its test PKI: `--data-dir`, else `$ROCGW_DATA_DIR`, else
+/// `$XDG_DATA_HOME/rocgw/sandbox`, else `~/.local/share/rocgw/sandbox`, else `./rocgw-sandbox`.
+pub fn data_dir(explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    if let Some(p) = std::env::var_os("ROCGW_DATA_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(p).join("rocgw").join("sandbox");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".local/share/rocgw/sandbox");
+    }
+    PathBuf::from("rocgw-sandbox")
+}
+
+/// What the sandbox prepared.
+pub struct Prepared {
+    pub config: Config,
+    pub manifest: Manifest,
+    pub sample_request: PathBuf,
+    pub regenerated: bool,
+}
+
+/// Makes sure a usable test PKI exists under `dir` (reusing one that is still valid for more
+/// than a month), writes the sandbox's config and a sample IDB request, and loads the config.
+pub fn prepare(dir: &Path, overrides: &Overrides) -> Result<Prepared, String> {
+    for (field, addr) in [("--listen", overrides.listen), ("--admin-listen", overrides.admin_listen)] {
+        if let Some(a) = addr {
+            if !a.ip().is_loopback() {
+                return Err(format!(
+                    "{field}: the sandbox listens on loopback only (got {a}); write a \
+                     configuration file to serve other addresses"
+                ));
+            }
+        }
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create the sandbox folder {}: {e}", dir.display()))?;
+    let pki_dir = dir.join("pki");
+    let (manifest, regenerated) = match reusable(&pki_dir) {
+        Some(m) => (m, false),
+        None => {
+            let m = pki::init(&pki_dir, true).map_err(|e| format!("sandbox test PKI: {e}"))?;
+            (m, true)
+        }
+    };
+    let config_path = dir.join("rocgw-sandbox.toml");
+    write(&config_path, &config_text())?;
+    let sample_request = dir.join("idb-request.xml");
+    write(&sample_request, SAMPLE_IDB_REQUEST)?;
+    let config = Config::load(&config_path, overrides).map_err(|e| e.to_string())?;
+    Ok(Prepared {
+        config,
+        manifest,
+        sample_request,
+        regenerated,
+    })
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// An existing sandbox PKI is reused while its ORG certificates have more than a month left.
+fn reusable(pki_dir: &Path) -> Option<Manifest> {
+    let m = Manifest::load(pki_dir).ok()?;
+    let password = std::fs::read_to_string(pki_dir.join(&m.password_file)).ok()?;
+    for (role, r) in [
+        ("org-auth-cli", crate::identity::Role::AuthCli),
+        ("org-sign", crate::identity::Role::Sign),
+    ] {
+        let e = m.files.iter().find(|e| e.role == role && e.kind == "p12" && e.encryption.as_deref() == Some("aes"))?;
+        let src = IdentitySource::P12 {
+            field: format!("sandbox {role}"),
+            path: pki_dir.join(&e.path),
+            password: zeroize::Zeroizing::new(password.trim_end().to_string()),
+        };
+        let id = crate::identity::Identity::load(&src, r, now_unix()).ok()?;
+        if id.days_left(now_unix()) <= EXPIRY_WARNING_DAYS {
+            return None;
+        }
+    }
+    Some(m)
+}
+
+/// The sandbox's configuration, written next to its PKI so it can serve as a starting point.
+fn config_text() -> String {
+    let mut t = String::from(
+        "# rocgw SANDBOX configuration, written by `rocgw serve` when no configuration exists.\n\
+         # TEST CERTIFICATES, NOT FOR PATIENTS. See config/rocgw.example.toml for production.\n\n\
+         [server]\nlisten = \"127.0.0.1:8580\"\nadmin_listen = \"127.0.0.1:9580\"\n\n\
+         [identity.auth_cli]\np12 = \"pki/org/auth_cli.p12\"\npassword_file = \"pki/secrets/p12-password\"\n\n\
+         [identity.sign]\np12 = \"pki/org/sign.p12\"\npassword_file = \"pki/secrets/p12-password\"\n\n\
+         [trust]\namc_anchors = [\"pki/osi/anchors.pem\"]\n\n",
+    );
+    for (amc, label, services) in AMCS {
+        t.push_str(&format!("# {label}\n[routes.\"{amc}\"]\n"));
+        for s in services {
+            t.push_str(&format!("{s} = \"https://localhost:8581/amc/{amc}/{s}\"\n"));
+        }
+        t.push('\n');
+    }
+    t
+}
+
+/// The start-up banner.
+pub fn banner(dir: &Path) -> String {
+    format!(
+        "\n\
+         ************************************************************************\n\
+         *  rocgw SANDBOX — TEST CERTIFICATES, NOT FOR PATIENTS                 *\n\
+         *  No configuration file was found, so rocgw runs its sandbox:         *\n\
+         *  a generated TEST PKI and test AMC routes, on 127.0.0.1 only.        *\n\
+         *  For production, write /etc/rocgw/rocgw.toml or pass --config.       *\n\
+         ************************************************************************\n\
+         sandbox data: {}\n",
+        dir.display()
+    )
+}
+
+/// A ready-to-paste command that sends the sample IDB request through the gateway.
+pub fn curl_example(gateway: std::net::SocketAddr, sample: &Path) -> String {
+    format!(
+        "curl -sS -i -H 'Content-Type: application/soap+xml; charset=utf-8' --data-binary @{} http://{}/amc/{}/idb",
+        sample.display(),
+        gateway,
+        AMCS[0].0
+    )
+}
+
+/// A sample IDB request: SOAP 1.2 with WS-Addressing, body in a placeholder namespace (the ROC
+/// WSDLs are not public). The beneficiary is fictitious.
+pub const SAMPLE_IDB_REQUEST: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope" xmlns:wsa="http://www.w3.org/2005/08/addressing">
+  <soap:Header>
+    <wsa:Action>urn:rocgw:sandbox:idb</wsa:Action>
+    <wsa:MessageID>urn:uuid:00000000-0000-4000-8000-000000000001</wsa:MessageID>
+  </soap:Header>
+  <soap:Body>
+    <idb:identificationDroits xmlns:idb="urn:rocgw:sandbox:idb">
+      <idb:numeroAmc>99999991</idb:numeroAmc>
+      <idb:beneficiaire>
+        <idb:nir>2990199999999</idb:nir>
+        <idb:nom>PATIENT-TEST</idb:nom>
+        <idb:prenom>Fictif</idb:prenom>
+        <idb:dateNaissance>1999-01-01</idb:dateNaissance>
+      </idb:beneficiaire>
+      <idb:dateSoins>2026-11-28</idb:dateSoins>
+    </idb:identificationDroits>
+  </soap:Body>
+</soap:Envelope>
+"#;

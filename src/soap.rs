@@ -1,0 +1,156 @@
+//! SOAP envelope facts: which SOAP version a request speaks, and the refusal of what must never
+//! be parsed (DTDs). rocgw is message-agnostic: it reads only the envelope's outer shape.
+
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+use quick_xml::NsReader;
+
+use crate::fault::{Fault, FaultCode};
+
+pub const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+pub const SOAP12_NS: &str = "http://www.w3.org/2003/05/soap-envelope";
+
+/// The SOAP version of an envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoapVersion {
+    V11,
+    V12,
+}
+
+impl SoapVersion {
+    pub fn namespace(self) -> &'static str {
+        match self {
+            SoapVersion::V11 => SOAP11_NS,
+            SoapVersion::V12 => SOAP12_NS,
+        }
+    }
+
+    /// Content type of the faults rocgw writes in this version.
+    pub fn fault_content_type(self) -> &'static str {
+        match self {
+            SoapVersion::V11 => "text/xml; charset=utf-8",
+            SoapVersion::V12 => "application/soap+xml; charset=utf-8",
+        }
+    }
+
+    pub fn from_namespace(ns: &[u8]) -> Option<Self> {
+        if ns == SOAP11_NS.as_bytes() {
+            Some(SoapVersion::V11)
+        } else if ns == SOAP12_NS.as_bytes() {
+            Some(SoapVersion::V12)
+        } else {
+            None
+        }
+    }
+}
+
+/// Faults for a request that is not SOAP at all are written in SOAP 1.2.
+pub const DEFAULT_FAULT_VERSION: SoapVersion = SoapVersion::V12;
+
+/// A request body refused before it reached the gateway's logic, with the version its fault
+/// must be written in.
+#[derive(Debug)]
+pub struct Refusal {
+    pub fault: Fault,
+    pub version: SoapVersion,
+}
+
+/// Reads the prolog and the root element of `body`: returns the SOAP version, or the refusal.
+///
+/// A DOCTYPE is refused (no DTD, no entity expansion, no XXE) but the root element after it is
+/// still looked at, so that the fault speaks the envelope's own SOAP version.
+pub fn sniff(body: &[u8]) -> Result<SoapVersion, Refusal> {
+    let mut reader = NsReader::from_reader(body);
+    let mut buf = Vec::new();
+    let mut saw_doctype = false;
+    loop {
+        let ev = reader.read_resolved_event_into(&mut buf);
+        match ev {
+            Ok((_, Event::Decl(_) | Event::Comment(_) | Event::PI(_))) => {}
+            Ok((_, Event::Text(t))) if t.iter().all(u8::is_ascii_whitespace) => {}
+            Ok((_, Event::DocType(_))) => saw_doctype = true,
+            Ok((ns, Event::Start(e) | Event::Empty(e))) => {
+                let version = match ns {
+                    ResolveResult::Bound(ns) if e.local_name().as_ref() == b"Envelope" => {
+                        SoapVersion::from_namespace(ns.as_ref())
+                    }
+                    _ => None,
+                };
+                return match (version, saw_doctype) {
+                    (Some(v), false) => Ok(v),
+                    (Some(v), true) => Err(dtd(v)),
+                    (None, true) => Err(dtd(DEFAULT_FAULT_VERSION)),
+                    (None, false) => Err(not_soap("the root element is not a SOAP Envelope")),
+                };
+            }
+            Ok((_, Event::Eof)) if saw_doctype => return Err(dtd(DEFAULT_FAULT_VERSION)),
+            Ok((_, Event::Eof)) => return Err(not_soap("empty or truncated document")),
+            Ok(_) => return Err(not_soap("unexpected content before the root element")),
+            Err(_) if saw_doctype => return Err(dtd(DEFAULT_FAULT_VERSION)),
+            Err(e) => return Err(not_soap(&format!("not well-formed XML: {}", short(&e)))),
+        }
+        buf.clear();
+    }
+}
+
+fn dtd(version: SoapVersion) -> Refusal {
+    Refusal {
+        fault: Fault::with_detail(FaultCode::DtdForbidden, "the request contains a DOCTYPE"),
+        version,
+    }
+}
+
+fn not_soap(why: &str) -> Refusal {
+    Refusal {
+        fault: Fault::with_detail(FaultCode::NotSoap, why),
+        version: DEFAULT_FAULT_VERSION,
+    }
+}
+
+/// Parser errors can quote input; keep only the kind so no patient data reaches a fault or log.
+fn short(e: &quick_xml::Error) -> &'static str {
+    match e {
+        quick_xml::Error::Syntax(_) => "syntax error",
+        quick_xml::Error::IllFormed(_) => "ill-formed markup",
+        quick_xml::Error::Encoding(_) => "invalid text encoding",
+        quick_xml::Error::Escape(_) => "invalid character reference",
+        quick_xml::Error::Namespace(_) => "undeclared namespace prefix",
+        _ => "parse error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(body: &str) -> (FaultCode, SoapVersion) {
+        let r = sniff(body.as_bytes()).unwrap_err();
+        (r.fault.code, r.version)
+    }
+
+    #[test]
+    fn versions_are_read_from_the_namespace_not_the_prefix() {
+        let v11 = r#"<?xml version="1.0"?><!-- c --><S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body/></S:Envelope>"#;
+        let v12 = r#"<Envelope xmlns="http://www.w3.org/2003/05/soap-envelope"><Body/></Envelope>"#;
+        assert_eq!(sniff(v11.as_bytes()).unwrap(), SoapVersion::V11);
+        assert_eq!(sniff(v12.as_bytes()).unwrap(), SoapVersion::V12);
+    }
+
+    #[test]
+    fn refusals_carry_the_right_code_and_version() {
+        assert_eq!(code("hello"), (FaultCode::NotSoap, SoapVersion::V12));
+        assert_eq!(code(""), (FaultCode::NotSoap, SoapVersion::V12));
+        assert_eq!(
+            code(r#"<Envelope xmlns="urn:other"/>"#),
+            (FaultCode::NotSoap, SoapVersion::V12)
+        );
+        assert_eq!(
+            code(r#"<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"/>"#),
+            (FaultCode::DtdForbidden, SoapVersion::V11)
+        );
+        assert_eq!(
+            code(r#"<!DOCTYPE x><x/>"#),
+            (FaultCode::DtdForbidden, SoapVersion::V12)
+        );
+    }
+}
