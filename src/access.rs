@@ -84,8 +84,11 @@ impl Access {
                     "missing bearer token (Authorization: Bearer …)",
                 ));
             };
-            if constant_time::verify_slices_are_equal(&sha256(presented.trim().as_bytes()), expected)
-                .is_err()
+            if constant_time::verify_slices_are_equal(
+                &sha256(presented.trim().as_bytes()),
+                expected,
+            )
+            .is_err()
             {
                 return Err(Fault::with_detail(
                     FaultCode::Unauthorized,
@@ -131,7 +134,9 @@ mod tests {
         assert!(a.check(inside, &good).is_ok());
         assert!(a.check(outside, &good).is_err());
         assert!(a.check(inside, &headers(None)).is_err());
-        assert!(a.check(inside, &headers(Some("Bearer 0123456789abcdef-toke"))).is_err());
+        assert!(a
+            .check(inside, &headers(Some("Bearer 0123456789abcdef-toke")))
+            .is_err());
         let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
         assert!(a.check(mapped, &good).is_ok());
     }

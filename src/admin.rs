@@ -31,7 +31,11 @@ impl Admin {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, _peer: SocketAddr) -> HttpResponse {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        _peer: SocketAddr,
+    ) -> HttpResponse {
         let mut resp = match (req.method(), req.uri().path()) {
             (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
             (&Method::GET | &Method::HEAD, "/readyz") => {
@@ -44,7 +48,10 @@ impl Admin {
                     )
                 }
             }
-            _ => text(StatusCode::NOT_FOUND, "not found: try /healthz or /readyz\n"),
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found: try /healthz or /readyz\n",
+            ),
         };
         if self.sandbox {
             resp.headers_mut()

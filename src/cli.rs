@@ -11,7 +11,11 @@ use crate::config::{LogFormat, Overrides};
 use crate::serve::{self, ServeOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "rocgw", version, about = "ROC gateway: SIH ⇄ Annuaire AMC and AMC web services")]
+#[command(
+    name = "rocgw",
+    version,
+    about = "ROC gateway: SIH ⇄ Annuaire AMC and AMC web services"
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum)]
@@ -78,22 +82,23 @@ pub fn main() -> ExitCode {
     match cli.command {
         None => run_serve(ServeArgs::default_from_env(), cli.log_format, cli.log_level),
         Some(Command::Serve(a)) => run_serve(a, cli.log_format, cli.log_level),
-        Some(Command::Pki(PkiCommand::Init { dir, force })) => match crate::pki::init(&dir, force)
-        {
-            Ok(m) => {
-                println!(
+        Some(Command::Pki(PkiCommand::Init { dir, force })) => {
+            match crate::pki::init(&dir, force) {
+                Ok(m) => {
+                    println!(
                     "test PKI written to {} ({} files, see {}); TEST CERTIFICATES, NOT FOR PATIENTS",
                     dir.display(),
                     m.files.len(),
                     dir.join(crate::pki::MANIFEST).display()
                 );
-                ExitCode::SUCCESS
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("rocgw: pki init: {e}");
+                    ExitCode::from(2)
+                }
             }
-            Err(e) => {
-                eprintln!("rocgw: pki init: {e}");
-                ExitCode::from(2)
-            }
-        },
+        }
         Some(Command::Sim) => not_yet("sim"),
         Some(Command::Cert) => not_yet("cert"),
         Some(Command::Load) => not_yet("load"),
@@ -123,7 +128,10 @@ fn run_serve(a: ServeArgs, log_format: Option<LogFormat>, log_level: Option<Stri
         log_format,
         log_level,
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("rocgw: cannot start the async runtime: {e}");

@@ -38,7 +38,13 @@ impl fmt::Display for ConfigError {
         if self.field.is_empty() {
             write!(f, "{}: {}", self.file.display(), self.message)
         } else {
-            write!(f, "{}: {}: {}", self.file.display(), self.field, self.message)
+            write!(
+                f,
+                "{}: {}: {}",
+                self.file.display(),
+                self.field,
+                self.message
+            )
         }
     }
 }
@@ -284,7 +290,10 @@ fn io_problem(what: &str, path: &Path, e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => format!("{what} not found: {}", path.display()),
         std::io::ErrorKind::PermissionDenied => {
-            format!("{what} not readable (permission denied): {}", path.display())
+            format!(
+                "{what} not readable (permission denied): {}",
+                path.display()
+            )
         }
         _ => format!("{what} unreadable: {}: {e}", path.display()),
     }
@@ -335,7 +344,7 @@ fn find_inline_secret(table: &toml::Table, prefix: &str) -> Option<String> {
 fn toml_error(path: &Path, field: &str, e: &toml::de::Error, text: &str) -> ConfigError {
     let line = e
         .span()
-        .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
     let msg = e.message().trim().replace('\n', " ");
     let message = match line {
         Some(l) => format!("{msg} (line {l})"),
@@ -494,7 +503,11 @@ impl Validator<'_> {
     fn validate(&self, raw: RawConfig, ov: &Overrides) -> Result<Config, ConfigError> {
         let listen = match ov.listen {
             Some(a) => a,
-            None => self.addr("server.listen", raw.server.listen.as_deref(), DEFAULT_LISTEN)?,
+            None => self.addr(
+                "server.listen",
+                raw.server.listen.as_deref(),
+                DEFAULT_LISTEN,
+            )?,
         };
         let admin_listen = match ov.admin_listen {
             Some(a) => a,
@@ -541,7 +554,10 @@ impl Validator<'_> {
             allow_cidrs.push(net);
         }
         let access = AccessConfig { token, allow_cidrs };
-        for (field, addr) in [("server.listen", listen), ("server.admin_listen", admin_listen)] {
+        for (field, addr) in [
+            ("server.listen", listen),
+            ("server.admin_listen", admin_listen),
+        ] {
             crate::access::check_bind(addr, &access).map_err(|m| self.err(field, m))?;
         }
 
@@ -626,13 +642,17 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse(text, Path::new("/etc/rocgw/rocgw.toml"), &Overrides::default())
+        Config::parse(
+            text,
+            Path::new("/etc/rocgw/rocgw.toml"),
+            &Overrides::default(),
+        )
     }
 
     #[test]
     fn unknown_keys_name_the_field() {
         let e = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
-        assert_eq!(e.field, "server");
+        assert_eq!(e.field, "server.lisen");
         assert!(e.message.contains("lisen"), "{e}");
         assert!(e.to_string().starts_with("/etc/rocgw/rocgw.toml: "), "{e}");
     }

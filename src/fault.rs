@@ -180,10 +180,7 @@ impl FaultCode {
                 "La requête contient déjà un en-tête wsse:Security.",
                 "The request already carries a wsse:Security header.",
             ),
-            FaultCode::UnknownAmc => (
-                "AMC inconnue.",
-                "Unknown AMC.",
-            ),
+            FaultCode::UnknownAmc => ("AMC inconnue.", "Unknown AMC."),
             FaultCode::UnknownService => (
                 "Service non proposé par cette AMC.",
                 "Service not offered by this AMC.",
@@ -216,10 +213,7 @@ impl FaultCode {
                 "Le certificat du serveur distant n'est pas émis par une autorité de confiance.",
                 "The remote server's certificate is not issued by a trusted authority.",
             ),
-            FaultCode::Unauthorized => (
-                "Appelant non autorisé.",
-                "Caller not authorised.",
-            ),
+            FaultCode::Unauthorized => ("Appelant non autorisé.", "Caller not authorised."),
             FaultCode::Overloaded => (
                 "Passerelle surchargée, réessayez plus tard.",
                 "Gateway overloaded, retry later.",

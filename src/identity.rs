@@ -90,11 +90,15 @@ impl CertInfo {
             .and_then(|a| a.as_str().ok())
             .map(str::to_string);
         let (ku_present, ds, nr) = match cert.key_usage() {
-            Ok(Some(ku)) => (true, ku.value.digital_signature(), ku.value.non_repudiation()),
+            Ok(Some(ku)) => (
+                true,
+                ku.value.digital_signature(),
+                ku.value.non_repudiation(),
+            ),
             _ => (false, false, false),
         };
         let (eku_present, client_auth) = match cert.extended_key_usage() {
-            Ok(Some(eku)) => (true, eku.value.client_auth || eku.value.any),
+            Ok(Some(eku)) => (true, eku.value.client_auth),
             _ => (false, false),
         };
         let is_ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
@@ -133,7 +137,7 @@ impl CertInfo {
                         "keyUsage lacks digitalSignature: not an AUTH_CLI certificate".into(),
                     );
                 }
-                if self.eku_present && !self.client_auth {
+                if !(self.eku_present && self.client_auth) {
                     return Some(
                         "extendedKeyUsage lacks clientAuth: not an AUTH_CLI certificate".into(),
                     );
@@ -141,6 +145,13 @@ impl CertInfo {
                 None
             }
             Role::Sign => {
+                if self.eku_present && self.client_auth {
+                    return Some(
+                        "extendedKeyUsage is clientAuth: this is an AUTH_CLI certificate, not a \
+                         SIGN certificate"
+                            .into(),
+                    );
+                }
                 if self.key_usage_present && !(self.digital_signature || self.non_repudiation) {
                     return Some(
                         "keyUsage lacks digitalSignature/nonRepudiation: not a SIGN certificate"
@@ -216,7 +227,10 @@ pub fn read_p12(path: &Path, password: &str) -> Result<RawIdentity, String> {
         ),
     })?;
     let Some((_, chain)) = ks.private_key_chain() else {
-        return Err(format!("{}: no private key in this PKCS#12 file", path.display()));
+        return Err(format!(
+            "{}: no private key in this PKCS#12 file",
+            path.display()
+        ));
     };
     let mut certs: Vec<CertificateDer<'static>> = chain
         .certs()
@@ -296,9 +310,7 @@ impl Identity {
         now: i64,
     ) -> Result<Identity, IdentityError> {
         let fail = |m: String| IdentityError(format!("{field}: {m}"));
-        let key = raw
-            .key_pkcs8
-            .ok_or_else(|| fail("no private key".into()))?;
+        let key = raw.key_pkcs8.ok_or_else(|| fail("no private key".into()))?;
         let leaf = raw
             .chain
             .first()

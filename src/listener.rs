@@ -75,4 +75,3 @@ pub fn text(status: hyper::StatusCode, body: &'static str) -> HttpResponse {
     );
     r
 }
-

@@ -10,8 +10,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use p12_keystore::{
-    Certificate as P12Cert, EncryptionAlgorithm, KeyStore, KeyStoreEntry, MacAlgorithm,
-    PrivateKey, PrivateKeyChain,
+    Certificate as P12Cert, EncryptionAlgorithm, KeyStore, KeyStoreEntry, MacAlgorithm, PrivateKey,
+    PrivateKeyChain,
 };
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer,
@@ -304,10 +304,11 @@ fn new_leaf(
         }
     }
     for s in sans {
-        p.subject_alt_names.push(match s.parse::<std::net::IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName((*s).try_into()?),
-        });
+        p.subject_alt_names
+            .push(match s.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName((*s).try_into()?),
+            });
     }
     let serial = random_serial();
     p.serial_number = Some(SerialNumber::from(serial.clone()));
@@ -410,7 +411,8 @@ impl Writer {
             full.push_str(&ca.pem());
         }
         self.write(&format!("{base}.chain.pem"), full.as_bytes(), false)?;
-        self.entry(&format!("{base}.chain.pem"), role, "chain").defect = defect.map(str::to_string);
+        self.entry(&format!("{base}.chain.pem"), role, "chain")
+            .defect = defect.map(str::to_string);
         self.write(
             &format!("{base}.key"),
             leaf.key.serialize_pem().as_bytes(),
@@ -436,7 +438,8 @@ impl Writer {
         for ca in chain {
             certs.push(P12Cert::from_der(ca.der())?);
         }
-        let key_id = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, leaf_der);
+        let key_id =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, leaf_der);
         let mut ks = KeyStore::new();
         ks.add_entry(
             role,
@@ -519,11 +522,11 @@ pub fn init(dir: &Path, force: bool) -> Result<Manifest, PkiError> {
     let igc_chain = [&aci, &acr];
 
     let org = |w: &mut Writer,
-                   folder: &str,
-                   name: &str,
-                   sid: &str,
-                   profile: Profile,
-                   encs: &[&str]|
+               folder: &str,
+               name: &str,
+               sid: &str,
+               profile: Profile,
+               encs: &[&str]|
      -> Result<Leaf, PkiError> {
         let (base, role) = match profile {
             Profile::AuthCli => ("auth_cli", "org-auth-cli"),
@@ -584,12 +587,12 @@ pub fn init(dir: &Path, force: bool) -> Result<Manifest, PkiError> {
     )?;
     w.ca("negative/foreign-ca.pem", "foreign-ca", &foreign)?;
     let neg_org = |w: &mut Writer,
-                       base: &str,
-                       profile: Profile,
-                       issuer: &Ca,
-                       chain: &[&Ca],
-                       window: Window,
-                       defect: &str|
+                   base: &str,
+                   profile: Profile,
+                   issuer: &Ca,
+                   chain: &[&Ca],
+                   window: Window,
+                   defect: &str|
      -> Result<Leaf, PkiError> {
         let role = match profile {
             Profile::AuthCli => "org-auth-cli",
@@ -604,7 +607,13 @@ pub fn init(dir: &Path, force: bool) -> Result<Manifest, PkiError> {
             now,
             None,
         )?;
-        w.leaf(&format!("negative/{base}"), role, &leaf, chain, Some(defect))?;
+        w.leaf(
+            &format!("negative/{base}"),
+            role,
+            &leaf,
+            chain,
+            Some(defect),
+        )?;
         w.p12(
             &format!("negative/{base}.p12"),
             role,
@@ -616,11 +625,51 @@ pub fn init(dir: &Path, force: bool) -> Result<Manifest, PkiError> {
         )?;
         Ok(leaf)
     };
-    neg_org(&mut w, "auth_cli-foreign", Profile::AuthCli, &foreign, &[&foreign], org_window, "unknown-ca")?;
-    neg_org(&mut w, "sign-foreign", Profile::Sign, &foreign, &[&foreign], org_window, "unknown-ca")?;
-    neg_org(&mut w, "sign-expired", Profile::Sign, &aci, &igc_chain, Window(-3 * 365, -1), "expired")?;
-    let sign_revoked = neg_org(&mut w, "sign-revoked", Profile::Sign, &aci, &igc_chain, org_window, "revoked")?;
-    neg_org(&mut w, "auth_cli-expiring", Profile::AuthCli, &aci, &igc_chain, Window(-3 * 365 + 10, 10), "expiring")?;
+    neg_org(
+        &mut w,
+        "auth_cli-foreign",
+        Profile::AuthCli,
+        &foreign,
+        &[&foreign],
+        org_window,
+        "unknown-ca",
+    )?;
+    neg_org(
+        &mut w,
+        "sign-foreign",
+        Profile::Sign,
+        &foreign,
+        &[&foreign],
+        org_window,
+        "unknown-ca",
+    )?;
+    neg_org(
+        &mut w,
+        "sign-expired",
+        Profile::Sign,
+        &aci,
+        &igc_chain,
+        Window(-3 * 365, -1),
+        "expired",
+    )?;
+    let sign_revoked = neg_org(
+        &mut w,
+        "sign-revoked",
+        Profile::Sign,
+        &aci,
+        &igc_chain,
+        org_window,
+        "revoked",
+    )?;
+    neg_org(
+        &mut w,
+        "auth_cli-expiring",
+        Profile::AuthCli,
+        &aci,
+        &igc_chain,
+        Window(-3 * 365 + 10, 10),
+        "expiring",
+    )?;
     // A P12 without the ACI, as when a CSR-made certificate is bundled without ACI-EL-ORG.
     w.p12(
         "negative/auth_cli-no-aci.p12",
@@ -642,14 +691,20 @@ pub fn init(dir: &Path, force: bool) -> Result<Manifest, PkiError> {
         now,
         None,
     )?;
-    w.write("negative/sign-key-mismatch.pem", mismatch.pem.as_bytes(), false)?;
-    w.entry("negative/sign-key-mismatch.pem", "org-sign", "cert").defect = Some("key-mismatch".into());
+    w.write(
+        "negative/sign-key-mismatch.pem",
+        mismatch.pem.as_bytes(),
+        false,
+    )?;
+    w.entry("negative/sign-key-mismatch.pem", "org-sign", "cert")
+        .defect = Some("key-mismatch".into());
     w.write(
         "negative/sign-key-mismatch.key",
         other_key.serialize_pem().as_bytes(),
         true,
     )?;
-    w.entry("negative/sign-key-mismatch.key", "org-sign", "key").defect = Some("key-mismatch".into());
+    w.entry("negative/sign-key-mismatch.key", "org-sign", "key")
+        .defect = Some("key-mismatch".into());
     w.p12(
         "negative/sign-key-mismatch.p12",
         "org-sign",
@@ -663,7 +718,11 @@ pub fn init(dir: &Path, force: bool) -> Result<Manifest, PkiError> {
     let acr_crl = crl(&acr, &[], now)?;
     let aci_crl = crl(&aci, &[&sign_revoked], now)?;
     w.crl("igc-sante/acr.crl.pem", "igc-sante-root", &acr_crl)?;
-    w.crl("igc-sante/aci-el-org.crl.pem", "igc-sante-aci-el-org", &aci_crl)?;
+    w.crl(
+        "igc-sante/aci-el-org.crl.pem",
+        "igc-sante-aci-el-org",
+        &aci_crl,
+    )?;
 
     // --- IGC OSI TEST: root → AC-SERVEUR, AC-SERVICES-APPLICATIFS -------------------------
     let osi_root = new_ca(
@@ -692,7 +751,11 @@ pub fn init(dir: &Path, force: bool) -> Result<Manifest, PkiError> {
     )?;
     w.ca("osi/root.pem", "osi-root", &osi_root)?;
     w.ca("osi/ac-serveur.pem", "osi-ac-serveur", &ac_serveur)?;
-    w.ca("osi/ac-services-applicatifs.pem", "osi-ac-services-applicatifs", &ac_sa)?;
+    w.ca(
+        "osi/ac-services-applicatifs.pem",
+        "osi-ac-services-applicatifs",
+        &ac_sa,
+    )?;
     let anchors = format!("{}{}{}", osi_root.pem(), ac_serveur.pem(), ac_sa.pem());
     w.write("osi/anchors.pem", anchors.as_bytes(), false)?;
     w.entry("osi/anchors.pem", "osi-anchors", "chain");
@@ -700,21 +763,48 @@ pub fn init(dir: &Path, force: bool) -> Result<Manifest, PkiError> {
     let hosts = ["localhost", "127.0.0.1"];
     let server_window = Window::days(2 * 365);
     let server = |w: &mut Writer,
-                      base: &str,
-                      role: &str,
-                      cn: &str,
-                      sans: &[&str],
-                      issuer: &Ca,
-                      window: Window,
-                      defect: Option<&str>|
+                  base: &str,
+                  role: &str,
+                  cn: &str,
+                  sans: &[&str],
+                  issuer: &Ca,
+                  window: Window,
+                  defect: Option<&str>|
      -> Result<Leaf, PkiError> {
         let leaf = new_leaf(Profile::Server, osi_dn(cn), sans, issuer, window, now, None)?;
         w.leaf(base, role, &leaf, &[issuer], defect)?;
         Ok(leaf)
     };
-    server(&mut w, "osi/annuaire", "annuaire-server", "annuaire-amc.test", &hosts, &ac_serveur, server_window, None)?;
-    server(&mut w, "osi/amc-a", "amc-server", "amc-a.test", &hosts, &ac_serveur, server_window, None)?;
-    server(&mut w, "osi/amc-b", "amc-server-2", "amc-b.test", &hosts, &ac_serveur, server_window, None)?;
+    server(
+        &mut w,
+        "osi/annuaire",
+        "annuaire-server",
+        "annuaire-amc.test",
+        &hosts,
+        &ac_serveur,
+        server_window,
+        None,
+    )?;
+    server(
+        &mut w,
+        "osi/amc-a",
+        "amc-server",
+        "amc-a.test",
+        &hosts,
+        &ac_serveur,
+        server_window,
+        None,
+    )?;
+    server(
+        &mut w,
+        "osi/amc-b",
+        "amc-server-2",
+        "amc-b.test",
+        &hosts,
+        &ac_serveur,
+        server_window,
+        None,
+    )?;
     let amc_sign = new_leaf(
         Profile::AppSign,
         osi_dn("amc-signature.test"),
@@ -726,9 +816,36 @@ pub fn init(dir: &Path, force: bool) -> Result<Manifest, PkiError> {
     )?;
     w.leaf("osi/amc-sign", "amc-sign", &amc_sign, &[&ac_sa], None)?;
 
-    server(&mut w, "negative/server-expired", "amc-server", "amc-expired.test", &hosts, &ac_serveur, Window(-400, -1), Some("expired"))?;
-    let srv_revoked = server(&mut w, "negative/server-revoked", "amc-server", "amc-revoked.test", &hosts, &ac_serveur, server_window, Some("revoked"))?;
-    server(&mut w, "negative/server-wrong-host", "amc-server", "wrong-host.test", &["wrong-host.test"], &ac_serveur, server_window, Some("wrong-host"))?;
+    server(
+        &mut w,
+        "negative/server-expired",
+        "amc-server",
+        "amc-expired.test",
+        &hosts,
+        &ac_serveur,
+        Window(-400, -1),
+        Some("expired"),
+    )?;
+    let srv_revoked = server(
+        &mut w,
+        "negative/server-revoked",
+        "amc-server",
+        "amc-revoked.test",
+        &hosts,
+        &ac_serveur,
+        server_window,
+        Some("revoked"),
+    )?;
+    server(
+        &mut w,
+        "negative/server-wrong-host",
+        "amc-server",
+        "wrong-host.test",
+        &["wrong-host.test"],
+        &ac_serveur,
+        server_window,
+        Some("wrong-host"),
+    )?;
     let rogue_root = new_ca(
         osi_dn("TEST AC RACINE INCONNUE"),
         None,
@@ -737,12 +854,33 @@ pub fn init(dir: &Path, force: bool) -> Result<Manifest, PkiError> {
         Window::days(10 * 365),
         now,
     )?;
-    w.ca("negative/unknown-osi-root.pem", "unknown-osi-root", &rogue_root)?;
-    server(&mut w, "negative/server-unknown-ca", "amc-server", "amc-unknown-ca.test", &hosts, &rogue_root, server_window, Some("unknown-ca"))?;
+    w.ca(
+        "negative/unknown-osi-root.pem",
+        "unknown-osi-root",
+        &rogue_root,
+    )?;
+    server(
+        &mut w,
+        "negative/server-unknown-ca",
+        "amc-server",
+        "amc-unknown-ca.test",
+        &hosts,
+        &rogue_root,
+        server_window,
+        Some("unknown-ca"),
+    )?;
 
     w.crl("osi/root.crl.pem", "osi-root", &crl(&osi_root, &[], now)?)?;
-    w.crl("osi/ac-serveur.crl.pem", "osi-ac-serveur", &crl(&ac_serveur, &[&srv_revoked], now)?)?;
-    w.crl("osi/ac-services-applicatifs.crl.pem", "osi-ac-services-applicatifs", &crl(&ac_sa, &[], now)?)?;
+    w.crl(
+        "osi/ac-serveur.crl.pem",
+        "osi-ac-serveur",
+        &crl(&ac_serveur, &[&srv_revoked], now)?,
+    )?;
+    w.crl(
+        "osi/ac-services-applicatifs.crl.pem",
+        "osi-ac-services-applicatifs",
+        &crl(&ac_sa, &[], now)?,
+    )?;
 
     let manifest = Manifest {
         generated_at: crate::identity::fmt_time(now.unix_timestamp()),

@@ -24,7 +24,6 @@ use crate::fault::{Fault, FaultCode, StatusMode};
 use crate::listener::{HttpResponse, SANDBOX_HEADER};
 use crate::soap::{self, SoapVersion};
 
-
 /// What the gateway listener needs, built once from the configuration.
 #[derive(Debug)]
 pub struct Gateway {
@@ -183,7 +182,10 @@ impl Gateway {
                 return Err(too_large());
             }
         }
-        match Limited::new(req.into_body(), self.max_body_bytes).collect().await {
+        match Limited::new(req.into_body(), self.max_body_bytes)
+            .collect()
+            .await
+        {
             Ok(c) => Ok(c.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
             Err(_) => Err(Fault::with_detail(
@@ -214,7 +216,12 @@ impl Gateway {
                 format!("this AMC has no {service} endpoint"),
             ));
         };
-        tracing::debug!(amc, service, host = endpoint.host().unwrap_or(""), "route resolved");
+        tracing::debug!(
+            amc,
+            service,
+            host = endpoint.host().unwrap_or(""),
+            "route resolved"
+        );
         Err(Fault::with_detail(
             FaultCode::AmcUnavailable,
             "this build resolves AMC routes but does not forward yet (upstream TLS client pending)",

@@ -12,7 +12,11 @@ use crate::pki::{self, Manifest};
 
 /// The sandbox's test AMCs: (number, label, services).
 pub const AMCS: [(&str, &str, &[&str]); 2] = [
-    ("99999991", "AMC TEST A", &["idb", "simulation", "clc", "annulation"]),
+    (
+        "99999991",
+        "AMC TEST A",
+        &["idb", "simulation", "clc", "annulation"],
+    ),
     ("99999992", "AMC TEST B", &["idb", "clc"]),
 ];
 
@@ -45,7 +49,10 @@ pub struct Prepared {
 /// Makes sure a usable test PKI exists under `dir` (reusing one that is still valid for more
 /// than a month), writes the sandbox's config and a sample IDB request, and loads the config.
 pub fn prepare(dir: &Path, overrides: &Overrides) -> Result<Prepared, String> {
-    for (field, addr) in [("--listen", overrides.listen), ("--admin-listen", overrides.admin_listen)] {
+    for (field, addr) in [
+        ("--listen", overrides.listen),
+        ("--admin-listen", overrides.admin_listen),
+    ] {
         if let Some(a) = addr {
             if !a.ip().is_loopback() {
                 return Err(format!(
@@ -90,7 +97,9 @@ fn reusable(pki_dir: &Path) -> Option<Manifest> {
         ("org-auth-cli", crate::identity::Role::AuthCli),
         ("org-sign", crate::identity::Role::Sign),
     ] {
-        let e = m.files.iter().find(|e| e.role == role && e.kind == "p12" && e.encryption.as_deref() == Some("aes"))?;
+        let e = m.files.iter().find(|e| {
+            e.role == role && e.kind == "p12" && e.encryption.as_deref() == Some("aes")
+        })?;
         let src = IdentitySource::P12 {
             field: format!("sandbox {role}"),
             path: pki_dir.join(&e.path),

@@ -128,7 +128,8 @@ fn say(line: &str) {
 pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
     match find_config(opts.config.as_deref()) {
         Source::File(path) => {
-            let cfg = Config::load(&path, &opts.overrides).map_err(|e| StartError(e.to_string()))?;
+            let cfg =
+                Config::load(&path, &opts.overrides).map_err(|e| StartError(e.to_string()))?;
             logging::init(
                 opts.log_format.unwrap_or(cfg.log_format),
                 opts.log_level.as_deref().or(cfg.log_level.as_deref()),
@@ -214,14 +215,16 @@ fn announce(what: &str, addr: SocketAddr) {
 
 fn spawn_admin(admin: Arc<Admin>, l: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
     announce("admin", local(&l));
-    tokio::spawn(listener::serve(l, Arc::new(move |req, peer| {
-        admin.clone().handle(req, peer)
-    })))
+    tokio::spawn(listener::serve(
+        l,
+        Arc::new(move |req, peer| admin.clone().handle(req, peer)),
+    ))
 }
 
 fn spawn_gateway(l: tokio::net::TcpListener, gw: Gateway) -> tokio::task::JoinHandle<()> {
     let gw = Arc::new(gw);
-    tokio::spawn(listener::serve(l, Arc::new(move |req, peer| {
-        gw.clone().handle(req, peer)
-    })))
+    tokio::spawn(listener::serve(
+        l,
+        Arc::new(move |req, peer| gw.clone().handle(req, peer)),
+    ))
 }

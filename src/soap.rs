@@ -145,7 +145,9 @@ mod tests {
             (FaultCode::NotSoap, SoapVersion::V12)
         );
         assert_eq!(
-            code(r#"<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"/>"#),
+            code(
+                r#"<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"/>"#
+            ),
             (FaultCode::DtdForbidden, SoapVersion::V11)
         );
         assert_eq!(

@@ -32,7 +32,8 @@ impl Anchors {
         for (i, p) in paths.iter().enumerate() {
             let f = format!("{field}[{i}]");
             for der in read_pem_certs(p).map_err(|m| format!("{f}: {m}"))? {
-                let info = CertInfo::parse(&der).map_err(|m| format!("{f}: {}: {m}", p.display()))?;
+                let info =
+                    CertInfo::parse(&der).map_err(|m| format!("{f}: {}: {m}", p.display()))?;
                 check_anchor(&info, p, now).map_err(|m| format!("{f}: {m}"))?;
                 anchors.push(Anchor {
                     source: p.clone(),

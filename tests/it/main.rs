@@ -1,0 +1,10 @@
+//! rocgw's integration tests: one binary, real processes, real certificates from the project's
+//! own test PKI (generated once per run), independent tools (`openssl`) as oracles.
+
+mod access;
+mod faults;
+mod packaging;
+mod pki;
+mod sandbox;
+mod startup;
+mod support;

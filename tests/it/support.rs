@@ -1,0 +1,436 @@
+//! Shared test support: the test PKI (generated once per test run, by the real binary), a
+//! running `rocgw` process, a tiny HTTP/1.1 client and SOAP fault parsing.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rocgw");
+
+/// How long a process gets to print its listening line (debug builds, 2 cores, parallel tests).
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The test PKI of this run, generated once by `rocgw pki init`. Under nextest every test is its
+/// own process, so the folder is keyed by the run id and guarded by a file lock.
+pub fn pki() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        fs::create_dir_all(&base).unwrap();
+        let run =
+            std::env::var("NEXTEST_RUN_ID").unwrap_or_else(|_| std::process::id().to_string());
+        let dir = base.join(format!("it-pki-{run}"));
+        let lock = File::create(base.join(format!("it-pki-{run}.lock"))).unwrap();
+        lock.lock().unwrap();
+        if !dir.join("manifest.json").exists() {
+            remove_stale(&base);
+            let out = Command::new(BIN)
+                .args(["pki", "init", "--force", "--dir"])
+                .arg(&dir)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "pki init failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        lock.unlock().unwrap();
+        dir
+    })
+}
+
+/// Test PKIs of earlier runs (older than an hour) are removed.
+fn remove_stale(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.starts_with("it-pki-") {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .map(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(3600))
+            .unwrap_or(false);
+        if old {
+            let _ = fs::remove_dir_all(e.path()).or_else(|_| fs::remove_file(e.path()));
+        }
+    }
+}
+
+pub fn pki_path(rel: &str) -> PathBuf {
+    pki().join(rel)
+}
+
+pub fn p12_password() -> String {
+    fs::read_to_string(pki_path("secrets/p12-password"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// A fresh folder for one test's files.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("rocgw-it-")
+        .tempdir()
+        .unwrap()
+}
+
+/// A valid configuration on the test PKI, with ports picked by the OS, plus `extra` TOML.
+pub fn config_text(extra_server: &str, extra: &str) -> String {
+    let p = |r: &str| pki_path(r).display().to_string();
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+{extra_server}
+
+[identity.auth_cli]
+p12 = "{auth}"
+password_file = "{pw}"
+
+[identity.sign]
+p12 = "{sign}"
+password_file = "{pw}"
+
+[trust]
+amc_anchors = ["{anchors}"]
+
+[routes."11111111"]
+idb = "https://localhost:9/amc/idb"
+clc = "https://localhost:9/amc/clc"
+{extra}
+"#,
+        auth = p("org/auth_cli.p12"),
+        sign = p("org/sign.p12"),
+        pw = p("secrets/p12-password"),
+        anchors = p("osi/anchors.pem"),
+    )
+}
+
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("rocgw.toml");
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs `rocgw args…` to completion (for start-up failures), with a deadline.
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("ROCGW_CONFIG")
+        .env("RUST_LOG", "info");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("rocgw {args:?} did not exit in time");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running `rocgw` process; killed when dropped.
+pub struct Proc {
+    child: Child,
+    pub gateway: SocketAddr,
+    pub admin: SocketAddr,
+    /// Everything printed on stdout up to the gateway's listening line.
+    pub stdout: String,
+    stderr: Mutex<mpsc::Receiver<String>>,
+}
+
+impl Proc {
+    /// Starts `rocgw args…` and waits for both listening lines.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env_remove("ROCGW_CONFIG")
+            .env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (etx, erx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if etx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        let (mut gateway, mut admin, mut stdout) = (None, None, String::new());
+        while gateway.is_none() || admin.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    stdout.push_str(&line);
+                    stdout.push('\n');
+                    if let Some(a) = line.strip_prefix("rocgw: gateway listening on http://") {
+                        gateway = Some(a.parse().unwrap());
+                    }
+                    if let Some(a) = line.strip_prefix("rocgw: admin listening on http://") {
+                        admin = Some(a.parse().unwrap());
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let err: Vec<String> = erx.try_iter().collect();
+                    panic!(
+                        "rocgw did not start: stdout:\n{stdout}\nstderr:\n{}",
+                        err.join("\n")
+                    );
+                }
+            }
+        }
+        // The sandbox prints its curl example right after the listening line.
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            stdout.push_str(&line);
+            stdout.push('\n');
+            while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+                stdout.push_str(&l);
+                stdout.push('\n');
+            }
+        }
+        Proc {
+            child,
+            gateway: gateway.unwrap(),
+            admin: admin.unwrap(),
+            stdout,
+            stderr: Mutex::new(erx),
+        }
+    }
+
+    /// Starts `rocgw serve --config <path>`.
+    pub fn with_config(path: &Path) -> Proc {
+        Proc::start(&["serve", "--config", path.to_str().unwrap()], &[])
+    }
+
+    /// Log lines printed so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().try_iter().collect()
+    }
+
+    /// The process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP response as the client saw it.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+}
+
+/// Sends one HTTP/1.1 request on a new connection.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding"))
+    {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    read_response(&mut s)
+}
+
+/// Reads a response with a Content-Length body (what rocgw writes).
+pub fn read_response(s: &mut TcpStream) -> Resp {
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP response: {text:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Resp {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// POSTs a SOAP body with the given content type.
+pub fn post(addr: SocketAddr, path: &str, content_type: &str, body: &str) -> Resp {
+    http(
+        addr,
+        "POST",
+        path,
+        &[("Content-Type", content_type)],
+        body.as_bytes(),
+    )
+}
+
+pub const CT11: &str = "text/xml; charset=utf-8";
+pub const CT12: &str = "application/soap+xml; charset=utf-8";
+
+pub fn envelope11(body: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Header/><soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>"#
+    )
+}
+
+pub fn envelope12(body: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope"><env:Body>{body}</env:Body></env:Envelope>"#
+    )
+}
+
+/// A SOAP fault as a SOAP stack would read it.
+#[derive(Debug, Default)]
+pub struct ParsedFault {
+    /// Namespace of the Envelope element.
+    pub envelope_ns: String,
+    /// SOAP 1.1 faultcode or SOAP 1.2 Code/Value, local part (`Client`, `Sender`, …).
+    pub side: String,
+    /// SOAP 1.2 Subcode/Value local part, if any.
+    pub subcode: Option<String>,
+    /// `rocgw:code` from the detail.
+    pub code: String,
+    /// Reasons by language (`fr`, `en`): faultstring or Reason/Text.
+    pub reasons: HashMap<String, String>,
+}
+
+/// Parses a fault with a namespace-aware reader; panics if it is not a well-formed SOAP fault.
+pub fn parse_fault(xml: &str) -> ParsedFault {
+    use quick_xml::events::Event;
+    use quick_xml::name::ResolveResult;
+    let mut r = quick_xml::NsReader::from_str(xml);
+    let mut f = ParsedFault::default();
+    let mut path: Vec<String> = Vec::new();
+    let mut lang = String::new();
+    loop {
+        match r.read_resolved_event().expect("well-formed fault XML") {
+            (ns, Event::Start(e)) => {
+                let local = String::from_utf8_lossy(e.local_name().as_ref()).to_string();
+                if path.is_empty() {
+                    assert_eq!(local, "Envelope");
+                    if let ResolveResult::Bound(n) = ns {
+                        f.envelope_ns = String::from_utf8_lossy(n.as_ref()).to_string();
+                    }
+                }
+                lang = e
+                    .attributes()
+                    .flatten()
+                    .find(|a| a.key.as_ref() == b"xml:lang")
+                    .map(|a| String::from_utf8_lossy(&a.value).to_string())
+                    .unwrap_or_default();
+                path.push(local);
+            }
+            (_, Event::End(_)) => {
+                path.pop();
+            }
+            (_, Event::Text(t)) => {
+                let text = t.decode().unwrap().to_string();
+                let text = quick_xml::escape::unescape(&text).unwrap().to_string();
+                let p = path.join("/");
+                let local_of = |v: &str| v.rsplit(':').next().unwrap().to_string();
+                if p.ends_with("Fault/faultcode") || p.ends_with("Fault/Code/Value") {
+                    f.side = local_of(&text);
+                } else if p.ends_with("Code/Subcode/Value") {
+                    f.subcode = Some(local_of(&text));
+                } else if p.ends_with("Fault/faultstring") || p.ends_with("Reason/Text") {
+                    f.reasons.insert(lang.clone(), text);
+                } else if p.ends_with("error/code") {
+                    f.code = text;
+                } else if p.ends_with("error/message") && !f.reasons.contains_key(&lang) {
+                    f.reasons.insert(lang.clone(), text);
+                }
+            }
+            (_, Event::Eof) => break,
+            _ => {}
+        }
+    }
+    f
+}
+
+pub const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+pub const SOAP12_NS: &str = "http://www.w3.org/2003/05/soap-envelope";
+
+/// Runs an external tool; panics with an install hint when it is missing.
+pub fn tool(name: &str, args: &[&str], cwd: &Path) -> Output {
+    Command::new(name)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("`{name}` is needed by this test ({e}): run `bash .ci/run` or `apt-get install -y {name}`")
+        })
+}
