@@ -686,4 +686,35 @@ mod tests {
         assert_eq!(e.field, "server.listen");
         assert!(e.message.contains("caller check"), "{e}");
     }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let dir = std::env::temp_dir().join(format!("rocgw-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["a.p12", "s.p12", "anchor.pem"] {
+            std::fs::write(dir.join(f), "x").unwrap();
+        }
+        std::fs::write(dir.join("pw"), "P12-Secret-Value\n").unwrap();
+        std::fs::write(dir.join("tok"), "Token-Secret-Value-0123456789").unwrap();
+        let text = "[access]\ntoken_file = \"tok\"\n\
+                    [identity.auth_cli]\np12 = \"a.p12\"\npassword_file = \"pw\"\n\
+                    [identity.sign]\np12 = \"s.p12\"\npassword_file = \"pw\"\n\
+                    [trust]\namc_anchors = [\"anchor.pem\"]\n";
+        let cfg = Config::parse(text, &dir.join("rocgw.toml"), &Overrides::default()).unwrap();
+        let IdentitySource::P12 { password, .. } = &cfg.identities.sign else {
+            panic!("p12 expected")
+        };
+        assert_eq!(
+            password.as_str(),
+            "P12-Secret-Value",
+            "trailing newline trimmed"
+        );
+        let dbg = format!("{cfg:?}");
+        assert!(
+            !dbg.contains("P12-Secret-Value") && !dbg.contains("Token-Secret-Value"),
+            "{dbg}"
+        );
+        assert!(dbg.contains("<redacted>"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -151,11 +151,22 @@ pub fn banner(dir: &Path) -> String {
 /// A ready-to-paste command that sends the sample IDB request through the gateway.
 pub fn curl_example(gateway: std::net::SocketAddr, sample: &Path) -> String {
     format!(
-        "curl -sS -i -H 'Content-Type: application/soap+xml; charset=utf-8' --data-binary @{} http://{}/amc/{}/idb",
-        sample.display(),
+        "curl -sS -i -H 'Content-Type: application/soap+xml; charset=utf-8' --data-binary {} http://{}/amc/{}/idb",
+        shell_quote(&format!("@{}", sample.display())),
         gateway,
         AMCS[0].0
     )
+}
+
+/// Quotes a word for POSIX shells when it needs it.
+fn shell_quote(s: &str) -> String {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"@/._-+:=,".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// A sample IDB request: SOAP 1.2 with WS-Addressing, body in a placeholder namespace (the ROC
@@ -180,3 +191,17 @@ pub const SAMPLE_IDB_REQUEST: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
   </soap:Body>
 </soap:Envelope>
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn curl_example_quotes_unusual_paths() {
+        let addr = "127.0.0.1:8580".parse().unwrap();
+        let plain = curl_example(addr, Path::new("/home/a/idb-request.xml"));
+        assert!(plain.contains(" @/home/a/idb-request.xml http://127.0.0.1:8580/amc/99999991/idb"));
+        let odd = curl_example(addr, Path::new("/home/J O'Neil/idb.xml"));
+        assert!(odd.contains(r"'@/home/J O'\''Neil/idb.xml'"), "{odd}");
+    }
+}
