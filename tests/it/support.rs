@@ -124,8 +124,8 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
-/// Runs `rocgw args…` to completion (for start-up failures), with a deadline.
-pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+/// Spawns `rocgw args…` with piped output, without any ROCGW_CONFIG inherited from the caller.
+fn spawn(args: &[&str], env: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env_remove("ROCGW_CONFIG")
@@ -133,12 +133,29 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Forwards each line read from `r` to a channel, from a thread.
+fn lines(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Runs `rocgw args…` to completion (for start-up failures), with a deadline.
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut child = spawn(args, env);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if child.try_wait().unwrap().is_some() {
@@ -165,37 +182,9 @@ pub struct Proc {
 impl Proc {
     /// Starts `rocgw args…` and waits for both listening lines.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .env_remove("ROCGW_CONFIG")
-            .env("RUST_LOG", "info");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (etx, erx) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if etx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut child = spawn(args, env);
+        let rx = lines(child.stdout.take().unwrap());
+        let erx = lines(child.stderr.take().unwrap());
         let deadline = Instant::now() + START_TIMEOUT;
         let (mut gateway, mut admin, mut stdout) = (None, None, String::new());
         while gateway.is_none() || admin.is_none() {
