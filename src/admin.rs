@@ -1,5 +1,6 @@
-//! The admin listener: probes for supervisors and load balancers (`/healthz`, `/readyz`), and
-//! later metrics and status. Nothing here is reachable from the gateway listener.
+//! The admin listener: probes for supervisors and load balancers (`/healthz`, `/readyz`) and
+//! Prometheus metrics (`/metrics`). Nothing here is reachable from the gateway listener.
+//! Probes are always open; `/metrics` goes through the caller checks of `[access]`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +10,9 @@ use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, StatusCode};
 
+use crate::access::Access;
 use crate::listener::{text, HttpResponse, SANDBOX_HEADER};
+use crate::metrics;
 
 /// State the admin endpoints report on.
 #[derive(Debug, Default)]
@@ -17,6 +20,8 @@ pub struct Admin {
     /// True once configuration and credentials are loaded.
     pub ready: AtomicBool,
     pub sandbox: bool,
+    /// Caller checks for everything but the probes; set once the configuration is loaded.
+    pub access: std::sync::OnceLock<Access>,
 }
 
 impl Admin {
@@ -24,6 +29,7 @@ impl Admin {
         Arc::new(Admin {
             ready: AtomicBool::new(false),
             sandbox,
+            access: std::sync::OnceLock::new(),
         })
     }
 
@@ -48,9 +54,26 @@ impl Admin {
                     )
                 }
             }
+            (&Method::GET, "/metrics") => {
+                let allowed = self
+                    .access
+                    .get()
+                    .map(|a| a.check(peer.ip(), req.headers()).is_ok())
+                    .unwrap_or(false);
+                if allowed {
+                    let mut r = text(StatusCode::OK, metrics::get().render());
+                    r.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    );
+                    r
+                } else {
+                    text(StatusCode::UNAUTHORIZED, "unauthorized\n")
+                }
+            }
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found: try /healthz or /readyz\n",
+                "not found: try /healthz, /readyz or /metrics\n",
             ),
         };
         if self.sandbox {

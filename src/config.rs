@@ -71,6 +71,14 @@ struct RawConfig {
     #[serde(default)]
     annuaire: Option<RawAnnuaire>,
     #[serde(default)]
+    amc: RawAmc,
+    #[serde(default)]
+    upstream: RawUpstream,
+    #[serde(default)]
+    proxy: Option<RawProxy>,
+    #[serde(default)]
+    reload: RawReload,
+    #[serde(default)]
     services: Option<Vec<String>>,
     #[serde(default)]
     routes: BTreeMap<String, BTreeMap<String, String>>,
@@ -125,12 +133,77 @@ struct RawTrust {
     #[serde(default)]
     amc_anchors: Vec<PathBuf>,
     annuaire_anchors: Option<Vec<PathBuf>>,
+    #[serde(default)]
+    crls: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAnnuaire {
     url: String,
+    #[serde(default)]
+    revocation: RevocationPolicy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAmc {
+    #[serde(default)]
+    revocation: RevocationPolicy,
+    #[serde(default)]
+    present_client_cert: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    connect_timeout_ms: Option<u64>,
+    tls_timeout_ms: Option<u64>,
+    first_byte_timeout_ms: Option<u64>,
+    total_timeout_ms: Option<u64>,
+    pool_idle_timeout_ms: Option<u64>,
+    max_connections_per_host: Option<usize>,
+    max_response_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProxy {
+    url: String,
+    credentials_env: Option<String>,
+    credentials_file: Option<PathBuf>,
+    #[serde(default)]
+    no_proxy: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReload {
+    check_interval_s: Option<u64>,
+}
+
+/// What to do about an upstream certificate's revocation status (per upstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RevocationPolicy {
+    /// No revocation check.
+    Off,
+    /// Revoked certificates are refused; unknown status (no CRL for the issuer, or a CRL past
+    /// its next update) is allowed, logged and counted.
+    #[default]
+    Soft,
+    /// Revoked certificates and unknown status are refused.
+    Hard,
+}
+
+impl RevocationPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevocationPolicy::Off => "off",
+            RevocationPolicy::Soft => "soft",
+            RevocationPolicy::Hard => "hard",
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -157,10 +230,99 @@ pub struct Config {
     pub log_level: Option<String>,
     pub identities: Identities,
     pub trust: TrustConfig,
-    pub annuaire_url: Option<hyper::Uri>,
+    pub annuaire: Option<AnnuaireConfig>,
+    pub amc: AmcConfig,
+    pub upstream: UpstreamConfig,
+    pub proxy: Option<ProxyConfig>,
+    /// Seconds between checks of the certificate and CRL files for changes; 0 disables it
+    /// (SIGHUP still reloads).
+    pub reload_check_interval_s: u64,
     pub services: Vec<String>,
     /// AMC number → service → https endpoint.
     pub routes: BTreeMap<String, BTreeMap<String, hyper::Uri>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AnnuaireConfig {
+    pub url: hyper::Uri,
+    pub revocation: RevocationPolicy,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AmcConfig {
+    pub revocation: RevocationPolicy,
+    /// Present the AUTH_CLI certificate to AMCs that ask for a client certificate.
+    pub present_client_cert: bool,
+}
+
+/// Timeouts and limits of the upstream clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    pub connect_timeout: std::time::Duration,
+    pub tls_timeout: std::time::Duration,
+    pub first_byte_timeout: std::time::Duration,
+    pub total_timeout: std::time::Duration,
+    pub pool_idle_timeout: std::time::Duration,
+    pub max_connections_per_host: usize,
+    pub max_response_bytes: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        use std::time::Duration;
+        UpstreamConfig {
+            connect_timeout: Duration::from_millis(3_000),
+            tls_timeout: Duration::from_millis(5_000),
+            first_byte_timeout: Duration::from_millis(20_000),
+            total_timeout: Duration::from_millis(30_000),
+            pool_idle_timeout: Duration::from_millis(20_000),
+            max_connections_per_host: 32,
+            max_response_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// An outbound HTTP proxy reached with `CONNECT`.
+#[derive(Clone)]
+pub struct ProxyConfig {
+    pub host: String,
+    pub port: u16,
+    /// `user:password` for Basic proxy authentication.
+    pub credentials: Option<Zeroizing<String>>,
+    /// Hosts reached directly: exact names, `.suffix` domains, IP addresses or CIDRs, `*`.
+    pub no_proxy: Vec<String>,
+}
+
+impl fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("credentials", &self.credentials.as_ref().map(|_| "<redacted>"))
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
+}
+
+impl ProxyConfig {
+    /// Whether `host` bypasses the proxy.
+    pub fn bypass(&self, host: &str) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let ip = host.parse::<std::net::IpAddr>().ok();
+        self.no_proxy.iter().any(|rule| {
+            let rule = rule.trim().to_ascii_lowercase();
+            if rule == "*" {
+                return true;
+            }
+            if let (Some(ip), Ok(net)) = (ip, rule.parse::<IpNet>()) {
+                return net.contains(&ip);
+            }
+            if let Some(suffix) = rule.strip_prefix('.') {
+                return host == suffix || host.ends_with(&format!(".{suffix}"));
+            }
+            host == rule
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -208,6 +370,9 @@ pub enum IdentitySource {
         field: String,
         path: PathBuf,
         password: Zeroizing<String>,
+        /// Where the password came from, when a file: re-read on reload, so a rotation may
+        /// change both.
+        password_file: Option<PathBuf>,
     },
     /// PEM certificate chain (leaf first) and PEM private key.
     Pem {
@@ -228,10 +393,16 @@ impl IdentitySource {
 impl fmt::Debug for IdentitySource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            IdentitySource::P12 { field, path, .. } => f
+            IdentitySource::P12 {
+                field,
+                path,
+                password_file,
+                ..
+            } => f
                 .debug_struct("P12")
                 .field("field", field)
                 .field("path", path)
+                .field("password_file", password_file)
                 .field("password", &"<redacted>")
                 .finish(),
             IdentitySource::Pem { field, cert, key } => f
@@ -250,6 +421,8 @@ pub struct TrustConfig {
     pub amc_anchors: Vec<PathBuf>,
     /// Anchors for the annuaire's server certificate (defaults to `amc_anchors`).
     pub annuaire_anchors: Vec<PathBuf>,
+    /// CRL files (PEM or DER) of the anchors' authorities.
+    pub crls: Vec<PathBuf>,
 }
 
 /// Overrides from the command line.
@@ -457,10 +630,12 @@ impl Validator<'_> {
                         true,
                     )?
                     .expect("required secret");
+                let password_file = raw.password_file.as_deref().map(|p| self.resolve(p));
                 Ok(IdentitySource::P12 {
                     field,
                     path,
                     password,
+                    password_file,
                 })
             }
             (None, Some(cert), Some(key)) => {
@@ -498,6 +673,100 @@ impl Validator<'_> {
             return Err(self.err(field, format!("must be an https:// URL with a host: {s:?}")));
         }
         Ok(uri)
+    }
+
+    fn upstream(&self, raw: &RawUpstream) -> Result<UpstreamConfig, ConfigError> {
+        use std::time::Duration;
+        let d = UpstreamConfig::default();
+        let ms = |field: &str, v: Option<u64>, default: Duration| -> Result<Duration, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(0) => Err(self.err(&format!("upstream.{field}"), "must be greater than 0")),
+                Some(v) if v > 600_000 => Err(self.err(
+                    &format!("upstream.{field}"),
+                    "must be at most 600000 ms (10 minutes)",
+                )),
+                Some(v) => Ok(Duration::from_millis(v)),
+            }
+        };
+        let u = UpstreamConfig {
+            connect_timeout: ms("connect_timeout_ms", raw.connect_timeout_ms, d.connect_timeout)?,
+            tls_timeout: ms("tls_timeout_ms", raw.tls_timeout_ms, d.tls_timeout)?,
+            first_byte_timeout: ms(
+                "first_byte_timeout_ms",
+                raw.first_byte_timeout_ms,
+                d.first_byte_timeout,
+            )?,
+            total_timeout: ms("total_timeout_ms", raw.total_timeout_ms, d.total_timeout)?,
+            pool_idle_timeout: ms(
+                "pool_idle_timeout_ms",
+                raw.pool_idle_timeout_ms,
+                d.pool_idle_timeout,
+            )?,
+            max_connections_per_host: raw
+                .max_connections_per_host
+                .unwrap_or(d.max_connections_per_host),
+            max_response_bytes: raw.max_response_bytes.unwrap_or(d.max_response_bytes),
+        };
+        if u.max_connections_per_host == 0 {
+            return Err(self.err(
+                "upstream.max_connections_per_host",
+                "must be greater than 0",
+            ));
+        }
+        if u.total_timeout < u.first_byte_timeout {
+            return Err(self.err(
+                "upstream.total_timeout_ms",
+                "must not be shorter than first_byte_timeout_ms",
+            ));
+        }
+        Ok(u)
+    }
+
+    fn proxy(&self, raw: &RawProxy) -> Result<ProxyConfig, ConfigError> {
+        let uri: hyper::Uri = raw
+            .url
+            .parse()
+            .map_err(|_| self.err("proxy.url", format!("not a valid URL: {:?}", raw.url)))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(self.err(
+                "proxy.url",
+                "must be an http:// URL (rocgw tunnels TLS through the proxy with CONNECT)",
+            ));
+        }
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(self.err(
+                "proxy.url",
+                "credentials are never written in the URL: use credentials_env or credentials_file",
+            ));
+        }
+        let host = uri
+            .host()
+            .ok_or_else(|| self.err("proxy.url", "missing host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let credentials = self.secret(
+            "proxy",
+            "credentials",
+            raw.credentials_env.as_deref(),
+            raw.credentials_file.as_deref(),
+            false,
+        )?;
+        if let Some(c) = &credentials {
+            if !c.contains(':') {
+                return Err(self.err(
+                    "proxy.credentials_env",
+                    "proxy credentials are `user:password`",
+                ));
+            }
+        }
+        Ok(ProxyConfig {
+            host,
+            port: uri.port_u16().unwrap_or(3128),
+            credentials,
+            no_proxy: raw.no_proxy.clone(),
+        })
     }
 
     fn validate(&self, raw: RawConfig, ov: &Overrides) -> Result<Config, ConfigError> {
@@ -579,11 +848,16 @@ impl Validator<'_> {
             None => amc_anchors.clone(),
         };
 
-        let annuaire_url = raw
-            .annuaire
-            .as_ref()
-            .map(|a| self.https_uri("annuaire.url", &a.url))
-            .transpose()?;
+        let annuaire = match &raw.annuaire {
+            Some(a) => Some(AnnuaireConfig {
+                url: self.https_uri("annuaire.url", &a.url)?,
+                revocation: a.revocation,
+            }),
+            None => None,
+        };
+        let crls = self.anchors("trust.crls", &raw.trust.crls)?;
+        let upstream = self.upstream(&raw.upstream)?;
+        let proxy = raw.proxy.as_ref().map(|p| self.proxy(p)).transpose()?;
 
         let services: Vec<String> = match raw.services {
             Some(s) if s.is_empty() => return Err(self.err("services", "empty list")),
@@ -629,8 +903,16 @@ impl Validator<'_> {
             trust: TrustConfig {
                 amc_anchors,
                 annuaire_anchors,
+                crls,
             },
-            annuaire_url,
+            annuaire,
+            amc: AmcConfig {
+                revocation: raw.amc.revocation,
+                present_client_cert: raw.amc.present_client_cert,
+            },
+            upstream,
+            proxy,
+            reload_check_interval_s: raw.reload.check_interval_s.unwrap_or(30),
             services,
             routes,
         })

@@ -7,7 +7,10 @@
 //! its role. Private keys stay in zeroizing memory and never appear in `Debug` output.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -293,13 +296,11 @@ pub fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Strin
 impl Identity {
     /// Loads and checks the identity named by `source` for `role`, at time `now` (Unix seconds).
     pub fn load(source: &IdentitySource, role: Role, now: i64) -> Result<Identity, IdentityError> {
-        let field = source.field().to_string();
-        let raw = match source {
-            IdentitySource::P12 { path, password, .. } => read_p12(path, password),
-            IdentitySource::Pem { cert, key, .. } => read_pem(cert, key),
-        }
-        .map_err(|m| IdentityError(format!("{field}: {m}")))?;
-        Identity::check(raw, role, field, now)
+        let src = open(source);
+        let raw = src
+            .read()
+            .map_err(|m| IdentityError(format!("{}: {m}", src.field())))?;
+        Identity::check(raw, role, src.field().to_string(), now)
     }
 
     /// Applies the start-up checks to key and chain read from a file.
@@ -360,6 +361,147 @@ impl Identity {
 
     pub fn days_left(&self, now: i64) -> i64 {
         self.info.days_left(now)
+    }
+}
+
+/// Where an identity is read from, read again at each reload. One type per source format.
+pub trait Source: Send + Sync {
+    /// The config field (`identity.sign`), for messages.
+    fn field(&self) -> &str;
+    /// Reads key and chain. Errors never contain a secret.
+    fn read(&self) -> Result<RawIdentity, String>;
+    /// The files whose change calls for a reload.
+    fn files(&self) -> Vec<PathBuf>;
+}
+
+/// A PKCS#12 file; its password is re-read from its file, when it has one, at each reload.
+pub struct P12File {
+    field: String,
+    path: PathBuf,
+    password: Zeroizing<String>,
+    password_file: Option<PathBuf>,
+}
+
+impl Source for P12File {
+    fn field(&self) -> &str {
+        &self.field
+    }
+
+    fn read(&self) -> Result<RawIdentity, String> {
+        match &self.password_file {
+            Some(pf) => {
+                let pw = std::fs::read_to_string(pf)
+                    .map_err(|e| format!("cannot read the password file {}: {e}", pf.display()))?;
+                let pw = Zeroizing::new(pw);
+                read_p12(&self.path, pw.trim_end_matches(['\r', '\n']))
+            }
+            None => read_p12(&self.path, &self.password),
+        }
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        let mut f = vec![self.path.clone()];
+        f.extend(self.password_file.clone());
+        f
+    }
+}
+
+/// A PEM certificate chain and a PEM private key.
+pub struct PemFiles {
+    field: String,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Source for PemFiles {
+    fn field(&self) -> &str {
+        &self.field
+    }
+
+    fn read(&self) -> Result<RawIdentity, String> {
+        read_pem(&self.cert, &self.key)
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        vec![self.cert.clone(), self.key.clone()]
+    }
+}
+
+/// The source a configuration names.
+pub fn open(cfg: &IdentitySource) -> Box<dyn Source> {
+    match cfg {
+        IdentitySource::P12 {
+            field,
+            path,
+            password,
+            password_file,
+        } => Box::new(P12File {
+            field: field.clone(),
+            path: path.clone(),
+            password: password.clone(),
+            password_file: password_file.clone(),
+        }),
+        IdentitySource::Pem { field, cert, key } => Box::new(PemFiles {
+            field: field.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+    }
+}
+
+/// An identity behind one swap point, reloadable from its source.
+///
+/// Contract: if reloading fails, the old identity is kept and keeps being served.
+pub struct ReloadableIdentity {
+    role: Role,
+    source: Box<dyn Source>,
+    current: ArcSwap<Identity>,
+}
+
+impl fmt::Debug for ReloadableIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReloadableIdentity")
+            .field("role", &self.role)
+            .field("current", &self.current.load())
+            .finish()
+    }
+}
+
+impl ReloadableIdentity {
+    /// Loads the identity for the first time; a failure here is a start-up error.
+    pub fn new(cfg: &IdentitySource, role: Role, now: i64) -> Result<Self, IdentityError> {
+        let source = open(cfg);
+        let id = Self::read(source.as_ref(), role, now)?;
+        Ok(ReloadableIdentity {
+            role,
+            source,
+            current: ArcSwap::from_pointee(id),
+        })
+    }
+
+    fn read(source: &dyn Source, role: Role, now: i64) -> Result<Identity, IdentityError> {
+        let raw = source
+            .read()
+            .map_err(|m| IdentityError(format!("{}: {m}", source.field())))?;
+        Identity::check(raw, role, source.field().to_string(), now)
+    }
+
+    /// The identity in force.
+    pub fn current(&self) -> Arc<Identity> {
+        self.current.load_full()
+    }
+
+    /// Reads the source again. On success the new identity replaces the old one and the result
+    /// says whether the certificate changed; on failure the old identity stays.
+    pub fn reload(&self, now: i64) -> Result<bool, IdentityError> {
+        let id = Self::read(self.source.as_ref(), self.role, now)?;
+        let changed = id.chain != self.current.load().chain;
+        self.current.store(Arc::new(id));
+        Ok(changed)
+    }
+
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.source.files()
     }
 }
 

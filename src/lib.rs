@@ -8,7 +8,8 @@
 //!
 //! Modules, in the order a request meets them: `listener` (HTTP accept loop), `access` (who may
 //! call), `proxy` (the gateway's routes), `soap` (envelope version and refusals), `fault` (SOAP
-//! faults). Start-up: `config`, `identity`, `trust`, `serve`, `sandbox`, `logging`. Tooling:
+//! faults). Upstream: `upstream` (TLS clients, proxy tunnel), `trust` (IGC OSI anchors, CRLs, verifier).
+//! Start-up and reload: `config`, `identity`, `reload`, `serve`, `sandbox`, `logging`, `metrics`. Tooling:
 //! `pki` (test PKI), `cli`.
 
 pub mod access;
@@ -19,9 +20,12 @@ pub mod fault;
 pub mod identity;
 pub mod listener;
 pub mod logging;
+pub mod metrics;
 pub mod pki;
 pub mod proxy;
+pub mod reload;
 pub mod sandbox;
 pub mod serve;
 pub mod soap;
 pub mod trust;
+pub mod upstream;

@@ -66,8 +66,8 @@ where
 }
 
 /// A plain-text response (admin endpoints).
-pub fn text(status: hyper::StatusCode, body: &'static str) -> HttpResponse {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+pub fn text(status: hyper::StatusCode, body: impl Into<Bytes>) -> HttpResponse {
+    let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,

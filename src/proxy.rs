@@ -13,16 +13,25 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::{Method, Request, Uri};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
+use hyper::{HeaderMap, Method, Request, Response, Uri};
 
 use crate::access::Access;
-use crate::config::Config;
 use crate::fault::{Fault, FaultCode, StatusMode};
 use crate::listener::{HttpResponse, SANDBOX_HEADER};
+use crate::metrics;
+use crate::reload::Runtime;
 use crate::soap::{self, SoapVersion};
+use crate::upstream::{Upstream, UpstreamError};
+
+/// Request headers passed on to the upstream; everything else (the local bearer token above
+/// all) stays here.
+const FORWARDED_REQUEST_HEADERS: [&str; 4] = ["content-type", "soapaction", "accept", "accept-language"];
+/// Response headers passed back to the SIH.
+const FORWARDED_RESPONSE_HEADERS: [&str; 2] = ["content-type", "content-language"];
+const UA: &str = concat!("rocgw/", env!("CARGO_PKG_VERSION"));
 
 /// What the gateway listener needs, built once from the configuration.
 #[derive(Debug)]
@@ -32,7 +41,7 @@ pub struct Gateway {
     pub access: Access,
     pub services: Vec<String>,
     pub routes: BTreeMap<String, BTreeMap<String, Uri>>,
-    pub annuaire_url: Option<Uri>,
+    pub runtime: Arc<Runtime>,
     pub sandbox: bool,
 }
 
@@ -74,15 +83,16 @@ fn version_from_content_type(req: &Request<Incoming>) -> SoapVersion {
 }
 
 impl Gateway {
-    pub fn new(cfg: &Config, sandbox: bool) -> Gateway {
+    pub fn new(runtime: Arc<Runtime>, sandbox: bool) -> Gateway {
+        let cfg = runtime.config();
         Gateway {
             status_mode: cfg.server.http_status,
             max_body_bytes: cfg.server.max_body_bytes,
             access: Access::new(&cfg.access),
             services: cfg.services.clone(),
             routes: cfg.routes.clone(),
-            annuaire_url: cfg.annuaire_url.clone(),
             sandbox,
+            runtime,
         }
     }
 
@@ -90,10 +100,14 @@ impl Gateway {
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
         let started = Instant::now();
         let path = req.uri().path().to_string();
+        let m = metrics::get();
+        m.in_flight.inc();
         let (route, result) = self.route(req, peer).await;
+        m.in_flight.dec();
         let mut resp = match result {
             Ok(r) => r,
             Err((fault, version)) => {
+                m.faults.with_label_values(&[fault.code.as_str()]).inc();
                 tracing::info!(
                     peer = %peer.ip(),
                     route = route,
@@ -148,6 +162,8 @@ impl Gateway {
                 )),
             );
         }
+        let headers = req.headers().clone();
+        let query = req.uri().query().map(str::to_string);
         let body = match self.read_body(req).await {
             Ok(b) => b,
             Err(f) => return (route, Err((f, hint))),
@@ -156,9 +172,25 @@ impl Gateway {
             Ok(v) => v,
             Err(r) => return (route, Err((r.fault, r.version))),
         };
+        let upstreams = self.runtime.upstreams();
         let r = match t {
-            Target::Amc { amc, service } => self.amc(amc, service),
-            Target::Annuaire => self.annuaire(),
+            Target::Amc { amc, service } => match self.resolve(amc, service) {
+                Ok(endpoint) => forward(&upstreams.amc, endpoint, &headers, body).await,
+                Err(f) => Err(f),
+            },
+            Target::Annuaire => match &upstreams.annuaire {
+                None => Err(Fault::with_detail(
+                    FaultCode::AnnuaireUnavailable,
+                    "no annuaire.url configured",
+                )),
+                Some((up, base)) => {
+                    let suffix = path.strip_prefix("/annuaire").unwrap_or("");
+                    match join(base, suffix, query.as_deref()) {
+                        Ok(url) => forward(up, url, &headers, body).await,
+                        Err(f) => Err(f),
+                    }
+                }
+            },
         };
         (route, r.map_err(|f| (f, version)))
     }
@@ -196,7 +228,7 @@ impl Gateway {
     }
 
     /// Resolves the endpoint of an AMC service.
-    fn amc(&self, amc: &str, service: &str) -> Result<HttpResponse, Fault> {
+    fn resolve(&self, amc: &str, service: &str) -> Result<Uri, Fault> {
         let service = service.to_ascii_lowercase();
         if !self.services.contains(&service) {
             return Err(Fault::with_detail(
@@ -216,28 +248,56 @@ impl Gateway {
                 format!("this AMC has no {service} endpoint"),
             ));
         };
-        tracing::debug!(
-            amc,
-            service,
-            host = endpoint.host().unwrap_or(""),
-            "route resolved"
-        );
-        Err(Fault::with_detail(
-            FaultCode::AmcUnavailable,
-            "this build resolves AMC routes but does not forward yet (upstream TLS client pending)",
-        ))
+        Ok(endpoint.clone())
     }
+}
 
-    fn annuaire(&self) -> Result<HttpResponse, Fault> {
-        match &self.annuaire_url {
-            None => Err(Fault::with_detail(
-                FaultCode::AnnuaireUnavailable,
-                "no annuaire.url configured",
-            )),
-            Some(_) => Err(Fault::with_detail(
-                FaultCode::AnnuaireUnavailable,
-                "this build does not forward to the annuaire yet (upstream TLS client pending)",
-            )),
+/// The annuaire URL with the path below `/annuaire` appended and the SIH's query string.
+fn join(base: &Uri, suffix: &str, query: Option<&str>) -> Result<Uri, Fault> {
+    let mut path = base.path().trim_end_matches('/').to_string();
+    path.push_str(suffix);
+    if path.is_empty() {
+        path.push('/');
+    }
+    if let Some(q) = query.or(base.query()) {
+        path.push('?');
+        path.push_str(q);
+    }
+    let mut parts = base.clone().into_parts();
+    parts.path_and_query = Some(path.parse().map_err(|_| {
+        Fault::with_detail(FaultCode::NotFound, "invalid path below /annuaire")
+    })?);
+    Uri::from_parts(parts).map_err(|_| Fault::new(FaultCode::Internal))
+}
+
+/// Sends the SIH's body to `url` through `up` and returns the upstream's answer as it came:
+/// status, content type and body (SOAP faults of the AMC pass through untouched).
+async fn forward(up: &Upstream, url: Uri, headers: &HeaderMap, body: Bytes) -> Result<HttpResponse, Fault> {
+    let host = url.host().unwrap_or("").to_string();
+    let mut req = Request::post(url);
+    for name in FORWARDED_REQUEST_HEADERS {
+        for v in headers.get_all(name) {
+            req = req.header(HeaderName::from_static(name), v.clone());
+        }
+    }
+    let req = req
+        .header(USER_AGENT, UA)
+        .body(Full::new(body))
+        .map_err(|_| Fault::new(FaultCode::Internal))?;
+    match up.send(req).await {
+        Ok(r) => {
+            let mut resp = Response::new(Full::new(r.body));
+            *resp.status_mut() = r.status;
+            for name in FORWARDED_RESPONSE_HEADERS {
+                if let Some(v) = r.headers.get(name) {
+                    resp.headers_mut().insert(HeaderName::from_static(name), v.clone());
+                }
+            }
+            Ok(resp)
+        }
+        Err(UpstreamError { code, reason, detail }) => {
+            tracing::warn!(upstream = up.kind().label(), host = %host, reason, detail = %detail, "upstream failure");
+            Err(Fault::with_detail(code, detail))
         }
     }
 }

@@ -104,6 +104,7 @@ fn reusable(pki_dir: &Path) -> Option<Manifest> {
             field: format!("sandbox {role}"),
             path: pki_dir.join(&e.path),
             password: zeroize::Zeroizing::new(password.trim_end().to_string()),
+            password_file: None,
         };
         let id = crate::identity::Identity::load(&src, r, now_unix()).ok()?;
         if id.days_left(now_unix()) <= EXPIRY_WARNING_DAYS {

@@ -10,9 +10,8 @@ use std::sync::Arc;
 
 use crate::admin::Admin;
 use crate::config::{Config, LogFormat, Overrides, DEFAULT_CONFIG_PATH};
-use crate::identity::{fmt_time, now_unix, Identity, Role, EXPIRY_WARNING_DAYS};
 use crate::proxy::Gateway;
-use crate::trust::Anchors;
+use crate::reload::Runtime;
 use crate::{listener, logging, sandbox};
 
 /// Options of `rocgw serve`.
@@ -52,72 +51,6 @@ fn find_config(explicit: Option<&Path>) -> Source {
     }
 }
 
-/// Loaded credentials, checked.
-pub struct Credentials {
-    pub auth_cli: Identity,
-    pub sign: Identity,
-    pub amc_anchors: Anchors,
-    pub annuaire_anchors: Anchors,
-}
-
-/// Loads and checks identities and anchors named by the configuration.
-pub fn load_credentials(cfg: &Config) -> Result<Credentials, String> {
-    let now = now_unix();
-    let auth_cli = Identity::load(&cfg.identities.auth_cli, Role::AuthCli, now).map_err(|e| e.0)?;
-    let sign = Identity::load(&cfg.identities.sign, Role::Sign, now).map_err(|e| e.0)?;
-    let amc_anchors = Anchors::load("trust.amc_anchors", &cfg.trust.amc_anchors, now)?;
-    let annuaire_anchors =
-        Anchors::load("trust.annuaire_anchors", &cfg.trust.annuaire_anchors, now)?;
-    Ok(Credentials {
-        auth_cli,
-        sign,
-        amc_anchors,
-        annuaire_anchors,
-    })
-}
-
-fn report_credentials(c: &Credentials) {
-    let now = now_unix();
-    for id in [&c.auth_cli, &c.sign] {
-        let days = id.days_left(now);
-        tracing::info!(
-            identity = id.role.as_str(),
-            subject = %id.info.subject,
-            serial = %id.info.serial,
-            not_after = %fmt_time(id.info.not_after),
-            days_left = days,
-            "identity loaded"
-        );
-        if days < EXPIRY_WARNING_DAYS {
-            tracing::warn!(
-                identity = id.role.as_str(),
-                days_left = days,
-                "certificate expires in less than {EXPIRY_WARNING_DAYS} days: order its renewal"
-            );
-        }
-        if id.info.common_name.as_deref() != Some(id.role.recommended_cn()) {
-            tracing::warn!(
-                identity = id.role.as_str(),
-                cn = id.info.common_name.as_deref().unwrap_or(""),
-                recommended = id.role.recommended_cn(),
-                "certificate CN differs from the recommended service name"
-            );
-        }
-    }
-    if c.auth_cli.info.structure_id != c.sign.info.structure_id {
-        tracing::warn!(
-            auth_cli = c.auth_cli.info.structure_id.as_deref().unwrap_or("?"),
-            sign = c.sign.info.structure_id.as_deref().unwrap_or("?"),
-            "AUTH_CLI and SIGN certificates name different structures"
-        );
-    }
-    tracing::info!(
-        amc = c.amc_anchors.len(),
-        annuaire = c.annuaire_anchors.len(),
-        "trust anchors loaded"
-    );
-}
-
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
@@ -134,9 +67,9 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
                 opts.log_format.unwrap_or(cfg.log_format),
                 opts.log_level.as_deref().or(cfg.log_level.as_deref()),
             );
-            let creds = load_credentials(&cfg).map_err(StartError)?;
-            report_credentials(&creds);
+            let runtime = Runtime::start(cfg.clone()).map_err(StartError)?;
             let admin = Admin::new(false);
+            let _ = admin.access.set(crate::access::Access::new(&cfg.access));
             let admin_l = listener::bind("server.admin_listen", cfg.server.admin_listen)
                 .await
                 .map_err(StartError)?;
@@ -146,7 +79,8 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
             tracing::info!(config = %path.display(), "configuration loaded");
             let admin_task = spawn_admin(admin.clone(), admin_l);
             announce("gateway", local(&gw_l));
-            let gw_task = spawn_gateway(gw_l, Gateway::new(&cfg, false));
+            runtime.spawn_watchers();
+            let gw_task = spawn_gateway(gw_l, Gateway::new(runtime, false));
             admin.set_ready(true);
             let _ = tokio::join!(admin_task, gw_task);
         }
@@ -184,8 +118,11 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
             if prep.regenerated {
                 tracing::info!(dir = %dir.join("pki").display(), "generated a new test PKI");
             }
-            let creds = load_credentials(&prep.config).map_err(StartError)?;
-            report_credentials(&creds);
+            let runtime = Runtime::start(prep.config.clone()).map_err(StartError)?;
+            runtime.spawn_watchers();
+            let _ = admin
+                .access
+                .set(crate::access::Access::new(&prep.config.access));
             let gw_l = listener::bind("server.listen", prep.config.server.listen)
                 .await
                 .map_err(StartError)?;
@@ -196,7 +133,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
                 sandbox::AMCS[0].1,
                 sandbox::curl_example(gw_addr, &prep.sample_request)
             ));
-            let gw_task = spawn_gateway(gw_l, Gateway::new(&prep.config, true));
+            let gw_task = spawn_gateway(gw_l, Gateway::new(runtime, true));
             admin.set_ready(true);
             let _ = tokio::join!(admin_task, gw_task);
         }

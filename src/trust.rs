@@ -1,14 +1,29 @@
-//! Trust anchors: the GIE SESAM-Vitale IGC OSI authorities (AC-SERVEUR, AC-SERVICES-APPLICATIFS
-//! and their root) that every AMC and annuaire server certificate must chain to.
+//! Trust: the GIE SESAM-Vitale IGC OSI authorities (AC-SERVEUR, AC-SERVICES-APPLICATIFS and
+//! their root) that every AMC and annuaire server certificate must chain to, their CRLs, and the
+//! `ServerCertVerifier` that applies both at handshake time.
 //!
-//! This module loads and checks the anchor files at start-up; handshake-time verification
-//! (chain, dates, host name, CRLs) builds on it.
+//! Revocation is cheap on the hot path: rustls-webpki re-verifies a CRL's signature on every
+//! lookup (its source has a TODO for this, webpki issue 81), so a 100,000-entry CRL would cost
+//! milliseconds per handshake. Here each CRL's signature, issuer and dates are checked once, when
+//! it is loaded, and its revoked serials kept in a hash set; `OsiVerifier` lets rustls-webpki
+//! validate the chain, dates and host name, then looks serials up. CRLs are read from disk only
+//! (on change or on a timer, see `reload`), never fetched during a handshake.
 
-use std::path::{Path, PathBuf};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
-use rustls_pki_types::CertificateDer;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, Error as TlsError, RootCertStore};
+use rustls_pki_types::pem::PemObject;
+use x509_parser::prelude::*;
 
+use crate::config::RevocationPolicy;
 use crate::identity::{fmt_time, read_pem_certs, CertInfo};
+use crate::metrics;
 
 /// One anchor certificate and where it came from.
 #[derive(Debug, Clone)]
@@ -34,7 +49,21 @@ impl Anchors {
             for der in read_pem_certs(p).map_err(|m| format!("{f}: {m}"))? {
                 let info =
                     CertInfo::parse(&der).map_err(|m| format!("{f}: {}: {m}", p.display()))?;
-                check_anchor(&info, p, now).map_err(|m| format!("{f}: {m}"))?;
+                if !info.is_ca {
+                    return Err(format!(
+                        "{f}: {}: {} is not a CA certificate (basicConstraints CA:TRUE missing)",
+                        p.display(),
+                        info.subject
+                    ));
+                }
+                if now >= info.not_after {
+                    return Err(format!(
+                        "{f}: {}: anchor {} expired on {}",
+                        p.display(),
+                        info.subject,
+                        fmt_time(info.not_after)
+                    ));
+                }
                 anchors.push(Anchor {
                     source: p.clone(),
                     der,
@@ -52,23 +81,349 @@ impl Anchors {
     pub fn is_empty(&self) -> bool {
         self.anchors.is_empty()
     }
+
+    /// A rustls root store of these anchors.
+    pub fn root_store(&self) -> Result<RootCertStore, String> {
+        let mut store = RootCertStore::empty();
+        for a in &self.anchors {
+            store
+                .add(a.der.clone())
+                .map_err(|e| format!("{}: unusable anchor: {e}", a.source.display()))?;
+        }
+        Ok(store)
+    }
+
+    /// Raw DER subject names of the anchors.
+    fn subjects(&self) -> HashSet<Vec<u8>> {
+        self.anchors
+            .iter()
+            .filter_map(|a| {
+                X509Certificate::from_der(&a.der)
+                    .ok()
+                    .map(|(_, c)| c.subject().as_raw().to_vec())
+            })
+            .collect()
+    }
 }
 
-fn check_anchor(info: &CertInfo, path: &Path, now: i64) -> Result<(), String> {
-    if !info.is_ca {
+/// A CRL checked once at load time: signature by a known authority, dates; then only serials.
+#[derive(Debug, Clone)]
+pub struct Crl {
+    pub source: PathBuf,
+    pub issuer: String,
+    pub this_update: i64,
+    pub next_update: Option<i64>,
+    serials: HashSet<Box<[u8]>>,
+}
+
+impl Crl {
+    pub fn len(&self) -> usize {
+        self.serials.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.serials.is_empty()
+    }
+
+    pub fn is_stale(&self, now: i64) -> bool {
+        self.next_update.is_some_and(|n| now > n)
+    }
+}
+
+/// DER integers may carry a leading zero byte; serials are compared without it.
+fn serial_key(raw: &[u8]) -> &[u8] {
+    let mut s = raw;
+    while s.len() > 1 && s[0] == 0 {
+        s = &s[1..];
+    }
+    s
+}
+
+/// The revocation status of one certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Good,
+    Revoked,
+    /// No CRL for this issuer.
+    NoCrl,
+    /// The issuer's CRL is past its next update.
+    Stale,
+}
+
+/// CRLs indexed by the raw DER name of their issuer.
+#[derive(Debug, Clone, Default)]
+pub struct CrlSet {
+    by_issuer: HashMap<Vec<u8>, Crl>,
+}
+
+impl CrlSet {
+    /// Loads the CRL files named by `field`. Each CRL must be signed by one of `issuers` (the
+    /// configured anchors); a CRL that is not yet valid is refused, a stale one kept (its
+    /// staleness is a matter of policy, at handshake time).
+    pub fn load(
+        field: &str,
+        paths: &[PathBuf],
+        issuers: &[&Anchors],
+        now: i64,
+    ) -> Result<CrlSet, String> {
+        let mut by_issuer = HashMap::new();
+        for (i, p) in paths.iter().enumerate() {
+            let f = format!("{field}[{i}]");
+            let data = std::fs::read(p).map_err(|e| format!("{f}: cannot read {}: {e}", p.display()))?;
+            let ders: Vec<Vec<u8>> = if data.first() == Some(&0x30) {
+                vec![data]
+            } else {
+                CertificateRevocationListDer::pem_slice_iter(&data)
+                    .map(|r| r.map(|d| d.as_ref().to_vec()))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("{f}: {}: invalid PEM: {e}", p.display()))?
+            };
+            if ders.is_empty() {
+                return Err(format!("{f}: {}: no CRL found", p.display()));
+            }
+            for der in ders {
+                let (raw_issuer, crl) = parse_crl(&der, p, issuers, now).map_err(|m| format!("{f}: {m}"))?;
+                by_issuer.insert(raw_issuer, crl);
+            }
+        }
+        Ok(CrlSet { by_issuer })
+    }
+
+    /// Revocation status of a certificate given its issuer's raw name and its raw serial.
+    pub fn status(&self, issuer_raw: &[u8], serial_raw: &[u8], now: i64) -> Status {
+        match self.by_issuer.get(issuer_raw) {
+            None => Status::NoCrl,
+            Some(c) if c.serials.contains(serial_key(serial_raw)) => Status::Revoked,
+            Some(c) if c.is_stale(now) => Status::Stale,
+            Some(_) => Status::Good,
+        }
+    }
+
+    pub fn crls(&self) -> impl Iterator<Item = &Crl> {
+        self.by_issuer.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_issuer.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_issuer.is_empty()
+    }
+}
+
+fn parse_crl(
+    der: &[u8],
+    path: &std::path::Path,
+    issuers: &[&Anchors],
+    now: i64,
+) -> Result<(Vec<u8>, Crl), String> {
+    let (_, crl) = CertificateRevocationList::from_der(der)
+        .map_err(|e| format!("{}: not a valid CRL: {e}", path.display()))?;
+    let issuer_raw = crl.issuer().as_raw().to_vec();
+    let issuer = crl.issuer().to_string();
+    let signer = issuers
+        .iter()
+        .flat_map(|a| a.anchors.iter())
+        .find_map(|a| {
+            let (_, c) = X509Certificate::from_der(&a.der).ok()?;
+            (c.subject().as_raw() == issuer_raw.as_slice()).then(|| c.public_key().raw.to_vec())
+        })
+        .ok_or_else(|| {
+            format!(
+                "{}: CRL issuer {issuer} is not among the trust anchors",
+                path.display()
+            )
+        })?;
+    let (_, spki) = SubjectPublicKeyInfo::from_der(&signer)
+        .map_err(|e| format!("{}: issuer key unreadable: {e}", path.display()))?;
+    crl.verify_signature(&spki).map_err(|_| {
+        format!(
+            "{}: CRL signature does not verify with the key of {issuer}",
+            path.display()
+        )
+    })?;
+    let this_update = crl.last_update().timestamp();
+    if this_update > now + 300 {
         return Err(format!(
-            "{}: {} is not a CA certificate (basicConstraints CA:TRUE missing)",
+            "{}: CRL of {issuer} is not valid before {}",
             path.display(),
-            info.subject
+            fmt_time(this_update)
         ));
     }
-    if now >= info.not_after {
-        return Err(format!(
-            "{}: anchor {} expired on {}",
-            path.display(),
-            info.subject,
-            fmt_time(info.not_after)
-        ));
+    let serials = crl
+        .iter_revoked_certificates()
+        .map(|r| serial_key(r.raw_serial()).to_vec().into_boxed_slice())
+        .collect();
+    Ok((
+        issuer_raw,
+        Crl {
+            source: path.to_path_buf(),
+            issuer,
+            this_update,
+            next_update: crl.next_update().map(|t| t.timestamp()),
+            serials,
+        },
+    ))
+}
+
+/// The trust material of one sphere: anchors and the CRLs that apply to certificates under them.
+#[derive(Debug, Clone, Default)]
+pub struct TrustSet {
+    pub anchors: Anchors,
+    pub crls: Arc<CrlSet>,
+}
+
+/// Verifies upstream server certificates: chain to the anchors, validity dates and host name by
+/// rustls-webpki (aws-lc-rs), then revocation from pre-verified CRLs under a policy.
+pub struct OsiVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    anchor_subjects: HashSet<Vec<u8>>,
+    crls: Arc<CrlSet>,
+    policy: RevocationPolicy,
+    /// Metric label of the upstream (`annuaire`, `amc`).
+    upstream: &'static str,
+    /// Unix time of the last "unknown revocation status" warning, to log it at most once a minute.
+    last_warning: AtomicI64,
+}
+
+impl std::fmt::Debug for OsiVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OsiVerifier")
+            .field("upstream", &self.upstream)
+            .field("policy", &self.policy)
+            .field("crls", &self.crls.len())
+            .finish()
     }
-    Ok(())
+}
+
+impl OsiVerifier {
+    pub fn new(
+        trust: &TrustSet,
+        policy: RevocationPolicy,
+        upstream: &'static str,
+    ) -> Result<Arc<OsiVerifier>, String> {
+        let roots = Arc::new(trust.anchors.root_store()?);
+        let inner = WebPkiServerVerifier::builder_with_provider(roots, crate::upstream::provider())
+            .build()
+            .map_err(|e| format!("cannot build the certificate verifier: {e}"))?;
+        Ok(Arc::new(OsiVerifier {
+            inner,
+            anchor_subjects: trust.anchors.subjects(),
+            crls: trust.crls.clone(),
+            policy,
+            upstream,
+            last_warning: AtomicI64::new(0),
+        }))
+    }
+
+    /// Checks the revocation status of the end-entity certificate and of each presented
+    /// intermediate on its path that is not itself an anchor.
+    fn check_revocation(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: i64,
+    ) -> Result<(), TlsError> {
+        let bad = || TlsError::InvalidCertificate(CertificateError::BadEncoding);
+        let (_, mut cert) = X509Certificate::from_der(end_entity).map_err(|_| bad())?;
+        let parsed: Vec<X509Certificate<'_>> = intermediates
+            .iter()
+            .filter_map(|d| X509Certificate::from_der(d).ok().map(|(_, c)| c))
+            .collect();
+        for _ in 0..=parsed.len() {
+            let issuer = cert.issuer().as_raw();
+            match self.crls.status(issuer, cert.raw_serial(), now) {
+                Status::Good => {}
+                Status::Revoked => {
+                    return Err(TlsError::InvalidCertificate(CertificateError::Revoked))
+                }
+                unknown @ (Status::NoCrl | Status::Stale) => {
+                    let reason = if unknown == Status::NoCrl {
+                        "no-crl"
+                    } else {
+                        "stale-crl"
+                    };
+                    if self.policy == RevocationPolicy::Hard {
+                        return Err(TlsError::InvalidCertificate(if unknown == Status::Stale {
+                            CertificateError::ExpiredRevocationList
+                        } else {
+                            CertificateError::UnknownRevocationStatus
+                        }));
+                    }
+                    metrics::get()
+                        .revocation_unknown
+                        .with_label_values(&[self.upstream, reason])
+                        .inc();
+                    let last = self.last_warning.load(Ordering::Relaxed);
+                    if now - last >= 60
+                        && self
+                            .last_warning
+                            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                            .is_ok()
+                    {
+                        tracing::warn!(
+                            upstream = self.upstream,
+                            reason,
+                            issuer = %cert.issuer(),
+                            "revocation status unknown: allowed by the soft policy"
+                        );
+                    }
+                }
+            }
+            if self.anchor_subjects.contains(issuer) {
+                break;
+            }
+            match parsed.iter().find(|c| c.subject().as_raw() == issuer) {
+                Some(next) => cert = next.clone(),
+                None => break,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ServerCertVerifier for OsiVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, TlsError> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        if self.policy != RevocationPolicy::Off {
+            self.check_revocation(end_entity, intermediates, now.as_secs() as i64)?;
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
