@@ -40,7 +40,7 @@ impl Admin {
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
-        _peer: SocketAddr,
+        peer: SocketAddr,
     ) -> HttpResponse {
         let mut resp = match (req.method(), req.uri().path()) {
             (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
