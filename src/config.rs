@@ -298,7 +298,10 @@ impl fmt::Debug for ProxyConfig {
         f.debug_struct("ProxyConfig")
             .field("host", &self.host)
             .field("port", &self.port)
-            .field("credentials", &self.credentials.as_ref().map(|_| "<redacted>"))
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "<redacted>"),
+            )
             .field("no_proxy", &self.no_proxy)
             .finish()
     }
@@ -307,7 +310,10 @@ impl fmt::Debug for ProxyConfig {
 impl ProxyConfig {
     /// Whether `host` bypasses the proxy.
     pub fn bypass(&self, host: &str) -> bool {
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         let ip = host.parse::<std::net::IpAddr>().ok();
         self.no_proxy.iter().any(|rule| {
             let rule = rule.trim().to_ascii_lowercase();
@@ -678,7 +684,10 @@ impl Validator<'_> {
     fn upstream(&self, raw: &RawUpstream) -> Result<UpstreamConfig, ConfigError> {
         use std::time::Duration;
         let d = UpstreamConfig::default();
-        let ms = |field: &str, v: Option<u64>, default: Duration| -> Result<Duration, ConfigError> {
+        let ms = |field: &str,
+                  v: Option<u64>,
+                  default: Duration|
+         -> Result<Duration, ConfigError> {
             match v {
                 None => Ok(default),
                 Some(0) => Err(self.err(&format!("upstream.{field}"), "must be greater than 0")),
@@ -690,7 +699,11 @@ impl Validator<'_> {
             }
         };
         let u = UpstreamConfig {
-            connect_timeout: ms("connect_timeout_ms", raw.connect_timeout_ms, d.connect_timeout)?,
+            connect_timeout: ms(
+                "connect_timeout_ms",
+                raw.connect_timeout_ms,
+                d.connect_timeout,
+            )?,
             tls_timeout: ms("tls_timeout_ms", raw.tls_timeout_ms, d.tls_timeout)?,
             first_byte_timeout: ms(
                 "first_byte_timeout_ms",

@@ -1,6 +1,8 @@
 //! Logging: tracing to stderr, human-readable by default or JSON lines (`--log-format json`).
 //! Request bodies are never logged; `RUST_LOG` or `--log-level` set the filter.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -14,6 +16,7 @@ pub fn init(format: LogFormat, level: Option<&str>) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = match format {
         LogFormat::Human => builder.try_init(),

@@ -46,8 +46,8 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(upstream_open.clone())).expect("unique");
-        let in_flight =
-            IntGauge::new("rocgw_in_flight_requests", "Requests currently handled.").expect("valid");
+        let in_flight = IntGauge::new("rocgw_in_flight_requests", "Requests currently handled.")
+            .expect("valid");
         r.register(Box::new(in_flight.clone())).expect("unique");
         let generation = IntCounter::new(
             "rocgw_credentials_generation_total",

@@ -28,7 +28,8 @@ use crate::upstream::{Upstream, UpstreamError};
 
 /// Request headers passed on to the upstream; everything else (the local bearer token above
 /// all) stays here.
-const FORWARDED_REQUEST_HEADERS: [&str; 4] = ["content-type", "soapaction", "accept", "accept-language"];
+const FORWARDED_REQUEST_HEADERS: [&str; 4] =
+    ["content-type", "soapaction", "accept", "accept-language"];
 /// Response headers passed back to the SIH.
 const FORWARDED_RESPONSE_HEADERS: [&str; 2] = ["content-type", "content-language"];
 const UA: &str = concat!("rocgw/", env!("CARGO_PKG_VERSION"));
@@ -264,15 +265,21 @@ fn join(base: &Uri, suffix: &str, query: Option<&str>) -> Result<Uri, Fault> {
         path.push_str(q);
     }
     let mut parts = base.clone().into_parts();
-    parts.path_and_query = Some(path.parse().map_err(|_| {
-        Fault::with_detail(FaultCode::NotFound, "invalid path below /annuaire")
-    })?);
+    parts.path_and_query =
+        Some(path.parse().map_err(|_| {
+            Fault::with_detail(FaultCode::NotFound, "invalid path below /annuaire")
+        })?);
     Uri::from_parts(parts).map_err(|_| Fault::new(FaultCode::Internal))
 }
 
 /// Sends the SIH's body to `url` through `up` and returns the upstream's answer as it came:
 /// status, content type and body (SOAP faults of the AMC pass through untouched).
-async fn forward(up: &Upstream, url: Uri, headers: &HeaderMap, body: Bytes) -> Result<HttpResponse, Fault> {
+async fn forward(
+    up: &Upstream,
+    url: Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<HttpResponse, Fault> {
     let host = url.host().unwrap_or("").to_string();
     let mut req = Request::post(url);
     for name in FORWARDED_REQUEST_HEADERS {
@@ -290,12 +297,17 @@ async fn forward(up: &Upstream, url: Uri, headers: &HeaderMap, body: Bytes) -> R
             *resp.status_mut() = r.status;
             for name in FORWARDED_RESPONSE_HEADERS {
                 if let Some(v) = r.headers.get(name) {
-                    resp.headers_mut().insert(HeaderName::from_static(name), v.clone());
+                    resp.headers_mut()
+                        .insert(HeaderName::from_static(name), v.clone());
                 }
             }
             Ok(resp)
         }
-        Err(UpstreamError { code, reason, detail }) => {
+        Err(UpstreamError {
+            code,
+            reason,
+            detail,
+        }) => {
             tracing::warn!(upstream = up.kind().label(), host = %host, reason, detail = %detail, "upstream failure");
             Err(Fault::with_detail(code, detail))
         }

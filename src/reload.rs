@@ -19,6 +19,9 @@ use crate::metrics;
 use crate::trust::{Anchors, CrlSet, OsiVerifier, TrustSet};
 use crate::upstream::{client_config, Kind, Upstream};
 
+/// What the timed check compares: each watched file with its modification time and size.
+type Fingerprint = Vec<(PathBuf, Option<(SystemTime, u64)>)>;
+
 /// The upstream clients in force.
 #[derive(Debug)]
 pub struct Upstreams {
@@ -36,7 +39,7 @@ pub struct Runtime {
     amc_trust: ArcSwap<TrustSet>,
     annuaire_trust: ArcSwap<TrustSet>,
     upstreams: ArcSwap<Upstreams>,
-    fingerprint: Mutex<Vec<(PathBuf, Option<(SystemTime, u64)>)>>,
+    fingerprint: Mutex<Fingerprint>,
     /// Serialises reloads (SIGHUP and the timer may fire together).
     reloading: tokio::sync::Mutex<()>,
 }
@@ -53,7 +56,12 @@ impl std::fmt::Debug for Runtime {
 fn load_trust(cfg: &Config, now: i64) -> Result<(TrustSet, TrustSet), String> {
     let amc = Anchors::load("trust.amc_anchors", &cfg.trust.amc_anchors, now)?;
     let annuaire = Anchors::load("trust.annuaire_anchors", &cfg.trust.annuaire_anchors, now)?;
-    let crls = Arc::new(CrlSet::load("trust.crls", &cfg.trust.crls, &[&amc, &annuaire], now)?);
+    let crls = Arc::new(CrlSet::load(
+        "trust.crls",
+        &cfg.trust.crls,
+        &[&amc, &annuaire],
+        now,
+    )?);
     Ok((
         TrustSet {
             anchors: amc,
@@ -97,9 +105,10 @@ impl Runtime {
     /// Loads every credential for the first time; any failure is a start-up error (one line).
     pub fn start(cfg: Config) -> Result<Arc<Runtime>, String> {
         let now = now_unix();
-        let auth_cli =
-            ReloadableIdentity::new(&cfg.identities.auth_cli, Role::AuthCli, now).map_err(|e| e.0)?;
-        let sign = ReloadableIdentity::new(&cfg.identities.sign, Role::Sign, now).map_err(|e| e.0)?;
+        let auth_cli = ReloadableIdentity::new(&cfg.identities.auth_cli, Role::AuthCli, now)
+            .map_err(|e| e.0)?;
+        let sign =
+            ReloadableIdentity::new(&cfg.identities.sign, Role::Sign, now).map_err(|e| e.0)?;
         let (amc_trust, annuaire_trust) = load_trust(&cfg, now)?;
         let upstreams = build_upstreams(&cfg, &auth_cli, &amc_trust, &annuaire_trust)?;
         let rt = Runtime {
@@ -143,7 +152,7 @@ impl Runtime {
         files
     }
 
-    fn fingerprint_now(&self) -> Vec<(PathBuf, Option<(SystemTime, u64)>)> {
+    fn fingerprint_now(&self) -> Fingerprint {
         self.watched()
             .into_iter()
             .map(|p| {

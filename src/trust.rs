@@ -169,7 +169,8 @@ impl CrlSet {
         let mut by_issuer = HashMap::new();
         for (i, p) in paths.iter().enumerate() {
             let f = format!("{field}[{i}]");
-            let data = std::fs::read(p).map_err(|e| format!("{f}: cannot read {}: {e}", p.display()))?;
+            let data =
+                std::fs::read(p).map_err(|e| format!("{f}: cannot read {}: {e}", p.display()))?;
             let ders: Vec<Vec<u8>> = if data.first() == Some(&0x30) {
                 vec![data]
             } else {
@@ -182,7 +183,8 @@ impl CrlSet {
                 return Err(format!("{f}: {}: no CRL found", p.display()));
             }
             for der in ders {
-                let (raw_issuer, crl) = parse_crl(&der, p, issuers, now).map_err(|m| format!("{f}: {m}"))?;
+                let (raw_issuer, crl) =
+                    parse_crl(&der, p, issuers, now).map_err(|m| format!("{f}: {m}"))?;
                 by_issuer.insert(raw_issuer, crl);
             }
         }

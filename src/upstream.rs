@@ -180,10 +180,7 @@ impl hyper::rt::Write for Conn {
         Pin::new(&mut self.io).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 
@@ -238,10 +235,13 @@ impl Connector {
             .map_err(|_| ConnectError::Proxy("connection limiter closed".into()))?;
         let tcp = match &self.proxy {
             Some(p) if !p.bypass(&host) => self.tunnel(p, &host, port).await?,
-            _ => tokio::time::timeout(self.connect_timeout, TcpStream::connect((host.as_str(), port)))
-                .await
-                .map_err(|_| ConnectError::ConnectTimeout)?
-                .map_err(ConnectError::Connect)?,
+            _ => tokio::time::timeout(
+                self.connect_timeout,
+                TcpStream::connect((host.as_str(), port)),
+            )
+            .await
+            .map_err(|_| ConnectError::ConnectTimeout)?
+            .map_err(ConnectError::Connect)?,
         };
         let _ = tcp.set_nodelay(true);
         let name = ServerName::try_from(host.clone())
@@ -254,7 +254,9 @@ impl Connector {
         m.upstream_connections
             .with_label_values(&[self.kind.label()])
             .inc();
-        m.upstream_open.with_label_values(&[self.kind.label()]).inc();
+        m.upstream_open
+            .with_label_values(&[self.kind.label()])
+            .inc();
         Ok(Conn {
             io: TokioIo::new(tls),
             _permit: permit,
@@ -263,7 +265,12 @@ impl Connector {
     }
 
     /// Opens a `CONNECT` tunnel through the proxy.
-    async fn tunnel(&self, p: &ProxyConfig, host: &str, port: u16) -> Result<TcpStream, ConnectError> {
+    async fn tunnel(
+        &self,
+        p: &ProxyConfig,
+        host: &str,
+        port: u16,
+    ) -> Result<TcpStream, ConnectError> {
         let work = async {
             let mut s = TcpStream::connect((p.host.as_str(), p.port))
                 .await
@@ -351,7 +358,9 @@ pub struct Upstream {
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream").field("kind", &self.kind).finish()
+        f.debug_struct("Upstream")
+            .field("kind", &self.kind)
+            .finish()
     }
 }
 
@@ -423,30 +432,33 @@ impl Upstream {
             reason: "timeout",
             detail: format!("no {what} from the {} in time", self.kind.label()),
         };
-        let resp = match tokio::time::timeout(self.first_byte_timeout, self.client.request(req)).await
-        {
-            Err(_) => return Err(timeout("response")),
-            Ok(Err(e)) => return Err(classify(self.kind, &e)),
-            Ok(Ok(r)) => r,
-        };
+        let resp =
+            match tokio::time::timeout(self.first_byte_timeout, self.client.request(req)).await {
+                Err(_) => return Err(timeout("response")),
+                Ok(Err(e)) => return Err(classify(self.kind, &e)),
+                Ok(Ok(r)) => r,
+            };
         let (parts, body) = resp.into_parts();
         let left = self.total_timeout.saturating_sub(started.elapsed());
-        let body = match tokio::time::timeout(left, Limited::new(body, self.max_response_bytes).collect()).await {
-            Err(_) => return Err(timeout("complete response")),
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                return Err(UpstreamError {
-                    code: self.kind.unavailable(),
-                    reason: "response-too-large",
-                    detail: format!(
-                        "the {} response exceeds {} bytes",
-                        self.kind.label(),
-                        self.max_response_bytes
-                    ),
-                })
-            }
-            Ok(Err(e)) => return Err(classify(self.kind, e.as_ref())),
-            Ok(Ok(c)) => c.to_bytes(),
-        };
+        let body =
+            match tokio::time::timeout(left, Limited::new(body, self.max_response_bytes).collect())
+                .await
+            {
+                Err(_) => return Err(timeout("complete response")),
+                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                    return Err(UpstreamError {
+                        code: self.kind.unavailable(),
+                        reason: "response-too-large",
+                        detail: format!(
+                            "the {} response exceeds {} bytes",
+                            self.kind.label(),
+                            self.max_response_bytes
+                        ),
+                    })
+                }
+                Ok(Err(e)) => return Err(classify(self.kind, e.as_ref())),
+                Ok(Ok(c)) => c.to_bytes(),
+            };
         Ok(UpstreamResponse {
             status: parts.status,
             headers: parts.headers,
@@ -527,14 +539,21 @@ pub fn classify(kind: Kind, err: &(dyn StdError + 'static)) -> UpstreamError {
                 return UpstreamError {
                     code: FaultCode::UpstreamTls,
                     reason: "closed-during-handshake",
-                    detail: format!("the {} closed the connection during the TLS handshake", kind.label()),
+                    detail: format!(
+                        "the {} closed the connection during the TLS handshake",
+                        kind.label()
+                    ),
                 };
             }
         }
         cur = e.source();
     }
     UpstreamError {
-        code: if in_tls { FaultCode::UpstreamTls } else { kind.unavailable() },
+        code: if in_tls {
+            FaultCode::UpstreamTls
+        } else {
+            kind.unavailable()
+        },
         reason: if in_tls { "tls-error" } else { "io" },
         detail: format!("{} exchange failed: {}", kind.label(), short_chain(err)),
     }
@@ -576,7 +595,9 @@ fn tls_error(kind: Kind, e: &rustls::Error) -> UpstreamError {
         ) => (
             FaultCode::UpstreamTls,
             "revocation-unknown",
-            format!("the revocation status of the {who} server certificate is unknown (hard policy)"),
+            format!(
+                "the revocation status of the {who} server certificate is unknown (hard policy)"
+            ),
         ),
         E::AlertReceived(
             A::BadCertificate

@@ -8,3 +8,5 @@ mod pki;
 mod sandbox;
 mod startup;
 mod support;
+mod tls_server;
+mod upstream;

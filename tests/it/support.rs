@@ -423,3 +423,65 @@ pub fn tool(name: &str, args: &[&str], cwd: &Path) -> Output {
             panic!("`{name}` is needed by this test ({e}): run `bash .ci/run` or `apt-get install -y {name}`")
         })
 }
+
+/// One sample of the Prometheus text exposition format.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Scrapes `/metrics` and parses every sample line (`name{a="b",…} value`).
+pub fn scrape(admin: SocketAddr) -> Vec<Sample> {
+    let r = http(admin, "GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut out = Vec::new();
+    for line in r
+        .body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').expect("sample line");
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let mut map = std::collections::BTreeMap::new();
+        for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once("=\"").expect("label pair");
+            map.insert(k.to_string(), v.trim_end_matches('"').to_string());
+        }
+        out.push(Sample {
+            name: name.to_string(),
+            labels: map,
+            value: value.parse().expect("numeric value"),
+        });
+    }
+    out
+}
+
+/// The value of the sample with this name and these labels (0 when absent).
+pub fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+        .sum()
+}
+
+impl Proc {
+    /// Sends a signal to the process (`HUP`, `TERM`).
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}

@@ -1,0 +1,215 @@
+//! A real TLS server on 127.0.0.1 for the upstream tests, with certificates of the test PKI: it
+//! serves HTTP/1.1 over rustls, optionally demands a client certificate, records the serials of
+//! the client certificates it sees and the connections it accepts, and can misbehave.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+
+use crate::support::pki_path;
+
+/// How the server behaves.
+#[derive(Clone, Debug)]
+pub enum Behavior {
+    /// Answers 200 with a small SOAP body naming the client certificate serial.
+    Echo,
+    /// Answers after a delay.
+    Delay(Duration),
+    /// Answers with this status and a SOAP fault body of its own.
+    Fault(u16),
+    /// Reads the ClientHello and closes the connection.
+    CloseMidHandshake,
+}
+
+/// What the server saw.
+#[derive(Default, Debug)]
+pub struct Seen {
+    pub serials: Mutex<Vec<String>>,
+    pub connections: AtomicUsize,
+    pub requests: AtomicUsize,
+    pub open: AtomicUsize,
+    pub max_open: AtomicUsize,
+    pub bodies: Mutex<Vec<String>>,
+}
+
+pub struct TlsServer {
+    pub addr: SocketAddr,
+    pub seen: Arc<Seen>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl TlsServer {
+    /// Starts a server with `cert` (chain PEM) and `key` from the test PKI, demanding a client
+    /// certificate chaining to `client_roots` when given.
+    pub fn start(
+        cert: &str,
+        key: &str,
+        client_roots: Option<&[&str]>,
+        behavior: Behavior,
+    ) -> TlsServer {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki_path(cert))
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(pki_path(key)).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = match client_roots {
+            Some(roots) => {
+                let mut store = RootCertStore::empty();
+                for r in roots {
+                    for c in CertificateDer::pem_file_iter(pki_path(r)).unwrap() {
+                        store.add(c.unwrap()).unwrap();
+                    }
+                }
+                let v = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider)
+                    .build()
+                    .unwrap();
+                builder.with_client_cert_verifier(v)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut cfg = builder.with_single_cert(certs, key).unwrap();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Seen::default());
+        let seen2 = seen.clone();
+        rt.spawn(async move {
+            loop {
+                let Ok((mut tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                seen2.connections.fetch_add(1, Ordering::SeqCst);
+                let acceptor = acceptor.clone();
+                let seen = seen2.clone();
+                let behavior = behavior.clone();
+                tokio::spawn(async move {
+                    if let Behavior::CloseMidHandshake = behavior {
+                        let mut buf = [0u8; 64];
+                        let _ = tcp.read(&mut buf).await;
+                        return;
+                    }
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let serial = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| serial_of(c.as_ref()))
+                        .unwrap_or_default();
+                    let open = seen.open.fetch_add(1, Ordering::SeqCst) + 1;
+                    seen.max_open.fetch_max(open, Ordering::SeqCst);
+                    let seen_c = seen.clone();
+                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let seen = seen_c.clone();
+                        let serial = serial.clone();
+                        let behavior = behavior.clone();
+                        async move {
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|c| c.to_bytes())
+                                .unwrap_or_default();
+                            seen.requests.fetch_add(1, Ordering::SeqCst);
+                            seen.serials.lock().unwrap().push(serial.clone());
+                            seen.bodies
+                                .lock()
+                                .unwrap()
+                                .push(String::from_utf8_lossy(&body).to_string());
+                            let (status, text) = match behavior {
+                                Behavior::Fault(code) => (code, FAULT.to_string()),
+                                Behavior::Delay(d) => {
+                                    tokio::time::sleep(d).await;
+                                    (200, ok_body(&serial))
+                                }
+                                _ => (200, ok_body(&serial)),
+                            };
+                            let mut r = Response::new(Full::new(Bytes::from(text)));
+                            *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                            r.headers_mut()
+                                .insert("content-type", "text/xml; charset=utf-8".parse().unwrap());
+                            r.headers_mut()
+                                .insert("x-upstream-secret", "must-not-pass".parse().unwrap());
+                            Ok::<_, std::convert::Infallible>(r)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                    seen.open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        TlsServer {
+            addr,
+            seen,
+            _rt: rt,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.addr.port())
+    }
+
+    pub fn serials(&self) -> Vec<String> {
+        self.seen.serials.lock().unwrap().clone()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.seen.connections.load(Ordering::SeqCst)
+    }
+}
+
+pub const FAULT: &str = r#"<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><s:Fault><faultcode>s:Client</faultcode><faultstring>Adhérent inconnu (AMC)</faultstring></s:Fault></s:Body></s:Envelope>"#;
+
+fn ok_body(serial: &str) -> String {
+    format!(
+        r#"<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><ok client-serial="{serial}"/></s:Body></s:Envelope>"#
+    )
+}
+
+/// Upper-case hex serial of a DER certificate.
+pub fn serial_of(der: &[u8]) -> String {
+    let (_, c) = x509_parser::parse_x509_certificate(der).unwrap();
+    c.raw_serial_as_string().replace(':', "").to_uppercase()
+}
+
+/// The serial of a certificate file of the test PKI, as the manifest records it.
+pub fn pki_serial(rel: &str) -> String {
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pki_path("manifest.json")).unwrap()).unwrap();
+    m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == rel)
+        .and_then(|f| f["serial"].as_str())
+        .unwrap_or_else(|| panic!("no serial for {rel}"))
+        .to_string()
+}
