@@ -329,11 +329,10 @@ impl OsiVerifier {
     ) -> Result<(), TlsError> {
         let bad = || TlsError::InvalidCertificate(CertificateError::BadEncoding);
         let (_, mut cert) = X509Certificate::from_der(end_entity).map_err(|_| bad())?;
-        let parsed: Vec<X509Certificate<'_>> = intermediates
-            .iter()
-            .filter_map(|d| X509Certificate::from_der(d).ok().map(|(_, c)| c))
-            .collect();
-        for _ in 0..=parsed.len() {
+        // Intermediates are parsed only when the path goes past the end-entity's issuer, which
+        // it does not when that issuer is a configured anchor (AC-SERVEUR in ROC).
+        let mut parsed: Option<Vec<X509Certificate<'_>>> = None;
+        for _ in 0..=intermediates.len() {
             let issuer = cert.issuer().as_raw();
             match self.crls.status(issuer, cert.raw_serial(), now) {
                 Status::Good => {}
@@ -376,6 +375,12 @@ impl OsiVerifier {
             if self.anchor_subjects.contains(issuer) {
                 break;
             }
+            let parsed = parsed.get_or_insert_with(|| {
+                intermediates
+                    .iter()
+                    .filter_map(|d| X509Certificate::from_der(d).ok().map(|(_, c)| c))
+                    .collect()
+            });
             match parsed.iter().find(|c| c.subject().as_raw() == issuer) {
                 Some(next) => cert = next.clone(),
                 None => break,
