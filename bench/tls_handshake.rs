@@ -36,7 +36,7 @@ fn handshakes(c: &mut Criterion) {
     let pki = common::mini_pki(REVOKED);
     let (addr, _server_rt) = common::tls_server(&pki, 1);
     let now = rocgw::identity::now_unix();
-    let anchors = Anchors::load("bench", &[pki.anchors.clone()], now).unwrap();
+    let anchors = Anchors::load("bench", std::slice::from_ref(&pki.anchors), now).unwrap();
     let trust = |crl: &std::path::Path| TrustSet {
         crls: Arc::new(CrlSet::load("bench", &[crl.to_path_buf()], &[&anchors], now).unwrap()),
         anchors: anchors.clone(),
@@ -47,7 +47,9 @@ fn handshakes(c: &mut Criterion) {
         Arc::new(anchors.root_store().unwrap()),
         rocgw::upstream::provider(),
     )
-    .with_crls(vec![CertificateRevocationListDer::from(pki.crl_big_der.clone())])
+    .with_crls(vec![CertificateRevocationListDer::from(
+        pki.crl_big_der.clone(),
+    )])
     .build()
     .unwrap();
 
@@ -65,14 +67,23 @@ fn handshakes(c: &mut Criterion) {
         g.bench_function(*label, |b| {
             b.iter(|| {
                 verifier
-                    .verify_server_cert(&pki.server_chain[0], &pki.server_chain[1..], &name, &[], at)
+                    .verify_server_cert(
+                        &pki.server_chain[0],
+                        &pki.server_chain[1..],
+                        &name,
+                        &[],
+                        at,
+                    )
                     .expect("valid chain")
             })
         });
     }
     g.finish();
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut g = c.benchmark_group("full_handshake");
     g.throughput(Throughput::Elements(1));
     g.sample_size(40);
@@ -100,7 +111,7 @@ fn interleaved(rounds: usize) {
     let pki = common::mini_pki(REVOKED);
     let (addr, _server_rt) = common::tls_server(&pki, 1);
     let now = rocgw::identity::now_unix();
-    let anchors = Anchors::load("bench", &[pki.anchors.clone()], now).unwrap();
+    let anchors = Anchors::load("bench", std::slice::from_ref(&pki.anchors), now).unwrap();
     let trust = |crl: &std::path::Path| TrustSet {
         crls: Arc::new(CrlSet::load("bench", &[crl.to_path_buf()], &[&anchors], now).unwrap()),
         anchors: anchors.clone(),
@@ -109,7 +120,9 @@ fn interleaved(rounds: usize) {
         Arc::new(anchors.root_store().unwrap()),
         rocgw::upstream::provider(),
     )
-    .with_crls(vec![CertificateRevocationListDer::from(pki.crl_big_der.clone())])
+    .with_crls(vec![CertificateRevocationListDer::from(
+        pki.crl_big_der.clone(),
+    )])
     .build()
     .unwrap();
     let connectors = [
@@ -117,7 +130,10 @@ fn interleaved(rounds: usize) {
         client(OsiVerifier::new(&trust(&pki.crl_big), RevocationPolicy::Hard, "amc").unwrap()),
         client(webpki),
     ];
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut times: [Vec<f64>; 3] = Default::default();
     for round in 0..rounds {
         for i in 0..3 {
@@ -139,7 +155,10 @@ fn interleaved(rounds: usize) {
     };
     let m: Vec<f64> = times.iter_mut().map(median).collect();
     println!("interleaved full handshakes, {rounds} rounds, median µs (handshakes/s):");
-    for (label, us) in ["rocgw_no_crl", "rocgw_crl_100k", "webpki_crl_100k"].iter().zip(&m) {
+    for (label, us) in ["rocgw_no_crl", "rocgw_crl_100k", "webpki_crl_100k"]
+        .iter()
+        .zip(&m)
+    {
         println!("  {label:<16} {us:>8.0} µs  ({:>5.0}/s)", 1e6 / us);
     }
     println!(

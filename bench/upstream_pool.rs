@@ -16,24 +16,46 @@ use rocgw::trust::{Anchors, CrlSet, OsiVerifier, TrustSet};
 use rocgw::upstream::{client_config, Kind, Upstream};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let requests: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let concurrency: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(16);
     let pki = common::mini_pki(100_000);
     let (addr, _server_rt) = common::tls_server(&pki, 1);
     let now = rocgw::identity::now_unix();
-    let anchors = Anchors::load("bench", &[pki.anchors.clone()], now).unwrap();
+    let anchors = Anchors::load("bench", std::slice::from_ref(&pki.anchors), now).unwrap();
     let trust = TrustSet {
-        crls: Arc::new(CrlSet::load("bench", &[pki.crl_big.clone()], &[&anchors], now).unwrap()),
+        crls: Arc::new(
+            CrlSet::load(
+                "bench",
+                std::slice::from_ref(&pki.crl_big),
+                &[&anchors],
+                now,
+            )
+            .unwrap(),
+        ),
         anchors,
     };
     let verifier = OsiVerifier::new(&trust, RevocationPolicy::Hard, "amc").unwrap();
     let cfg = UpstreamConfig::default();
-    let up = Arc::new(Upstream::new(Kind::Amc, client_config(verifier, None).unwrap(), &cfg, None));
-    let url: hyper::Uri = format!("https://localhost:{}/idb", addr.port()).parse().unwrap();
+    let up = Arc::new(Upstream::new(
+        Kind::Amc,
+        client_config(verifier, None).unwrap(),
+        &cfg,
+        None,
+    ));
+    let url: hyper::Uri = format!("https://localhost:{}/idb", addr.port())
+        .parse()
+        .unwrap();
     let body = Bytes::from_static(b"<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body><idb/></s:Body></s:Envelope>");
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let started = Instant::now();
     let failures = rt.block_on(async {
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -64,7 +86,10 @@ fn main() {
     let m = rocgw::metrics::get();
     let opened = m.upstream_connections.with_label_values(&["amc"]).get();
     println!("upstream_pool: {requests} requests, concurrency {concurrency}, 1 server thread");
-    println!("  throughput   {:.0} requests/s ({secs:.2} s)", requests as f64 / secs);
+    println!(
+        "  throughput   {:.0} requests/s ({secs:.2} s)",
+        requests as f64 / secs
+    );
     println!("  connections  {opened} opened, reuse ratio {:.4} (requests served on a reused connection)", 1.0 - opened as f64 / requests as f64);
     println!("  failures     {failures}");
     assert_eq!(failures, 0);

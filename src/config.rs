@@ -843,6 +843,9 @@ impl Validator<'_> {
             crate::access::check_bind(addr, &access).map_err(|m| self.err(field, m))?;
         }
 
+        let upstream = self.upstream(&raw.upstream)?;
+        let proxy = raw.proxy.as_ref().map(|p| self.proxy(p)).transpose()?;
+
         let identities = Identities {
             auth_cli: self.identity("auth_cli", raw.identity.auth_cli)?,
             sign: self.identity("sign", raw.identity.sign)?,
@@ -869,8 +872,6 @@ impl Validator<'_> {
             None => None,
         };
         let crls = self.anchors("trust.crls", &raw.trust.crls)?;
-        let upstream = self.upstream(&raw.upstream)?;
-        let proxy = raw.proxy.as_ref().map(|p| self.proxy(p)).transpose()?;
 
         let services: Vec<String> = match raw.services {
             Some(s) if s.is_empty() => return Err(self.err("services", "empty list")),
@@ -1011,5 +1012,36 @@ mod tests {
         );
         assert!(dbg.contains("<redacted>"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn no_proxy_rules_match_names_suffixes_and_networks() {
+        let p = ProxyConfig {
+            host: "proxy".into(),
+            port: 3128,
+            credentials: None,
+            no_proxy: vec![
+                "localhost".into(),
+                ".hopital.example".into(),
+                "10.0.0.0/8".into(),
+            ],
+        };
+        assert!(p.bypass("localhost"));
+        assert!(p.bypass("LOCALHOST"));
+        assert!(p.bypass("ws.hopital.example"));
+        assert!(p.bypass("hopital.example"));
+        assert!(!p.bypass("nothopital.example"));
+        assert!(p.bypass("10.2.3.4"));
+        assert!(!p.bypass("11.2.3.4"));
+        assert!(!p.bypass("amc.example"));
+    }
+
+    #[test]
+    fn proxy_url_must_be_http_without_credentials() {
+        let e = parse("[proxy]\nurl = \"http://u:p@proxy:3128\"\n").unwrap_err();
+        assert_eq!(e.field, "proxy.url");
+        assert!(!e.to_string().contains("u:p"), "{e}");
+        let e = parse("[proxy]\nurl = \"https://proxy:3128\"\n").unwrap_err();
+        assert_eq!(e.field, "proxy.url");
     }
 }

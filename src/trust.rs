@@ -434,3 +434,33 @@ impl ServerCertVerifier for OsiVerifier {
         self.inner.supported_verify_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_compare_without_leading_zeros() {
+        assert_eq!(serial_key(&[0, 0x80, 1]), &[0x80, 1]);
+        assert_eq!(serial_key(&[0]), &[0]);
+        let mut serials = HashSet::new();
+        serials.insert(serial_key(&[0x00, 0x9a]).to_vec().into_boxed_slice());
+        let set = CrlSet {
+            by_issuer: HashMap::from([(
+                b"issuer".to_vec(),
+                Crl {
+                    source: PathBuf::from("x.crl"),
+                    issuer: "CN=x".into(),
+                    this_update: 0,
+                    next_update: Some(1_000),
+                    serials,
+                },
+            )]),
+        };
+        assert_eq!(set.status(b"issuer", &[0x9a], 10), Status::Revoked);
+        assert_eq!(set.status(b"issuer", &[0x9b], 10), Status::Good);
+        assert_eq!(set.status(b"issuer", &[0x9b], 2_000), Status::Stale);
+        assert_eq!(set.status(b"issuer", &[0x9a], 2_000), Status::Revoked);
+        assert_eq!(set.status(b"other", &[0x9a], 10), Status::NoCrl);
+    }
+}

@@ -299,6 +299,15 @@ fn the_documented_example_config_is_valid() {
         .replace(
             "/etc/rocgw/trust/ac-services-applicatifs.pem",
             &p("osi/ac-services-applicatifs.pem"),
+        )
+        .replace("/etc/rocgw/trust/igc-osi-root.crl", &p("osi/root.crl.pem"))
+        .replace(
+            "/etc/rocgw/trust/ac-serveur.crl",
+            &p("osi/ac-serveur.crl.pem"),
+        )
+        .replace(
+            "/etc/rocgw/trust/ac-services-applicatifs.crl",
+            &p("osi/ac-services-applicatifs.crl.pem"),
         );
     assert!(
         !text.contains("\n/etc/rocgw/")
