@@ -32,17 +32,14 @@ fn client(verifier: Arc<dyn ServerCertVerifier>) -> tokio_rustls::TlsConnector {
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
 }
 
-fn handshakes(c: &mut Criterion) {
-    let pki = common::mini_pki(REVOKED);
-    let (addr, _server_rt) = common::tls_server(&pki, 1);
+/// The three verifiers compared: rocgw without CRL, rocgw with the 100k CRL, rustls-webpki with it.
+fn verifiers(pki: &common::MiniPki) -> [(&'static str, Arc<dyn ServerCertVerifier>); 3] {
     let now = rocgw::identity::now_unix();
     let anchors = Anchors::load("bench", std::slice::from_ref(&pki.anchors), now).unwrap();
     let trust = |crl: &std::path::Path| TrustSet {
         crls: Arc::new(CrlSet::load("bench", &[crl.to_path_buf()], &[&anchors], now).unwrap()),
         anchors: anchors.clone(),
     };
-    let no_crl = OsiVerifier::new(&trust(&pki.crl_empty), RevocationPolicy::Off, "amc").unwrap();
-    let big_crl = OsiVerifier::new(&trust(&pki.crl_big), RevocationPolicy::Hard, "amc").unwrap();
     let webpki = WebPkiServerVerifier::builder_with_provider(
         Arc::new(anchors.root_store().unwrap()),
         rocgw::upstream::provider(),
@@ -52,12 +49,23 @@ fn handshakes(c: &mut Criterion) {
     )])
     .build()
     .unwrap();
-
-    let variants: [(&str, Arc<dyn ServerCertVerifier>); 3] = [
-        ("rocgw_no_crl", no_crl),
-        ("rocgw_crl_100k", big_crl),
+    [
+        (
+            "rocgw_no_crl",
+            OsiVerifier::new(&trust(&pki.crl_empty), RevocationPolicy::Off, "amc").unwrap(),
+        ),
+        (
+            "rocgw_crl_100k",
+            OsiVerifier::new(&trust(&pki.crl_big), RevocationPolicy::Hard, "amc").unwrap(),
+        ),
         ("webpki_crl_100k", webpki),
-    ];
+    ]
+}
+
+fn handshakes(c: &mut Criterion) {
+    let pki = common::mini_pki(REVOKED);
+    let (addr, _server_rt) = common::tls_server(&pki, 1);
+    let variants = verifiers(&pki);
 
     // The verifier alone, in process: what each handshake pays for the server certificate.
     let mut g = c.benchmark_group("verify_server_cert");
@@ -110,26 +118,7 @@ fn handshakes(c: &mut Criterion) {
 fn interleaved(rounds: usize) {
     let pki = common::mini_pki(REVOKED);
     let (addr, _server_rt) = common::tls_server(&pki, 1);
-    let now = rocgw::identity::now_unix();
-    let anchors = Anchors::load("bench", std::slice::from_ref(&pki.anchors), now).unwrap();
-    let trust = |crl: &std::path::Path| TrustSet {
-        crls: Arc::new(CrlSet::load("bench", &[crl.to_path_buf()], &[&anchors], now).unwrap()),
-        anchors: anchors.clone(),
-    };
-    let webpki: Arc<dyn ServerCertVerifier> = WebPkiServerVerifier::builder_with_provider(
-        Arc::new(anchors.root_store().unwrap()),
-        rocgw::upstream::provider(),
-    )
-    .with_crls(vec![CertificateRevocationListDer::from(
-        pki.crl_big_der.clone(),
-    )])
-    .build()
-    .unwrap();
-    let connectors = [
-        client(OsiVerifier::new(&trust(&pki.crl_empty), RevocationPolicy::Off, "amc").unwrap()),
-        client(OsiVerifier::new(&trust(&pki.crl_big), RevocationPolicy::Hard, "amc").unwrap()),
-        client(webpki),
-    ];
+    let connectors = verifiers(&pki).map(|(_, v)| client(v));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
