@@ -79,6 +79,8 @@ struct RawConfig {
     #[serde(default)]
     reload: RawReload,
     #[serde(default)]
+    assertion: RawAssertion,
+    #[serde(default)]
     services: Option<Vec<String>>,
     #[serde(default)]
     routes: BTreeMap<String, BTreeMap<String, String>>,
@@ -178,6 +180,28 @@ struct RawProxy {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawAssertion {
+    validity_s: Option<u64>,
+    not_before_skew_s: Option<u64>,
+    audience: Option<String>,
+    name_id: Option<String>,
+    name_id_format: Option<String>,
+    subject_confirmation_method: Option<String>,
+    authn_context_class_ref: Option<String>,
+    default_attributes: Option<bool>,
+    #[serde(default)]
+    attributes: Vec<crate::wssec::AttributeSpec>,
+    #[serde(default)]
+    existing_security: crate::wssec::ExistingSecurity,
+    #[serde(default)]
+    must_understand: bool,
+    reuse_s: Option<u64>,
+    max_depth: Option<usize>,
+    max_attributes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawReload {
     check_interval_s: Option<u64>,
 }
@@ -237,6 +261,8 @@ pub struct Config {
     /// Seconds between checks of the certificate and CRL files for changes; 0 disables it
     /// (SIGHUP still reloads).
     pub reload_check_interval_s: u64,
+    /// The SAML assertion profile and the envelope parsing limits.
+    pub assertion: crate::wssec::Profile,
     pub services: Vec<String>,
     /// AMC number → service → https endpoint.
     pub routes: BTreeMap<String, BTreeMap<String, hyper::Uri>>,
@@ -736,6 +762,70 @@ impl Validator<'_> {
         Ok(u)
     }
 
+    fn assertion(&self, raw: &RawAssertion) -> Result<crate::wssec::Profile, ConfigError> {
+        use std::time::Duration;
+        let d = crate::wssec::Profile::default();
+        let validity = Duration::from_secs(raw.validity_s.unwrap_or(d.validity.as_secs()));
+        if validity.is_zero() || validity > Duration::from_secs(3600) {
+            return Err(self.err("assertion.validity_s", "must be between 1 and 3600 seconds"));
+        }
+        let reuse = Duration::from_secs(raw.reuse_s.unwrap_or(0));
+        if reuse * 2 > validity {
+            return Err(self.err(
+                "assertion.reuse_s",
+                "must be at most half of validity_s (a reused assertion must stay valid)",
+            ));
+        }
+        for (i, a) in raw.attributes.iter().enumerate() {
+            if a.name.trim().is_empty() || a.values.is_empty() {
+                return Err(self.err(
+                    &format!("assertion.attributes[{i}]"),
+                    "an attribute needs a name and at least one value",
+                ));
+            }
+            if let Some(t) = &a.xsi_type {
+                if t.contains(':') && !t.starts_with("xs:") {
+                    return Err(self.err(
+                        &format!("assertion.attributes[{i}].type"),
+                        "only the xs: prefix is declared (e.g. xs:string)",
+                    ));
+                }
+            }
+        }
+        let max_depth = raw.max_depth.unwrap_or(d.max_depth);
+        let max_attributes = raw.max_attributes.unwrap_or(d.max_attributes);
+        if !(8..=1024).contains(&max_depth) {
+            return Err(self.err("assertion.max_depth", "must be between 8 and 1024"));
+        }
+        if !(4..=1024).contains(&max_attributes) {
+            return Err(self.err("assertion.max_attributes", "must be between 4 and 1024"));
+        }
+        Ok(crate::wssec::Profile {
+            validity,
+            not_before_skew: Duration::from_secs(
+                raw.not_before_skew_s.unwrap_or(d.not_before_skew.as_secs()),
+            ),
+            audience: raw.audience.clone().filter(|a| a != "endpoint"),
+            name_id: raw.name_id.clone(),
+            name_id_format: raw.name_id_format.clone().unwrap_or(d.name_id_format),
+            subject_confirmation_method: raw
+                .subject_confirmation_method
+                .clone()
+                .unwrap_or(d.subject_confirmation_method),
+            authn_context_class_ref: raw
+                .authn_context_class_ref
+                .clone()
+                .unwrap_or(d.authn_context_class_ref),
+            default_attributes: raw.default_attributes.unwrap_or(true),
+            attributes: raw.attributes.clone(),
+            existing_security: raw.existing_security,
+            must_understand: raw.must_understand,
+            reuse,
+            max_depth,
+            max_attributes,
+        })
+    }
+
     fn proxy(&self, raw: &RawProxy) -> Result<ProxyConfig, ConfigError> {
         let uri: hyper::Uri = raw
             .url
@@ -844,6 +934,7 @@ impl Validator<'_> {
         }
 
         let upstream = self.upstream(&raw.upstream)?;
+        let assertion = self.assertion(&raw.assertion)?;
         let proxy = raw.proxy.as_ref().map(|p| self.proxy(p)).transpose()?;
 
         let identities = Identities {
@@ -927,6 +1018,7 @@ impl Validator<'_> {
             upstream,
             proxy,
             reload_check_interval_s: raw.reload.check_interval_s.unwrap_or(30),
+            assertion,
             services,
             routes,
         })

@@ -27,6 +27,7 @@ pub enum FaultCode {
     NotSoap,
     DtdForbidden,
     BodyTooLarge,
+    XmlLimit,
     SecurityHeaderPresent,
     UnknownAmc,
     UnknownService,
@@ -65,10 +66,11 @@ pub enum StatusMode {
 
 impl FaultCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [FaultCode; 17] = [
+    pub const ALL: [FaultCode; 18] = [
         FaultCode::NotSoap,
         FaultCode::DtdForbidden,
         FaultCode::BodyTooLarge,
+        FaultCode::XmlLimit,
         FaultCode::SecurityHeaderPresent,
         FaultCode::UnknownAmc,
         FaultCode::UnknownService,
@@ -90,6 +92,7 @@ impl FaultCode {
             FaultCode::NotSoap => "not-soap",
             FaultCode::DtdForbidden => "dtd-forbidden",
             FaultCode::BodyTooLarge => "body-too-large",
+            FaultCode::XmlLimit => "xml-limit-exceeded",
             FaultCode::SecurityHeaderPresent => "security-header-present",
             FaultCode::UnknownAmc => "unknown-amc",
             FaultCode::UnknownService => "unknown-service",
@@ -112,6 +115,7 @@ impl FaultCode {
             FaultCode::NotSoap
             | FaultCode::DtdForbidden
             | FaultCode::BodyTooLarge
+            | FaultCode::XmlLimit
             | FaultCode::SecurityHeaderPresent
             | FaultCode::UnknownAmc
             | FaultCode::UnknownService
@@ -124,9 +128,10 @@ impl FaultCode {
     /// The status under `http_status = "precise"`.
     pub fn precise_status(self) -> StatusCode {
         match self {
-            FaultCode::NotSoap | FaultCode::DtdForbidden | FaultCode::SecurityHeaderPresent => {
-                StatusCode::BAD_REQUEST
-            }
+            FaultCode::NotSoap
+            | FaultCode::DtdForbidden
+            | FaultCode::XmlLimit
+            | FaultCode::SecurityHeaderPresent => StatusCode::BAD_REQUEST,
             FaultCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             FaultCode::UnknownAmc | FaultCode::UnknownService | FaultCode::NotFound => {
                 StatusCode::NOT_FOUND
@@ -175,6 +180,10 @@ impl FaultCode {
             FaultCode::BodyTooLarge => (
                 "Le corps de la requête dépasse la taille autorisée.",
                 "The request body exceeds the size limit.",
+            ),
+            FaultCode::XmlLimit => (
+                "L'enveloppe dépasse les limites d'analyse XML (profondeur, attributs).",
+                "The envelope exceeds the XML parsing limits (depth, attributes).",
             ),
             FaultCode::SecurityHeaderPresent => (
                 "La requête contient déjà un en-tête wsse:Security.",

@@ -29,3 +29,4 @@ pub mod serve;
 pub mod soap;
 pub mod trust;
 pub mod upstream;
+pub mod wssec;

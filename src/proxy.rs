@@ -25,6 +25,7 @@ use crate::metrics;
 use crate::reload::Runtime;
 use crate::soap::{self, SoapVersion};
 use crate::upstream::{Upstream, UpstreamError};
+use crate::wssec;
 
 /// Request headers passed on to the upstream; everything else (the local bearer token above
 /// all) stays here.
@@ -176,7 +177,10 @@ impl Gateway {
         let upstreams = self.runtime.upstreams();
         let r = match t {
             Target::Amc { amc, service } => match self.resolve(amc, service) {
-                Ok(endpoint) => forward(&upstreams.amc, endpoint, &headers, body).await,
+                Ok(endpoint) => match self.stamp(&body, &endpoint) {
+                    Ok(stamped) => forward(&upstreams.amc, endpoint, &headers, stamped).await,
+                    Err((f, v)) => return (route, Err((f, v))),
+                },
                 Err(f) => Err(f),
             },
             Target::Annuaire => match &upstreams.annuaire {
@@ -226,6 +230,28 @@ impl Gateway {
                 "the request body could not be read completely",
             )),
         }
+    }
+
+    /// Inserts the signed assertion (audience: the endpoint, unless the profile fixes one).
+    fn stamp(&self, body: &Bytes, endpoint: &Uri) -> Result<Bytes, (Fault, SoapVersion)> {
+        let profile = &self.runtime.config().assertion;
+        let plan = wssec::plan(body, profile)?;
+        let audience = match &profile.audience {
+            Some(a) => a.clone(),
+            None => endpoint.to_string(),
+        };
+        let signer = self.runtime.signer();
+        let (assertion, reused) =
+            self.runtime
+                .assertions
+                .get(profile, &signer, &audience, crate::identity::now_unix());
+        tracing::debug!(assertion = %assertion.id, reused, "assertion ready");
+        Ok(Bytes::from(wssec::stamp(
+            body,
+            &plan,
+            &assertion.xml,
+            profile.must_understand,
+        )))
     }
 
     /// Resolves the endpoint of an AMC service.

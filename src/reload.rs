@@ -18,6 +18,7 @@ use crate::identity::{fmt_time, now_unix, ReloadableIdentity, Role, EXPIRY_WARNI
 use crate::metrics;
 use crate::trust::{Anchors, CrlSet, OsiVerifier, TrustSet};
 use crate::upstream::{client_config, Kind, Upstream};
+use crate::wssec::{AssertionCache, Signer};
 
 /// What the timed check compares: each watched file with its modification time and size.
 type Fingerprint = Vec<(PathBuf, Option<(SystemTime, u64)>)>;
@@ -39,6 +40,9 @@ pub struct Runtime {
     amc_trust: ArcSwap<TrustSet>,
     annuaire_trust: ArcSwap<TrustSet>,
     upstreams: ArcSwap<Upstreams>,
+    signer: ArcSwap<Signer>,
+    /// Reused assertions (when `[assertion] reuse_s` > 0), cleared on reload.
+    pub assertions: AssertionCache,
     fingerprint: Mutex<Fingerprint>,
     /// Serialises reloads (SIGHUP and the timer may fire together).
     reloading: tokio::sync::Mutex<()>,
@@ -111,7 +115,10 @@ impl Runtime {
             ReloadableIdentity::new(&cfg.identities.sign, Role::Sign, now).map_err(|e| e.0)?;
         let (amc_trust, annuaire_trust) = load_trust(&cfg, now)?;
         let upstreams = build_upstreams(&cfg, &auth_cli, &amc_trust, &annuaire_trust)?;
+        let signer = Signer::new(&sign.current())?;
         let rt = Runtime {
+            signer: ArcSwap::from_pointee(signer),
+            assertions: AssertionCache::default(),
             auth_cli,
             sign,
             amc_trust: ArcSwap::from_pointee(amc_trust),
@@ -134,6 +141,11 @@ impl Runtime {
     /// The upstream clients in force; a request keeps the ones it started with.
     pub fn upstreams(&self) -> Arc<Upstreams> {
         self.upstreams.load_full()
+    }
+
+    /// The SIGN key, prepared for signing.
+    pub fn signer(&self) -> Arc<Signer> {
+        self.signer.load_full()
     }
 
     pub fn amc_trust(&self) -> Arc<TrustSet> {
@@ -199,6 +211,16 @@ impl Runtime {
                     ok = false;
                     tracing::error!(error = %e, "reload failed: keeping the previous identity");
                 }
+            }
+        }
+        match Signer::new(&self.sign.current()) {
+            Ok(signer) => {
+                self.signer.store(Arc::new(signer));
+                self.assertions.clear();
+            }
+            Err(e) => {
+                ok = false;
+                tracing::error!(error = %e, "reload failed: keeping the previous signing key");
             }
         }
         match load_trust(&self.cfg, now) {

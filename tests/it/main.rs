@@ -10,3 +10,4 @@ mod startup;
 mod support;
 mod tls_server;
 mod upstream;
+mod wssec;

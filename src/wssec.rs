@@ -1,0 +1,832 @@
+//! WS-Security stamping: a SAML 2.0 assertion signed with the ORG SIGN key, inserted in a
+//! `wsse:Security` header of the SIH's SOAP envelope ("authentification directe d'une personne
+//! morale"), and the verification function that checks such an assertion.
+//!
+//! The assertion is written by this module directly in its exclusive-c14n canonical form
+//! (namespace declarations first, attributes sorted, explicit end tags, c14n escaping), so the
+//! digest is taken over the bytes as written and the enveloped signature is inserted after
+//! `Issuer` without any canonicalisation pass. The envelope is read once with quick-xml and
+//! every byte the SIH sent is kept, except a replaced `wsse:Security` header.
+//!
+//! Verification is never code of this repository: canonicalisation and signature checks are
+//! bergshamra's (aws-lc backend); this module only insists that the verified reference is
+//! exactly the assertion it then reads.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+use base64::Engine as _;
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+use quick_xml::NsReader;
+use serde::Deserialize;
+use x509_parser::prelude::*;
+
+use crate::fault::{Fault, FaultCode};
+use crate::identity::Identity;
+use crate::soap::SoapVersion;
+
+pub mod verify;
+pub use verify::{AssertionVerifier, VerifiedAssertion, VerifyError};
+
+pub const SAML2_NS: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+pub const WSSE_NS: &str =
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
+pub const DSIG_NS: &str = "http://www.w3.org/2000/09/xmldsig#";
+pub const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+pub const XS_NS: &str = "http://www.w3.org/2001/XMLSchema";
+pub const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
+const X509_SUBJECT_NAME: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName";
+
+/// What to do with a `wsse:Security` header the SIH already sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExistingSecurity {
+    /// Remove it and insert rocgw's.
+    #[default]
+    Replace,
+    /// Refuse the request (`security-header-present`).
+    Reject,
+}
+
+/// One extra SAML attribute of the profile.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeSpec {
+    pub name: String,
+    #[serde(default)]
+    pub name_format: Option<String>,
+    /// `xsi:type` of the values, e.g. `xs:string` (prefix `xs` is declared by rocgw).
+    #[serde(default, rename = "type")]
+    pub xsi_type: Option<String>,
+    pub values: Vec<String>,
+}
+
+/// The assertion profile (`[assertion]` in the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    /// `NotOnOrAfter` = now + validity.
+    pub validity: Duration,
+    /// `NotBefore` = now − skew.
+    pub not_before_skew: Duration,
+    /// Fixed audience; `None`: the resolved AMC endpoint URL.
+    pub audience: Option<String>,
+    /// `Subject/NameID`; `None`: the structure identifier of the SIGN certificate.
+    pub name_id: Option<String>,
+    pub name_id_format: String,
+    pub subject_confirmation_method: String,
+    pub authn_context_class_ref: String,
+    /// `Identifiant_Structure` and `Authentification_mode=DIRECTE` first, unless disabled.
+    pub default_attributes: bool,
+    pub attributes: Vec<AttributeSpec>,
+    pub existing_security: ExistingSecurity,
+    pub must_understand: bool,
+    /// Reuse one signed assertion per audience this long (0: a fresh assertion per request).
+    pub reuse: Duration,
+    /// Envelope parsing limits.
+    pub max_depth: usize,
+    pub max_attributes: usize,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile {
+            validity: Duration::from_secs(300),
+            not_before_skew: Duration::from_secs(60),
+            audience: None,
+            name_id: None,
+            name_id_format: "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified".into(),
+            subject_confirmation_method: "urn:oasis:names:tc:SAML:2.0:cm:sender-vouches".into(),
+            authn_context_class_ref: "urn:oasis:names:tc:SAML:2.0:ac:classes:X509".into(),
+            default_attributes: true,
+            attributes: Vec::new(),
+            existing_security: ExistingSecurity::Replace,
+            must_understand: false,
+            reuse: Duration::ZERO,
+            max_depth: 64,
+            max_attributes: 64,
+        }
+    }
+}
+
+/// The signing half of the SIGN identity, prepared once: parsed key, base64 certificate,
+/// issuer name. Rebuilt on reload, never per request.
+pub struct Signer {
+    key: RsaKeyPair,
+    rng: SystemRandom,
+    cert_b64: String,
+    /// The certificate's subject DN (RFC 4514), the assertion's `Issuer`.
+    pub issuer: String,
+    pub structure_id: String,
+    pub serial: String,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("issuer", &self.issuer)
+            .field("serial", &self.serial)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Signer {
+    pub fn new(id: &Identity) -> Result<Signer, String> {
+        let key = RsaKeyPair::from_pkcs8(id.key_pkcs8())
+            .map_err(|_| format!("{}: the key cannot sign with RSA-SHA256", id.field))?;
+        let leaf = id
+            .chain
+            .first()
+            .ok_or_else(|| format!("{}: no certificate", id.field))?;
+        let (_, cert) = X509Certificate::from_der(leaf)
+            .map_err(|e| format!("{}: unreadable certificate: {e}", id.field))?;
+        Ok(Signer {
+            key,
+            rng: SystemRandom::new(),
+            cert_b64: base64::engine::general_purpose::STANDARD.encode(leaf.as_ref()),
+            issuer: rfc4514(cert.subject()),
+            structure_id: id.info.structure_id.clone().unwrap_or_default(),
+            serial: id.info.serial.clone(),
+        })
+    }
+
+    fn sign(&self, msg: &[u8]) -> Vec<u8> {
+        let mut sig = vec![0u8; self.key.public_modulus_len()];
+        self.key
+            .sign(&RSA_PKCS1_SHA256, &self.rng, msg, &mut sig)
+            .expect("RSA signing with a validated key");
+        sig
+    }
+}
+
+/// RFC 4514 string of a name: last RDN first, `,` between RDNs, special characters escaped.
+pub fn rfc4514(name: &X509Name<'_>) -> String {
+    let mut out = String::new();
+    let rdns: Vec<_> = name.iter().collect();
+    for (i, rdn) in rdns.iter().rev().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for (j, atv) in rdn.iter().enumerate() {
+            if j > 0 {
+                out.push('+');
+            }
+            let oid = atv.attr_type();
+            let key = match oid.to_id_string().as_str() {
+                "2.5.4.3" => "CN".to_string(),
+                "2.5.4.6" => "C".to_string(),
+                "2.5.4.7" => "L".to_string(),
+                "2.5.4.8" => "ST".to_string(),
+                "2.5.4.10" => "O".to_string(),
+                "2.5.4.11" => "OU".to_string(),
+                other => other.to_string(),
+            };
+            out.push_str(&key);
+            out.push('=');
+            let value = atv.as_str().unwrap_or("");
+            let n = value.chars().count();
+            for (k, c) in value.chars().enumerate() {
+                let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+                    || (k == 0 && (c == '#' || c == ' '))
+                    || (k + 1 == n && c == ' ');
+                if special {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// Appends `s` escaped for a canonical text node (`&`, `<`, `>`, CR).
+fn text(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\r' => out.push_str("&#xD;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Appends `s` escaped for a canonical attribute value (`&`, `<`, `"`, TAB, LF, CR).
+fn attr(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '"' => out.push_str("&quot;"),
+            '\t' => out.push_str("&#x9;"),
+            '\n' => out.push_str("&#xA;"),
+            '\r' => out.push_str("&#xD;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A fresh assertion ID: an NCName (`_` and 32 hex digits).
+pub fn new_id() -> String {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b).expect("system RNG");
+    let mut s = String::with_capacity(33);
+    s.push('_');
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+/// `YYYY-MM-DDThh:mm:ssZ` for a Unix time.
+pub fn xml_time(unix: i64) -> String {
+    ::time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&::time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// A signed assertion, ready to insert.
+#[derive(Debug, Clone)]
+pub struct SignedAssertion {
+    pub id: String,
+    pub audience: String,
+    pub not_on_or_after: i64,
+    pub issued_at: i64,
+    /// The assertion element, canonical, signature included.
+    pub xml: Arc<str>,
+}
+
+/// Writes the assertion in canonical form and signs it (enveloped, exclusive c14n,
+/// RSA-SHA256, SHA-256 digest, `KeyInfo` with the certificate).
+pub fn build_assertion(
+    profile: &Profile,
+    signer: &Signer,
+    audience: &str,
+    now: i64,
+) -> SignedAssertion {
+    let id = new_id();
+    let issued = xml_time(now);
+    let nb = xml_time(now - profile.not_before_skew.as_secs() as i64);
+    let noa_unix = now + profile.validity.as_secs() as i64;
+    let noa = xml_time(noa_unix);
+    let structure = signer.structure_id.as_str();
+
+    // Head: up to and including Issuer; tail: everything after it. The signature goes between.
+    let mut head = String::with_capacity(512);
+    head.push_str("<saml2:Assertion xmlns:saml2=\"");
+    head.push_str(SAML2_NS);
+    head.push_str("\" xmlns:xs=\"");
+    head.push_str(XS_NS);
+    head.push_str("\" ID=\"");
+    head.push_str(&id);
+    head.push_str("\" IssueInstant=\"");
+    head.push_str(&issued);
+    head.push_str("\" Version=\"2.0\"><saml2:Issuer Format=\"");
+    head.push_str(X509_SUBJECT_NAME);
+    head.push_str("\">");
+    text(&mut head, &signer.issuer);
+    head.push_str("</saml2:Issuer>");
+
+    let mut tail = String::with_capacity(1024);
+    tail.push_str("<saml2:Subject><saml2:NameID Format=\"");
+    attr(&mut tail, &profile.name_id_format);
+    tail.push_str("\">");
+    text(&mut tail, profile.name_id.as_deref().unwrap_or(structure));
+    tail.push_str("</saml2:NameID><saml2:SubjectConfirmation Method=\"");
+    attr(&mut tail, &profile.subject_confirmation_method);
+    tail.push_str("\"></saml2:SubjectConfirmation></saml2:Subject><saml2:Conditions NotBefore=\"");
+    tail.push_str(&nb);
+    tail.push_str("\" NotOnOrAfter=\"");
+    tail.push_str(&noa);
+    tail.push_str("\"><saml2:AudienceRestriction><saml2:Audience>");
+    text(&mut tail, audience);
+    tail.push_str("</saml2:Audience></saml2:AudienceRestriction></saml2:Conditions><saml2:AuthnStatement AuthnInstant=\"");
+    tail.push_str(&issued);
+    tail.push_str("\"><saml2:AuthnContext><saml2:AuthnContextClassRef>");
+    text(&mut tail, &profile.authn_context_class_ref);
+    tail.push_str("</saml2:AuthnContextClassRef></saml2:AuthnContext></saml2:AuthnStatement><saml2:AttributeStatement>");
+    let mut write_attr =
+        |name: &str, name_format: Option<&str>, ty: Option<&str>, values: &[&str]| {
+            tail.push_str("<saml2:Attribute Name=\"");
+            attr(&mut tail, name);
+            if let Some(f) = name_format {
+                tail.push_str("\" NameFormat=\"");
+                attr(&mut tail, f);
+            }
+            tail.push_str("\">");
+            for v in values {
+                match ty {
+                    Some(t) => {
+                        tail.push_str("<saml2:AttributeValue xmlns:xsi=\"");
+                        tail.push_str(XSI_NS);
+                        tail.push_str("\" xsi:type=\"");
+                        attr(&mut tail, t);
+                        tail.push_str("\">");
+                    }
+                    None => tail.push_str("<saml2:AttributeValue>"),
+                }
+                text(&mut tail, v);
+                tail.push_str("</saml2:AttributeValue>");
+            }
+            tail.push_str("</saml2:Attribute>");
+        };
+    if profile.default_attributes {
+        write_attr(
+            "Identifiant_Structure",
+            None,
+            Some("xs:string"),
+            &[structure],
+        );
+        write_attr(
+            "Authentification_mode",
+            None,
+            Some("xs:string"),
+            &["DIRECTE"],
+        );
+    }
+    for a in &profile.attributes {
+        let values: Vec<&str> = a.values.iter().map(String::as_str).collect();
+        write_attr(
+            &a.name,
+            a.name_format.as_deref(),
+            a.xsi_type.as_deref(),
+            &values,
+        );
+    }
+    tail.push_str("</saml2:AttributeStatement></saml2:Assertion>");
+
+    // Digest of the canonical assertion without its signature (the enveloped transform).
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(head.as_bytes());
+    ctx.update(tail.as_bytes());
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    let digest = b64.encode(ctx.finish().as_ref());
+
+    let mut signed_info = String::with_capacity(1024);
+    signed_info.push_str("<ds:SignedInfo><ds:CanonicalizationMethod Algorithm=\"");
+    signed_info.push_str(EXC_C14N);
+    signed_info.push_str("\"></ds:CanonicalizationMethod><ds:SignatureMethod Algorithm=\"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256\"></ds:SignatureMethod><ds:Reference URI=\"#");
+    signed_info.push_str(&id);
+    signed_info.push_str("\"><ds:Transforms><ds:Transform Algorithm=\"http://www.w3.org/2000/09/xmldsig#enveloped-signature\"></ds:Transform><ds:Transform Algorithm=\"");
+    signed_info.push_str(EXC_C14N);
+    signed_info.push_str("\"><ec:InclusiveNamespaces xmlns:ec=\"");
+    signed_info.push_str(EXC_C14N);
+    signed_info.push_str("\" PrefixList=\"xs\"></ec:InclusiveNamespaces></ds:Transform></ds:Transforms><ds:DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"></ds:DigestMethod><ds:DigestValue>");
+    signed_info.push_str(&digest);
+    signed_info.push_str("</ds:DigestValue></ds:Reference></ds:SignedInfo>");
+    // Canonical SignedInfo as its own apex carries the ds declaration it uses.
+    let canonical_si = format!(
+        "<ds:SignedInfo xmlns:ds=\"{DSIG_NS}\">{}",
+        &signed_info["<ds:SignedInfo>".len()..]
+    );
+    let signature = b64.encode(signer.sign(canonical_si.as_bytes()));
+
+    let mut xml = String::with_capacity(head.len() + tail.len() + signed_info.len() + 2600);
+    xml.push_str(&head);
+    xml.push_str("<ds:Signature xmlns:ds=\"");
+    xml.push_str(DSIG_NS);
+    xml.push_str("\">");
+    xml.push_str(&signed_info);
+    xml.push_str("<ds:SignatureValue>");
+    xml.push_str(&signature);
+    xml.push_str("</ds:SignatureValue><ds:KeyInfo><ds:X509Data><ds:X509Certificate>");
+    xml.push_str(&signer.cert_b64);
+    xml.push_str("</ds:X509Certificate></ds:X509Data></ds:KeyInfo></ds:Signature>");
+    xml.push_str(&tail);
+    SignedAssertion {
+        id,
+        audience: audience.to_string(),
+        not_on_or_after: noa_unix,
+        issued_at: now,
+        xml: xml.into(),
+    }
+}
+
+/// Reuse of signed assertions per audience (off unless `Profile::reuse` > 0).
+#[derive(Debug, Default)]
+pub struct AssertionCache {
+    by_audience: Mutex<std::collections::HashMap<String, SignedAssertion>>,
+}
+
+impl AssertionCache {
+    /// A cached assertion for `audience` issued less than `reuse` ago and valid for at least
+    /// `reuse` more, else a fresh one (cached when reuse is on).
+    pub fn get(
+        &self,
+        profile: &Profile,
+        signer: &Signer,
+        audience: &str,
+        now: i64,
+    ) -> (SignedAssertion, bool) {
+        let reuse = profile.reuse.as_secs() as i64;
+        if reuse == 0 {
+            return (build_assertion(profile, signer, audience, now), false);
+        }
+        {
+            let m = self.by_audience.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(a) = m.get(audience) {
+                if now - a.issued_at < reuse && now + reuse <= a.not_on_or_after {
+                    return (a.clone(), true);
+                }
+            }
+        }
+        let a = build_assertion(profile, signer, audience, now);
+        let mut m = self.by_audience.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() > 10_000 {
+            m.clear();
+        }
+        m.insert(audience.to_string(), a.clone());
+        (a, false)
+    }
+
+    /// Forgets every cached assertion (after a reload of the SIGN identity).
+    pub fn clear(&self) {
+        self.by_audience
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+/// Where, in the SIH's envelope, the security header goes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub version: SoapVersion,
+    /// The SOAP envelope prefix (`soap`, `S`, or empty for a default namespace).
+    pub prefix: String,
+    /// Insertion point and what to write around the header.
+    insert_at: usize,
+    /// Bytes of the SIH's envelope to drop (existing `wsse:Security`, an empty `<Header/>`).
+    remove: Vec<std::ops::Range<usize>>,
+    wrap_header: bool,
+    /// Declared encoding is not UTF-8: non-ASCII must be written as character references.
+    ascii_only: bool,
+}
+
+fn refuse(code: FaultCode, detail: impl Into<String>) -> (Fault, SoapVersion) {
+    (
+        Fault::with_detail(code, detail),
+        crate::soap::DEFAULT_FAULT_VERSION,
+    )
+}
+
+/// Reads the envelope once and says where the header goes, or why the request is refused.
+/// Checks: well-formed XML, no DOCTYPE, a SOAP 1.1/1.2 `Envelope` root, one `Body`, a
+/// `Header` (if any) before it, nesting and attribute limits, UTF-8 or a Latin-1 family
+/// encoding, and the policy for an existing `wsse:Security`.
+pub fn plan(body: &[u8], profile: &Profile) -> Result<Plan, (Fault, SoapVersion)> {
+    if body.starts_with(&[0xFE, 0xFF]) || body.starts_with(&[0xFF, 0xFE]) {
+        return Err(refuse(
+            FaultCode::NotSoap,
+            "UTF-16 envelopes are not supported",
+        ));
+    }
+    let mut reader = NsReader::from_reader(body);
+    let cfg = reader.config_mut();
+    cfg.check_end_names = true;
+    cfg.check_comments = true;
+    let mut version: Option<SoapVersion> = None;
+    let mut prefix = String::new();
+    let mut depth = 0usize;
+    let mut ascii_only = false;
+    let mut utf8_checked = false;
+    let mut header: Option<(usize, usize, bool)> = None; // (start, end of start tag, empty)
+    let mut body_start: Option<usize> = None;
+    let mut bodies = 0;
+    let mut security: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut sec_start = 0usize;
+    let mut in_header = false;
+    let mut root_done = false;
+    let v = |version: Option<SoapVersion>| version.unwrap_or(crate::soap::DEFAULT_FAULT_VERSION);
+    loop {
+        let before = reader.buffer_position() as usize;
+        let ev = match reader.read_event() {
+            Ok(e) => e,
+            Err(e) => {
+                let what = match e {
+                    quick_xml::Error::IllFormed(_) => "ill-formed markup",
+                    quick_xml::Error::Syntax(_) => "syntax error",
+                    quick_xml::Error::Encoding(_) => "invalid text encoding",
+                    _ => "parse error",
+                };
+                return Err((
+                    Fault::with_detail(FaultCode::NotSoap, format!("not well-formed XML: {what}")),
+                    v(version),
+                ));
+            }
+        };
+        let after = reader.buffer_position() as usize;
+        match ev {
+            Event::Decl(d) => {
+                if let Some(Ok(enc)) = d.encoding() {
+                    let enc = String::from_utf8_lossy(&enc).to_ascii_lowercase();
+                    match enc.as_str() {
+                        "utf-8" | "utf8" => {}
+                        "iso-8859-1" | "latin1" | "latin-1" | "iso-8859-15" | "windows-1252"
+                        | "cp1252" | "us-ascii" | "ascii" => {
+                            ascii_only = true;
+                            utf8_checked = true;
+                        }
+                        other => {
+                            return Err(refuse(
+                                FaultCode::NotSoap,
+                                format!("unsupported encoding {other:?} (UTF-8 or ISO-8859-1)"),
+                            ))
+                        }
+                    }
+                }
+            }
+            Event::DocType(_) => {
+                // The root element's SOAP version is read from the same bytes by `soap::sniff`.
+                let version = crate::soap::sniff(body).err().map(|r| r.version);
+                return Err((
+                    Fault::with_detail(FaultCode::DtdForbidden, "the request contains a DOCTYPE"),
+                    version.unwrap_or(crate::soap::DEFAULT_FAULT_VERSION),
+                ));
+            }
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let empty = matches!(ev, Event::Empty(_));
+                if root_done {
+                    return Err((
+                        Fault::with_detail(FaultCode::NotSoap, "content after the envelope"),
+                        v(version),
+                    ));
+                }
+                if !utf8_checked {
+                    if std::str::from_utf8(body).is_err() {
+                        return Err(refuse(FaultCode::NotSoap, "invalid UTF-8"));
+                    }
+                    utf8_checked = true;
+                }
+                depth += 1;
+                if depth > profile.max_depth {
+                    return Err((
+                        Fault::with_detail(
+                            FaultCode::XmlLimit,
+                            format!("nesting deeper than {} elements", profile.max_depth),
+                        ),
+                        v(version),
+                    ));
+                }
+                let mut n = 0;
+                for a in e.attributes() {
+                    if a.is_err() {
+                        return Err((
+                            Fault::with_detail(
+                                FaultCode::NotSoap,
+                                "not well-formed XML: bad attribute",
+                            ),
+                            v(version),
+                        ));
+                    }
+                    n += 1;
+                }
+                if n > profile.max_attributes {
+                    return Err((
+                        Fault::with_detail(
+                            FaultCode::XmlLimit,
+                            format!(
+                                "more than {} attributes on an element",
+                                profile.max_attributes
+                            ),
+                        ),
+                        v(version),
+                    ));
+                }
+                if depth <= 3 {
+                    let (ns, local) = reader.resolve_element(e.name());
+                    let ns = match ns {
+                        ResolveResult::Bound(ns) => ns.as_ref().to_vec(),
+                        ResolveResult::Unbound => Vec::new(),
+                        ResolveResult::Unknown(_) => {
+                            return Err((
+                                Fault::with_detail(
+                                    FaultCode::NotSoap,
+                                    "undeclared namespace prefix",
+                                ),
+                                v(version),
+                            ))
+                        }
+                    };
+                    let local = local.as_ref();
+                    match depth {
+                        1 => {
+                            version = if local == b"Envelope" {
+                                SoapVersion::from_namespace(&ns)
+                            } else {
+                                None
+                            };
+                            if version.is_none() {
+                                return Err(refuse(
+                                    FaultCode::NotSoap,
+                                    "the root element is not a SOAP Envelope",
+                                ));
+                            }
+                            prefix = e
+                                .name()
+                                .prefix()
+                                .map(|p| String::from_utf8_lossy(p.as_ref()).to_string())
+                                .unwrap_or_default();
+                        }
+                        2 => {
+                            let soap_ns =
+                                version.map(|v| v.namespace().as_bytes()) == Some(ns.as_slice());
+                            if soap_ns && local == b"Header" {
+                                if header.is_some() || body_start.is_some() {
+                                    return Err((
+                                        Fault::with_detail(
+                                            FaultCode::NotSoap,
+                                            "misplaced or repeated Header",
+                                        ),
+                                        v(version),
+                                    ));
+                                }
+                                header = Some((before, after, empty));
+                                in_header = !empty;
+                            } else if soap_ns && local == b"Body" {
+                                bodies += 1;
+                                if bodies > 1 {
+                                    return Err((
+                                        Fault::with_detail(FaultCode::NotSoap, "two Body elements"),
+                                        v(version),
+                                    ));
+                                }
+                                body_start = Some(before);
+                            }
+                        }
+                        3 if in_header && ns == WSSE_NS.as_bytes() && local == b"Security" => {
+                            if profile.existing_security == ExistingSecurity::Reject {
+                                return Err((
+                                    Fault::new(FaultCode::SecurityHeaderPresent),
+                                    v(version),
+                                ));
+                            }
+                            if empty {
+                                security.push(before..after);
+                            } else {
+                                sec_start = before;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if empty {
+                    depth -= 1;
+                    if depth == 0 {
+                        root_done = true;
+                    }
+                }
+            }
+            Event::End(ref e) => {
+                if depth == 3 && in_header && sec_start > 0 {
+                    let (ns, local) = reader.resolve_element(e.name());
+                    if matches!(ns, ResolveResult::Bound(n) if n.as_ref() == WSSE_NS.as_bytes())
+                        && local.as_ref() == b"Security"
+                    {
+                        security.push(sec_start..after);
+                        sec_start = 0;
+                    }
+                }
+                if depth == 2 && in_header {
+                    in_header = false;
+                }
+                depth -= 1;
+                if depth == 0 {
+                    root_done = true;
+                }
+            }
+            Event::Text(ref t) => {
+                if depth == 0 && !t.iter().all(u8::is_ascii_whitespace) {
+                    return Err((
+                        Fault::with_detail(FaultCode::NotSoap, "text outside the envelope"),
+                        v(version),
+                    ));
+                }
+            }
+            Event::GeneralRef(ref r) => {
+                let name: &[u8] = r;
+                let predefined = matches!(name, b"amp" | b"lt" | b"gt" | b"quot" | b"apos");
+                let char_ref = r.is_char_ref() && matches!(r.resolve_char_ref(), Ok(Some(_)));
+                if !(predefined || char_ref) {
+                    return Err((
+                        Fault::with_detail(FaultCode::NotSoap, "reference to an undeclared entity"),
+                        v(version),
+                    ));
+                }
+            }
+            Event::CData(_) | Event::Comment(_) | Event::PI(_) => {}
+            Event::Eof => break,
+        }
+    }
+    let version =
+        version.ok_or_else(|| refuse(FaultCode::NotSoap, "empty or truncated document"))?;
+    if !root_done {
+        return Err((
+            Fault::with_detail(FaultCode::NotSoap, "truncated envelope"),
+            version,
+        ));
+    }
+    let Some(body_at) = body_start else {
+        return Err((
+            Fault::with_detail(FaultCode::NotSoap, "no Body element"),
+            version,
+        ));
+    };
+    let (insert_at, wrap_header, mut remove) = match header {
+        Some((start, end, true)) => (start, true, std::iter::once(start..end).collect()),
+        Some((_, end, false)) => (end, false, Vec::new()),
+        None => (body_at, true, Vec::new()),
+    };
+    remove.append(&mut security);
+    remove.sort_by_key(|r| r.start);
+    Ok(Plan {
+        version,
+        prefix,
+        insert_at,
+        remove,
+        wrap_header,
+        ascii_only,
+    })
+}
+
+/// Writes `s` with every non-ASCII character as a character reference (for Latin-1 envelopes).
+fn push_ascii(out: &mut Vec<u8>, s: &str) {
+    for c in s.chars() {
+        if c.is_ascii() {
+            out.push(c as u8);
+        } else {
+            out.extend_from_slice(format!("&#x{:X};", c as u32).as_bytes());
+        }
+    }
+}
+
+/// The envelope with rocgw's security header: every other byte as the SIH sent it.
+pub fn stamp(body: &[u8], plan: &Plan, assertion: &str, must_understand: bool) -> Vec<u8> {
+    let mut header = String::with_capacity(assertion.len() + 256);
+    let p = if plan.prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{}:", plan.prefix)
+    };
+    if plan.wrap_header {
+        header.push('<');
+        header.push_str(&p);
+        header.push_str("Header>");
+    }
+    header.push_str("<wsse:Security xmlns:wsse=\"");
+    header.push_str(WSSE_NS);
+    header.push('"');
+    if must_understand {
+        header.push(' ');
+        header.push_str(&p);
+        header.push_str(if plan.version == SoapVersion::V11 {
+            "mustUnderstand=\"1\""
+        } else {
+            "mustUnderstand=\"true\""
+        });
+    }
+    header.push('>');
+    header.push_str(assertion);
+    header.push_str("</wsse:Security>");
+    if plan.wrap_header {
+        header.push_str("</");
+        header.push_str(&p);
+        header.push_str("Header>");
+    }
+    let mut out = Vec::with_capacity(body.len() + header.len());
+    let mut pos = 0;
+    let mut inserted = false;
+    let insert = |out: &mut Vec<u8>| {
+        if plan.ascii_only {
+            push_ascii(out, &header);
+        } else {
+            out.extend_from_slice(header.as_bytes());
+        }
+    };
+    for r in &plan.remove {
+        if !inserted && plan.insert_at <= r.start {
+            out.extend_from_slice(&body[pos..plan.insert_at]);
+            insert(&mut out);
+            inserted = true;
+            pos = plan.insert_at;
+        }
+        out.extend_from_slice(&body[pos..r.start]);
+        pos = r.end;
+    }
+    if !inserted {
+        out.extend_from_slice(&body[pos..plan.insert_at.max(pos)]);
+        insert(&mut out);
+        pos = plan.insert_at.max(pos);
+    }
+    out.extend_from_slice(&body[pos..]);
+    out
+}
