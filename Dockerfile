@@ -8,6 +8,7 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY bench ./bench
 RUN cargo build --release --locked --bin rocgw
 
 FROM debian:bookworm-slim

@@ -45,6 +45,8 @@ pub struct Gateway {
     pub routes: BTreeMap<String, BTreeMap<String, Uri>>,
     pub runtime: Arc<Runtime>,
     pub sandbox: bool,
+    /// Signatures in progress on the blocking pool: one per core at most.
+    signing: tokio::sync::Semaphore,
 }
 
 /// What the SIH asked for, read off the path.
@@ -95,6 +97,9 @@ impl Gateway {
             routes: cfg.routes.clone(),
             sandbox,
             runtime,
+            signing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
         }
     }
 
@@ -177,7 +182,7 @@ impl Gateway {
         let upstreams = self.runtime.upstreams();
         let r = match t {
             Target::Amc { amc, service } => match self.resolve(amc, service) {
-                Ok(endpoint) => match self.stamp(&body, &endpoint) {
+                Ok(endpoint) => match self.stamp(&body, &endpoint).await {
                     Ok(stamped) => forward(&upstreams.amc, endpoint, &headers, stamped).await,
                     Err((f, v)) => return (route, Err((f, v))),
                 },
@@ -233,19 +238,36 @@ impl Gateway {
     }
 
     /// Inserts the signed assertion (audience: the endpoint, unless the profile fixes one).
-    fn stamp(&self, body: &Bytes, endpoint: &Uri) -> Result<Bytes, (Fault, SoapVersion)> {
+    async fn stamp(&self, body: &Bytes, endpoint: &Uri) -> Result<Bytes, (Fault, SoapVersion)> {
         let profile = &self.runtime.config().assertion;
         let plan = wssec::plan(body, profile)?;
         let audience = match &profile.audience {
             Some(a) => a.clone(),
             None => endpoint.to_string(),
         };
-        let signer = self.runtime.signer();
-        let (assertion, reused) =
-            self.runtime
-                .assertions
-                .get(profile, &signer, &audience, crate::identity::now_unix());
-        tracing::debug!(assertion = %assertion.id, reused, "assertion ready");
+        let now = crate::identity::now_unix();
+        let assertion = match self.runtime.assertions.lookup(profile, &audience, now) {
+            Some(a) => a,
+            None => {
+                // An RSA-2048 signature takes 0.3–0.8 ms: it runs on the blocking pool, at most
+                // one per core, so the async workers keep serving other connections meanwhile.
+                let _permit = self
+                    .signing
+                    .acquire()
+                    .await
+                    .map_err(|_| (Fault::new(FaultCode::Internal), plan.version))?;
+                let rt = self.runtime.clone();
+                tokio::task::spawn_blocking(move || {
+                    let profile = &rt.config().assertion;
+                    let a = wssec::build_assertion(profile, &rt.signer(), &audience, now);
+                    rt.assertions.insert(profile, &a);
+                    a
+                })
+                .await
+                .map_err(|_| (Fault::new(FaultCode::Internal), plan.version))?
+            }
+        };
+        tracing::debug!(assertion = %assertion.id, "assertion ready");
         Ok(Bytes::from(wssec::stamp(
             body,
             &plan,

@@ -431,7 +431,7 @@ pub struct AssertionCache {
 
 impl AssertionCache {
     /// A cached assertion for `audience` issued less than `reuse` ago and valid for at least
-    /// `reuse` more, else a fresh one (cached when reuse is on).
+    /// `reuse` more, else a fresh one (cached when reuse is on). Returns whether it was reused.
     pub fn get(
         &self,
         profile: &Profile,
@@ -439,25 +439,36 @@ impl AssertionCache {
         audience: &str,
         now: i64,
     ) -> (SignedAssertion, bool) {
-        let reuse = profile.reuse.as_secs() as i64;
-        if reuse == 0 {
-            return (build_assertion(profile, signer, audience, now), false);
-        }
-        {
-            let m = self.by_audience.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(a) = m.get(audience) {
-                if now - a.issued_at < reuse && now + reuse <= a.not_on_or_after {
-                    return (a.clone(), true);
-                }
-            }
+        if let Some(a) = self.lookup(profile, audience, now) {
+            return (a, true);
         }
         let a = build_assertion(profile, signer, audience, now);
+        self.insert(profile, &a);
+        (a, false)
+    }
+
+    /// The reusable assertion for `audience`, if reuse is on and one is still fresh.
+    pub fn lookup(&self, profile: &Profile, audience: &str, now: i64) -> Option<SignedAssertion> {
+        let reuse = profile.reuse.as_secs() as i64;
+        if reuse == 0 {
+            return None;
+        }
+        let m = self.by_audience.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(audience)
+            .filter(|a| now - a.issued_at < reuse && now + reuse <= a.not_on_or_after)
+            .cloned()
+    }
+
+    /// Keeps `a` for reuse (no-op when reuse is off).
+    pub fn insert(&self, profile: &Profile, a: &SignedAssertion) {
+        if profile.reuse.is_zero() {
+            return;
+        }
         let mut m = self.by_audience.lock().unwrap_or_else(|e| e.into_inner());
         if m.len() > 10_000 {
             m.clear();
         }
-        m.insert(audience.to_string(), a.clone());
-        (a, false)
+        m.insert(a.audience.clone(), a.clone());
     }
 
     /// Forgets every cached assertion (after a reload of the SIGN identity).
