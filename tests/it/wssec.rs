@@ -145,7 +145,7 @@ fn typed_attributes_and_awkward_characters_survive_canonicalisation() {
                 values: vec!["SA07".into()],
             },
             AttributeSpec {
-                name: "Odd \"chars\"\t<&>".into(),
+                name: "Odd \"chars\"\t<&>\r\n".into(),
                 name_format: None,
                 xsi_type: None,
                 values: vec!["tab\there\r\nCR & < > \" ' é".into(), "second".into()],
@@ -160,7 +160,7 @@ fn typed_attributes_and_awkward_characters_survive_canonicalisation() {
     assert!(ok, "xmlsec1 refused: {out}\n{stamped}");
     let v = verifier().verify(&stamped).unwrap();
     assert_eq!(
-        v.attribute("Odd \"chars\"\t<&>").unwrap(),
+        v.attribute("Odd \"chars\"\t<&>\r\n").unwrap(),
         &[
             "tab\there\r\nCR & < > \" ' é".to_string(),
             "second".to_string()
@@ -448,4 +448,107 @@ fn assertion_reuse_serves_one_signature_per_audience_within_the_window() {
     assert_eq!(a.id, b.id);
     assert_ne!(a.id, c.id);
     assert_ne!(a.id, d.id);
+}
+
+#[test]
+fn bad_envelopes_reach_the_sih_as_faults_and_nothing_is_forwarded() {
+    use crate::tls_server::{Behavior, TlsServer};
+    let amc = TlsServer::start("osi/amc-a.chain.pem", "osi/amc-a.key", None, Behavior::Echo);
+    let tmp = scratch();
+    let text = config_text("max_body_bytes = 65536", &format!("[routes.\"10000001\"]\nidb = \"{}\"\n\n[assertion]\nexisting_security = \"reject\"\nmax_depth = 32\nmax_attributes = 16\n", amc.url("/idb")));
+    let mut p = Proc::with_config(&write_config(tmp.path(), &text));
+    let s11 = |inner: &str| {
+        format!("<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\">{inner}</s:Envelope>")
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("not xml", b"hello".to_vec(), "not-soap"),
+        (
+            "two bodies",
+            s11("<s:Body/><s:Body/>").into_bytes(),
+            "not-soap",
+        ),
+        (
+            "doctype",
+            format!(
+                "<!DOCTYPE s [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>{}",
+                s11("<s:Body>&x;</s:Body>")
+            )
+            .into_bytes(),
+            "dtd-forbidden",
+        ),
+        (
+            "invalid utf-8",
+            [
+                s11("<s:Body>").as_bytes(),
+                b"\xc3\x28",
+                b"</s:Body></s:Envelope>",
+            ]
+            .concat(),
+            "not-soap",
+        ),
+        (
+            "too deep",
+            s11(&format!(
+                "<s:Body>{}{}</s:Body>",
+                "<a>".repeat(40),
+                "</a>".repeat(40)
+            ))
+            .into_bytes(),
+            "xml-limit-exceeded",
+        ),
+        (
+            "too many attributes",
+            s11(&format!(
+                "<s:Body><a {}/></s:Body>",
+                (0..20)
+                    .map(|i| format!("a{i}=\"1\""))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ))
+            .into_bytes(),
+            "xml-limit-exceeded",
+        ),
+        (
+            "too large",
+            s11(&format!("<s:Body>{}</s:Body>", "x".repeat(70_000))).into_bytes(),
+            "body-too-large",
+        ),
+        (
+            "security present, policy reject",
+            s11(&format!(
+                "<s:Header><wsse:Security xmlns:wsse=\"{}\"/></s:Header><s:Body/>",
+                wssec::WSSE_NS
+            ))
+            .into_bytes(),
+            "security-header-present",
+        ),
+        (
+            "60 KB nested 20,000 deep",
+            s11(&format!("<s:Body>{}</s:Body>", "<a>".repeat(20_000))).into_bytes(),
+            "xml-limit-exceeded",
+        ),
+    ];
+    for (name, body, code) in cases {
+        let r = http(
+            p.gateway,
+            "POST",
+            "/amc/10000001/idb",
+            &[("Content-Type", CT11)],
+            &body,
+        );
+        assert_eq!(r.header("x-rocgw-error"), Some(code), "{name}: {}", r.body);
+        parse_fault(&r.body);
+    }
+    assert!(
+        amc.seen.bodies.lock().unwrap().is_empty(),
+        "a bad envelope was forwarded"
+    );
+    assert!(p.alive());
+    let ok = post(
+        p.gateway,
+        "/amc/10000001/idb",
+        CT11,
+        &s11("<s:Body><ok/></s:Body>"),
+    );
+    assert_eq!(ok.status, 200, "{}", ok.body);
 }
