@@ -513,7 +513,11 @@ pub fn plan(body: &[u8], profile: &Profile) -> Result<Plan, (Fault, SoapVersion)
             "UTF-16 envelopes are not supported",
         ));
     }
-    let mut reader = Reader::from_reader(body);
+    // quick-xml consumes a UTF-8 byte order mark without counting it in its positions: read
+    // after it and shift every offset back onto `body`.
+    const BOM: &[u8] = &[0xEF, 0xBB, 0xBF];
+    let skip = if body.starts_with(BOM) { BOM.len() } else { 0 };
+    let mut reader = Reader::from_reader(&body[skip..]);
     let cfg = reader.config_mut();
     cfg.check_end_names = true;
     cfg.check_comments = true;
@@ -535,7 +539,7 @@ pub fn plan(body: &[u8], profile: &Profile) -> Result<Plan, (Fault, SoapVersion)
     let mut scopes = Scopes::default();
     let v = |version: Option<SoapVersion>| version.unwrap_or(crate::soap::DEFAULT_FAULT_VERSION);
     loop {
-        let before = reader.buffer_position() as usize;
+        let before = reader.buffer_position() as usize + skip;
         let ev = match reader.read_event() {
             Ok(e) => e,
             Err(e) => {
@@ -551,7 +555,7 @@ pub fn plan(body: &[u8], profile: &Profile) -> Result<Plan, (Fault, SoapVersion)
                 ));
             }
         };
-        let after = reader.buffer_position() as usize;
+        let after = reader.buffer_position() as usize + skip;
         match ev {
             Event::Decl(d) => {
                 if let Some(Ok(enc)) = d.encoding() {
@@ -903,4 +907,23 @@ pub fn stamp(body: &[u8], plan: &Plan, assertion: &str, must_understand: bool) -
     }
     out.extend_from_slice(&body[pos..]);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamped(input: &[u8]) -> String {
+        let p = plan(input, &Profile::default()).unwrap_or_else(|(f, _)| panic!("{f:?}"));
+        String::from_utf8(stamp(input, &p, "<A/>", false)).unwrap()
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_shift_the_insertion() {
+        let body = "<e:Envelope xmlns:e=\"http://www.w3.org/2003/05/soap-envelope\"><e:Header><h/></e:Header><e:Body>x</e:Body></e:Envelope>";
+        let with_bom = format!("\u{feff}<?xml version=\"1.0\"?>{body}");
+        let out = stamped(with_bom.as_bytes());
+        assert!(out.contains("<e:Header><wsse:Security"), "{out}");
+        assert!(out.starts_with("\u{feff}<?xml version=\"1.0\"?><e:Envelope"), "{out}");
+    }
 }
