@@ -517,6 +517,9 @@ pub fn plan(body: &[u8], profile: &Profile) -> Result<Plan, (Fault, SoapVersion)
     // after it and shift every offset back onto `body`.
     const BOM: &[u8] = &[0xEF, 0xBB, 0xBF];
     let skip = if body.starts_with(BOM) { BOM.len() } else { 0 };
+    if body[skip..].starts_with(BOM) {
+        return Err(refuse(FaultCode::NotSoap, "repeated byte order mark"));
+    }
     let mut reader = Reader::from_reader(&body[skip..]);
     let cfg = reader.config_mut();
     cfg.check_end_names = true;
@@ -924,6 +927,17 @@ mod tests {
         let with_bom = format!("\u{feff}<?xml version=\"1.0\"?>{body}");
         let out = stamped(with_bom.as_bytes());
         assert!(out.contains("<e:Header><wsse:Security"), "{out}");
-        assert!(out.starts_with("\u{feff}<?xml version=\"1.0\"?><e:Envelope"), "{out}");
+        assert!(
+            out.starts_with("\u{feff}<?xml version=\"1.0\"?><e:Envelope"),
+            "{out}"
+        );
+        let twice = format!("\u{feff}\u{feff}{body}");
+        assert_eq!(
+            plan(twice.as_bytes(), &Profile::default())
+                .unwrap_err()
+                .0
+                .code,
+            FaultCode::NotSoap
+        );
     }
 }
