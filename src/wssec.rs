@@ -25,7 +25,7 @@ use serde::Deserialize;
 use x509_parser::prelude::*;
 
 use crate::fault::{Fault, FaultCode};
-use crate::identity::Identity;
+use crate::identity::{fmt_time, Identity};
 use crate::soap::SoapVersion;
 
 pub mod verify;
@@ -243,17 +243,6 @@ pub fn new_id() -> String {
     s
 }
 
-/// `YYYY-MM-DDThh:mm:ssZ` for a Unix time.
-pub fn xml_time(unix: i64) -> String {
-    ::time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&::time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 /// A signed assertion, ready to insert.
 #[derive(Debug, Clone)]
 pub struct SignedAssertion {
@@ -286,10 +275,10 @@ pub fn build_assertion_with(
     sign: impl FnOnce(&[u8]) -> Vec<u8>,
 ) -> SignedAssertion {
     let id = new_id();
-    let issued = xml_time(now);
-    let nb = xml_time(now - profile.not_before_skew.as_secs() as i64);
+    let issued = fmt_time(now);
+    let nb = fmt_time(now - profile.not_before_skew.as_secs() as i64);
     let noa_unix = now + profile.validity.as_secs() as i64;
-    let noa = xml_time(noa_unix);
+    let noa = fmt_time(noa_unix);
     let structure = signer.structure_id.as_str();
 
     // Head: up to and including Issuer; tail: everything after it. The signature goes between.
