@@ -122,7 +122,8 @@ fn config_text() -> String {
          [server]\nlisten = \"127.0.0.1:8580\"\nadmin_listen = \"127.0.0.1:9580\"\n\n\
          [identity.auth_cli]\np12 = \"pki/org/auth_cli.p12\"\npassword_file = \"pki/secrets/p12-password\"\n\n\
          [identity.sign]\np12 = \"pki/org/sign.p12\"\npassword_file = \"pki/secrets/p12-password\"\n\n\
-         [trust]\namc_anchors = [\"pki/osi/anchors.pem\"]\n\n",
+         [trust]\namc_anchors = [\"pki/osi/anchors.pem\"]\n\
+         crls = [\"pki/osi/root.crl.pem\", \"pki/osi/ac-serveur.crl.pem\", \"pki/osi/ac-services-applicatifs.crl.pem\"]\n\n",
     );
     for (amc, label, services) in AMCS {
         t.push_str(&format!("# {label}\n[routes.\"{amc}\"]\n"));

@@ -36,6 +36,11 @@ fn sandbox_runs_marked_and_its_curl_example_works_as_printed() {
     );
     assert!(tmp.path().join("pki/manifest.json").exists());
     assert!(tmp.path().join("rocgw-sandbox.toml").exists());
+    let logs = p.stderr_lines().join("\n");
+    assert!(
+        logs.contains("crls=3"),
+        "the sandbox checks revocation with the test CRLs: {logs}"
+    );
 
     let h = http(p.admin, "GET", "/healthz", &[], b"");
     assert_eq!(h.status, 200);
