@@ -48,18 +48,7 @@ fn listen_overrides_on_the_command_line_win() {
     let tmp = scratch();
     let text = config_text("", "").replace("127.0.0.1:0", "127.0.0.1:1");
     let cfg = write_config(tmp.path(), &text);
-    let p = Proc::start(
-        &[
-            "serve",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
+    let p = Proc::with_config_and_free_ports(&cfg, &[]);
     assert_ne!(p.gateway.port(), 1);
     assert_eq!(http(p.admin, "GET", "/healthz", &[], b"").status, 200);
 }
@@ -237,19 +226,9 @@ fn expiring_identity_starts_with_a_warning() {
     );
     let p = Proc::with_config(&cfg);
     assert_eq!(http(p.admin, "GET", "/readyz", &[], b"").status, 200);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut logs = Vec::new();
-    while std::time::Instant::now() < deadline {
-        logs.extend(p.stderr_lines());
-        if logs
-            .iter()
-            .any(|l| l.contains("expires in less than 30 days"))
-        {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("no expiry warning in {logs:?}");
+    p.logs_until(std::time::Duration::from_secs(10), |l| {
+        l.contains("expires in less than 30 days")
+    });
 }
 
 #[test]
@@ -314,18 +293,7 @@ fn the_documented_example_config_is_valid() {
             && text.contains("password_env = \"ROCGW_AUTH_CLI_PASSWORD\"")
     );
     let cfg = write_config(tmp.path(), &text);
-    let p = Proc::start(
-        &[
-            "serve",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ],
-        &[("ROCGW_AUTH_CLI_PASSWORD", &p12_password())],
-    );
+    let p = Proc::with_config_and_free_ports(&cfg, &[("ROCGW_AUTH_CLI_PASSWORD", &p12_password())]);
     assert_eq!(http(p.admin, "GET", "/readyz", &[], b"").status, 200);
     // Its static route resolves.
     let r = post(p.gateway, "/amc/12345678/clc", CT11, &envelope11("<a/>"));
@@ -359,14 +327,9 @@ fn json_logs_are_one_object_per_line_without_bodies() {
         &envelope12(&format!("<nom>{marker}</nom>")),
     );
     assert_eq!(r.header("x-rocgw-error"), Some("unknown-amc"));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut lines = Vec::new();
-    while std::time::Instant::now() < deadline
-        && !lines.iter().any(|l: &String| l.contains("request refused"))
-    {
-        lines.extend(p.stderr_lines());
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let lines = p.logs_until(std::time::Duration::from_secs(10), |l| {
+        l.contains("request refused")
+    });
     assert!(
         lines.iter().any(|l| l.contains("identity loaded")),
         "{lines:?}"

@@ -86,9 +86,15 @@ pub fn scratch() -> tempfile::TempDir {
         .unwrap()
 }
 
-/// A valid configuration on the test PKI, with ports picked by the OS, plus `extra` TOML.
-pub fn config_text(extra_server: &str, extra: &str) -> String {
-    let p = |r: &str| pki_path(r).display().to_string();
+/// The `[server]` (ports picked by the OS), identities and `[trust]` sections of a test
+/// configuration, with this AUTH_CLI P12 and password file; `extra_server` and `extra_trust`
+/// are appended to their sections.
+pub fn base_config(
+    auth_p12: &str,
+    password_file: &str,
+    extra_server: &str,
+    extra_trust: &str,
+) -> String {
     format!(
         r#"[server]
 listen = "127.0.0.1:0"
@@ -96,25 +102,32 @@ admin_listen = "127.0.0.1:0"
 {extra_server}
 
 [identity.auth_cli]
-p12 = "{auth}"
-password_file = "{pw}"
+p12 = "{auth_p12}"
+password_file = "{password_file}"
 
 [identity.sign]
 p12 = "{sign}"
-password_file = "{pw}"
+password_file = "{password_file}"
 
 [trust]
 amc_anchors = ["{anchors}"]
-
-[routes."11111111"]
-idb = "https://localhost:9/amc/idb"
-clc = "https://localhost:9/amc/clc"
-{extra}
+{extra_trust}
 "#,
-        auth = p("org/auth_cli.p12"),
-        sign = p("org/sign.p12"),
-        pw = p("secrets/p12-password"),
-        anchors = p("osi/anchors.pem"),
+        sign = pki_path("org/sign.p12").display(),
+        anchors = pki_path("osi/anchors.pem").display(),
+    )
+}
+
+/// A valid configuration on the test PKI, with ports picked by the OS, plus `extra` TOML.
+pub fn config_text(extra_server: &str, extra: &str) -> String {
+    let base = base_config(
+        pki_path("org/auth_cli.p12").to_str().unwrap(),
+        pki_path("secrets/p12-password").to_str().unwrap(),
+        extra_server,
+        "",
+    );
+    format!(
+        "{base}\n[routes.\"11111111\"]\nidb = \"https://localhost:9/amc/idb\"\nclc = \"https://localhost:9/amc/clc\"\n{extra}\n"
     )
 }
 
@@ -226,6 +239,31 @@ impl Proc {
             stdout,
             stderr: Mutex::new(erx),
         }
+    }
+
+    /// Starts `rocgw serve --config <path>` with both ports picked by the OS from the command
+    /// line, whatever the file says.
+    pub fn with_config_and_free_ports(path: &Path, env: &[(&str, &str)]) -> Proc {
+        let args = [
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ];
+        Proc::start(&args, env)
+    }
+
+    /// Collects log lines until one satisfies `done`; panics after `timeout`.
+    pub fn logs_until(&self, timeout: Duration, done: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut lines = Vec::new();
+        wait_for("a log line", timeout, || {
+            lines.extend(self.stderr_lines());
+            lines.iter().any(|l| done(l))
+        });
+        lines
     }
 
     /// Starts `rocgw serve --config <path>`.
@@ -484,4 +522,16 @@ impl Proc {
             .unwrap();
         assert!(st.success());
     }
+}
+
+/// Polls `f` every 50 ms until it holds; panics after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
 }

@@ -173,6 +173,16 @@ impl TlsServer {
         }
     }
 
+    /// Starts a server with the test PKI's `<base>.chain.pem` and `<base>.key`.
+    pub fn fixture(base: &str, client_roots: Option<&[&str]>, behavior: Behavior) -> TlsServer {
+        TlsServer::start(
+            &format!("{base}.chain.pem"),
+            &format!("{base}.key"),
+            client_roots,
+            behavior,
+        )
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("https://localhost:{}{path}", self.addr.port())
     }

@@ -56,23 +56,9 @@ impl Gw<'_> {
         } else {
             String::new()
         };
-        let mut t = format!(
-            r#"[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-
-[identity.auth_cli]
-p12 = "{auth}"
-password_file = "{pw}"
-
-[identity.sign]
-p12 = "{sign}"
-password_file = "{pw}"
-
-[trust]
-amc_anchors = ["{anchors}"]
-{crls}
-
+        let mut t = base_config(&self.auth_cli_p12, &self.password_file, "", &crls);
+        t.push_str(&format!(
+            r#"
 [amc]
 revocation = "{amc_rev}"
 
@@ -86,14 +72,10 @@ first_byte_timeout_ms = 5000
 total_timeout_ms = 8000
 {extra}
 "#,
-            auth = self.auth_cli_p12,
-            sign = p("org/sign.p12"),
-            pw = self.password_file,
-            anchors = p("osi/anchors.pem"),
             amc_rev = self.amc_revocation,
             interval = self.check_interval_s,
             extra = self.extra,
-        );
+        ));
         if let Some(a) = &self.annuaire {
             t.push_str(&format!(
                 "\n[annuaire]\nurl = \"{a}\"\nrevocation = \"{}\"\n",
@@ -126,32 +108,11 @@ fn annuaire(gw: std::net::SocketAddr) -> Resp {
     post(gw, "/annuaire", CT11, &envelope11("<search/>"))
 }
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[test]
 fn annuaire_gets_mutual_tls_with_auth_cli_and_amc_answers_pass_through() {
-    let ann = TlsServer::start(
-        "osi/annuaire.chain.pem",
-        "osi/annuaire.key",
-        Some(IGC_ROOTS),
-        Behavior::Echo,
-    );
-    let good = TlsServer::start("osi/amc-a.chain.pem", "osi/amc-a.key", None, Behavior::Echo);
-    let faulty = TlsServer::start(
-        "osi/amc-b.chain.pem",
-        "osi/amc-b.key",
-        None,
-        Behavior::Fault(500),
-    );
+    let ann = TlsServer::fixture("osi/annuaire", Some(IGC_ROOTS), Behavior::Echo);
+    let good = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
+    let faulty = TlsServer::fixture("osi/amc-b", None, Behavior::Fault(500));
     let (p, _t) = Gw {
         annuaire: Some(ann.url("/annuaire")),
         annuaire_revocation: "hard",
@@ -215,41 +176,15 @@ fn annuaire_gets_mutual_tls_with_auth_cli_and_amc_answers_pass_through() {
 
 #[test]
 fn each_upstream_tls_failure_is_its_own_fault_log_and_counter_without_hurting_good_requests() {
-    let good = TlsServer::start("osi/amc-a.chain.pem", "osi/amc-a.key", None, Behavior::Echo);
-    let expired = TlsServer::start(
-        "negative/server-expired.chain.pem",
-        "negative/server-expired.key",
-        None,
-        Behavior::Echo,
-    );
-    let revoked = TlsServer::start(
-        "negative/server-revoked.chain.pem",
-        "negative/server-revoked.key",
-        None,
-        Behavior::Echo,
-    );
-    let unknown = TlsServer::start(
-        "negative/server-unknown-ca.chain.pem",
-        "negative/server-unknown-ca.key",
-        None,
-        Behavior::Echo,
-    );
-    let wrong_host = TlsServer::start(
-        "negative/server-wrong-host.chain.pem",
-        "negative/server-wrong-host.key",
-        None,
-        Behavior::Echo,
-    );
-    let closer = TlsServer::start(
-        "osi/amc-b.chain.pem",
-        "osi/amc-b.key",
-        None,
-        Behavior::CloseMidHandshake,
-    );
+    let good = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
+    let expired = TlsServer::fixture("negative/server-expired", None, Behavior::Echo);
+    let revoked = TlsServer::fixture("negative/server-revoked", None, Behavior::Echo);
+    let unknown = TlsServer::fixture("negative/server-unknown-ca", None, Behavior::Echo);
+    let wrong_host = TlsServer::fixture("negative/server-wrong-host", None, Behavior::Echo);
+    let closer = TlsServer::fixture("osi/amc-b", None, Behavior::CloseMidHandshake);
     // The annuaire only trusts a foreign CA for its clients: our AUTH_CLI is rejected.
-    let picky = TlsServer::start(
-        "osi/annuaire.chain.pem",
-        "osi/annuaire.key",
+    let picky = TlsServer::fixture(
+        "osi/annuaire",
         Some(&["negative/foreign-ca.pem"]),
         Behavior::Echo,
     );
@@ -368,12 +303,7 @@ fn each_upstream_tls_failure_is_its_own_fault_log_and_counter_without_hurting_go
 
 #[test]
 fn revocation_policies_soft_and_hard_without_crls() {
-    let revoked = TlsServer::start(
-        "negative/server-revoked.chain.pem",
-        "negative/server-revoked.key",
-        None,
-        Behavior::Echo,
-    );
+    let revoked = TlsServer::fixture("negative/server-revoked", None, Behavior::Echo);
     // Soft, no CRL: the handshake is allowed, counted as unknown status.
     let (p, _t) = Gw {
         crls: false,
@@ -428,9 +358,8 @@ fn revocation_policies_soft_and_hard_without_crls() {
 
 #[test]
 fn connections_are_pooled_and_capped_per_host() {
-    let srv = TlsServer::start(
-        "osi/amc-a.chain.pem",
-        "osi/amc-a.key",
+    let srv = TlsServer::fixture(
+        "osi/amc-a",
         None,
         Behavior::Delay(Duration::from_millis(200)),
     );
@@ -480,12 +409,7 @@ fn connections_are_pooled_and_capped_per_host() {
 
 #[test]
 fn slow_upstream_gets_amc_timeout_within_the_deadline() {
-    let srv = TlsServer::start(
-        "osi/amc-a.chain.pem",
-        "osi/amc-a.key",
-        None,
-        Behavior::Delay(Duration::from_secs(5)),
-    );
+    let srv = TlsServer::fixture("osi/amc-a", None, Behavior::Delay(Duration::from_secs(5)));
     let tmp_extra = "first_byte_timeout_ms = 600\ntotal_timeout_ms = 1000".to_string();
     let gw = Gw {
         routes: vec![("10000001".into(), srv.url("/idb"))],
@@ -572,7 +496,7 @@ impl Drop for Tinyproxy {
 
 #[test]
 fn amc_calls_go_through_a_connect_proxy_with_tls_end_to_end() {
-    let srv = TlsServer::start("osi/amc-a.chain.pem", "osi/amc-a.key", None, Behavior::Echo);
+    let srv = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
     let proxy = Tinyproxy::start("BasicAuth rocgw s3cret-proxy-pass");
     let tmp = scratch();
     let creds = tmp.path().join("proxy-creds");
@@ -627,7 +551,7 @@ fn amc_calls_go_through_a_connect_proxy_with_tls_end_to_end() {
 
 #[test]
 fn a_proxy_that_refuses_the_port_is_a_clear_fault() {
-    let srv = TlsServer::start("osi/amc-a.chain.pem", "osi/amc-a.key", None, Behavior::Echo);
+    let srv = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
     let proxy = Tinyproxy::start("ConnectPort 443");
     let (p, _t) = Gw {
         routes: vec![("10000001".into(), srv.url("/idb"))],
@@ -658,12 +582,7 @@ fn replace_file(src: &Path, dst: &Path) {
 }
 
 fn rotation(trigger_by_signal: bool) {
-    let ann = TlsServer::start(
-        "osi/annuaire.chain.pem",
-        "osi/annuaire.key",
-        Some(IGC_ROOTS),
-        Behavior::Echo,
-    );
+    let ann = TlsServer::fixture("osi/annuaire", Some(IGC_ROOTS), Behavior::Echo);
     let tmp = scratch();
     let p12 = tmp.path().join("auth_cli.p12");
     fs::copy(pki_path("org/auth_cli.p12"), &p12).unwrap();

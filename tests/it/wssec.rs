@@ -387,7 +387,7 @@ fn bad_envelopes_are_refused_with_the_fault_model() {
 #[test]
 fn the_gateway_stamps_amc_calls_and_xmlsec1_verifies_what_the_amc_received() {
     use crate::tls_server::{Behavior, TlsServer};
-    let amc = TlsServer::start("osi/amc-a.chain.pem", "osi/amc-a.key", None, Behavior::Echo);
+    let amc = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
     let endpoint = amc.url("/ws/idb");
     let tmp = scratch();
     let cfg = write_config(
@@ -453,7 +453,7 @@ fn assertion_reuse_serves_one_signature_per_audience_within_the_window() {
 #[test]
 fn bad_envelopes_reach_the_sih_as_faults_and_nothing_is_forwarded() {
     use crate::tls_server::{Behavior, TlsServer};
-    let amc = TlsServer::start("osi/amc-a.chain.pem", "osi/amc-a.key", None, Behavior::Echo);
+    let amc = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
     let tmp = scratch();
     let text = config_text("max_body_bytes = 65536", &format!("[routes.\"10000001\"]\nidb = \"{}\"\n\n[assertion]\nexisting_security = \"reject\"\nmax_depth = 32\nmax_attributes = 16\n", amc.url("/idb")));
     let mut p = Proc::with_config(&write_config(tmp.path(), &text));
