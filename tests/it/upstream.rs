@@ -304,14 +304,17 @@ fn each_upstream_tls_failure_is_its_own_fault_log_and_counter_without_hurting_go
 #[test]
 fn revocation_policies_soft_and_hard_without_crls() {
     let revoked = TlsServer::fixture("negative/server-revoked", None, Behavior::Echo);
+    let gateway = |policy: &str, crls: bool| {
+        Gw {
+            crls,
+            amc_revocation: policy,
+            routes: vec![("10000003".into(), revoked.url("/idb"))],
+            ..Gw::default()
+        }
+        .start()
+    };
     // Soft, no CRL: the handshake is allowed, counted as unknown status.
-    let (p, _t) = Gw {
-        crls: false,
-        amc_revocation: "soft",
-        routes: vec![("10000003".into(), revoked.url("/idb"))],
-        ..Gw::default()
-    }
-    .start();
+    let (p, _t) = gateway("soft", false);
     assert_eq!(amc(p.gateway, "10000003").status, 200);
     let m = scrape(p.admin);
     assert!(
@@ -323,33 +326,17 @@ fn revocation_policies_soft_and_hard_without_crls() {
     );
     drop(p);
     // Hard, no CRL: refused.
-    let (p, _t) = Gw {
-        crls: false,
-        amc_revocation: "hard",
-        routes: vec![("10000003".into(), revoked.url("/idb"))],
-        ..Gw::default()
-    }
-    .start();
+    let (p, _t) = gateway("hard", false);
     let r = amc(p.gateway, "10000003");
     assert_eq!(r.header("x-rocgw-error"), Some("upstream-tls"));
     assert!(r.body.contains("revocation status"), "{}", r.body);
     drop(p);
     // Off, with CRLs: not checked.
-    let (p, _t) = Gw {
-        amc_revocation: "off",
-        routes: vec![("10000003".into(), revoked.url("/idb"))],
-        ..Gw::default()
-    }
-    .start();
+    let (p, _t) = gateway("off", true);
     assert_eq!(amc(p.gateway, "10000003").status, 200);
     drop(p);
     // Soft, with CRLs: a revoked certificate is still refused.
-    let (p, _t) = Gw {
-        amc_revocation: "soft",
-        routes: vec![("10000003".into(), revoked.url("/idb"))],
-        ..Gw::default()
-    }
-    .start();
+    let (p, _t) = gateway("soft", true);
     assert_eq!(
         amc(p.gateway, "10000003").header("x-rocgw-error"),
         Some("upstream-cert-revoked")
