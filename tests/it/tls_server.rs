@@ -112,8 +112,20 @@ impl TlsServer {
                         let _ = tcp.read(&mut buf).await;
                         return;
                     }
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
+                    let tls = match acceptor.accept(tcp).into_fallible().await {
+                        Ok(tls) => tls,
+                        Err((_, mut tcp)) => {
+                            // Lingering close, as web servers do: read what the client
+                            // already sent (a TLS 1.3 client writes its request before it
+                            // learns its certificate was refused), so the kernel does not
+                            // answer with a reset that overtakes our alert.
+                            let mut buf = [0u8; 4096];
+                            let drain = async {
+                                while matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {}
+                            };
+                            let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+                            return;
+                        }
                     };
                     let serial = tls
                         .get_ref()
