@@ -31,8 +31,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway (the sandbox when no configuration file exists).
     Serve(ServeArgs),
-    /// Run the AMC and Annuaire simulator.
-    Sim,
+    /// Run the AMC and Annuaire simulator (the sandbox's test AMCs when no config is given).
+    Sim(SimArgs),
     /// Test PKI tooling.
     #[command(subcommand)]
     Pki(PkiCommand),
@@ -54,6 +54,17 @@ pub struct ServeArgs {
     #[arg(long)]
     pub admin_listen: Option<SocketAddr>,
     /// Sandbox data folder [default: $ROCGW_DATA_DIR, else ~/.local/share/rocgw/sandbox].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct SimArgs {
+    /// Simulator configuration file (see config/sim.example.toml) [default: the sandbox's
+    /// test AMCs over the sandbox test PKI].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Sandbox data folder, for the test PKI when no config is given [default: as `serve`].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
 }
@@ -99,7 +110,10 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Some(Command::Sim) => not_yet("sim"),
+        Some(Command::Sim(a)) => {
+            crate::logging::init(cli.log_format.unwrap_or_default(), cli.log_level.as_deref());
+            block_on(crate::sim::run(a.config, a.data_dir))
+        }
         Some(Command::Cert) => not_yet("cert"),
         Some(Command::Load) => not_yet("load"),
     }
@@ -128,6 +142,11 @@ fn run_serve(a: ServeArgs, log_format: Option<LogFormat>, log_level: Option<Stri
         log_format,
         log_level,
     };
+    block_on(async { serve::run(opts).await.map_err(|e| e.to_string()) })
+}
+
+/// Runs `f` on a multi-threaded runtime; an error is one line on stderr and exit code 2.
+fn block_on(f: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -138,7 +157,7 @@ fn run_serve(a: ServeArgs, log_format: Option<LogFormat>, log_level: Option<Stri
             return ExitCode::from(2);
         }
     };
-    match rt.block_on(serve::run(opts)) {
+    match rt.block_on(f) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rocgw: error: {e}");

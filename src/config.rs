@@ -519,8 +519,17 @@ fn parse_raw(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
             ));
         }
     }
+    parse_toml(text, path)
+}
+
+/// Deserialises a TOML file's `text` into `T`; an error names the file, the field and the line
+/// (shared by the gateway's and the simulator's configuration files).
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+) -> Result<T, ConfigError> {
     let de = toml::Deserializer::parse(text).map_err(|e| toml_error(path, "", &e, text))?;
-    serde_path_to_error::deserialize::<_, RawConfig>(de).map_err(|e| {
+    serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
         let field = e.path().to_string();
         let field = if field == "." { String::new() } else { field };
         toml_error(path, &field, e.inner(), text)

@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod annuaire;
 pub mod cli;
 pub mod config;
 pub mod fault;
@@ -26,6 +27,7 @@ pub mod proxy;
 pub mod reload;
 pub mod sandbox;
 pub mod serve;
+pub mod sim;
 pub mod soap;
 pub mod trust;
 pub mod upstream;

@@ -10,16 +10,6 @@ use crate::config::{Config, IdentitySource, Overrides};
 use crate::identity::{now_unix, EXPIRY_WARNING_DAYS};
 use crate::pki::{self, Manifest};
 
-/// The sandbox's test AMCs: (number, label, services).
-pub const AMCS: [(&str, &str, &[&str]); 2] = [
-    (
-        "99999991",
-        "AMC TEST A",
-        &["idb", "simulation", "clc", "annulation"],
-    ),
-    ("99999992", "AMC TEST B", &["idb", "clc"]),
-];
-
 /// Where the sandbox keeps its test PKI: `--data-dir`, else `$ROCGW_DATA_DIR`, else
 /// `$XDG_DATA_HOME/rocgw/sandbox`, else `~/.local/share/rocgw/sandbox`, else `./rocgw-sandbox`.
 pub fn data_dir(explicit: Option<&Path>) -> PathBuf {
@@ -43,12 +33,25 @@ pub struct Prepared {
     pub config: Config,
     pub manifest: Manifest,
     pub sample_request: PathBuf,
-    pub regenerated: bool,
 }
 
-/// Makes sure a usable test PKI exists under `dir` (reusing one that is still valid for more
-/// than a month), writes the sandbox's config and a sample IDB request, and loads the config.
-pub fn prepare(dir: &Path, overrides: &Overrides) -> Result<Prepared, String> {
+/// Makes sure a usable test PKI exists under `dir/pki` (reusing one that is still valid for
+/// more than a month). Returns its manifest and whether it was generated now.
+pub fn prepare_pki(dir: &Path) -> Result<(Manifest, bool), String> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create the sandbox folder {}: {e}", dir.display()))?;
+    let pki_dir = dir.join("pki");
+    Ok(match reusable(&pki_dir) {
+        Some(m) => (m, false),
+        None => {
+            let m = pki::init(&pki_dir, true).map_err(|e| format!("sandbox test PKI: {e}"))?;
+            (m, true)
+        }
+    })
+}
+
+/// Refuses sandbox listen addresses off loopback.
+pub fn check_overrides(overrides: &Overrides) -> Result<(), String> {
     for (field, addr) in [
         ("--listen", overrides.listen),
         ("--admin-listen", overrides.admin_listen),
@@ -62,18 +65,22 @@ pub fn prepare(dir: &Path, overrides: &Overrides) -> Result<Prepared, String> {
             }
         }
     }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("cannot create the sandbox folder {}: {e}", dir.display()))?;
-    let pki_dir = dir.join("pki");
-    let (manifest, regenerated) = match reusable(&pki_dir) {
-        Some(m) => (m, false),
-        None => {
-            let m = pki::init(&pki_dir, true).map_err(|e| format!("sandbox test PKI: {e}"))?;
-            (m, true)
-        }
-    };
+    Ok(())
+}
+
+/// Writes the sandbox's config (routes to the simulator's `endpoints`, the annuaire at
+/// `annuaire_url`) and a sample IDB request next to the PKI, and loads the config.
+pub fn prepare(
+    dir: &Path,
+    overrides: &Overrides,
+    annuaire_url: &str,
+    endpoints: &[(String, String, String)],
+) -> Result<Prepared, String> {
+    check_overrides(overrides)?;
+    let manifest =
+        Manifest::load(&dir.join("pki")).map_err(|e| format!("sandbox test PKI: {e}"))?;
     let config_path = dir.join("rocgw-sandbox.toml");
-    write(&config_path, &config_text())?;
+    write(&config_path, &config_text(annuaire_url, endpoints))?;
     let sample_request = dir.join("idb-request.xml");
     write(&sample_request, SAMPLE_IDB_REQUEST)?;
     let config = Config::load(&config_path, overrides).map_err(|e| e.to_string())?;
@@ -81,7 +88,6 @@ pub fn prepare(dir: &Path, overrides: &Overrides) -> Result<Prepared, String> {
         config,
         manifest,
         sample_request,
-        regenerated,
     })
 }
 
@@ -115,22 +121,29 @@ fn reusable(pki_dir: &Path) -> Option<Manifest> {
 }
 
 /// The sandbox's configuration, written next to its PKI so it can serve as a starting point.
-fn config_text() -> String {
-    let mut t = String::from(
+fn config_text(annuaire_url: &str, endpoints: &[(String, String, String)]) -> String {
+    let mut t = format!(
         "# rocgw SANDBOX configuration, written by `rocgw serve` when no configuration exists.\n\
-         # TEST CERTIFICATES, NOT FOR PATIENTS. See config/rocgw.example.toml for production.\n\n\
+         # TEST CERTIFICATES, NOT FOR PATIENTS. See config/rocgw.example.toml for production.\n\
+         # The AMCs and the annuaire are rocgw's simulator, running in the same process.\n\n\
          [server]\nlisten = \"127.0.0.1:8580\"\nadmin_listen = \"127.0.0.1:9580\"\n\n\
          [identity.auth_cli]\np12 = \"pki/org/auth_cli.p12\"\npassword_file = \"pki/secrets/p12-password\"\n\n\
          [identity.sign]\np12 = \"pki/org/sign.p12\"\npassword_file = \"pki/secrets/p12-password\"\n\n\
          [trust]\namc_anchors = [\"pki/osi/anchors.pem\"]\n\
-         crls = [\"pki/osi/root.crl.pem\", \"pki/osi/ac-serveur.crl.pem\", \"pki/osi/ac-services-applicatifs.crl.pem\"]\n\n",
+         crls = [\"pki/osi/root.crl.pem\", \"pki/osi/ac-serveur.crl.pem\", \"pki/osi/ac-services-applicatifs.crl.pem\"]\n\n\
+         [annuaire]\nurl = \"{annuaire_url}\"\n\n"
     );
-    for (amc, label, services) in AMCS {
-        t.push_str(&format!("# {label}\n[routes.\"{amc}\"]\n"));
-        for s in services {
-            t.push_str(&format!("{s} = \"https://localhost:8581/amc/{amc}/{s}\"\n"));
+    let mut current = "";
+    for (amc, service, url) in endpoints {
+        if amc != current {
+            let label = crate::sim::SANDBOX_AMCS
+                .iter()
+                .find(|a| a.0 == amc)
+                .map_or("", |a| a.1);
+            t.push_str(&format!("# {label}\n[routes.\"{amc}\"]\n"));
+            current = amc;
         }
-        t.push('\n');
+        t.push_str(&format!("{service} = \"{url}\"\n"));
     }
     t
 }
@@ -156,7 +169,7 @@ pub fn curl_example(gateway: std::net::SocketAddr, sample: &Path) -> String {
         "curl -sS -i -H 'Content-Type: application/soap+xml; charset=utf-8' --data-binary {} http://{}/amc/{}/idb",
         shell_quote(&format!("@{}", sample.display())),
         gateway,
-        AMCS[0].0
+        crate::sim::SANDBOX_AMCS[0].0
     )
 }
 

@@ -107,17 +107,27 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
                 .await
                 .map_err(StartError)?;
             let admin_task = spawn_admin(admin.clone(), admin_l);
-            let prep = {
+            sandbox::check_overrides(&opts.overrides).map_err(StartError)?;
+            let (_, regenerated) = {
                 let dir = dir.clone();
-                let ov = opts.overrides.clone();
-                tokio::task::spawn_blocking(move || sandbox::prepare(&dir, &ov))
+                tokio::task::spawn_blocking(move || sandbox::prepare_pki(&dir))
                     .await
                     .map_err(|e| StartError(format!("sandbox preparation failed: {e}")))?
                     .map_err(StartError)?
             };
-            if prep.regenerated {
+            if regenerated {
                 tracing::info!(dir = %dir.join("pki").display(), "generated a new test PKI");
             }
+            // The simulator's ports are free ones when the gateway's is (tests run in parallel).
+            let ephemeral = opts.overrides.listen.is_some_and(|a| a.port() == 0);
+            let sim =
+                crate::sim::Sim::start(crate::sim::SimConfig::sandbox(&dir.join("pki"), ephemeral))
+                    .await
+                    .map_err(|e| StartError(format!("sandbox simulator: {e}")))?;
+            announce("simulator admin", sim.admin);
+            let prep =
+                sandbox::prepare(&dir, &opts.overrides, &sim.annuaire_url(), &sim.endpoints())
+                    .map_err(StartError)?;
             let runtime = Runtime::start(prep.config.clone()).map_err(StartError)?;
             runtime.spawn_watchers();
             let _ = admin
@@ -130,7 +140,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
             announce("gateway", gw_addr);
             say(&format!(
                 "Try it (sample IDB request for {}):\n  {}",
-                sandbox::AMCS[0].1,
+                crate::sim::SANDBOX_AMCS[0].1,
                 sandbox::curl_example(gw_addr, &prep.sample_request)
             ));
             let gw_task = spawn_gateway(gw_l, Gateway::new(runtime, true));

@@ -1,0 +1,325 @@
+//! What a simulated AMC checks on every request, in the order a real AMC would, each failure
+//! with its own stable reason. Signature and canonicalisation are never checked here: that is
+//! [`AssertionVerifier`] (bergshamra). This file adds the AMC's own rules: signing certificate
+//! (chain, dates, revocation, usage), issuer, validity window, audience, replay.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use quick_xml::events::Event;
+use x509_parser::prelude::*;
+
+use crate::identity::{CertInfo, Role};
+use crate::trust::{CrlSet, Status};
+use crate::wssec::{AssertionVerifier, VerifiedAssertion, VerifyError};
+
+/// Why a request was refused. `reason` is stable (metrics label, fault subcode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+fn refuse(reason: &'static str, detail: impl Into<String>) -> Refusal {
+    Refusal {
+        reason,
+        detail: detail.into(),
+    }
+}
+
+/// Every refusal reason, for documentation and for zero-initialised metrics.
+pub const REASONS: [&str; 12] = [
+    "not-soap",
+    "no-security-header",
+    "malformed-assertion",
+    "bad-signature",
+    "signer-untrusted",
+    "signer-expired",
+    "signer-revoked",
+    "signer-usage",
+    "issuer-mismatch",
+    "outside-validity-window",
+    "wrong-audience",
+    "replayed-assertion",
+];
+
+/// The checks shared by all simulated AMCs.
+pub struct Checker {
+    verifier: AssertionVerifier,
+    /// IGC-Santé certificates (anchors and intermediates), DER, to name why a chain fails.
+    known: Vec<Vec<u8>>,
+    crls: CrlSet,
+    skew_s: i64,
+    replay: Option<Mutex<Replay>>,
+}
+
+/// Assertion IDs already accepted, remembered until their `NotOnOrAfter` (plus skew): after
+/// that the window check refuses them anyway.
+#[derive(Default)]
+struct Replay {
+    seen: HashMap<String, i64>,
+    inserts: u64,
+}
+
+impl Checker {
+    pub fn new(
+        anchors: Vec<Vec<u8>>,
+        intermediates: Vec<Vec<u8>>,
+        crls: CrlSet,
+        skew_s: i64,
+        replay_check: bool,
+    ) -> Checker {
+        let known = anchors.iter().chain(&intermediates).cloned().collect();
+        Checker {
+            verifier: AssertionVerifier::new(anchors, intermediates),
+            known,
+            crls,
+            skew_s,
+            replay: replay_check.then(Mutex::default),
+        }
+    }
+
+    /// Checks a request addressed to an AMC known by `audiences` (an audience is accepted when
+    /// it equals one of them or lies below one of them as a URL path).
+    pub fn check(
+        &self,
+        body: &[u8],
+        audiences: &[String],
+        now: i64,
+    ) -> Result<VerifiedAssertion, Refusal> {
+        let text = std::str::from_utf8(body).map_err(|_| refuse("not-soap", "invalid UTF-8"))?;
+        let a = match self.verifier.verify(text) {
+            Ok(a) => a,
+            Err(VerifyError::Malformed(m)) => return Err(refuse("not-soap", m)),
+            Err(VerifyError::NoSecurityHeader) => {
+                return Err(refuse(
+                    "no-security-header",
+                    "the request has no wsse:Security header",
+                ))
+            }
+            Err(VerifyError::Assertion(m)) => return Err(refuse("malformed-assertion", m)),
+            Err(VerifyError::Signature(m)) => return Err(self.diagnose(body, m, now)),
+        };
+        let Some(leaf) = a.signer_chain.first() else {
+            return Err(refuse(
+                "signer-untrusted",
+                "no signing certificate in KeyInfo",
+            ));
+        };
+        let info = CertInfo::parse(leaf).map_err(|e| refuse("signer-untrusted", e))?;
+        if now < info.not_before || now >= info.not_after {
+            return Err(refuse(
+                "signer-expired",
+                format!(
+                    "the signing certificate {} is outside its validity",
+                    info.serial
+                ),
+            ));
+        }
+        if let Ok((_, cert)) = X509Certificate::from_der(leaf) {
+            if self
+                .crls
+                .status(cert.issuer().as_raw(), cert.raw_serial(), now)
+                == Status::Revoked
+            {
+                return Err(refuse(
+                    "signer-revoked",
+                    format!("the signing certificate {} is revoked", info.serial),
+                ));
+            }
+            if !same_dn(&a.issuer, &crate::wssec::rfc4514(cert.subject())) {
+                return Err(refuse(
+                    "issuer-mismatch",
+                    "the assertion's Issuer is not the signing certificate's subject",
+                ));
+            }
+        }
+        if let Some(p) = info.role_problem(Role::Sign) {
+            return Err(refuse("signer-usage", p));
+        }
+        let (not_before, not_after) = match (
+            a.not_before.as_deref().and_then(parse_time),
+            a.not_on_or_after.as_deref().and_then(parse_time),
+        ) {
+            (Some(b), Some(e)) => (b, e),
+            _ => {
+                return Err(refuse(
+                    "outside-validity-window",
+                    "Conditions NotBefore/NotOnOrAfter missing or unreadable",
+                ))
+            }
+        };
+        if now + self.skew_s < not_before || now - self.skew_s >= not_after {
+            return Err(refuse(
+                "outside-validity-window",
+                format!(
+                    "now is outside the assertion's window [{}, {})",
+                    a.not_before.as_deref().unwrap_or_default(),
+                    a.not_on_or_after.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        if !a.audiences.iter().any(|au| audience_matches(au, audiences)) {
+            return Err(refuse(
+                "wrong-audience",
+                format!(
+                    "the AudienceRestriction does not name this AMC ({:?})",
+                    a.audiences
+                ),
+            ));
+        }
+        if let Some(replay) = &self.replay {
+            let mut r = replay.lock().unwrap_or_else(|e| e.into_inner());
+            if r.seen.get(&a.id).is_some_and(|until| *until > now) {
+                return Err(refuse(
+                    "replayed-assertion",
+                    format!("assertion {} was already used", a.id),
+                ));
+            }
+            r.seen.insert(a.id.clone(), not_after + self.skew_s);
+            r.inserts += 1;
+            if r.inserts % 4096 == 0 {
+                r.seen.retain(|_, until| *until > now);
+            }
+        }
+        Ok(a)
+    }
+
+    /// Names why a signature did not verify: the KeyInfo certificate's dates or chain, else
+    /// the signature itself.
+    fn diagnose(&self, body: &[u8], message: String, now: i64) -> Refusal {
+        let Some(der) = keyinfo_certificate(body) else {
+            return refuse("bad-signature", message);
+        };
+        let Ok((_, cert)) = X509Certificate::from_der(&der) else {
+            return refuse("bad-signature", message);
+        };
+        let v = cert.validity();
+        if now < v.not_before.timestamp() || now >= v.not_after.timestamp() {
+            return refuse(
+                "signer-expired",
+                "the signing certificate is outside its validity",
+            );
+        }
+        let issued_by_known = self.known.iter().any(|k| {
+            X509Certificate::from_der(k).is_ok_and(|(_, ca)| {
+                ca.subject().as_raw() == cert.issuer().as_raw()
+                    && cert.verify_signature(Some(ca.public_key())).is_ok()
+            })
+        });
+        if !issued_by_known {
+            return refuse(
+                "signer-untrusted",
+                "the signing certificate does not chain to the IGC-Santé authorities",
+            );
+        }
+        refuse("bad-signature", message)
+    }
+}
+
+/// The first `X509Certificate` of the document (for diagnosis only; the verifier decides).
+fn keyinfo_certificate(body: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let mut r = quick_xml::Reader::from_reader(body);
+    let mut inside = false;
+    let mut text = String::new();
+    loop {
+        match r.read_event().ok()? {
+            Event::Start(e) if e.local_name().as_ref() == b"X509Certificate" => inside = true,
+            Event::Text(t) if inside => text.push_str(&String::from_utf8_lossy(&t)),
+            Event::End(_) if inside => break,
+            Event::Eof => return None,
+            _ => {}
+        }
+    }
+    let clean: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(clean).ok()
+}
+
+/// An `xs:dateTime` in UTC (or with an offset) as Unix seconds.
+pub fn parse_time(s: &str) -> Option<i64> {
+    ::time::OffsetDateTime::parse(s.trim(), &::time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+fn audience_matches(audience: &str, accepted: &[String]) -> bool {
+    let au = audience.trim_end_matches('/');
+    accepted.iter().any(|a| {
+        let a = a.trim_end_matches('/');
+        au == a
+            || au
+                .strip_prefix(a)
+                .is_some_and(|rest| rest.starts_with('/') || rest.starts_with('?'))
+    })
+}
+
+/// Two distinguished names written as strings are the same when their attribute=value parts
+/// match one by one, in the same or in reverse order (RFC 4514 writes the most specific first,
+/// OpenSSL's one-line form the least), attribute types compared case-insensitively.
+pub fn same_dn(a: &str, b: &str) -> bool {
+    let parts = |s: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    cur.push(c);
+                    if let Some(n) = chars.next() {
+                        cur.push(n);
+                    }
+                }
+                ',' | ';' => out.push(std::mem::take(&mut cur)),
+                _ => cur.push(c),
+            }
+        }
+        out.push(cur);
+        out.into_iter()
+            .map(|p| match p.trim().split_once('=') {
+                Some((k, v)) => format!("{}={}", k.trim().to_ascii_uppercase(), v.trim()),
+                None => p.trim().to_string(),
+            })
+            .collect()
+    };
+    let (pa, mut pb) = (parts(a), parts(b));
+    if pa == pb {
+        return true;
+    }
+    pb.reverse();
+    pa == pb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_audiences_compare_as_an_amc_would() {
+        assert!(same_dn(
+            "CN=Client_ROC_WebServices_AMC,OU=1990000012,O=CH TEST",
+            "O=CH TEST, OU=1990000012, cn=Client_ROC_WebServices_AMC"
+        ));
+        assert!(!same_dn("CN=A,O=B", "CN=A,O=C"));
+        assert!(same_dn("CN=A\\,B,O=C", "O=C,CN=A\\,B"));
+        let mine = vec!["https://localhost:8581/amc/99999991".to_string()];
+        assert!(audience_matches(
+            "https://localhost:8581/amc/99999991/idb",
+            &mine
+        ));
+        assert!(audience_matches(
+            "https://localhost:8581/amc/99999991",
+            &mine
+        ));
+        assert!(!audience_matches(
+            "https://localhost:8581/amc/999999910/idb",
+            &mine
+        ));
+        assert!(!audience_matches(
+            "https://localhost:8581/amc/99999992/idb",
+            &mine
+        ));
+        assert_eq!(parse_time("2026-11-28T10:00:00Z"), Some(1_795_860_000));
+        assert_eq!(parse_time("yesterday"), None);
+    }
+}
