@@ -20,6 +20,7 @@ pub mod config;
 pub mod fault;
 pub mod identity;
 pub mod listener;
+pub mod load;
 pub mod logging;
 pub mod metrics;
 pub mod pki;

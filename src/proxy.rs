@@ -321,7 +321,8 @@ fn join(base: &Uri, suffix: &str, query: Option<&str>) -> Result<Uri, Fault> {
 }
 
 /// Sends the SIH's body to `url` through `up` and returns the upstream's answer as it came:
-/// status, content type and body (SOAP faults of the AMC pass through untouched).
+/// status, content type and body (SOAP faults of the AMC pass through untouched). A non-2xx
+/// answer that is not SOAP becomes an `…-unavailable` fault.
 async fn forward(
     up: &Upstream,
     url: Uri,
@@ -340,6 +341,17 @@ async fn forward(
         .body(Full::new(body))
         .map_err(|_| Fault::new(FaultCode::Internal))?;
     match up.send(req).await {
+        // An error page (a load balancer's 502/503 HTML, an empty 500) is not the AMC's answer:
+        // the SIH gets a SOAP fault that says what came back.
+        Ok(r) if !r.status.is_success() && crate::soap::sniff(&r.body).is_err() => {
+            let detail = format!(
+                "the {} answered HTTP {} without a SOAP envelope",
+                up.kind().label(),
+                r.status.as_u16()
+            );
+            tracing::warn!(upstream = up.kind().label(), host = %host, status = r.status.as_u16(), "upstream error without SOAP");
+            Err(Fault::with_detail(up.kind().unavailable(), detail))
+        }
         Ok(r) => {
             let mut resp = Response::new(Full::new(r.body));
             *resp.status_mut() = r.status;

@@ -61,7 +61,7 @@ impl Kind {
         }
     }
 
-    fn unavailable(self) -> FaultCode {
+    pub fn unavailable(self) -> FaultCode {
         match self {
             Kind::Annuaire => FaultCode::AnnuaireUnavailable,
             Kind::Amc => FaultCode::AmcUnavailable,

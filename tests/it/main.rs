@@ -3,9 +3,11 @@
 
 mod access;
 mod faults;
+mod load;
 mod packaging;
 mod pki;
 mod sandbox;
+mod sim;
 mod startup;
 mod support;
 mod tls_server;

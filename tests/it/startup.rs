@@ -248,7 +248,7 @@ fn anchors_must_be_ca_certificates() {
 
 #[test]
 fn later_subcommands_say_not_yet_available() {
-    for cmd in ["sim", "cert", "load"] {
+    for cmd in ["cert"] {
         let out = run(&[cmd], &[]);
         assert_eq!(out.status.code(), Some(2), "{cmd}");
         assert!(

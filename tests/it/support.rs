@@ -474,9 +474,13 @@ pub struct Sample {
 pub fn scrape(admin: SocketAddr) -> Vec<Sample> {
     let r = http(admin, "GET", "/metrics", &[], b"");
     assert_eq!(r.status, 200, "{}", r.body);
+    parse_metrics(&r.body)
+}
+
+/// Parses every sample line of a Prometheus text exposition.
+pub fn parse_metrics(text: &str) -> Vec<Sample> {
     let mut out = Vec::new();
-    for line in r
-        .body
+    for line in text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
     {

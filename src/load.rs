@@ -1,0 +1,701 @@
+//! `rocgw load`: drives ROC traffic at a gateway (by default the sandbox's) and says how the
+//! exchange behaves: a live progress line, then throughput, latency percentiles from an HDR
+//! histogram, errors by kind, and optional JSON and HTML reports; non-zero exit when a
+//! threshold is exceeded.
+//!
+//! Two modes: closed loop (`--concurrency` workers, each sends when its answer came back) and
+//! open loop (`--rate` requests per second on a fixed schedule; latency is measured from the
+//! *intended* send time, so a slow server cannot hide its latency by slowing the sender down —
+//! no coordinated omission).
+
+mod report;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::sync::Semaphore;
+
+pub use report::Report;
+
+/// One (AMC, service) pair of the traffic mix and its weight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MixEntry {
+    pub amc: String,
+    pub service: String,
+    pub weight: u32,
+}
+
+/// Parses `AMC/service[=weight]` items separated by commas or new lines (`#` starts a comment).
+pub fn parse_mix(text: &str) -> Result<Vec<MixEntry>, String> {
+    let mut out = Vec::new();
+    for item in text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .flat_map(|l| l.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let (route, weight) = match item.split_once('=') {
+            Some((r, w)) => (
+                r.trim(),
+                w.trim()
+                    .parse::<u32>()
+                    .map_err(|_| format!("{item:?}: the weight must be a whole number"))?,
+            ),
+            None => (item, 1),
+        };
+        let Some((amc, service)) = route.split_once('/') else {
+            return Err(format!("{item:?}: expected AMC/service[=weight]"));
+        };
+        if amc.is_empty() || service.is_empty() || service.contains('/') {
+            return Err(format!("{item:?}: expected AMC/service[=weight]"));
+        }
+        if weight > 0 {
+            out.push(MixEntry {
+                amc: amc.to_string(),
+                service: service.to_ascii_lowercase(),
+                weight,
+            });
+        }
+    }
+    if out.is_empty() {
+        return Err("the mix is empty".into());
+    }
+    Ok(out)
+}
+
+/// The sandbox's traffic: mostly IDB, some calculations and cancellations, two AMCs.
+pub const DEFAULT_MIX: &str =
+    "99999991/idb=5,99999991/clc=2,99999991/simulation=1,99999991/annulation=1,99999992/idb=1";
+
+/// Parses `250us`, `500ms`, `10s`, `2m`, `1h` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a duration such as 500ms, 10s or 2m"))?;
+    let secs = match unit.trim() {
+        "us" | "µs" => n / 1e6,
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit (us, ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?}: out of range"))
+}
+
+/// When the run stops.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stop {
+    After(Duration),
+    Requests(u64),
+}
+
+/// How requests are issued.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    Closed { concurrency: usize },
+    Open { rate: f64 },
+}
+
+/// Everything a run needs (built from the command line).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub target: SocketAddr,
+    pub mix: Vec<MixEntry>,
+    /// Body templates by service; services without one use the built-in template.
+    pub templates: BTreeMap<String, String>,
+    pub mode: Mode,
+    pub stop: Stop,
+    pub warmup: Duration,
+    pub connections: usize,
+    pub new_connection_per_request: bool,
+    pub timeout: Duration,
+    pub progress: bool,
+    pub json: Option<PathBuf>,
+    pub html: Option<PathBuf>,
+    pub max_error_rate: Option<f64>,
+    pub max_p99: Option<Duration>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request bodies
+// ---------------------------------------------------------------------------------------------
+
+/// The built-in body of a service: a SOAP 1.2 request with WS-Addressing and placeholders.
+pub fn builtin_template(service: &str) -> String {
+    let body = match service {
+        "idb" => "<r:identificationDroits xmlns:r=\"urn:rocgw:load\"><r:numeroAmc>{{amc}}</r:numeroAmc><r:beneficiaire><r:nir>{{nir}}</r:nir><r:dateNaissance>{{birthdate}}</r:dateNaissance><r:rang>1</r:rang></r:beneficiaire><r:dateSoins>{{date}}</r:dateSoins></r:identificationDroits>",
+        "clc" | "simulation" => "<r:calcul xmlns:r=\"urn:rocgw:load\"><r:numeroAmc>{{amc}}</r:numeroAmc><r:nir>{{nir}}</r:nir><r:dateSoins>{{date}}</r:dateSoins><r:acte code=\"GHS\" montant=\"{{amount}}\"/></r:calcul>",
+        "annulation" => "<r:annulation xmlns:r=\"urn:rocgw:load\"><r:numeroAmc>{{amc}}</r:numeroAmc><r:referenceDossier>{{uuid}}</r:referenceDossier></r:annulation>",
+        _ => "<r:requete xmlns:r=\"urn:rocgw:load\"><r:numeroAmc>{{amc}}</r:numeroAmc><r:nir>{{nir}}</r:nir></r:requete>",
+    };
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soap:Envelope xmlns:soap=\"http://www.w3.org/2003/05/soap-envelope\" xmlns:wsa=\"http://www.w3.org/2005/08/addressing\"><soap:Header><wsa:Action>urn:rocgw:load:{{{{service}}}}</wsa:Action><wsa:MessageID>urn:uuid:{{{{uuid}}}}</wsa:MessageID></soap:Header><soap:Body>{body}</soap:Body></soap:Envelope>"
+    )
+}
+
+/// Fills a template's placeholders: `{{amc}}`, `{{service}}`, `{{seq}}`, `{{uuid}}`, `{{nir}}`
+/// (a fictitious, well-formed NIR with its key), `{{birthdate}}`, `{{date}}` (today),
+/// `{{amount}}` (euros).
+pub fn render(
+    template: &str,
+    amc: &str,
+    service: &str,
+    seq: u64,
+    rng: &mut fastrand::Rng,
+) -> String {
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(j) = after.find("}}") else {
+            out.push_str(&rest[i..]);
+            rest = "";
+            break;
+        };
+        match after[..j].trim() {
+            "amc" => out.push_str(amc),
+            "service" => out.push_str(service),
+            "seq" => out.push_str(&seq.to_string()),
+            "uuid" => out.push_str(&uuid(rng)),
+            "nir" => out.push_str(&nir(rng)),
+            "birthdate" => out.push_str(&format!(
+                "{}-{:02}-{:02}",
+                rng.u32(1940..2024),
+                rng.u32(1..13),
+                rng.u32(1..29)
+            )),
+            "date" => out.push_str(&crate::identity::fmt_time(crate::identity::now_unix())[..10]),
+            "amount" => out.push_str(&format!("{}.{:02}", rng.u32(20..2000), rng.u32(0..100))),
+            other => {
+                out.push_str("{{");
+                out.push_str(other);
+                out.push_str("}}");
+            }
+        }
+        rest = &after[j + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn uuid(rng: &mut fastrand::Rng) -> String {
+    let (a, b) = (rng.u64(..), rng.u64(..));
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | (b >> 48) & 0x3fff,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// A fictitious NIR: sex, year, month, département 99 (born abroad), and its key.
+fn nir(rng: &mut fastrand::Rng) -> String {
+    let n = format!(
+        "{}{:02}{:02}99{:03}{:03}",
+        rng.u32(1..3),
+        rng.u32(0..100),
+        rng.u32(1..13),
+        rng.u32(1..1000),
+        rng.u32(1..1000)
+    );
+    let key = 97 - n.parse::<u64>().unwrap_or(0) % 97;
+    format!("{n}{key:02}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections
+// ---------------------------------------------------------------------------------------------
+
+/// At most `connections` HTTP/1.1 connections to the target, reused unless told otherwise.
+struct Pool {
+    target: SocketAddr,
+    permits: Semaphore,
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    reuse: bool,
+    opened: AtomicU64,
+}
+
+impl Pool {
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, &'static str> {
+        let tcp = tokio::net::TcpStream::connect(self.target)
+            .await
+            .map_err(|_| "connect")?;
+        let _ = tcp.set_nodelay(true);
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|_| "connect")?;
+        tokio::spawn(conn);
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        Ok(send)
+    }
+
+    /// Sends one request; returns the status and the gateway's `X-Rocgw-Error`, or an error
+    /// kind for a transport failure.
+    async fn send(
+        &self,
+        body: Bytes,
+        path: &str,
+    ) -> Result<(StatusCode, Option<String>), &'static str> {
+        let _permit = self.permits.acquire().await.map_err(|_| "closed")?;
+        let reused = if self.reuse {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            std::iter::from_fn(|| idle.pop()).find(|s| !s.is_closed())
+        } else {
+            None
+        };
+        let mut sender = match reused {
+            Some(s) => s,
+            None => self.connect().await?,
+        };
+        sender.ready().await.map_err(|_| "io")?;
+        let req = Request::post(path)
+            .header(hyper::header::HOST, self.target.to_string())
+            .header(
+                hyper::header::CONTENT_TYPE,
+                "application/soap+xml; charset=utf-8",
+            )
+            .body(Full::new(body))
+            .map_err(|_| "request")?;
+        let resp = sender.send_request(req).await.map_err(|_| "io")?;
+        let status = resp.status();
+        let code = resp
+            .headers()
+            .get("x-rocgw-error")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        resp.into_body().collect().await.map_err(|_| "io")?;
+        if self.reuse {
+            self.idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(sender);
+        }
+        Ok((status, code))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recording
+// ---------------------------------------------------------------------------------------------
+
+fn histogram() -> Histogram<u64> {
+    // Microseconds, 1 µs to 10 minutes, 3 significant digits.
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
+}
+
+/// One second of the measured run.
+pub struct Second {
+    pub ok: u64,
+    pub errors: u64,
+    pub latency: Histogram<u64>,
+}
+
+/// What the run measured.
+pub struct Recorder {
+    pub started: Instant,
+    pub measuring_from: Instant,
+    pub latency: Histogram<u64>,
+    pub ok: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub by_route: BTreeMap<String, (u64, u64)>,
+    pub warmup_ok: u64,
+    pub warmup_errors: u64,
+    pub seconds: Vec<Second>,
+}
+
+impl Recorder {
+    fn new(warmup: Duration) -> Recorder {
+        let now = Instant::now();
+        Recorder {
+            started: now,
+            measuring_from: now + warmup,
+            latency: histogram(),
+            ok: 0,
+            errors: BTreeMap::new(),
+            by_route: BTreeMap::new(),
+            warmup_ok: 0,
+            warmup_errors: 0,
+            seconds: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, sent: Instant, done: Instant, route: &str, error: Option<String>) {
+        if sent < self.measuring_from {
+            match error {
+                None => self.warmup_ok += 1,
+                Some(_) => self.warmup_errors += 1,
+            }
+            return;
+        }
+        let us = done.saturating_duration_since(sent).as_micros().max(1) as u64;
+        let sec = done
+            .saturating_duration_since(self.measuring_from)
+            .as_secs() as usize;
+        while self.seconds.len() <= sec {
+            self.seconds.push(Second {
+                ok: 0,
+                errors: 0,
+                latency: Histogram::new_with_bounds(1, 600_000_000, 2).expect("valid bounds"),
+            });
+        }
+        let s = &mut self.seconds[sec];
+        let r = self.by_route.entry(route.to_string()).or_default();
+        let _ = self.latency.record(us);
+        let _ = s.latency.record(us);
+        match error {
+            None => {
+                self.ok += 1;
+                s.ok += 1;
+                r.0 += 1;
+            }
+            Some(kind) => {
+                *self.errors.entry(kind).or_default() += 1;
+                s.errors += 1;
+                r.1 += 1;
+            }
+        }
+    }
+
+    pub fn errors_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+// ---------------------------------------------------------------------------------------------
+
+struct Shared {
+    opts: Options,
+    pool: Pool,
+    templates: BTreeMap<String, String>,
+    weights: Vec<u32>,
+    recorder: Mutex<Recorder>,
+    seq: AtomicU64,
+    stop: AtomicBool,
+    deadline: Option<Instant>,
+    measuring_from: Instant,
+    measured: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+impl Shared {
+    /// Takes the next request number, or `None` once the run is over.
+    fn next(&self) -> Option<u64> {
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        if let Some(d) = self.deadline {
+            if Instant::now() >= d {
+                self.stop.store(true, Ordering::Relaxed);
+                return None;
+            }
+        }
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        if let Stop::Requests(max) = self.opts.stop {
+            // Warm-up requests come on top of the measured ones.
+            if Instant::now() >= self.measuring_from
+                && self.measured.fetch_add(1, Ordering::Relaxed) >= max
+            {
+                self.stop.store(true, Ordering::Relaxed);
+                return None;
+            }
+        }
+        Some(n)
+    }
+
+    fn pick(&self, rng: &mut fastrand::Rng) -> &MixEntry {
+        let total: u32 = self.weights.iter().sum();
+        let mut x = rng.u32(0..total);
+        for (e, w) in self.opts.mix.iter().zip(&self.weights) {
+            if x < *w {
+                return e;
+            }
+            x -= w;
+        }
+        &self.opts.mix[0]
+    }
+
+    /// Sends one request meant to leave at `intended` and records it.
+    async fn one(&self, seq: u64, intended: Instant, rng: &mut fastrand::Rng) {
+        let e = self.pick(rng);
+        let template = self
+            .templates
+            .get(&e.service)
+            .cloned()
+            .unwrap_or_else(|| builtin_template(&e.service));
+        let body = Bytes::from(render(&template, &e.amc, &e.service, seq, rng));
+        let path = format!("/amc/{}/{}", e.amc, e.service);
+        let route = format!("{}/{}", e.amc, e.service);
+        let result = tokio::time::timeout(self.opts.timeout, self.pool.send(body, &path)).await;
+        let error = match result {
+            Err(_) => Some("timeout".to_string()),
+            Ok(Err(kind)) => Some(kind.to_string()),
+            Ok(Ok((status, _))) if status.is_success() => None,
+            Ok(Ok((status, Some(code)))) => Some(format!("{code} (HTTP {})", status.as_u16())),
+            Ok(Ok((status, None))) => Some(format!("HTTP {}", status.as_u16())),
+        };
+        let done = Instant::now();
+        self.recorder
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(intended, done, &route, error);
+    }
+}
+
+/// Open loop: requests waiting for an answer beyond this are counted as `client-overload`.
+const MAX_IN_FLIGHT: u64 = 20_000;
+
+/// Runs the load and returns its report (also written to `--json`/`--html` when asked).
+pub async fn run(opts: Options) -> Result<Report, String> {
+    let mut templates = BTreeMap::new();
+    for e in &opts.mix {
+        if let Some(t) = opts.templates.get(&e.service) {
+            templates.insert(e.service.clone(), t.clone());
+        }
+    }
+    let recorder = Recorder::new(opts.warmup);
+    let measuring_from = recorder.measuring_from;
+    let deadline = match opts.stop {
+        Stop::After(d) => Some(measuring_from + d),
+        Stop::Requests(_) => None,
+    };
+    let shared = Arc::new(Shared {
+        pool: Pool {
+            target: opts.target,
+            permits: Semaphore::new(opts.connections.max(1)),
+            idle: Mutex::new(Vec::new()),
+            reuse: !opts.new_connection_per_request,
+            opened: AtomicU64::new(0),
+        },
+        weights: opts.mix.iter().map(|e| e.weight).collect(),
+        templates,
+        recorder: Mutex::new(recorder),
+        seq: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        deadline,
+        measuring_from,
+        measured: AtomicU64::new(0),
+        in_flight: AtomicU64::new(0),
+        opts,
+    });
+    let progress = tokio::spawn(progress_loop(shared.clone()));
+    match shared.opts.mode {
+        Mode::Closed { concurrency } => {
+            let mut workers = Vec::new();
+            for _ in 0..concurrency.max(1) {
+                let s = shared.clone();
+                workers.push(tokio::spawn(async move {
+                    let mut rng = fastrand::Rng::new();
+                    while let Some(n) = s.next() {
+                        s.one(n, Instant::now(), &mut rng).await;
+                    }
+                }));
+            }
+            for w in workers {
+                let _ = w.await;
+            }
+        }
+        Mode::Open { rate } => {
+            let start = tokio::time::Instant::now();
+            let mut tasks = tokio::task::JoinSet::new();
+            let mut i = 0u64;
+            while let Some(n) = shared.next() {
+                let at = start + Duration::from_secs_f64(i as f64 / rate);
+                i += 1;
+                tokio::time::sleep_until(at).await;
+                let s = shared.clone();
+                if s.in_flight.load(Ordering::Relaxed) >= MAX_IN_FLIGHT {
+                    // The target is that far behind: counted, not sent.
+                    let now = Instant::now();
+                    s.recorder.lock().unwrap_or_else(|e| e.into_inner()).record(
+                        at.into_std(),
+                        now,
+                        "-",
+                        Some("client-overload".into()),
+                    );
+                    continue;
+                }
+                s.in_flight.fetch_add(1, Ordering::Relaxed);
+                tasks.spawn(async move {
+                    let mut rng = fastrand::Rng::new();
+                    s.one(n, at.into_std(), &mut rng).await;
+                    s.in_flight.fetch_sub(1, Ordering::Relaxed);
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+    let _ = progress.await;
+    let report = {
+        let r = shared.recorder.lock().unwrap_or_else(|e| e.into_inner());
+        Report::new(&shared.opts, &r, shared.pool.opened.load(Ordering::Relaxed))
+    };
+    if let Some(p) = &shared.opts.json {
+        std::fs::write(p, report.to_json()).map_err(|e| format!("--json {}: {e}", p.display()))?;
+    }
+    if let Some(p) = &shared.opts.html {
+        std::fs::write(p, report.to_html()).map_err(|e| format!("--html {}: {e}", p.display()))?;
+    }
+    Ok(report)
+}
+
+/// The live progress line: indicatif on a terminal, one plain line per second otherwise.
+async fn progress_loop(s: Arc<Shared>) {
+    if !s.opts.progress {
+        return;
+    }
+    let tty = std::io::stderr().is_terminal();
+    let bar = if tty {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let period = if tty {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(1)
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let line = {
+            let r = s.recorder.lock().unwrap_or_else(|e| e.into_inner());
+            progress_text(&r, Instant::now())
+        };
+        match &bar {
+            Some(b) => b.set_message(line),
+            None => eprintln!("progress: {line}"),
+        }
+        if s.stop.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+}
+
+fn progress_text(r: &Recorder, now: Instant) -> String {
+    if now < r.measuring_from {
+        return format!(
+            "warm-up {:.0}s left, {} requests",
+            (r.measuring_from - now).as_secs_f64(),
+            r.warmup_ok + r.warmup_errors
+        );
+    }
+    let elapsed = now.duration_since(r.measuring_from).as_secs_f64().max(1e-3);
+    let errors = r.errors_total();
+    let total = r.ok + errors;
+    // "Current" percentiles: the last complete second, else the one in progress.
+    let sec = r
+        .seconds
+        .len()
+        .checked_sub(2)
+        .and_then(|i| r.seconds.get(i))
+        .or(r.seconds.last());
+    let (p50, p99) = sec
+        .filter(|s| !s.latency.is_empty())
+        .map(|s| {
+            (
+                s.latency.value_at_quantile(0.5),
+                s.latency.value_at_quantile(0.99),
+            )
+        })
+        .unwrap_or((0, 0));
+    format!(
+        "{elapsed:.0}s | {total} requests | {:.1} req/s | errors {errors} ({:.2}%) | p50 {} | p99 {}",
+        total as f64 / elapsed,
+        if total == 0 { 0.0 } else { errors as f64 * 100.0 / total as f64 },
+        report::ms(p50),
+        report::ms(p99),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mixes_durations_and_templates_parse_as_documented() {
+        let m = parse_mix("99999991/IDB=3, 99999992/clc\n# comment\n1/x=0").unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!((m[0].service.as_str(), m[0].weight), ("idb", 3));
+        assert_eq!(m[1].weight, 1);
+        assert!(parse_mix("nope").is_err());
+        assert!(parse_mix("1/idb=x").is_err());
+        assert!(parse_mix("").is_err());
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert!(parse_duration("10 parsecs").is_err());
+
+        let mut rng = fastrand::Rng::with_seed(1);
+        let body = render(&builtin_template("idb"), "99999991", "idb", 7, &mut rng);
+        assert!(!body.contains("{{"), "{body}");
+        assert_eq!(
+            crate::soap::sniff(body.as_bytes()).unwrap(),
+            crate::soap::SoapVersion::V12
+        );
+        let other = render(&builtin_template("idb"), "99999991", "idb", 8, &mut rng);
+        assert_ne!(body, other, "per-request variation");
+        let n = nir(&mut rng);
+        let (base, key) = n.split_at(13);
+        assert_eq!(
+            97 - base.parse::<u64>().unwrap() % 97,
+            key.parse::<u64>().unwrap()
+        );
+        assert_eq!(
+            render("{{seq}}-{{unknown}}", "a", "b", 5, &mut rng),
+            "5-{{unknown}}"
+        );
+    }
+
+    #[test]
+    fn warm_up_is_counted_apart_and_errors_by_kind() {
+        let mut r = Recorder::new(Duration::from_secs(1));
+        let t0 = r.started;
+        r.record(t0, t0 + Duration::from_millis(5), "1/idb", None);
+        let later = r.measuring_from + Duration::from_millis(10);
+        r.record(later, later + Duration::from_millis(3), "1/idb", None);
+        r.record(
+            later,
+            later + Duration::from_millis(4),
+            "1/idb",
+            Some("timeout".into()),
+        );
+        assert_eq!((r.warmup_ok, r.ok, r.errors_total()), (1, 1, 1));
+        assert_eq!(r.by_route["1/idb"], (1, 1));
+        assert_eq!(r.latency.len(), 2);
+        assert!(r.latency.max() >= 4_000);
+    }
+}

@@ -1,0 +1,194 @@
+//! `rocgw load` against the sandbox (gateway and in-process simulator): progress lines, the
+//! report, JSON and HTML files, numbers that agree with the simulator's own counters, and
+//! the exit code of a threshold.
+
+use std::process::Command;
+
+use crate::support::*;
+
+/// A sandbox process whose data folder reuses the run's test PKI (no generation).
+fn sandbox() -> (Proc, tempfile::TempDir, std::net::SocketAddr) {
+    let tmp = scratch();
+    let st = Command::new("cp")
+        .args([
+            "-a",
+            pki().to_str().unwrap(),
+            tmp.path().join("pki").to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let p = Proc::start(
+        &[
+            "serve",
+            "--data-dir",
+            tmp.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let sim_admin = p
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("rocgw: simulator admin listening on http://"))
+        .unwrap_or_else(|| panic!("no simulator line: {}", p.stdout))
+        .parse()
+        .unwrap();
+    (p, tmp, sim_admin)
+}
+
+fn json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn a_ten_second_load_run_reports_what_the_simulator_counted() {
+    let (gw, tmp, sim_admin) = sandbox();
+    let (j, h) = (tmp.path().join("r.json"), tmp.path().join("r.html"));
+    let out = run(
+        &[
+            "load",
+            "--target",
+            &gw.gateway.to_string(),
+            "--duration",
+            "10s",
+            "--warmup",
+            "1s",
+            "--concurrency",
+            "4",
+            "--json",
+            j.to_str().unwrap(),
+            "--html",
+            h.to_str().unwrap(),
+            "--max-error-rate",
+            "0.01",
+        ],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let progress = stderr
+        .lines()
+        .filter(|l| l.starts_with("progress: "))
+        .count();
+    assert!(progress >= 8, "one progress line per second: {stderr}");
+    assert!(
+        stderr.contains("req/s") && stderr.contains("p99"),
+        "{stderr}"
+    );
+    for needle in [
+        "throughput",
+        "latency     p50",
+        "errors      none",
+        "99999991/idb",
+        "max-error-rate",
+    ] {
+        assert!(stdout.contains(needle), "{needle}: {stdout}");
+    }
+
+    let r = json(&j);
+    let ok = r["ok"].as_u64().unwrap();
+    assert!(ok > 10, "{r}");
+    assert_eq!(r["errors"], 0);
+    assert_eq!(r["duration_s"], 10.0);
+    let lat = &r["latency_ms"];
+    let p = |k: &str| lat[k].as_f64().unwrap();
+    assert!(0.0 < p("p50") && p("p50") <= p("p90") && p("p90") <= p("p99") && p("p99") <= p("max"));
+    assert!(r["timeline"].as_array().unwrap().len() >= 10);
+    assert_eq!(r["connections_opened"], 4);
+    assert_eq!(r["thresholds"][0]["passed"], true);
+
+    // The simulator counted every request the load generator saw succeed, warm-up included.
+    let samples = scrape(sim_admin);
+    let accepted = metric(
+        &samples,
+        "rocgw_sim_requests_total",
+        &[("outcome", "accepted")],
+    );
+    let refused = metric(
+        &samples,
+        "rocgw_sim_requests_total",
+        &[("outcome", "refused")],
+    );
+    assert_eq!(accepted as u64, ok + r["warmup_ok"].as_u64().unwrap());
+    assert_eq!(refused, 0.0);
+    let routes = r["by_route"].as_object().unwrap();
+    let idb = metric(
+        &samples,
+        "rocgw_sim_requests_total",
+        &[
+            ("amc", "99999991"),
+            ("service", "idb"),
+            ("outcome", "accepted"),
+        ],
+    );
+    assert!(idb as u64 >= routes["99999991/idb"][0].as_u64().unwrap());
+
+    let html = std::fs::read_to_string(&h).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert_eq!(html.matches("<svg").count(), 2, "two plots");
+    assert!(html.contains("Latency over time") && html.contains("Latency distribution"));
+    assert!(html.contains("<polyline"), "plots have data");
+    assert!(
+        !html.contains("http://") || !html.contains("<script"),
+        "self-contained"
+    );
+}
+
+#[test]
+fn a_threshold_exceeded_fails_the_run_and_open_loop_counts_new_connections() {
+    let (gw, tmp, _) = sandbox();
+    let j = tmp.path().join("r.json");
+    let out = run(
+        &[
+            "load",
+            "--target",
+            &gw.gateway.to_string(),
+            "--rate",
+            "20",
+            "--duration",
+            "2s",
+            "--warmup",
+            "0s",
+            "--new-connection-per-request",
+            "--mix",
+            "99999992/clc",
+            "--max-p99",
+            "1us",
+            "--quiet",
+            "--json",
+            j.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("EXCEEDED"), "{stdout}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("progress: "),
+        "--quiet"
+    );
+    let r = json(&j);
+    assert_eq!(r["mode"], "open-loop");
+    let n = r["requests"].as_u64().unwrap();
+    assert!((35..=45).contains(&n), "20/s for 2 s: {n}");
+    assert_eq!(r["connections_opened"].as_u64().unwrap(), n);
+    assert_eq!(r["by_route"]["99999992/clc"][0].as_u64().unwrap(), n);
+
+    let bad = run(
+        &[
+            "load",
+            "--target",
+            &gw.gateway.to_string(),
+            "--mix",
+            "nonsense",
+        ],
+        &[],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--mix"));
+}

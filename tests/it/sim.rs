@@ -1,0 +1,528 @@
+//! The AMC simulator: what the gateway sends passes; what a real AMC would refuse is refused
+//! with its reason, whoever sends it (here `curl`, straight to the simulator's TLS port); an
+//! assertion signed by the `xmlsec1` tool passes; each injected fault reaches the SIH, through
+//! the gateway, as the right error.
+
+use std::fs;
+use std::path::Path;
+
+use rocgw::config::IdentitySource;
+use rocgw::identity::{now_unix, Identity, Role};
+use rocgw::sim::{CertMode, Faults, Sim, SimConfig};
+use rocgw::wssec::{self, Profile, Signer};
+
+use crate::support::*;
+
+/// An in-process simulator on free ports over the run's test PKI.
+pub struct SimFixture {
+    pub sim: Sim,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl SimFixture {
+    pub fn start(edit: impl FnOnce(&mut SimConfig)) -> SimFixture {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut cfg = SimConfig::sandbox(pki(), true);
+        edit(&mut cfg);
+        let sim = rt.block_on(Sim::start(cfg)).unwrap();
+        SimFixture { sim, _rt: rt }
+    }
+
+    pub fn endpoint(&self, amc: &str, service: &str) -> String {
+        self.sim.endpoint(amc, service).unwrap()
+    }
+
+    pub fn counter(&self, outcome: &str, reason: &str) -> f64 {
+        let samples = parse_metrics(&self.sim.render_metrics());
+        metric(
+            &samples,
+            "rocgw_sim_requests_total",
+            &[("outcome", outcome), ("reason", reason)],
+        )
+    }
+
+    pub fn set_faults(&self, amc: &str, faults: &Faults) {
+        let r = http(
+            self.sim.admin,
+            "PUT",
+            &format!("/faults/{amc}"),
+            &[("Content-Type", "application/json")],
+            serde_json::to_string(faults).unwrap().as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+}
+
+/// POSTs `body` straight to a simulator URL with `curl`, trusting the IGC OSI test root.
+fn curl_post(url: &str, body: &str) -> Resp {
+    let tmp = scratch();
+    let f = tmp.path().join("req.xml");
+    fs::write(&f, body).unwrap();
+    let out = tool(
+        "curl",
+        &[
+            "-sS",
+            "-i",
+            "--cacert",
+            pki_path("osi/root.pem").to_str().unwrap(),
+            "-H",
+            "Content-Type: text/xml; charset=utf-8",
+            "--data-binary",
+            &format!("@{}", f.display()),
+            url,
+        ],
+        Path::new("."),
+    );
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap();
+    Resp {
+        status: status.parse().unwrap(),
+        headers: lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect(),
+        body: body.to_string(),
+    }
+}
+
+/// A signer from a test P12, loaded as if today were `at` (so expired certificates load).
+fn signer_from(p12: &str, at: i64) -> Signer {
+    let src = IdentitySource::P12 {
+        field: "identity.sign".into(),
+        path: pki_path(p12),
+        password: zeroize::Zeroizing::new(p12_password()),
+        password_file: None,
+    };
+    Signer::new(&Identity::load(&src, Role::Sign, at).unwrap()).unwrap()
+}
+
+/// A SOAP 1.1 IDB request stamped by rocgw's own code with `signer`, for `audience`, at `now`.
+fn stamped(signer: &Signer, audience: &str, now: i64) -> String {
+    let env = envelope11("<idb:identificationDroits xmlns:idb=\"urn:test\"><idb:nir>2990199999999</idb:nir></idb:identificationDroits>");
+    let profile = Profile::default();
+    let plan = wssec::plan(env.as_bytes(), &profile).unwrap();
+    let a = wssec::build_assertion(&profile, signer, audience, now);
+    String::from_utf8(wssec::stamp(env.as_bytes(), &plan, &a.xml, false)).unwrap()
+}
+
+fn not_after_of(pem: &str) -> i64 {
+    let der = rocgw::identity::read_pem_certs(&pki_path(pem)).unwrap();
+    rocgw::identity::CertInfo::parse(&der[0]).unwrap().not_after
+}
+
+#[test]
+fn the_simulator_refuses_what_a_real_amc_would_refuse_each_with_its_reason() {
+    let s = SimFixture::start(|_| {});
+    let url = s.endpoint("99999991", "idb");
+    let now = now_unix();
+    let good = signer_from("org/sign.p12", now);
+    let valid = stamped(&good, &url, now);
+
+    let accepted = curl_post(&url, &valid);
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    assert!(
+        accepted.body.contains("Droits ouverts"),
+        "{}",
+        accepted.body
+    );
+
+    let tampered = valid.replacen("DIRECTE", "INDIRECTE", 1);
+    assert_ne!(tampered, valid);
+    let expired_at = not_after_of("negative/sign-expired.pem") - 86_400;
+    let wrapped = {
+        let a = valid.find("<saml2:Assertion").unwrap();
+        let b = valid.find("</saml2:Assertion>").unwrap() + "</saml2:Assertion>".len();
+        let genuine = &valid[a..b];
+        let forged = format!(
+            "<saml2:Assertion xmlns:saml2=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"_forged\" IssueInstant=\"2026-01-01T00:00:00Z\" Version=\"2.0\"><saml2:Issuer>CN=attacker</saml2:Issuer>{genuine}</saml2:Assertion>"
+        );
+        format!("{}{forged}{}", &valid[..a], &valid[b..])
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("unsigned", envelope11("<idb/>"), "no-security-header"),
+        ("tampered", tampered, "bad-signature"),
+        (
+            "expired SIGN certificate",
+            stamped(
+                &signer_from("negative/sign-expired.p12", expired_at),
+                &url,
+                now,
+            ),
+            "signer-expired",
+        ),
+        (
+            "certificate of another CA",
+            stamped(&signer_from("negative/sign-foreign.p12", now), &url, now),
+            "signer-untrusted",
+        ),
+        (
+            "revoked SIGN certificate",
+            stamped(&signer_from("negative/sign-revoked.p12", now), &url, now),
+            "signer-revoked",
+        ),
+        (
+            "outside its window",
+            stamped(&good, &url, now - 3_600),
+            "outside-validity-window",
+        ),
+        (
+            "another AMC's audience",
+            stamped(&good, &s.endpoint("99999992", "idb"), now),
+            "wrong-audience",
+        ),
+        ("wrapped in a forged assertion", wrapped, "bad-signature"),
+        ("replayed", valid.clone(), "replayed-assertion"),
+    ];
+    for (name, body, reason) in &cases {
+        let r = curl_post(&url, body);
+        assert_eq!(r.status, 500, "{name}: SOAP 1.1 fault status; {}", r.body);
+        assert_eq!(
+            r.header("x-rocsim-reason"),
+            Some(*reason),
+            "{name}: {}",
+            r.body
+        );
+        let f = parse_fault(&r.body);
+        assert_eq!(f.side, "Client", "{name}");
+        assert!(
+            r.body.contains(&format!("<r:code>{reason}</r:code>")),
+            "{name}: {}",
+            r.body
+        );
+    }
+    assert_eq!(s.counter("accepted", ""), 1.0);
+    for (name, _, reason) in &cases {
+        assert!(s.counter("refused", reason) >= 1.0, "{name}: counter");
+    }
+}
+
+#[test]
+fn an_assertion_signed_by_xmlsec1_is_accepted() {
+    let s = SimFixture::start(|_| {});
+    let url = s.endpoint("99999992", "clc");
+    let subject = {
+        let der = rocgw::identity::read_pem_certs(&pki_path("org/sign.pem")).unwrap();
+        let (_, c) = x509_parser::parse_x509_certificate(&der[0]).unwrap();
+        wssec::rfc4514(c.subject())
+    };
+    let t = |at: i64| rocgw::identity::fmt_time(at);
+    let now = now_unix();
+    let template = format!(
+        r##"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header><wsse:Security xmlns:wsse="{wsse}"><saml2:Assertion xmlns:saml2="urn:oasis:names:tc:SAML:2.0:assertion" ID="_byxmlsec1" IssueInstant="{now}" Version="2.0"><saml2:Issuer Format="urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName">{issuer}</saml2:Issuer><ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="#_byxmlsec1"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/></ds:Reference></ds:SignedInfo><ds:SignatureValue/><ds:KeyInfo><ds:X509Data><ds:X509Certificate/></ds:X509Data></ds:KeyInfo></ds:Signature><saml2:Conditions NotBefore="{nb}" NotOnOrAfter="{na}"><saml2:AudienceRestriction><saml2:Audience>{url}</saml2:Audience></saml2:AudienceRestriction></saml2:Conditions><saml2:AttributeStatement><saml2:Attribute Name="Authentification_mode"><saml2:AttributeValue>DIRECTE</saml2:AttributeValue></saml2:Attribute></saml2:AttributeStatement></saml2:Assertion></wsse:Security></soap:Header><soap:Body><clc/></soap:Body></soap:Envelope>"##,
+        wsse = wssec::WSSE_NS,
+        now = t(now),
+        nb = t(now - 60),
+        na = t(now + 300),
+        issuer = rocgw::fault::escape(&subject),
+    );
+    let tmp = scratch();
+    let f = tmp.path().join("tpl.xml");
+    fs::write(&f, template).unwrap();
+    let key = format!(
+        "{},{}",
+        pki_path("org/sign.key").display(),
+        pki_path("org/sign.pem").display()
+    );
+    let out = tool(
+        "xmlsec1",
+        &[
+            "--sign",
+            "--id-attr:ID",
+            "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+            "--privkey-pem",
+            &key,
+            f.to_str().unwrap(),
+        ],
+        Path::new("."),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = curl_post(&url, &String::from_utf8(out.stdout).unwrap());
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("clcResponse") && r.body.contains("montantTotal"),
+        "{}",
+        r.body
+    );
+}
+
+/// A gateway whose routes are the simulator's endpoints.
+fn gateway_for(s: &SimFixture, first_byte_ms: u64) -> (Proc, tempfile::TempDir) {
+    let p = |r: &str| pki_path(r).display().to_string();
+    let mut t = base_config(
+        &p("org/auth_cli.p12"),
+        &p("secrets/p12-password"),
+        "",
+        &format!(
+            "crls = [\"{}\", \"{}\"]",
+            p("osi/root.crl.pem"),
+            p("osi/ac-serveur.crl.pem")
+        ),
+    );
+    t.push_str(&format!(
+        "\n[amc]\nrevocation = \"hard\"\n\n[upstream]\nfirst_byte_timeout_ms = {first_byte_ms}\n"
+    ));
+    let mut current = String::new();
+    for (amc, service, url) in s.sim.endpoints() {
+        if amc != current {
+            t.push_str(&format!("\n[routes.\"{amc}\"]\n"));
+            current = amc.clone();
+        }
+        t.push_str(&format!("{service} = \"{url}\"\n"));
+    }
+    let tmp = scratch();
+    let cfg = write_config(tmp.path(), &t);
+    (Proc::with_config(&cfg), tmp)
+}
+
+fn idb(gw: std::net::SocketAddr, amc: &str) -> Resp {
+    post(
+        gw,
+        &format!("/amc/{amc}/idb"),
+        CT12,
+        &envelope12("<idb:identificationDroits xmlns:idb=\"urn:test\"><idb:nir>1</idb:nir></idb:identificationDroits>"),
+    )
+}
+
+#[test]
+fn gateway_requests_pass_and_each_injected_fault_reaches_the_sih_as_the_right_error() {
+    // One AMC per server certificate: a certificate is presented at the handshake, and the
+    // gateway keeps its connections.
+    let extra_amcs = [
+        ("88888881", CertMode::Expired),
+        ("88888882", CertMode::Revoked),
+        ("88888883", CertMode::UnknownCa),
+        ("88888884", CertMode::WrongHost),
+    ];
+    let s = SimFixture::start(|cfg| {
+        let template = cfg.amcs[0].clone();
+        for (numero, mode) in extra_amcs {
+            let mut a = template.clone();
+            a.numero = numero.into();
+            a.faults.certificate = mode;
+            cfg.amcs.push(a);
+        }
+    });
+    let (gw, _t) = gateway_for(&s, 1_500);
+
+    let r = idb(gw.gateway, "99999991");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Droits ouverts"), "{}", r.body);
+    let unknown = post(
+        gw.gateway,
+        "/amc/99999991/idb",
+        CT12,
+        &envelope12("<nir>INCONNU</nir>"),
+    );
+    assert!(
+        unknown.body.contains("Bénéficiaire inconnu"),
+        "{}",
+        unknown.body
+    );
+    assert_eq!(s.counter("accepted", ""), 2.0);
+
+    // Run-time injection through the admin API, then back to normal. Statuses follow the
+    // SOAP 1.2 binding (the gateway's default): every one of these faults is a 500.
+    let cases: [(Faults, u16, Option<&str>, &str); 5] = [
+        (
+            Faults {
+                http_500_rate: 1.0,
+                ..Faults::default()
+            },
+            500,
+            Some("amc-unavailable"),
+            "HTTP 500",
+        ),
+        (
+            Faults {
+                soap_fault_rate: 1.0,
+                ..Faults::default()
+            },
+            500,
+            None,
+            "injected-fault",
+        ),
+        (
+            Faults {
+                http_503_rate: 1.0,
+                ..Faults::default()
+            },
+            500,
+            Some("amc-unavailable"),
+            "HTTP 503",
+        ),
+        (
+            Faults {
+                reset_rate: 1.0,
+                ..Faults::default()
+            },
+            500,
+            Some("amc-unavailable"),
+            "",
+        ),
+        (
+            Faults {
+                latency_ms: 3_000,
+                ..Faults::default()
+            },
+            500,
+            Some("amc-timeout"),
+            "",
+        ),
+    ];
+    for (faults, status, code, needle) in cases {
+        s.set_faults("99999991", &faults);
+        let r = idb(gw.gateway, "99999991");
+        assert_eq!(r.status, status, "{faults:?}: {}", r.body);
+        assert_eq!(r.header("x-rocgw-error"), code, "{faults:?}: {}", r.body);
+        assert!(r.body.contains(needle), "{faults:?}: {}", r.body);
+    }
+    let r = http(s.sim.admin, "DELETE", "/faults/99999991", &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(idb(gw.gateway, "99999991").status, 200);
+
+    for (numero, code) in [
+        ("88888881", "upstream-cert-expired"),
+        ("88888882", "upstream-cert-revoked"),
+        ("88888883", "upstream-cert-unknown-ca"),
+        ("88888884", "upstream-tls"),
+    ] {
+        let r = idb(gw.gateway, numero);
+        assert_eq!(
+            r.header("x-rocgw-error"),
+            Some(code),
+            "{numero}: {}",
+            r.body
+        );
+    }
+    // A certificate switched at run time, before any connection to that AMC.
+    s.set_faults(
+        "99999992",
+        &Faults {
+            certificate: CertMode::Expired,
+            ..Faults::default()
+        },
+    );
+    let r = idb(gw.gateway, "99999992");
+    assert_eq!(
+        r.header("x-rocgw-error"),
+        Some("upstream-cert-expired"),
+        "{}",
+        r.body
+    );
+
+    let bad = http(
+        s.sim.admin,
+        "PUT",
+        "/faults/99999991",
+        &[],
+        br#"{"reset_rate": 2}"#,
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert_eq!(
+        http(s.sim.admin, "PUT", "/faults/nope", &[], b"{}").status,
+        404
+    );
+}
+
+#[test]
+fn rocgw_sim_runs_the_documented_example_config() {
+    let example = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/sim.example.toml"
+    ))
+    .unwrap();
+    let tmp = scratch();
+    // The example's paths are relative to its folder, next to a test PKI in `pki/`.
+    std::os::unix::fs::symlink(pki(), tmp.path().join("pki")).unwrap();
+    let mut text = example.clone();
+    for port in ["9581", "8582", "8581", "8583"] {
+        text = text.replace(&format!("127.0.0.1:{port}"), "127.0.0.1:0");
+    }
+    assert_ne!(text, example);
+    let cfg = tmp.path().join("sim.toml");
+    fs::write(&cfg, text).unwrap();
+    let p = SimProc::start(&cfg);
+    let faults: serde_json::Value =
+        serde_json::from_str(&http(p.admin, "GET", "/faults", &[], b"").body).unwrap();
+    assert_eq!(faults["99999992"]["latency_distribution"], "exponential");
+    assert_eq!(faults["99999991"]["certificate"], "valid");
+    // An unsigned request reaches the AMC and is refused with its reason.
+    let r = curl_post(&p.endpoints["99999991/idb"], &envelope11("<idb/>"));
+    assert_eq!(r.header("x-rocsim-reason"), Some("no-security-header"));
+
+    // A bad file is one clear line naming the field.
+    let bad = tmp.path().join("bad.toml");
+    fs::write(
+        &bad,
+        "admin_listen = \"127.0.0.1:0\"\nclock_skew_s = \"soon\"\n",
+    )
+    .unwrap();
+    let out = run(&["sim", "--config", bad.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("clock_skew_s"),
+        "{err}"
+    );
+}
+
+/// A `rocgw sim` process and what it printed.
+struct SimProc {
+    child: std::process::Child,
+    admin: std::net::SocketAddr,
+    endpoints: std::collections::HashMap<String, String>,
+}
+
+impl SimProc {
+    fn start(cfg: &Path) -> SimProc {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rocgw"))
+            .args(["sim", "--config", cfg.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (mut admin, mut endpoints) = (None, std::collections::HashMap::new());
+        for line in out.lines() {
+            let line = line.unwrap();
+            if let Some(a) = line.strip_prefix("rocgw sim: admin listening on http://") {
+                admin = Some(a.parse().unwrap());
+            }
+            if let Some(rest) = line.strip_prefix("rocgw sim: AMC ") {
+                let parts: Vec<&str> = rest.split_whitespace().collect();
+                endpoints.insert(format!("{}/{}", parts[0], parts[1]), parts[2].to_string());
+                if endpoints.len() == 6 {
+                    break;
+                }
+            }
+        }
+        SimProc {
+            child,
+            admin: admin.expect("admin line"),
+            endpoints,
+        }
+    }
+}
+
+impl Drop for SimProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
