@@ -9,8 +9,10 @@
 //! Modules, in the order a request meets them: `listener` (HTTP accept loop), `access` (who may
 //! call), `proxy` (the gateway's routes), `soap` (envelope version and refusals), `fault` (SOAP
 //! faults). Upstream: `upstream` (TLS clients, proxy tunnel), `trust` (IGC OSI anchors, CRLs, verifier).
-//! Start-up and reload: `config`, `identity`, `reload`, `serve`, `sandbox`, `logging`, `metrics`. Tooling:
-//! `pki` (test PKI), `cli`.
+//! WS-Security: `wssec` (assertion, envelope stamping, verification). Start-up and reload:
+//! `config`, `identity`, `reload`, `serve`, `sandbox`, `logging`, `metrics`. For integrators:
+//! `sim` (AMC and annuaire simulator), `annuaire` (lookup messages, shared by the simulator and
+//! the gateway), `load` (load generator). Tooling: `pki` (test PKI), `cli`.
 
 pub mod access;
 pub mod admin;

@@ -454,7 +454,8 @@ impl Shared {
             Ok(Err(kind)) => Some(kind.to_string()),
             Ok(Ok((status, _))) if status.is_success() => None,
             Ok(Ok((status, Some(code)))) => Some(format!("{code} (HTTP {})", status.as_u16())),
-            Ok(Ok((status, None))) => Some(format!("HTTP {}", status.as_u16())),
+            // No X-Rocgw-Error: the AMC's own answer (a SOAP fault), passed through.
+            Ok(Ok((status, None))) => Some(format!("amc-answer (HTTP {})", status.as_u16())),
         };
         let done = Instant::now();
         self.recorder

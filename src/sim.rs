@@ -27,6 +27,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::{IntCounterVec, Opts, Registry};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
@@ -581,11 +582,12 @@ fn annuaire_tls(cfg: &SimConfig, anchors: &Anchors) -> Result<Arc<ServerConfig>,
             crls.push(c.map_err(|e| format!("{}: {e}", p.display()))?);
         }
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots, crate::upstream::provider())
+    let inner = WebPkiClientVerifier::builder_with_provider(roots, crate::upstream::provider())
         .with_crls(crls)
         .allow_unknown_revocation_status()
         .build()
         .map_err(|e| format!("annuaire client verifier: {e}"))?;
+    let verifier = Arc::new(AuthCliVerifier { inner });
     let raw = read_pem(&cfg.annuaire.tls.cert, &cfg.annuaire.tls.key)?;
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
         raw.key_pkcs8
@@ -601,6 +603,72 @@ fn annuaire_tls(cfg: &SimConfig, anchors: &Anchors) -> Result<Arc<ServerConfig>,
         .with_single_cert(raw.chain, key)
         .map_err(|e| format!("annuaire certificate: {e}"))?;
     Ok(Arc::new(tls))
+}
+
+/// webpki's client verification (chain, dates, CRLs), plus what webpki leaves optional: the
+/// certificate must carry the clientAuth extended key usage (an ORG AUTH_CLI, not a SIGN).
+#[derive(Debug)]
+struct AuthCliVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for AuthCliVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let ok = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let info = crate::identity::CertInfo::parse(end_entity).map_err(|_| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+        })?;
+        match info.role_problem(crate::identity::Role::AuthCli) {
+            None => Ok(ok),
+            Some(p) => {
+                tracing::info!(subject = %info.subject, problem = %p, "simulated annuaire refused a client certificate");
+                Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::InvalidPurpose,
+                ))
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// Serves HTTPS on `l`. A handler answering `None` wants the connection reset (RST).

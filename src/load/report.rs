@@ -302,9 +302,16 @@ impl Report {
                 )
             })
             .collect();
+        let last = self.timeline.len().saturating_sub(1).max(1);
+        let step = (last / 10).max(1);
+        let time_ticks: Vec<(f64, String)> = (0..=last)
+            .step_by(step)
+            .map(|t| (t as f64, format!("{t}s")))
+            .collect();
         let over_time = line_chart(
             "Latency over time (ms per second of the run)",
-            "seconds",
+            "seconds since the end of the warm-up",
+            &time_ticks,
             &[
                 (
                     "p50",
@@ -332,9 +339,14 @@ impl Report {
                 ),
             ],
         );
+        let pct_ticks: Vec<(f64, String)> = [0.0, 50.0, 90.0, 99.0, 99.9, 99.99]
+            .iter()
+            .map(|p| (nines(*p), format!("p{p}")))
+            .collect();
         let dist = line_chart(
             "Latency distribution (ms at each percentile)",
-            "percentile (log scale of 1/(1-p))",
+            "percentile (\"nines\" scale: p90, p99, p99.9 evenly spaced)",
+            &pct_ticks,
             &[(
                 "latency",
                 "#2ca02c",
@@ -414,7 +426,12 @@ fn esc(s: &str) -> String {
 type Series<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
 
 /// An inline SVG line chart of a few series over a shared x axis.
-fn line_chart(title: &str, x_label: &str, series: &[Series<'_>]) -> String {
+fn line_chart(
+    title: &str,
+    x_label: &str,
+    x_ticks: &[(f64, String)],
+    series: &[Series<'_>],
+) -> String {
     let (w, h, pad) = (900.0, 300.0, 50.0);
     let all = series.iter().flat_map(|s| s.2.iter());
     let (mut x_max, mut y_max) = (0.0f64, 0.0f64);
@@ -452,14 +469,22 @@ fn line_chart(title: &str, x_label: &str, series: &[Series<'_>]) -> String {
     }
     let _ = write!(
         svg,
-        "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text><text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{:.1}</text>",
+        "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text>",
         w / 2.0,
         h - 10.0,
         esc(x_label),
-        w - pad,
-        h - pad + 15.0,
-        x_max
     );
+    for (x, label) in x_ticks.iter().filter(|(x, _)| *x <= x_max) {
+        let _ = write!(
+            svg,
+            "<line x1=\"{0:.1}\" y1=\"{1}\" x2=\"{0:.1}\" y2=\"{2}\" stroke=\"#333\"/><text x=\"{0:.1}\" y=\"{3}\" font-size=\"11\" text-anchor=\"middle\">{4}</text>",
+            px(*x),
+            h - pad,
+            h - pad + 4.0,
+            h - pad + 16.0,
+            esc(label)
+        );
+    }
     for (i, (name, color, points)) in series.iter().enumerate() {
         let path: Vec<String> = points
             .iter()

@@ -360,9 +360,12 @@ fn skim(s: &[u8], depth: usize, profile: &Profile) -> Result<usize, (FaultCode, 
     let mut open: Vec<&[u8]> = Vec::with_capacity(16);
     let mut i = 0;
     loop {
-        // Markup often follows markup directly: look before searching.
-        if s.get(i) != Some(&b'<') {
-            i += memchr::memchr2(b'<', b'&', &s[i..]).ok_or_else(truncated)?;
+        // Text between tags is mostly short (a NIR, a date, a code): a plain look at the next
+        // bytes beats a SIMD search's set-up; long text goes to memchr.
+        let near = s.len().min(i + 24);
+        match s[i..near].iter().position(|&b| b == b'<' || b == b'&') {
+            Some(k) => i += k,
+            None => i = near + memchr::memchr2(b'<', b'&', &s[near..]).ok_or_else(truncated)?,
         }
         if s[i] == b'&' {
             i = reference_end(s, i).ok_or_else(|| {

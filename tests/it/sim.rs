@@ -274,7 +274,8 @@ fn gateway_for(s: &SimFixture, first_byte_ms: u64) -> (Proc, tempfile::TempDir) 
         ),
     );
     t.push_str(&format!(
-        "\n[amc]\nrevocation = \"hard\"\n\n[upstream]\nfirst_byte_timeout_ms = {first_byte_ms}\n"
+        "\n[amc]\nrevocation = \"hard\"\n\n[upstream]\nfirst_byte_timeout_ms = {first_byte_ms}\n\n[annuaire]\nurl = \"{}\"\n",
+        s.sim.annuaire_url()
     ));
     let mut current = String::new();
     for (amc, service, url) in s.sim.endpoints() {
@@ -524,5 +525,83 @@ impl Drop for SimProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_simulated_annuaire_wants_an_auth_cli_certificate_and_answers_lookups() {
+    use rocgw::annuaire::{self, Answer, Lookup, Requester};
+    let s = SimFixture::start(|_| {});
+    let (gw, _t) = gateway_for(&s, 5_000);
+    let lookup = |numero: &str, service: &str| {
+        let req = annuaire::search_request(
+            &Requester::default(),
+            &Lookup {
+                numero_amc: numero.into(),
+                code_service: service.into(),
+                ..Lookup::default()
+            },
+            now_unix(),
+        );
+        let r = post(gw.gateway, "/annuaire", CT11, &req);
+        assert_eq!(r.status, 200, "{}", r.body);
+        annuaire::parse_search_response(r.body.as_bytes()).unwrap()
+    };
+    // Through the gateway, which presents the ORG AUTH_CLI certificate.
+    match lookup("99999991", "") {
+        Answer::Found(e) => {
+            assert_eq!(e.services.len(), 4);
+            assert!(e
+                .services
+                .contains(&("idb".to_string(), s.endpoint("99999991", "idb"))));
+        }
+        other => panic!("{other:?}"),
+    }
+    match lookup("99999992", "clc") {
+        Answer::Found(e) => assert_eq!(
+            e.services,
+            vec![("clc".to_string(), s.endpoint("99999992", "clc"))]
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(lookup("12345678", ""), Answer::UnknownAmc);
+
+    // Straight from curl: no client certificate, a SIGN certificate (no clientAuth usage), or
+    // an AUTH_CLI of another CA are refused during the handshake.
+    let url = s.sim.annuaire_url();
+    let attempt = |cert: Option<&str>| {
+        let mut args = vec![
+            "-sS".to_string(),
+            "-o".into(),
+            "/dev/null".into(),
+            "-w".into(),
+            "%{http_code}".into(),
+            "--cacert".into(),
+            pki_path("osi/root.pem").display().to_string(),
+            "--data-binary".into(),
+            "<x/>".into(),
+        ];
+        if let Some(c) = cert {
+            args.push("--cert".into());
+            args.push(pki_path(&format!("{c}.chain.pem")).display().to_string());
+            args.push("--key".into());
+            args.push(pki_path(&format!("{c}.key")).display().to_string());
+        }
+        args.push(url.clone());
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = tool("curl", &a, Path::new("."));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(
+        attempt(Some("org/auth_cli")),
+        "500",
+        "a bad lookup body, but TLS passed"
+    );
+    for refused in [None, Some("org/sign"), Some("negative/auth_cli-foreign")] {
+        assert_eq!(
+            attempt(refused),
+            "000",
+            "{refused:?} must fail the handshake"
+        );
     }
 }
