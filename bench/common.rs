@@ -151,3 +151,20 @@ pub fn tls_server(pki: &MiniPki, threads: usize) -> (SocketAddr, tokio::runtime:
     });
     (addr, rt)
 }
+
+/// The ORG SIGN signer of a freshly generated test PKI (kept alive by the returned folder).
+pub fn sign_signer() -> (rocgw::wssec::Signer, tempfile::TempDir) {
+    use rocgw::config::IdentitySource;
+    use rocgw::identity::{now_unix, Identity, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let m = rocgw::pki::init(dir.path(), true).unwrap();
+    let pw = std::fs::read_to_string(dir.path().join(&m.password_file)).unwrap();
+    let src = IdentitySource::P12 {
+        field: "identity.sign".into(),
+        path: dir.path().join("org/sign.p12"),
+        password: zeroize::Zeroizing::new(pw.trim().to_string()),
+        password_file: None,
+    };
+    let id = Identity::load(&src, Role::Sign, now_unix()).unwrap();
+    (rocgw::wssec::Signer::new(&id).unwrap(), dir)
+}

@@ -9,30 +9,18 @@
 //!
 //! cargo bench --bench signing_pool            (ROCGW_BENCH_SECONDS, default 5 per mode)
 
+#[path = "common.rs"]
+mod common;
+
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rocgw::config::IdentitySource;
-use rocgw::identity::{now_unix, Identity, Role};
+use rocgw::identity::now_unix;
 use rocgw::wssec::{self, Profile, Signer};
 
 const ENVELOPE: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soap:Envelope xmlns:soap=\"http://www.w3.org/2003/05/soap-envelope\" xmlns:wsa=\"http://www.w3.org/2005/08/addressing\"><soap:Header><wsa:Action>urn:roc:idb</wsa:Action><wsa:MessageID>urn:uuid:00000000-0000-4000-8000-000000000001</wsa:MessageID></soap:Header><soap:Body><idb:identificationDroits xmlns:idb=\"urn:roc:idb\"><idb:nir>2990199999999</idb:nir><idb:nom>PATIENT-TEST</idb:nom></idb:identificationDroits></soap:Body></soap:Envelope>";
-
-fn signer() -> (Signer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let m = rocgw::pki::init(dir.path(), true).unwrap();
-    let pw = std::fs::read_to_string(dir.path().join(&m.password_file)).unwrap();
-    let src = IdentitySource::P12 {
-        field: "identity.sign".into(),
-        path: dir.path().join("org/sign.p12"),
-        password: zeroize::Zeroizing::new(pw.trim().to_string()),
-        password_file: None,
-    };
-    let id = Identity::load(&src, Role::Sign, now_unix()).unwrap();
-    (Signer::new(&id).unwrap(), dir)
-}
 
 fn stamp(signer: &Signer, profile: &Profile) -> usize {
     let plan = wssec::plan(ENVELOPE.as_bytes(), profile).unwrap();
@@ -199,7 +187,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5.0);
-    let (signer, _dir) = signer();
+    let (signer, _dir) = common::sign_signer();
     let signer = Arc::new(signer);
     println!(
         "{} cores; each mode {secs} s, alternating twice; probe = lateness of a 1 ms timer",

@@ -4,12 +4,14 @@
 //!
 //! cargo bench --bench wssec
 
+#[path = "common.rs"]
+mod common;
+
 use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
-use rocgw::config::IdentitySource;
-use rocgw::identity::{now_unix, Identity, Role};
+use rocgw::identity::now_unix;
 use rocgw::wssec::{self, AssertionCache, Profile, Signer};
 
 /// A SOAP 1.2 envelope of about `size` bytes: WS-Addressing headers and a body of nested,
@@ -27,20 +29,6 @@ fn envelope(size: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-fn signer() -> (Signer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let m = rocgw::pki::init(dir.path(), true).unwrap();
-    let pw = std::fs::read_to_string(dir.path().join(&m.password_file)).unwrap();
-    let src = IdentitySource::P12 {
-        field: "identity.sign".into(),
-        path: dir.path().join("org/sign.p12"),
-        password: zeroize::Zeroizing::new(pw.trim().to_string()),
-        password_file: None,
-    };
-    let id = Identity::load(&src, Role::Sign, now_unix()).unwrap();
-    (Signer::new(&id).unwrap(), dir)
-}
-
 const AUDIENCE: &str = "https://amc.example.test/ws/idb";
 
 fn xml_work(profile: &Profile, signer: &Signer, env: &[u8]) -> usize {
@@ -56,7 +44,7 @@ fn full(profile: &Profile, signer: &Signer, env: &[u8]) -> usize {
 }
 
 fn main() {
-    let (signer, _dir) = signer();
+    let (signer, _dir) = common::sign_signer();
     let profile = Profile::default();
     let small = envelope(2 * 1024);
     let large = envelope(50 * 1024);

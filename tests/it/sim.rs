@@ -226,32 +226,8 @@ fn an_assertion_signed_by_xmlsec1_is_accepted() {
         na = t(now + 300),
         issuer = rocgw::fault::escape(&subject),
     );
-    let tmp = scratch();
-    let f = tmp.path().join("tpl.xml");
-    fs::write(&f, template).unwrap();
-    let key = format!(
-        "{},{}",
-        pki_path("org/sign.key").display(),
-        pki_path("org/sign.pem").display()
-    );
-    let out = tool(
-        "xmlsec1",
-        &[
-            "--sign",
-            "--id-attr:ID",
-            "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
-            "--privkey-pem",
-            &key,
-            f.to_str().unwrap(),
-        ],
-        Path::new("."),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = curl_post(&url, &String::from_utf8(out.stdout).unwrap());
+    let signed = crate::wssec::xmlsec_sign(&template);
+    let r = curl_post(&url, &signed);
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(
         r.body.contains("clcResponse") && r.body.contains("montantTotal"),

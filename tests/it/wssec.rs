@@ -248,7 +248,7 @@ fn tampering_is_detected_by_xmlsec1_and_by_our_verifier() {
 }
 
 /// Signs a template with the `xmlsec1` tool and the test SIGN key.
-fn xmlsec_sign(template: &str) -> String {
+pub fn xmlsec_sign(template: &str) -> String {
     let tmp = scratch();
     let f = tmp.path().join("tpl.xml");
     fs::write(&f, template).unwrap();
