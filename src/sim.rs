@@ -76,6 +76,20 @@ pub struct AnnuaireCfg {
     pub listen: SocketAddr,
     #[serde(flatten)]
     pub tls: CertKey,
+    /// AMCs the annuaire knows besides the simulated ones, with any endpoints (an AMC served
+    /// elsewhere, or a deliberately bad answer: an `http` or non-OSI address).
+    #[serde(default)]
+    pub entries: Vec<DirectoryEntry>,
+}
+
+/// One annuaire entry: AMC number, label, service → address.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryEntry {
+    pub numero: String,
+    #[serde(default)]
+    pub libelle: String,
+    pub services: BTreeMap<String, String>,
 }
 
 /// The server certificates an AMC can present (fault injection picks one).
@@ -236,6 +250,7 @@ impl SimConfig {
             annuaire: AnnuaireCfg {
                 listen: addr(8582),
                 tls: pair("osi/annuaire"),
+                entries: Vec::new(),
             },
             certificates: Certificates {
                 valid: pair("osi/amc-a"),
@@ -336,6 +351,8 @@ impl Counters {
 
 struct State {
     amcs: BTreeMap<String, Arc<Amc>>,
+    /// Annuaire entries of AMCs that are not simulated here.
+    directory: BTreeMap<String, DirectoryEntry>,
     checker: Checker,
     unknown_marker: String,
     counters: Counters,
@@ -401,8 +418,15 @@ impl Sim {
             }
             amc_ls.push((l, amc));
         }
+        let directory = cfg
+            .annuaire
+            .entries
+            .iter()
+            .map(|e| (e.numero.clone(), e.clone()))
+            .collect();
         let state = Arc::new(State {
             amcs,
+            directory,
             checker,
             unknown_marker: cfg.unknown_marker.clone(),
             counters: Counters::new(),
@@ -795,22 +819,39 @@ async fn handle_annuaire(state: &State, req: Request<Incoming>) -> Option<HttpRe
             ));
         }
     };
-    let answer = match state.amcs.get(&lookup.numero_amc) {
-        Some(a) => {
+    let wanted = |service: &str| {
+        lookup.code_service.is_empty() || lookup.code_service.eq_ignore_ascii_case(service)
+    };
+    let entry = match (
+        state.amcs.get(&lookup.numero_amc),
+        state.directory.get(&lookup.numero_amc),
+    ) {
+        (Some(a), _) => Some(annuaire::Entry {
+            numero_amc: a.numero.clone(),
+            libelle: a.libelle.clone(),
+            services: a
+                .services
+                .iter()
+                .filter(|s| wanted(s))
+                .map(|s| (s.clone(), format!("{}/{s}", a.base_url)))
+                .collect(),
+        }),
+        (None, Some(e)) => Some(annuaire::Entry {
+            numero_amc: e.numero.clone(),
+            libelle: e.libelle.clone(),
+            services: e
+                .services
+                .iter()
+                .filter(|(s, _)| wanted(s))
+                .map(|(s, u)| (s.to_ascii_lowercase(), u.clone()))
+                .collect(),
+        }),
+        (None, None) => None,
+    };
+    let answer = match entry {
+        Some(e) => {
             count("found");
-            annuaire::Answer::Found(annuaire::Entry {
-                numero_amc: a.numero.clone(),
-                libelle: a.libelle.clone(),
-                services: a
-                    .services
-                    .iter()
-                    .filter(|s| {
-                        lookup.code_service.is_empty()
-                            || lookup.code_service.eq_ignore_ascii_case(s)
-                    })
-                    .map(|s| (s.clone(), format!("{}/{s}", a.base_url)))
-                    .collect(),
-            })
+            annuaire::Answer::Found(e)
         }
         None => {
             count("unknown-amc");

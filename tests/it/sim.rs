@@ -507,7 +507,17 @@ impl Drop for SimProc {
 #[test]
 fn the_simulated_annuaire_wants_an_auth_cli_certificate_and_answers_lookups() {
     use rocgw::annuaire::{self, Answer, Lookup, Requester};
-    let s = SimFixture::start(|_| {});
+    let s = SimFixture::start(|cfg| {
+        cfg.annuaire.entries.push(rocgw::sim::DirectoryEntry {
+            numero: "77777771".into(),
+            libelle: "ailleurs".into(),
+            services: [(
+                "idb".to_string(),
+                "http://elsewhere.invalid/idb".to_string(),
+            )]
+            .into(),
+        })
+    });
     let (gw, _t) = gateway_for(&s, 5_000);
     let lookup = |numero: &str, service: &str| {
         let req = annuaire::search_request(
@@ -541,6 +551,10 @@ fn the_simulated_annuaire_wants_an_auth_cli_certificate_and_answers_lookups() {
         other => panic!("{other:?}"),
     }
     assert_eq!(lookup("12345678", ""), Answer::UnknownAmc);
+    match lookup("77777771", "idb") {
+        Answer::Found(e) => assert_eq!(e.services[0].1, "http://elsewhere.invalid/idb"),
+        other => panic!("{other:?}"),
+    }
 
     // Straight from curl: no client certificate, a SIGN certificate (no clientAuth usage), or
     // an AUTH_CLI of another CA are refused during the handshake.
