@@ -26,6 +26,11 @@ use quick_xml::Reader;
 
 use crate::fault::escape;
 
+mod directory;
+mod routes;
+pub use directory::{Directory, DirectoryConfig, Fetch};
+pub use routes::{endpoint_allowed, Router, ROUTING_HEADERS};
+
 /// Namespace of the lookup messages (rocgw's placeholder until the contract is public).
 pub const NS: &str = "urn:rocgw:annuaire-amc:1";
 /// Result code of a found AMC.
@@ -53,7 +58,8 @@ impl Default for Requester {
     }
 }
 
-/// The routing keys of a lookup (`adressage`); empty keys are left out of the request.
+/// The routing keys of a lookup (`adressage`); empty keys are left out of the request. Also
+/// the cache key: one cached answer per AMC, service and routing keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Lookup {
     pub numero_amc: String,

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -145,6 +146,14 @@ struct RawAnnuaire {
     url: String,
     #[serde(default)]
     revocation: RevocationPolicy,
+    cache_ttl_s: Option<u64>,
+    stale_s: Option<u64>,
+    negative_ttl_s: Option<u64>,
+    cache_max_entries: Option<usize>,
+    editeur: Option<String>,
+    logiciel: Option<String>,
+    version_logiciel: Option<String>,
+    message_version: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,6 +163,10 @@ struct RawAmc {
     revocation: RevocationPolicy,
     #[serde(default)]
     present_client_cert: bool,
+    #[serde(default)]
+    explicit_endpoints: bool,
+    #[serde(default)]
+    endpoint_hosts: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -272,6 +285,8 @@ pub struct Config {
 pub struct AnnuaireConfig {
     pub url: hyper::Uri,
     pub revocation: RevocationPolicy,
+    /// How lookups are cached, and who rocgw says it is in them.
+    pub directory: crate::annuaire::DirectoryConfig,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -279,6 +294,11 @@ pub struct AmcConfig {
     pub revocation: RevocationPolicy,
     /// Present the AUTH_CLI certificate to AMCs that ask for a client certificate.
     pub present_client_cert: bool,
+    /// Accept `X-Rocgw-Endpoint: https://…` from SIH software that knows the endpoint.
+    pub explicit_endpoints: bool,
+    /// Hosts an endpoint (from the annuaire or explicit) may name: `host` or `*.suffix`;
+    /// empty: any host (its certificate must still chain to the IGC OSI anchors).
+    pub endpoint_hosts: Vec<String>,
 }
 
 /// Timeouts and limits of the upstream clients.
@@ -965,12 +985,76 @@ impl Validator<'_> {
         };
 
         let annuaire = match &raw.annuaire {
-            Some(a) => Some(AnnuaireConfig {
-                url: self.https_uri("annuaire.url", &a.url)?,
-                revocation: a.revocation,
-            }),
+            Some(a) => {
+                let d = crate::annuaire::DirectoryConfig::default();
+                let secs = |field: &str, v: Option<u64>, default: Duration, min: u64| match v {
+                    None => Ok(default),
+                    Some(v) if v < min || v > 30 * 86_400 => Err(self.err(
+                        &format!("annuaire.{field}"),
+                        format!("must be between {min} and 2592000 seconds (30 days)"),
+                    )),
+                    Some(v) => Ok(Duration::from_secs(v)),
+                };
+                let text = |field: &str, v: &Option<String>, default: &str| match v {
+                    Some(t) if t.trim().is_empty() => {
+                        Err(self.err(&format!("annuaire.{field}"), "must not be empty"))
+                    }
+                    Some(t) => Ok(t.trim().to_string()),
+                    None => Ok(default.to_string()),
+                };
+                let max = match a.cache_max_entries {
+                    None => d.max_entries,
+                    Some(n) if (1..=10_000_000).contains(&n) => n,
+                    Some(_) => {
+                        return Err(self.err(
+                            "annuaire.cache_max_entries",
+                            "must be between 1 and 10000000",
+                        ))
+                    }
+                };
+                Some(AnnuaireConfig {
+                    url: self.https_uri("annuaire.url", &a.url)?,
+                    revocation: a.revocation,
+                    directory: crate::annuaire::DirectoryConfig {
+                        ttl: secs("cache_ttl_s", a.cache_ttl_s, d.ttl, 1)?,
+                        stale: secs("stale_s", a.stale_s, d.stale, 0)?,
+                        negative_ttl: secs("negative_ttl_s", a.negative_ttl_s, d.negative_ttl, 0)?,
+                        max_entries: max,
+                        requester: crate::annuaire::Requester {
+                            version: text(
+                                "message_version",
+                                &a.message_version,
+                                &d.requester.version,
+                            )?,
+                            editeur: text("editeur", &a.editeur, &d.requester.editeur)?,
+                            logiciel: text("logiciel", &a.logiciel, &d.requester.logiciel)?,
+                            version_logiciel: text(
+                                "version_logiciel",
+                                &a.version_logiciel,
+                                &d.requester.version_logiciel,
+                            )?,
+                        },
+                    },
+                })
+            }
             None => None,
         };
+        let mut endpoint_hosts = Vec::new();
+        for (i, h) in raw.amc.endpoint_hosts.iter().enumerate() {
+            let h = h.trim().to_ascii_lowercase();
+            let bare = h.strip_prefix("*.").unwrap_or(&h);
+            if bare.is_empty()
+                || !bare
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            {
+                return Err(self.err(
+                    &format!("amc.endpoint_hosts[{i}]"),
+                    "a host name, or *.domain for every host below it",
+                ));
+            }
+            endpoint_hosts.push(h);
+        }
         let crls = self.anchors("trust.crls", &raw.trust.crls)?;
 
         let services: Vec<String> = match raw.services {
@@ -1023,6 +1107,8 @@ impl Validator<'_> {
             amc: AmcConfig {
                 revocation: raw.amc.revocation,
                 present_client_cert: raw.amc.present_client_cert,
+                explicit_endpoints: raw.amc.explicit_endpoints,
+                endpoint_hosts,
             },
             upstream,
             proxy,

@@ -26,6 +26,11 @@ pub struct Metrics {
     pub faults: IntCounterVec,
     /// Certificate material generation (increments on each successful reload).
     pub generation: IntCounter,
+    /// Endpoint resolutions through the annuaire cache, by result (`hit`, `stale`, `negative`,
+    /// `fetched`, `unknown-amc`, `error`).
+    pub annuaire_lookups: IntCounterVec,
+    /// Lookup requests actually sent to the annuaire, by outcome.
+    pub annuaire_calls: IntCounterVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -56,6 +61,18 @@ impl Metrics {
         .expect("valid");
         r.register(Box::new(generation.clone())).expect("unique");
         Metrics {
+            annuaire_lookups: counter_vec(
+                &r,
+                "rocgw_annuaire_lookups_total",
+                "Endpoint resolutions through the annuaire cache, by result.",
+                &["result"],
+            ),
+            annuaire_calls: counter_vec(
+                &r,
+                "rocgw_annuaire_calls_total",
+                "Lookup requests sent to the annuaire, by outcome (found, unknown-amc, error).",
+                &["outcome"],
+            ),
             upstream_requests: counter_vec(
                 &r,
                 "rocgw_upstream_requests_total",

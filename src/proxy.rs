@@ -7,7 +7,6 @@
 //!
 //! Every error is a SOAP fault (see `fault`). Bodies are never logged.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +18,7 @@ use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, USER_
 use hyper::{HeaderMap, Method, Request, Response, Uri};
 
 use crate::access::Access;
+use crate::annuaire::Router;
 use crate::fault::{Fault, FaultCode, StatusMode};
 use crate::listener::{HttpResponse, SANDBOX_HEADER};
 use crate::metrics;
@@ -33,7 +33,8 @@ const FORWARDED_REQUEST_HEADERS: [&str; 4] =
     ["content-type", "soapaction", "accept", "accept-language"];
 /// Response headers passed back to the SIH.
 const FORWARDED_RESPONSE_HEADERS: [&str; 2] = ["content-type", "content-language"];
-const UA: &str = concat!("rocgw/", env!("CARGO_PKG_VERSION"));
+/// The User-Agent of rocgw's upstream requests.
+pub const UA: &str = concat!("rocgw/", env!("CARGO_PKG_VERSION"));
 
 /// What the gateway listener needs, built once from the configuration.
 #[derive(Debug)]
@@ -41,8 +42,8 @@ pub struct Gateway {
     pub status_mode: StatusMode,
     pub max_body_bytes: usize,
     pub access: Access,
-    pub services: Vec<String>,
-    pub routes: BTreeMap<String, BTreeMap<String, Uri>>,
+    /// Static routes, explicit endpoints, the annuaire.
+    router: Router,
     pub runtime: Arc<Runtime>,
     pub sandbox: bool,
     /// Signatures in progress on the blocking pool: one per core at most.
@@ -93,8 +94,7 @@ impl Gateway {
             status_mode: cfg.server.http_status,
             max_body_bytes: cfg.server.max_body_bytes,
             access: Access::new(&cfg.access),
-            services: cfg.services.clone(),
-            routes: cfg.routes.clone(),
+            router: Router::new(cfg, &runtime),
             sandbox,
             runtime,
             signing: Arc::new(tokio::sync::Semaphore::new(
@@ -181,7 +181,8 @@ impl Gateway {
         };
         let upstreams = self.runtime.upstreams();
         let r = match t {
-            Target::Amc { amc, service } => match self.resolve(amc, service) {
+            Target::Amc { amc, service } => match self.router.resolve(amc, service, &headers).await
+            {
                 Ok(endpoint) => match self.stamp(&body, &endpoint).await {
                     Ok(stamped) => forward(&upstreams.amc, endpoint, &headers, stamped).await,
                     Err((f, v)) => return (route, Err((f, v))),
@@ -279,30 +280,6 @@ impl Gateway {
             &assertion.xml,
             profile.must_understand,
         )))
-    }
-
-    /// Resolves the endpoint of an AMC service.
-    fn resolve(&self, amc: &str, service: &str) -> Result<Uri, Fault> {
-        let service = service.to_ascii_lowercase();
-        if !self.services.contains(&service) {
-            return Err(Fault::with_detail(
-                FaultCode::UnknownService,
-                format!("known services: {}", self.services.join(", ")),
-            ));
-        }
-        let Some(services) = self.routes.get(amc) else {
-            return Err(Fault::with_detail(
-                FaultCode::UnknownAmc,
-                "no route for this AMC number",
-            ));
-        };
-        let Some(endpoint) = services.get(&service) else {
-            return Err(Fault::with_detail(
-                FaultCode::UnknownService,
-                format!("this AMC has no {service} endpoint"),
-            ));
-        };
-        Ok(endpoint.clone())
     }
 }
 

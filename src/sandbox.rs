@@ -121,29 +121,24 @@ fn reusable(pki_dir: &Path) -> Option<Manifest> {
 }
 
 /// The sandbox's configuration, written next to its PKI so it can serve as a starting point.
+/// AMC calls resolve through the simulator's annuaire; its AMCs are listed as comments.
 fn config_text(annuaire_url: &str, endpoints: &[(String, String, String)]) -> String {
     let mut t = format!(
         "# rocgw SANDBOX configuration, written by `rocgw serve` when no configuration exists.\n\
          # TEST CERTIFICATES, NOT FOR PATIENTS. See config/rocgw.example.toml for production.\n\
-         # The AMCs and the annuaire are rocgw's simulator, running in the same process.\n\n\
+         # The annuaire and the AMCs are rocgw's simulator, running in the same process.\n\n\
          [server]\nlisten = \"127.0.0.1:8580\"\nadmin_listen = \"127.0.0.1:9580\"\n\n\
          [identity.auth_cli]\np12 = \"pki/org/auth_cli.p12\"\npassword_file = \"pki/secrets/p12-password\"\n\n\
          [identity.sign]\np12 = \"pki/org/sign.p12\"\npassword_file = \"pki/secrets/p12-password\"\n\n\
          [trust]\namc_anchors = [\"pki/osi/anchors.pem\"]\n\
          crls = [\"pki/osi/root.crl.pem\", \"pki/osi/ac-serveur.crl.pem\", \"pki/osi/ac-services-applicatifs.crl.pem\"]\n\n\
-         [annuaire]\nurl = \"{annuaire_url}\"\n\n"
+         # AMC endpoints come from the annuaire (cached); only these hosts are accepted.\n\
+         [amc]\nendpoint_hosts = [\"localhost\"]\n\n\
+         [annuaire]\nurl = \"{annuaire_url}\"\n\n\
+         # What the simulated annuaire answers today:\n"
     );
-    let mut current = "";
     for (amc, service, url) in endpoints {
-        if amc != current {
-            let label = crate::sim::SANDBOX_AMCS
-                .iter()
-                .find(|a| a.0 == amc)
-                .map_or("", |a| a.1);
-            t.push_str(&format!("# {label}\n[routes.\"{amc}\"]\n"));
-            current = amc;
-        }
-        t.push_str(&format!("{service} = \"{url}\"\n"));
+        t.push_str(&format!("#   {amc} {service} -> {url}\n"));
     }
     t
 }

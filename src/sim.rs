@@ -6,9 +6,10 @@
 //! server certificate); the annuaire has one; a plain-HTTP admin port serves `/metrics`,
 //! `/healthz` and the fault-injection API:
 //!
-//! - `GET /faults` — every AMC's current faults (JSON);
+//! - `GET /faults` — every AMC's current faults, and the annuaire's (JSON);
 //! - `PUT /faults/{numero_amc}` — replace them (JSON body, the fields of `[amc.faults]`);
-//! - `DELETE /faults/{numero_amc}` — back to the configured faults.
+//!   `PUT /faults/annuaire` — the same for the annuaire (latency, errors, resets: an outage);
+//! - `DELETE /faults/{numero_amc|annuaire}` — back to the configured faults.
 
 mod answer;
 mod check;
@@ -351,6 +352,8 @@ impl Counters {
 
 struct State {
     amcs: BTreeMap<String, Arc<Amc>>,
+    /// The annuaire's own faults (`PUT /faults/annuaire`); its certificate does not change.
+    annuaire_faults: ArcSwap<Faults>,
     /// Annuaire entries of AMCs that are not simulated here.
     directory: BTreeMap<String, DirectoryEntry>,
     checker: Checker,
@@ -426,6 +429,7 @@ impl Sim {
             .collect();
         let state = Arc::new(State {
             amcs,
+            annuaire_faults: ArcSwap::from_pointee(Faults::default()),
             directory,
             checker,
             unknown_marker: cfg.unknown_marker.clone(),
@@ -802,6 +806,30 @@ async fn handle_annuaire(state: &State, req: Request<Incoming>) -> Option<HttpRe
         count("bad-request");
         return Some(listener::text(StatusCode::BAD_REQUEST, "unreadable body\n"));
     };
+    let faults = state.annuaire_faults.load_full();
+    let (delay, action) = {
+        let mut rng = fastrand::Rng::new();
+        (faults.latency(&mut rng), faults.action(&mut rng))
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    match action {
+        Action::Answer => {}
+        Action::Reset => {
+            count("injected-reset");
+            return None;
+        }
+        Action::Http500 | Action::Http503 | Action::SoapFault => {
+            count(&format!("injected-{}", action.as_str()));
+            let status = if action == Action::Http503 {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            return Some(listener::text(status, "simulated annuaire failure\n"));
+        }
+    }
     let lookup = match annuaire::parse_search_request(&body) {
         Ok(l) => l,
         Err(e) => {
@@ -1001,24 +1029,32 @@ async fn handle_admin(state: &State, req: Request<Incoming>) -> HttpResponse {
             r
         }
         ("GET", "/faults") => {
-            let all: BTreeMap<&str, Faults> = state
+            let mut all: BTreeMap<&str, Faults> = state
                 .amcs
                 .values()
                 .map(|a| (a.numero.as_str(), (**a.faults.load()).clone()))
                 .collect();
+            all.insert("annuaire", (**state.annuaire_faults.load()).clone());
             json(StatusCode::OK, &all)
         }
         (m, p) if p.starts_with("/faults/") => {
-            let numero = &p["/faults/".len()..];
-            let Some(amc) = state.amcs.get(numero) else {
-                return listener::text(StatusCode::NOT_FOUND, format!("unknown AMC {numero:?}\n"));
+            let name = &p["/faults/".len()..];
+            let (slot, configured) = match (name, state.amcs.get(name)) {
+                ("annuaire", _) => (&state.annuaire_faults, Faults::default()),
+                (_, Some(amc)) => (&amc.faults, amc.configured.clone()),
+                _ => {
+                    return listener::text(
+                        StatusCode::NOT_FOUND,
+                        format!("unknown AMC {name:?} (or \"annuaire\")\n"),
+                    )
+                }
             };
             match m {
-                "GET" => json(StatusCode::OK, &(**amc.faults.load()).clone()),
+                "GET" => json(StatusCode::OK, &(**slot.load()).clone()),
                 "DELETE" => {
-                    amc.faults.store(Arc::new(amc.configured.clone()));
-                    tracing::info!(amc = %numero, "simulator faults reset");
-                    json(StatusCode::OK, &amc.configured)
+                    slot.store(Arc::new(configured.clone()));
+                    tracing::info!(faults_of = %name, "simulator faults reset");
+                    json(StatusCode::OK, &configured)
                 }
                 "PUT" => {
                     let Some(body) = read_body(req).await else {
@@ -1036,8 +1072,8 @@ async fn handle_admin(state: &State, req: Request<Incoming>) -> HttpResponse {
                     if let Some(p) = f.problem() {
                         return listener::text(StatusCode::BAD_REQUEST, format!("{p}\n"));
                     }
-                    tracing::info!(amc = %numero, faults = ?f, "simulator faults changed");
-                    amc.faults.store(Arc::new(f.clone()));
+                    tracing::info!(faults_of = %name, faults = ?f, "simulator faults changed");
+                    slot.store(Arc::new(f.clone()));
                     json(StatusCode::OK, &f)
                 }
                 _ => listener::text(StatusCode::METHOD_NOT_ALLOWED, "GET, PUT or DELETE\n"),

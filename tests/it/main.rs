@@ -6,6 +6,7 @@ mod faults;
 mod load;
 mod packaging;
 mod pki;
+mod routing;
 mod sandbox;
 mod sim;
 mod startup;

@@ -206,6 +206,11 @@ impl TlsServer {
     pub fn connections(&self) -> usize {
         self.seen.connections.load(Ordering::SeqCst)
     }
+
+    /// HTTP requests that reached the handler (after a successful handshake).
+    pub fn requests(&self) -> usize {
+        self.seen.requests.load(Ordering::SeqCst)
+    }
 }
 
 pub const FAULT: &str = r#"<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><s:Fault><faultcode>s:Client</faultcode><faultstring>Adhérent inconnu (AMC)</faultstring></s:Fault></s:Body></s:Envelope>"#;
