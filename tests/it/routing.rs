@@ -10,6 +10,7 @@ use rocgw::sim::{DirectoryEntry, Faults};
 use crate::sim::SimFixture;
 use crate::support::*;
 use crate::tls_server::{Behavior, TlsServer};
+use crate::upstream::IGC_ROOTS;
 
 /// A gateway resolving through the simulator's annuaire; `amc` and `annuaire` are appended to
 /// those sections, `tail` at the end.
@@ -274,4 +275,30 @@ fn static_routes_win_explicit_endpoints_are_opt_in_and_bad_addresses_are_refused
     let r = call(&off, "99999992", "idb", &[("X-Rocgw-Endpoint", &url)]);
     assert_eq!(r.header("x-rocgw-error"), Some("not-found"), "{}", r.body);
     assert!(r.body.contains("explicit_endpoints"), "{}", r.body);
+}
+
+#[test]
+fn an_annuaire_answer_that_is_not_a_lookup_answer_is_a_clear_error() {
+    // A real TLS server with the annuaire's certificate that answers something else.
+    let odd = TlsServer::fixture("osi/annuaire", Some(IGC_ROOTS), Behavior::Echo);
+    let p = |r: &str| pki_path(r).display().to_string();
+    let mut t = base_config(&p("org/auth_cli.p12"), &p("secrets/p12-password"), "", "");
+    t.push_str(&format!(
+        "\n[annuaire]\nurl = \"{}\"\n",
+        odd.url("/annuaire")
+    ));
+    let tmp = scratch();
+    let gw = Proc::with_config(&write_config(tmp.path(), &t));
+    let r = call(&gw, "99999991", "idb", &[]);
+    assert_eq!(
+        r.header("x-rocgw-error"),
+        Some("annuaire-unavailable"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("unexpected answer"), "{}", r.body);
+    assert_eq!(odd.requests(), 1);
+    assert!(odd.bodies()[0].contains("<ann:numero_amc>99999991</ann:numero_amc>"));
+    assert!(odd.bodies()[0].contains("<ann:code_service>idb</ann:code_service>"));
+    assert!(odd.bodies()[0].contains("<ann:logiciel>rocgw</ann:logiciel>"));
 }

@@ -68,9 +68,15 @@ fn sandbox_runs_marked_and_its_curl_example_works_as_printed() {
     );
     let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
     assert!(text.contains("x-rocgw-sandbox: 1"), "{text}");
-    // The sandbox's simulated AMC verified the stamped request and answered.
+    // The gateway found the endpoint through the simulated annuaire; the simulated AMC
+    // verified the stamped request and answered.
     assert!(text.starts_with("http/1.1 200"), "{text}");
     assert!(text.contains("droits ouverts"), "{text}");
+    let m = scrape(p.admin);
+    assert_eq!(
+        metric(&m, "rocgw_annuaire_calls_total", &[("outcome", "found")]),
+        1.0
+    );
 
     // Every gateway response is marked, faults included.
     let r = post(p.gateway, "/amc/00000000/idb", CT12, &envelope12("<a/>"));

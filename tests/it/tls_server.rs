@@ -207,6 +207,11 @@ impl TlsServer {
         self.seen.connections.load(Ordering::SeqCst)
     }
 
+    /// Bodies received, in order.
+    pub fn bodies(&self) -> Vec<String> {
+        self.seen.bodies.lock().unwrap().clone()
+    }
+
     /// HTTP requests that reached the handler (after a successful handshake).
     pub fn requests(&self) -> usize {
         self.seen.requests.load(Ordering::SeqCst)

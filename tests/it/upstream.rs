@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 use crate::tls_server::{pki_serial, Behavior, TlsServer, FAULT};
 
-const IGC_ROOTS: &[&str] = &["igc-sante/acr.pem"];
+pub const IGC_ROOTS: &[&str] = &["igc-sante/acr.pem"];
 
 /// A gateway configuration on the test PKI with the given annuaire, AMC routes and extra TOML.
 struct Gw<'a> {
