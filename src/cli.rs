@@ -36,8 +36,9 @@ pub enum Command {
     /// Test PKI tooling.
     #[command(subcommand)]
     Pki(PkiCommand),
-    /// Certificate tooling (inspect, doctor, csr, bundle).
-    Cert,
+    /// Certificate tooling: inspect, doctor, csr, bundle.
+    #[command(subcommand)]
+    Cert(CertCommand),
     /// Load generator: ROC traffic at a gateway, live progress, latency report.
     Load(Box<LoadArgs>),
 }
@@ -126,6 +127,97 @@ pub struct LoadArgs {
     pub quiet: bool,
 }
 
+/// A password given by the name of a variable or of a file (never on the command line).
+#[derive(Debug, Args, Default)]
+pub struct PasswordArgs {
+    /// Environment variable holding the PKCS#12 password.
+    #[arg(long)]
+    pub password_env: Option<String>,
+    /// File holding the PKCS#12 password (trailing newline ignored).
+    #[arg(long, conflicts_with = "password_env")]
+    pub password_file: Option<PathBuf>,
+}
+
+impl PasswordArgs {
+    fn get(&self) -> Result<Option<zeroize::Zeroizing<String>>, String> {
+        if let Some(v) = &self.password_env {
+            return std::env::var(v)
+                .map(|p| Some(zeroize::Zeroizing::new(p)))
+                .map_err(|_| format!("--password-env {v}: the variable is not set"));
+        }
+        if let Some(f) = &self.password_file {
+            return std::fs::read_to_string(f)
+                .map(|p| {
+                    Some(zeroize::Zeroizing::new(
+                        p.trim_end_matches(['\r', '\n']).to_string(),
+                    ))
+                })
+                .map_err(|e| format!("--password-file {}: {e}", f.display()));
+        }
+        Ok(None)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Show what a certificate file holds (PKCS#12, PEM or DER) and the ROC role it fits.
+    Inspect {
+        file: PathBuf,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check everything rocgw needs before going live; exit 0 (OK), 1 (warnings), 2 (failures).
+    Doctor {
+        /// Configuration file [default: $ROCGW_CONFIG, else /etc/rocgw/rocgw.toml, else the
+        /// sandbox's].
+        #[arg(long, env = "ROCGW_CONFIG")]
+        config: Option<PathBuf>,
+        /// Accept TEST IGC-Santé certificates in this configuration (integration platforms).
+        #[arg(long)]
+        allow_test_pki: bool,
+        /// Sandbox data folder (when no configuration is given).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Make a new RSA key and a CSR with the ORG subject layout and the recommended CN.
+    Csr {
+        #[arg(long, value_parser = ["auth-cli", "sign"])]
+        role: String,
+        /// `1` + FINESS or `3` + SIRET (the certificate's OU).
+        #[arg(long)]
+        structure_id: String,
+        /// Raison sociale (the certificate's O).
+        #[arg(long)]
+        org: String,
+        /// Département (the certificate's ST), e.g. "Bouches-du-Rhône (13)".
+        #[arg(long, default_value = "")]
+        state: String,
+        #[arg(long, default_value_t = 2048)]
+        bits: u32,
+        #[arg(long)]
+        key_out: PathBuf,
+        #[arg(long)]
+        csr_out: PathBuf,
+    },
+    /// Assemble the PKCS#12 rocgw loads from a key, its certificate and the CA chain.
+    Bundle {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        cert: PathBuf,
+        /// CA certificate files (ACI-EL-ORG, root); repeatable.
+        #[arg(long)]
+        chain: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum PkiCommand {
     /// Generate the complete test PKI (IGC-Santé TEST, IGC OSI TEST, CRLs, negative fixtures).
@@ -137,11 +229,6 @@ pub enum PkiCommand {
         #[arg(long)]
         force: bool,
     },
-}
-
-fn not_yet(what: &str) -> ExitCode {
-    eprintln!("rocgw: `{what}` is not yet available in this version");
-    ExitCode::from(2)
 }
 
 /// Entry point of the binary.
@@ -171,7 +258,7 @@ pub fn main() -> ExitCode {
             crate::logging::init(cli.log_format.unwrap_or_default(), cli.log_level.as_deref());
             block_on(crate::sim::run(a.config, a.data_dir))
         }
-        Some(Command::Cert) => not_yet("cert"),
+        Some(Command::Cert(c)) => run_cert(c),
         Some(Command::Load(a)) => run_load(*a),
     }
 }
@@ -301,4 +388,112 @@ fn run_load(a: LoadArgs) -> ExitCode {
         return ExitCode::from(1);
     }
     code
+}
+
+fn run_cert(c: CertCommand) -> ExitCode {
+    let fail = |e: String| {
+        eprintln!("rocgw: cert: {e}");
+        ExitCode::from(2)
+    };
+    match c {
+        CertCommand::Inspect {
+            file,
+            password,
+            json,
+        } => {
+            let pw = match password.get() {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            };
+            match crate::cert::inspect(&file, pw.as_deref().map(String::as_str)) {
+                Ok(i) if json => {
+                    println!("{}", serde_json::to_string_pretty(&i).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Ok(i) => {
+                    print!("{}", i.to_text());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        CertCommand::Doctor {
+            config,
+            allow_test_pki,
+            data_dir,
+        } => {
+            let (path, sandbox) = match config {
+                Some(p) => (p, false),
+                None if std::path::Path::new(crate::config::DEFAULT_CONFIG_PATH).exists() => {
+                    (PathBuf::from(crate::config::DEFAULT_CONFIG_PATH), false)
+                }
+                None => (
+                    crate::sandbox::data_dir(data_dir.as_deref()).join("rocgw-sandbox.toml"),
+                    true,
+                ),
+            };
+            println!("rocgw cert doctor: {}", path.display());
+            let checks = crate::cert::doctor::run(&path, sandbox || allow_test_pki);
+            for c in &checks {
+                println!("{c}");
+            }
+            let code = crate::cert::doctor::exit_code(&checks);
+            println!(
+                "{}",
+                match code {
+                    0 => "ready",
+                    1 => "ready, with warnings",
+                    _ => "NOT ready: fix the FAIL lines",
+                }
+            );
+            ExitCode::from(code)
+        }
+        CertCommand::Csr {
+            role,
+            structure_id,
+            org,
+            state,
+            bits,
+            key_out,
+            csr_out,
+        } => {
+            let role = if role == "sign" {
+                crate::identity::Role::Sign
+            } else {
+                crate::identity::Role::AuthCli
+            };
+            match crate::cert::csr(role, &structure_id, &org, &state, bits, &key_out, &csr_out) {
+                Ok(m) => {
+                    println!("{m}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        CertCommand::Bundle {
+            key,
+            cert,
+            chain,
+            out,
+            password,
+        } => {
+            let pw = match password.get() {
+                Ok(Some(p)) => p,
+                Ok(None) => {
+                    return fail(
+                        "give the new file's password with --password-env or --password-file"
+                            .into(),
+                    )
+                }
+                Err(e) => return fail(e),
+            };
+            match crate::cert::bundle(&key, &cert, &chain, &out, &pw) {
+                Ok(m) => {
+                    println!("{m}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+    }
 }

@@ -138,6 +138,8 @@ struct RawTrust {
     annuaire_anchors: Option<Vec<PathBuf>>,
     #[serde(default)]
     crls: Vec<PathBuf>,
+    #[serde(default)]
+    identity_crls: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -475,6 +477,9 @@ pub struct TrustConfig {
     pub annuaire_anchors: Vec<PathBuf>,
     /// CRL files (PEM or DER) of the anchors' authorities.
     pub crls: Vec<PathBuf>,
+    /// IGC-Santé CRL files, to check that the hospital's own certificates are not revoked
+    /// (`rocgw cert doctor`).
+    pub identity_crls: Vec<PathBuf>,
 }
 
 /// Overrides from the command line.
@@ -1102,6 +1107,12 @@ impl Validator<'_> {
                 amc_anchors,
                 annuaire_anchors,
                 crls,
+                identity_crls: raw
+                    .trust
+                    .identity_crls
+                    .iter()
+                    .map(|p| self.resolve(p))
+                    .collect(),
             },
             annuaire,
             amc: AmcConfig {

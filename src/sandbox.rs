@@ -131,7 +131,8 @@ fn config_text(annuaire_url: &str, endpoints: &[(String, String, String)]) -> St
          [identity.auth_cli]\np12 = \"pki/org/auth_cli.p12\"\npassword_file = \"pki/secrets/p12-password\"\n\n\
          [identity.sign]\np12 = \"pki/org/sign.p12\"\npassword_file = \"pki/secrets/p12-password\"\n\n\
          [trust]\namc_anchors = [\"pki/osi/anchors.pem\"]\n\
-         crls = [\"pki/osi/root.crl.pem\", \"pki/osi/ac-serveur.crl.pem\", \"pki/osi/ac-services-applicatifs.crl.pem\"]\n\n\
+         crls = [\"pki/osi/root.crl.pem\", \"pki/osi/ac-serveur.crl.pem\", \"pki/osi/ac-services-applicatifs.crl.pem\"]\n\
+         identity_crls = [\"pki/igc-sante/aci-el-org.crl.pem\", \"pki/igc-sante/acr.crl.pem\"]\n\n\
          # AMC endpoints come from the annuaire (cached); only these hosts are accepted.\n\
          [amc]\nendpoint_hosts = [\"localhost\"]\n\n\
          [annuaire]\nurl = \"{annuaire_url}\"\n\n\

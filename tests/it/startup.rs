@@ -247,13 +247,6 @@ fn anchors_must_be_ca_certificates() {
 }
 
 #[test]
-fn later_subcommands_say_not_yet_available() {
-    let out = run(&["cert"], &[]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not yet available"));
-}
-
-#[test]
 fn the_documented_example_config_is_valid() {
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

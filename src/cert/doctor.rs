@@ -1,0 +1,486 @@
+//! `rocgw cert doctor`: everything rocgw needs before going live, one line per check with OK,
+//! WARN or FAIL and the fix. Exit code 0 (all OK), 1 (warnings), 2 (failures).
+
+use std::path::{Path, PathBuf};
+
+use x509_parser::prelude::*;
+
+use super::{is_test, issued_by, key_matches};
+use crate::config::{Config, IdentitySource, Overrides};
+use crate::identity::{now_unix, CertInfo, Role, EXPIRY_WARNING_DAYS};
+use crate::trust::{Anchors, CrlSet};
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub level: Level,
+    pub what: String,
+    pub detail: String,
+    pub fix: Option<String>,
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tag = match self.level {
+            Level::Ok => "OK  ",
+            Level::Warn => "WARN",
+            Level::Fail => "FAIL",
+        };
+        write!(f, "{tag} {}: {}", self.what, self.detail)?;
+        if let Some(fix) = &self.fix {
+            write!(f, " — fix: {fix}")?;
+        }
+        Ok(())
+    }
+}
+
+struct Report(Vec<Check>);
+
+impl Report {
+    fn add(&mut self, level: Level, what: &str, detail: impl Into<String>, fix: Option<&str>) {
+        self.0.push(Check {
+            level,
+            what: what.to_string(),
+            detail: detail.into(),
+            fix: fix.map(str::to_string),
+        });
+    }
+}
+
+/// Runs every check on the configuration at `path`. `test_pki_expected`: the configuration is
+/// the sandbox's (or the caller allows TEST certificates); otherwise a TEST chain is a failure.
+pub fn run(path: &Path, test_pki_expected: bool) -> Vec<Check> {
+    let mut r = Report(Vec::new());
+    let cfg = match Config::load(path, &Overrides::default()) {
+        Ok(c) => c,
+        Err(e) => {
+            r.add(
+                Level::Fail,
+                "configuration",
+                e.to_string(),
+                Some("correct the file (config/rocgw.example.toml documents every field)"),
+            );
+            return r.0;
+        }
+    };
+    r.add(Level::Ok, "configuration", path.display().to_string(), None);
+    let now = now_unix();
+    let identity_crls = load_crls(&cfg.trust.identity_crls, &mut r);
+    let mut structures = Vec::new();
+    for (name, role, source) in [
+        ("identity.auth_cli", Role::AuthCli, &cfg.identities.auth_cli),
+        ("identity.sign", Role::Sign, &cfg.identities.sign),
+    ] {
+        if let Some(s) = identity(
+            &mut r,
+            name,
+            role,
+            source,
+            now,
+            test_pki_expected,
+            &identity_crls,
+        ) {
+            structures.push((name, s));
+        }
+    }
+    if let [(_, a), (_, b)] = structures.as_slice() {
+        if a == b {
+            r.add(
+                Level::Ok,
+                "structure",
+                format!("both identities are structure {a}"),
+                None,
+            );
+        } else {
+            r.add(
+                Level::Fail,
+                "structure",
+                format!("AUTH_CLI is structure {a}, SIGN is structure {b}"),
+                Some("both certificates must identify the structure (EJ or EG) that signed the ROC contract: order them for the same OU"),
+            );
+        }
+    }
+    anchors(&mut r, &cfg, now);
+    r.0
+}
+
+/// The worst level of a report, as an exit code: 0, 1 or 2.
+pub fn exit_code(checks: &[Check]) -> u8 {
+    match checks.iter().map(|c| c.level).max() {
+        Some(Level::Fail) => 2,
+        Some(Level::Warn) => 1,
+        _ => 0,
+    }
+}
+
+/// (issuer raw name, serials) of each IGC-Santé CRL file.
+fn load_crls(paths: &[PathBuf], r: &mut Report) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
+    let mut out = Vec::new();
+    for p in paths {
+        let data = match std::fs::read(p) {
+            Ok(d) => d,
+            Err(e) => {
+                r.add(
+                    Level::Fail,
+                    "trust.identity_crls",
+                    format!("{}: {e}", p.display()),
+                    None,
+                );
+                continue;
+            }
+        };
+        let ders: Vec<Vec<u8>> = if data.first() == Some(&0x30) {
+            vec![data]
+        } else {
+            use rustls::pki_types::pem::PemObject as _;
+            rustls::pki_types::CertificateRevocationListDer::pem_slice_iter(&data)
+                .filter_map(Result::ok)
+                .map(|d| d.as_ref().to_vec())
+                .collect()
+        };
+        for der in ders {
+            if let Ok((_, crl)) = parse_x509_crl(&der) {
+                out.push((
+                    crl.issuer().as_raw().to_vec(),
+                    crl.iter_revoked_certificates()
+                        .map(|c| c.raw_serial().to_vec())
+                        .collect(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Checks one identity; returns its structure identifier when it could be read.
+fn identity(
+    r: &mut Report,
+    name: &str,
+    role: Role,
+    source: &IdentitySource,
+    now: i64,
+    test_pki_expected: bool,
+    crls: &[(Vec<u8>, Vec<Vec<u8>>)],
+) -> Option<String> {
+    let src = crate::identity::open(source);
+    let raw = match src.read() {
+        Ok(raw) => raw,
+        Err(e) => {
+            r.add(
+                Level::Fail,
+                name,
+                format!("cannot read: {e}"),
+                Some("check the path, the password (variable or file) and the file's format"),
+            );
+            return None;
+        }
+    };
+    for f in src.files() {
+        file_mode(r, name, &f);
+    }
+    let Some(leaf) = raw.chain.first() else {
+        r.add(Level::Fail, name, "no certificate", None);
+        return None;
+    };
+    let info = match CertInfo::parse(leaf) {
+        Ok(i) => i,
+        Err(e) => {
+            r.add(Level::Fail, name, e, None);
+            return None;
+        }
+    };
+    r.add(
+        Level::Ok,
+        name,
+        format!("{} (serial {})", info.subject, info.serial),
+        None,
+    );
+    let what = |check: &str| format!("{name}: {check}");
+    // Role.
+    match info.role_problem(role) {
+        None => r.add(
+            Level::Ok,
+            &what("role"),
+            format!("fits {}", role.as_str()),
+            None,
+        ),
+        Some(p) => {
+            let other = match role {
+                Role::AuthCli => Role::Sign,
+                Role::Sign => Role::AuthCli,
+            };
+            let swapped = info.role_problem(other).is_none();
+            r.add(
+                Level::Fail,
+                &what("role"),
+                p,
+                Some(if swapped {
+                    "this is the other certificate of the pair: swap the AUTH_CLI and SIGN files"
+                } else {
+                    "install the ORG certificate ordered for this service"
+                }),
+            );
+        }
+    }
+    // Key.
+    match &raw.key_pkcs8 {
+        Some(k) if key_matches(k, leaf) => r.add(
+            Level::Ok,
+            &what("key"),
+            "the private key matches the certificate",
+            None,
+        ),
+        Some(_) => r.add(
+            Level::Fail,
+            &what("key"),
+            "the private key does not match the certificate",
+            Some("bundle the certificate with the key its CSR was made from (rocgw cert bundle)"),
+        ),
+        None => r.add(Level::Fail, &what("key"), "no private key", None),
+    }
+    // Chain up to the IGC-Santé root.
+    let mut chain = vec![leaf.as_ref().to_vec()];
+    let pool: Vec<Vec<u8>> = raw
+        .chain
+        .iter()
+        .skip(1)
+        .map(|c| c.as_ref().to_vec())
+        .collect();
+    loop {
+        let last = chain.last().expect("non-empty").clone();
+        if issued_by(&last, &last) {
+            let root = CertInfo::parse(&last)
+                .map(|i| i.subject)
+                .unwrap_or_default();
+            if root.to_ascii_uppercase().contains("IGC-SANTE") {
+                r.add(
+                    Level::Ok,
+                    &what("chain"),
+                    format!("complete up to {root} ({} certificates)", chain.len()),
+                    None,
+                );
+            } else {
+                r.add(
+                    Level::Fail,
+                    &what("chain"),
+                    format!("ends at {root}, not at an IGC-Santé root"),
+                    Some("ORG certificates for ROC come from IGC-Santé (gamme élémentaire)"),
+                );
+            }
+            break;
+        }
+        match pool
+            .iter()
+            .find(|c| issued_by(&last, c) && !chain.contains(c))
+        {
+            Some(next) => chain.push(next.clone()),
+            None => {
+                let li = CertInfo::parse(&last).ok();
+                let issuer = li.as_ref().map(|i| i.issuer.clone()).unwrap_or_default();
+                let aci = issuer.contains("ELEMENTAIRE ORGANISATIONS");
+                r.add(
+                    Level::Fail,
+                    &what("chain"),
+                    format!("incomplete: the certificate of {issuer} is missing"),
+                    Some(if aci {
+                        "add the intermediate ACI-EL-ORG (AC IGC-SANTE ELEMENTAIRE ORGANISATIONS) to the file, as the procedure says for a certificate made from a CSR: rocgw cert bundle --chain"
+                    } else {
+                        "add the missing CA certificates to the file"
+                    }),
+                );
+                break;
+            }
+        }
+    }
+    // Validity.
+    let days = info.days_left(now);
+    if now >= info.not_after {
+        r.add(
+            Level::Fail,
+            &what("validity"),
+            format!("expired on {}", crate::identity::fmt_time(info.not_after)),
+            Some("order a new certificate (3-year validity) and install it; rocgw reloads it without a restart"),
+        );
+    } else if now < info.not_before {
+        r.add(Level::Fail, &what("validity"), "not yet valid", None);
+    } else if days <= EXPIRY_WARNING_DAYS {
+        r.add(
+            Level::Warn,
+            &what("validity"),
+            format!(
+                "expires in {days} days ({})",
+                crate::identity::fmt_time(info.not_after)
+            ),
+            Some("order the renewal now (the procedure's one-month alert)"),
+        );
+    } else {
+        r.add(
+            Level::Ok,
+            &what("validity"),
+            format!("{days} days left"),
+            None,
+        );
+    }
+    // Common name.
+    match info.common_name.as_deref() {
+        Some(cn) if cn == role.recommended_cn() => {
+            r.add(Level::Ok, &what("name"), format!("CN={cn}"), None)
+        }
+        other => r.add(
+            Level::Warn,
+            &what("name"),
+            format!(
+                "CN={} (recommended: {})",
+                other.unwrap_or("-"),
+                role.recommended_cn()
+            ),
+            Some("not blocking; the procedure suggests this service name"),
+        ),
+    }
+    // TEST vs production.
+    let test = is_test(&info);
+    match (test, test_pki_expected) {
+        (true, false) => r.add(
+            Level::Fail,
+            &what("hierarchy"),
+            "a TEST IGC-Santé certificate in a production configuration",
+            Some("install the production certificate (or run the sandbox for tests)"),
+        ),
+        (false, true) => r.add(
+            Level::Fail,
+            &what("hierarchy"),
+            "a production certificate in the sandbox",
+            Some("the sandbox is for TEST certificates only: write a production configuration"),
+        ),
+        _ => r.add(
+            Level::Ok,
+            &what("hierarchy"),
+            if test { "TEST (sandbox)" } else { "production" },
+            None,
+        ),
+    }
+    // Revocation.
+    if !crls.is_empty() {
+        let revoked = X509Certificate::from_der(leaf).is_ok_and(|(_, c)| {
+            crls.iter().any(|(issuer, serials)| {
+                issuer.as_slice() == c.issuer().as_raw()
+                    && serials.iter().any(|s| s.as_slice() == c.raw_serial())
+            })
+        });
+        if revoked {
+            r.add(
+                Level::Fail,
+                &what("revocation"),
+                format!("serial {} is in the IGC-Santé CRL", info.serial),
+                Some("this certificate was revoked: order and install a new one"),
+            );
+        } else {
+            r.add(
+                Level::Ok,
+                &what("revocation"),
+                "not in the configured IGC-Santé CRLs",
+                None,
+            );
+        }
+    }
+    info.structure_id
+}
+
+/// Secret files must not be readable by others.
+fn file_mode(r: &mut Report, name: &str, path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(m) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = m.permissions().mode() & 0o777;
+    let what = format!("{name}: permissions");
+    if mode & 0o004 != 0 {
+        r.add(
+            Level::Fail,
+            &what,
+            format!("{} is readable by everyone ({mode:o})", path.display()),
+            Some(&format!("chmod 600 {}", path.display())),
+        );
+    } else if mode & 0o040 != 0 {
+        r.add(
+            Level::Warn,
+            &what,
+            format!("{} is readable by its group ({mode:o})", path.display()),
+            Some("keep it readable by the rocgw user only (0600 or 0640 with a dedicated group)"),
+        );
+    }
+}
+
+/// The IGC OSI anchors and CRLs the AMC side needs.
+fn anchors(r: &mut Report, cfg: &Config, now: i64) {
+    match Anchors::load("trust.amc_anchors", &cfg.trust.amc_anchors, now) {
+        Err(e) => r.add(Level::Fail, "trust.amc_anchors", e, None),
+        Ok(a) => {
+            for (name, needle) in [
+                ("AC-SERVEUR", "AC-SERVEUR"),
+                ("AC-SERVICES-APPLICATIFS", "AC-SERVICES-APPLICATIFS"),
+            ] {
+                let found = a
+                    .anchors
+                    .iter()
+                    .any(|x| x.info.subject.to_ascii_uppercase().contains(needle));
+                if found {
+                    r.add(
+                        Level::Ok,
+                        "trust.amc_anchors",
+                        format!("{name} present"),
+                        None,
+                    );
+                } else {
+                    r.add(
+                        Level::Warn,
+                        "trust.amc_anchors",
+                        format!("no {name} certificate among the anchors"),
+                        Some("install the GIE SESAM-Vitale IGC OSI authorities (AC-SERVEUR and AC-SERVICES-APPLICATIFS)"),
+                    );
+                }
+            }
+            if cfg.trust.crls.is_empty() {
+                r.add(
+                    Level::Warn,
+                    "trust.crls",
+                    "no CRL configured: revoked AMC certificates cannot be detected",
+                    Some("download the IGC OSI CRLs daily and list them in [trust] crls"),
+                );
+                return;
+            }
+            let issuers = [&a];
+            match CrlSet::load("trust.crls", &cfg.trust.crls, &issuers, now) {
+                Err(e) => r.add(Level::Fail, "trust.crls", e, None),
+                Ok(set) => {
+                    for c in set.crls() {
+                        let hard = cfg.amc.revocation == crate::config::RevocationPolicy::Hard;
+                        if c.is_stale(now) {
+                            r.add(
+                                if hard { Level::Fail } else { Level::Warn },
+                                "trust.crls",
+                                format!("{}: past its next update", c.source.display()),
+                                Some("refresh the CRL files (they are published daily)"),
+                            );
+                        } else {
+                            r.add(
+                                Level::Ok,
+                                "trust.crls",
+                                format!("{}: fresh, {} entries", c.source.display(), c.len()),
+                                None,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
