@@ -1,6 +1,9 @@
-//! The admin listener: probes for supervisors and load balancers (`/healthz`, `/readyz`) and
-//! Prometheus metrics (`/metrics`). Nothing here is reachable from the gateway listener.
-//! Probes are always open; `/metrics` goes through the caller checks of `[access]`.
+//! The admin listener: probes for supervisors and load balancers (`/healthz`, `/readyz`),
+//! Prometheus metrics (`/metrics`) and what is in force (`/status`, JSON or HTML). Nothing here
+//! is reachable from the gateway listener. Probes are always open; `/metrics` and `/status`
+//! go through the caller checks of `[access]`.
+
+pub mod status;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,8 +14,10 @@ use hyper::header::HeaderValue;
 use hyper::{Method, Request, StatusCode};
 
 use crate::access::Access;
+use crate::annuaire::Directory;
 use crate::listener::{text, HttpResponse, SANDBOX_HEADER};
 use crate::metrics;
+use crate::reload::Runtime;
 
 /// State the admin endpoints report on.
 #[derive(Debug, Default)]
@@ -22,6 +27,8 @@ pub struct Admin {
     pub sandbox: bool,
     /// Caller checks for everything but the probes; set once the configuration is loaded.
     pub access: std::sync::OnceLock<Access>,
+    /// The credentials in force and the annuaire cache, once loaded.
+    pub runtime: std::sync::OnceLock<(Arc<Runtime>, Option<Arc<Directory>>)>,
 }
 
 impl Admin {
@@ -30,7 +37,30 @@ impl Admin {
             ready: AtomicBool::new(false),
             sandbox,
             access: std::sync::OnceLock::new(),
+            runtime: std::sync::OnceLock::new(),
         })
+    }
+
+    /// What `/status`, `/readyz` and the certificate gauges report on.
+    pub fn attach(&self, runtime: Arc<Runtime>, directory: Option<Arc<Directory>>) {
+        let _ = self.runtime.set((runtime, directory));
+    }
+
+    fn status(&self) -> Option<status::Status> {
+        let (rt, dir) = self.runtime.get()?;
+        Some(status::Status::snapshot(
+            rt,
+            self.sandbox,
+            dir.as_ref().map(|d| d.len()),
+            crate::identity::now_unix(),
+        ))
+    }
+
+    fn allowed(&self, req: &Request<Incoming>, peer: SocketAddr) -> bool {
+        self.access
+            .get()
+            .map(|a| a.check(peer.ip(), req.headers()).is_ok())
+            .unwrap_or(false)
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -41,22 +71,26 @@ impl Admin {
         let mut resp = match (req.method(), req.uri().path()) {
             (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
             (&Method::GET | &Method::HEAD, "/readyz") => {
-                if self.ready.load(Ordering::SeqCst) {
-                    text(StatusCode::OK, "ready\n")
-                } else {
+                let problems = self.status().map(|s| s.problems).unwrap_or_default();
+                if !self.ready.load(Ordering::SeqCst) {
                     text(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "not ready: configuration and credentials not loaded yet\n",
                     )
+                } else if !problems.is_empty() {
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not ready: {}\n", problems.join("; ")),
+                    )
+                } else {
+                    text(StatusCode::OK, "ready\n")
                 }
             }
             (&Method::GET, "/metrics") => {
-                let allowed = self
-                    .access
-                    .get()
-                    .map(|a| a.check(peer.ip(), req.headers()).is_ok())
-                    .unwrap_or(false);
-                if allowed {
+                if self.allowed(&req, peer) {
+                    if let Some(s) = self.status() {
+                        metrics::get().set_certificate_gauges(&s, crate::identity::now_unix());
+                    }
                     let mut r = text(StatusCode::OK, metrics::get().render());
                     r.headers_mut().insert(
                         hyper::header::CONTENT_TYPE,
@@ -67,9 +101,29 @@ impl Admin {
                     text(StatusCode::UNAUTHORIZED, "unauthorized\n")
                 }
             }
+            (&Method::GET, "/status") => match (self.allowed(&req, peer), self.status()) {
+                (false, _) => text(StatusCode::UNAUTHORIZED, "unauthorized\n"),
+                (true, None) => text(StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
+                (true, Some(s)) => {
+                    let html = req
+                        .headers()
+                        .get(hyper::header::ACCEPT)
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|a| a.contains("text/html"));
+                    let (body, ct) = if html {
+                        (s.to_html(), "text/html; charset=utf-8")
+                    } else {
+                        (s.to_json(), "application/json")
+                    };
+                    let mut r = text(StatusCode::OK, body);
+                    r.headers_mut()
+                        .insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+                    r
+                }
+            },
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found: try /healthz, /readyz or /metrics\n",
+                "not found: try /healthz, /readyz, /metrics or /status\n",
             ),
         };
         if self.sandbox {

@@ -31,6 +31,26 @@ pub struct Metrics {
     pub annuaire_lookups: IntCounterVec,
     /// Lookup requests actually sent to the annuaire, by outcome.
     pub annuaire_calls: IntCounterVec,
+    /// Gateway requests by route, AMC, service and outcome (`ok`, `amc-error` for an AMC's own
+    /// error answer, or the fault code).
+    pub requests: IntCounterVec,
+    /// End-to-end latency of gateway requests, by route.
+    pub request_seconds: prometheus::HistogramVec,
+    /// Latency of upstream exchanges (request sent to response read), by upstream.
+    pub upstream_seconds: prometheus::HistogramVec,
+    /// Time to build and sign a fresh assertion (blocking pool wait excluded).
+    pub signing_seconds: prometheus::Histogram,
+    /// Seconds until each identity and trust anchor expires (negative once expired).
+    pub cert_expiry: prometheus::IntGaugeVec,
+    /// Age of each CRL (since its thisUpdate), and seconds until its nextUpdate.
+    pub crl_age: prometheus::IntGaugeVec,
+    pub crl_next_update: prometheus::IntGaugeVec,
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::IntGaugeVec {
+    let g = prometheus::IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -60,7 +80,68 @@ impl Metrics {
         )
         .expect("valid");
         r.register(Box::new(generation.clone())).expect("unique");
+        let buckets = vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ];
+        let hist = |name: &str, help: &str, labels: &[&str]| {
+            let h = prometheus::HistogramVec::new(
+                prometheus::HistogramOpts::new(name, help).buckets(buckets.clone()),
+                labels,
+            )
+            .expect("valid metric");
+            r.register(Box::new(h.clone())).expect("unique metric");
+            h
+        };
+        let request_seconds = hist(
+            "rocgw_request_duration_seconds",
+            "End-to-end latency of gateway requests, by route.",
+            &["route"],
+        );
+        let upstream_seconds = hist(
+            "rocgw_upstream_duration_seconds",
+            "Latency of upstream exchanges, by upstream.",
+            &["upstream"],
+        );
+        let signing_seconds = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new(
+                "rocgw_signing_duration_seconds",
+                "Time to build and sign a fresh SAML assertion.",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+            ]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(signing_seconds.clone()))
+            .expect("unique");
         Metrics {
+            requests: counter_vec(
+                &r,
+                "rocgw_requests_total",
+                "Gateway requests by route, AMC, service and outcome.",
+                &["route", "amc", "service", "outcome"],
+            ),
+            request_seconds,
+            upstream_seconds,
+            signing_seconds,
+            cert_expiry: gauge_vec(
+                &r,
+                "rocgw_certificate_expiry_seconds",
+                "Seconds until a certificate in force expires (identities and trust anchors).",
+                &["kind", "name"],
+            ),
+            crl_age: gauge_vec(
+                &r,
+                "rocgw_crl_age_seconds",
+                "Seconds since the thisUpdate of each CRL in force.",
+                &["sphere", "issuer"],
+            ),
+            crl_next_update: gauge_vec(
+                &r,
+                "rocgw_crl_next_update_seconds",
+                "Seconds until the nextUpdate of each CRL in force (negative: stale).",
+                &["sphere", "issuer"],
+            ),
             annuaire_lookups: counter_vec(
                 &r,
                 "rocgw_annuaire_lookups_total",
@@ -113,6 +194,50 @@ impl Metrics {
             in_flight,
             generation,
             registry: r,
+        }
+    }
+
+    /// Sets the certificate and CRL gauges from a status snapshot (on every scrape).
+    pub fn set_certificate_gauges(&self, s: &crate::admin::status::Status, now: i64) {
+        let secs = |t: &str| {
+            ::time::OffsetDateTime::parse(t, &::time::format_description::well_known::Rfc3339)
+                .map(|t| t.unix_timestamp() - now)
+                .unwrap_or(0)
+        };
+        self.cert_expiry.reset();
+        for i in &s.identities {
+            self.cert_expiry
+                .with_label_values(&["identity", i.role.as_str()])
+                .set(secs(&i.not_after));
+        }
+        for a in &s.anchors {
+            let cn = a
+                .subject
+                .rsplit("CN=")
+                .next()
+                .unwrap_or(&a.subject)
+                .to_string();
+            self.cert_expiry
+                .with_label_values(&[&format!("anchor-{}", a.sphere), &cn])
+                .set(secs(&a.not_after));
+        }
+        self.crl_age.reset();
+        self.crl_next_update.reset();
+        for c in &s.crls {
+            let cn = c
+                .issuer
+                .rsplit("CN=")
+                .next()
+                .unwrap_or(&c.issuer)
+                .to_string();
+            self.crl_age
+                .with_label_values(&[&c.sphere, &cn])
+                .set(c.age_s);
+            if let Some(n) = &c.next_update {
+                self.crl_next_update
+                    .with_label_values(&[&c.sphere, &cn])
+                    .set(secs(n));
+            }
         }
     }
 

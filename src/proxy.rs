@@ -103,6 +103,11 @@ impl Gateway {
         }
     }
 
+    /// The annuaire cache, for the admin status.
+    pub fn directory(&self) -> Option<Arc<crate::annuaire::Directory>> {
+        self.router.directory()
+    }
+
     /// Handles one request; never fails: errors become SOAP faults.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
         let started = Instant::now();
@@ -111,6 +116,21 @@ impl Gateway {
         m.in_flight.inc();
         let (route, result) = self.route(req, peer).await;
         m.in_flight.dec();
+        m.request_seconds
+            .with_label_values(&[route])
+            .observe(started.elapsed().as_secs_f64());
+        let outcome = match &result {
+            Ok(r) if r.status().is_success() => "ok",
+            Ok(_) => "amc-error",
+            Err((f, _)) => f.code.as_str(),
+        };
+        let (amc, service) = match target(&path) {
+            Some(Target::Amc { amc, service }) => self.router.labels(amc, service),
+            _ => ("-", "-".to_string()),
+        };
+        m.requests
+            .with_label_values(&[route, amc, &service, outcome])
+            .inc();
         let mut resp = match result {
             Ok(r) => r,
             Err((fault, version)) => {
@@ -264,7 +284,11 @@ impl Gateway {
                 let rt = self.runtime.clone();
                 tokio::task::spawn_blocking(move || {
                     let profile = &rt.config().assertion;
+                    let t = Instant::now();
                     let a = wssec::build_assertion(profile, &rt.signer(), &audience, now);
+                    metrics::get()
+                        .signing_seconds
+                        .observe(t.elapsed().as_secs_f64());
                     drop(permit);
                     rt.assertions.insert(profile, &a);
                     a

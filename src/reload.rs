@@ -257,8 +257,37 @@ impl Runtime {
         ok
     }
 
+    /// Logs the expiry alerts of the procedure: a warning when an identity has fewer than 30
+    /// days left, an error under 7 (or once expired).
+    pub fn expiry_alerts(&self, now: i64) {
+        for id in [self.auth_cli.current(), self.sign.current()] {
+            let days = id.days_left(now);
+            if days < 7 {
+                tracing::error!(
+                    identity = id.role.as_str(),
+                    days_left = days,
+                    not_after = %fmt_time(id.info.not_after),
+                    "certificate expires in less than 7 days: install its renewal now"
+                );
+            } else if days < EXPIRY_WARNING_DAYS {
+                tracing::warn!(
+                    identity = id.role.as_str(),
+                    days_left = days,
+                    not_after = %fmt_time(id.info.not_after),
+                    "certificate expires in less than {EXPIRY_WARNING_DAYS} days: order its renewal"
+                );
+            }
+        }
+    }
+
+    /// The IGC OSI trust material of the annuaire side.
+    pub fn annuaire_trust(&self) -> Arc<TrustSet> {
+        self.annuaire_trust.load_full()
+    }
+
     /// Logs what is in force, with the expiry warnings of the procedure (one month).
     pub fn report(&self) {
+        self.expiry_alerts(now_unix());
         let now = now_unix();
         let auth = self.auth_cli.current();
         let sign = self.sign.current();
@@ -272,13 +301,6 @@ impl Runtime {
                 days_left = days,
                 "identity loaded"
             );
-            if days < EXPIRY_WARNING_DAYS {
-                tracing::warn!(
-                    identity = id.role.as_str(),
-                    days_left = days,
-                    "certificate expires in less than {EXPIRY_WARNING_DAYS} days: order its renewal"
-                );
-            }
             if id.info.common_name.as_deref() != Some(id.role.recommended_cn()) {
                 tracing::warn!(
                     identity = id.role.as_str(),
@@ -323,6 +345,19 @@ impl Runtime {
                 while hup.recv().await.is_some() {
                     rt.files_changed();
                     rt.reload("SIGHUP").await;
+                }
+            });
+        }
+        // The procedure's one-month alert, every day: a warning under 30 days, an error under 7.
+        {
+            let rt = self.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(86_400));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    rt.expiry_alerts(now_unix());
                 }
             });
         }

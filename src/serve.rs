@@ -80,7 +80,9 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
             let admin_task = spawn_admin(admin.clone(), admin_l);
             announce("gateway", local(&gw_l));
             runtime.spawn_watchers();
-            let gw_task = spawn_gateway(gw_l, Gateway::new(runtime, false));
+            let gw = Gateway::new(runtime.clone(), false);
+            admin.attach(runtime, gw.directory());
+            let gw_task = spawn_gateway(gw_l, gw);
             admin.set_ready(true);
             let _ = tokio::join!(admin_task, gw_task);
         }
@@ -143,7 +145,9 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
                 crate::sim::SANDBOX_AMCS[0].1,
                 sandbox::curl_example(gw_addr, &prep.sample_request)
             ));
-            let gw_task = spawn_gateway(gw_l, Gateway::new(runtime, true));
+            let gw = Gateway::new(runtime.clone(), true);
+            admin.attach(runtime, gw.directory());
+            let gw_task = spawn_gateway(gw_l, gw);
             admin.set_ready(true);
             let _ = tokio::join!(admin_task, gw_task);
         }

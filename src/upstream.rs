@@ -411,6 +411,10 @@ impl Upstream {
             .upstream_requests
             .with_label_values(&[self.kind.label(), outcome])
             .inc();
+        metrics::get()
+            .upstream_seconds
+            .with_label_values(&[self.kind.label()])
+            .observe(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
             if is_tls_reason(e.reason) {
                 metrics::get()

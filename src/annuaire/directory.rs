@@ -59,6 +59,8 @@ pub struct Directory {
     fetch: Fetch,
     cache: Mutex<HashMap<Lookup, Cached>>,
     inflight: Mutex<HashMap<Lookup, Arc<Flight>>>,
+    /// AMC numbers the annuaire has found (bounded like the cache): metric labels.
+    known: Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Directory {
@@ -74,6 +76,7 @@ impl Directory {
             fetch,
             cache: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
+            known: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -164,7 +167,21 @@ impl Directory {
         r
     }
 
+    /// Whether the annuaire has found this AMC number.
+    pub fn knows(&self, numero: &str) -> bool {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(numero)
+    }
+
     fn store(&self, key: Lookup, answer: Arc<Answer>) {
+        if matches!(*answer, Answer::Found(_)) {
+            let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            if known.len() < self.cfg.max_entries {
+                known.insert(key.numero_amc.clone());
+            }
+        }
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= self.cfg.max_entries && !cache.contains_key(&key) {
             if let Some(oldest) = cache

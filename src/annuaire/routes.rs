@@ -56,6 +56,27 @@ impl Router {
         }
     }
 
+    /// Metric labels that stay bounded: the AMC number when it is configured or found by the
+    /// annuaire, else `other`; the service when it is configured, else `other`.
+    pub fn labels<'a>(&self, amc: &'a str, service: &'a str) -> (&'a str, String) {
+        let known =
+            self.routes.contains_key(amc) || self.directory.as_ref().is_some_and(|d| d.knows(amc));
+        let service = service.to_ascii_lowercase();
+        (
+            if known { amc } else { "other" },
+            if self.services.contains(&service) {
+                service
+            } else {
+                "other".into()
+            },
+        )
+    }
+
+    /// The annuaire cache, when an annuaire is configured.
+    pub fn directory(&self) -> Option<Arc<Directory>> {
+        self.directory.clone()
+    }
+
     /// The endpoint of `service` at AMC `amc`, given the SIH's request headers.
     pub async fn resolve(
         &self,

@@ -5,6 +5,7 @@ mod access;
 mod cert;
 mod faults;
 mod load;
+mod ops;
 mod packaging;
 mod pki;
 mod routing;

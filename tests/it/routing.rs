@@ -14,7 +14,7 @@ use crate::upstream::IGC_ROOTS;
 
 /// A gateway resolving through the simulator's annuaire; `amc` and `annuaire` are appended to
 /// those sections, `tail` at the end.
-fn gateway(s: &SimFixture, amc: &str, annuaire: &str, tail: &str) -> (Proc, tempfile::TempDir) {
+pub fn gateway(s: &SimFixture, amc: &str, annuaire: &str, tail: &str) -> (Proc, tempfile::TempDir) {
     let p = |r: &str| pki_path(r).display().to_string();
     let mut t = base_config(
         &p("org/auth_cli.p12"),
@@ -37,7 +37,7 @@ fn gateway(s: &SimFixture, amc: &str, annuaire: &str, tail: &str) -> (Proc, temp
     (Proc::with_config(&cfg), tmp)
 }
 
-fn call(gw: &Proc, amc: &str, service: &str, headers: &[(&str, &str)]) -> Resp {
+pub fn call(gw: &Proc, amc: &str, service: &str, headers: &[(&str, &str)]) -> Resp {
     let body = envelope12("<r:req xmlns:r=\"urn:test\"><r:nir>1</r:nir></r:req>");
     let mut h = vec![("Content-Type", CT12)];
     h.extend_from_slice(headers);

@@ -1,0 +1,288 @@
+//! `GET /status`: what is in force — identities, anchors, CRLs, upstream health, annuaire
+//! cache — as JSON, or as a small page for a browser. Also what makes `/readyz` fail.
+
+use serde::Serialize;
+
+use crate::config::RevocationPolicy;
+use crate::identity::fmt_time;
+use crate::reload::Runtime;
+use crate::trust::TrustSet;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IdentityStatus {
+    pub name: String,
+    pub role: String,
+    pub subject: String,
+    pub serial: String,
+    pub structure_id: Option<String>,
+    pub not_after: String,
+    pub days_left: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AnchorStatus {
+    pub sphere: String,
+    pub subject: String,
+    pub not_after: String,
+    pub days_left: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CrlStatus {
+    pub sphere: String,
+    pub issuer: String,
+    pub file: String,
+    pub this_update: String,
+    pub next_update: Option<String>,
+    pub age_s: i64,
+    pub entries: usize,
+    pub stale: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamStatus {
+    pub name: String,
+    pub requests_ok: u64,
+    pub requests_failed: u64,
+    pub connections_opened: u64,
+    pub connections_open: i64,
+}
+
+/// The whole status.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub version: String,
+    pub sandbox: bool,
+    pub ready: bool,
+    /// Why `/readyz` fails, if it does.
+    pub problems: Vec<String>,
+    pub identities: Vec<IdentityStatus>,
+    pub anchors: Vec<AnchorStatus>,
+    pub crls: Vec<CrlStatus>,
+    pub upstreams: Vec<UpstreamStatus>,
+    pub annuaire_cache_entries: Option<usize>,
+}
+
+fn anchors(sphere: &str, t: &TrustSet, now: i64, out: &mut Vec<AnchorStatus>) {
+    for a in &t.anchors.anchors {
+        out.push(AnchorStatus {
+            sphere: sphere.into(),
+            subject: a.info.subject.clone(),
+            not_after: fmt_time(a.info.not_after),
+            days_left: a.info.days_left(now),
+        });
+    }
+}
+
+fn crls(sphere: &str, t: &TrustSet, now: i64, out: &mut Vec<CrlStatus>) {
+    for c in t.crls.crls() {
+        out.push(CrlStatus {
+            sphere: sphere.into(),
+            issuer: c.issuer.clone(),
+            file: c.source.display().to_string(),
+            this_update: fmt_time(c.this_update),
+            next_update: c.next_update.map(fmt_time),
+            age_s: now - c.this_update,
+            entries: c.len(),
+            stale: c.is_stale(now),
+        });
+    }
+}
+
+/// Counter values of a metric family, by the value of one label, where another label matches.
+fn counter(family: &str, match_label: (&str, &str), outcome_ok: Option<bool>) -> u64 {
+    let m = crate::metrics::get();
+    let mut total = 0.0;
+    for f in m.registry.gather() {
+        if f.name() != family {
+            continue;
+        }
+        for metric in f.get_metric() {
+            let labels: Vec<(&str, &str)> = metric
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if !labels.contains(&match_label) {
+                continue;
+            }
+            let ok = labels.iter().any(|(k, v)| *k == "outcome" && *v == "ok");
+            if outcome_ok.is_some_and(|want| want != ok) {
+                continue;
+            }
+            total += metric.get_counter().get_value();
+        }
+    }
+    total as u64
+}
+
+impl Status {
+    pub fn snapshot(rt: &Runtime, sandbox: bool, cache: Option<usize>, now: i64) -> Status {
+        let cfg = rt.config();
+        let mut identities = Vec::new();
+        let mut problems = Vec::new();
+        for id in [rt.auth_cli.current(), rt.sign.current()] {
+            if now >= id.info.not_after {
+                problems.push(format!(
+                    "{}: certificate expired on {}",
+                    id.field,
+                    fmt_time(id.info.not_after)
+                ));
+            }
+            identities.push(IdentityStatus {
+                name: id.field.clone(),
+                role: id.role.as_str().into(),
+                subject: id.info.subject.clone(),
+                serial: id.info.serial.clone(),
+                structure_id: id.info.structure_id.clone(),
+                not_after: fmt_time(id.info.not_after),
+                days_left: id.days_left(now),
+            });
+        }
+        let (amc, ann) = (rt.amc_trust(), rt.annuaire_trust());
+        let mut a = Vec::new();
+        anchors("amc", &amc, now, &mut a);
+        anchors("annuaire", &ann, now, &mut a);
+        let mut c = Vec::new();
+        crls("amc", &amc, now, &mut c);
+        let hard = |p: RevocationPolicy| p == RevocationPolicy::Hard;
+        for x in &c {
+            if x.stale && hard(cfg.amc.revocation) {
+                problems.push(format!(
+                    "CRL {} is past its next update (hard revocation policy)",
+                    x.file
+                ));
+            }
+        }
+        if let Some(an) = &cfg.annuaire {
+            let before = c.len();
+            crls("annuaire", &ann, now, &mut c);
+            for x in &c[before..] {
+                if x.stale && hard(an.revocation) {
+                    problems.push(format!(
+                        "CRL {} is past its next update (hard revocation policy, annuaire)",
+                        x.file
+                    ));
+                }
+            }
+        }
+        let mut upstreams = Vec::new();
+        for name in ["amc", "annuaire"] {
+            if name == "annuaire" && cfg.annuaire.is_none() {
+                continue;
+            }
+            let m = crate::metrics::get();
+            upstreams.push(UpstreamStatus {
+                name: name.into(),
+                requests_ok: counter(
+                    "rocgw_upstream_requests_total",
+                    ("upstream", name),
+                    Some(true),
+                ),
+                requests_failed: counter(
+                    "rocgw_upstream_requests_total",
+                    ("upstream", name),
+                    Some(false),
+                ),
+                connections_opened: m.upstream_connections.with_label_values(&[name]).get(),
+                connections_open: m.upstream_open.with_label_values(&[name]).get(),
+            });
+        }
+        Status {
+            version: env!("CARGO_PKG_VERSION").into(),
+            sandbox,
+            ready: problems.is_empty(),
+            problems,
+            identities,
+            anchors: a,
+            crls: c,
+            upstreams,
+            annuaire_cache_entries: cache,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+    }
+
+    /// A small readable page (no script, no external resource).
+    pub fn to_html(&self) -> String {
+        let e = |s: &str| crate::fault::escape(s).into_owned();
+        let mut h = format!(
+            "<!DOCTYPE html><html lang=\"fr\"><head><meta charset=\"utf-8\"><title>rocgw status</title>\
+             <style>body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin-bottom:1.5em}}\
+             td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}.warn{{color:#b60}}.bad{{color:#c22;font-weight:bold}}</style>\
+             </head><body><h1>rocgw {}{}</h1><p class=\"{}\">{}</p>",
+            e(&self.version),
+            if self.sandbox { " — SANDBOX (TEST CERTIFICATES)" } else { "" },
+            if self.ready { "" } else { "bad" },
+            if self.ready {
+                "ready".to_string()
+            } else {
+                format!("NOT READY: {}", e(&self.problems.join("; ")))
+            }
+        );
+        let class = |days: i64| {
+            if days < 7 {
+                "bad"
+            } else if days < 30 {
+                "warn"
+            } else {
+                ""
+            }
+        };
+        h.push_str("<h2>Identities</h2><table><tr><th>name</th><th>subject</th><th>serial</th><th>structure</th><th>expires</th><th>days left</th></tr>");
+        for i in &self.identities {
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+                e(&i.name),
+                e(&i.subject),
+                e(&i.serial),
+                e(i.structure_id.as_deref().unwrap_or("-")),
+                e(&i.not_after),
+                class(i.days_left),
+                i.days_left
+            ));
+        }
+        h.push_str("</table><h2>Trust anchors</h2><table><tr><th>for</th><th>subject</th><th>expires</th><th>days left</th></tr>");
+        for a in &self.anchors {
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+                e(&a.sphere),
+                e(&a.subject),
+                e(&a.not_after),
+                class(a.days_left),
+                a.days_left
+            ));
+        }
+        h.push_str("</table><h2>CRLs</h2><table><tr><th>for</th><th>issuer</th><th>this update</th><th>next update</th><th>entries</th></tr>");
+        for c in &self.crls {
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
+                e(&c.sphere),
+                e(&c.issuer),
+                e(&c.this_update),
+                if c.stale { "bad" } else { "" },
+                e(c.next_update.as_deref().unwrap_or("-")),
+                c.entries
+            ));
+        }
+        h.push_str("</table><h2>Upstreams</h2><table><tr><th>upstream</th><th>requests ok</th><th>failed</th><th>connections opened</th><th>open</th></tr>");
+        for u in &self.upstreams {
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                e(&u.name),
+                u.requests_ok,
+                u.requests_failed,
+                u.connections_opened,
+                u.connections_open
+            ));
+        }
+        h.push_str("</table>");
+        if let Some(n) = self.annuaire_cache_entries {
+            h.push_str(&format!("<p>Annuaire cache: {n} entries</p>"));
+        }
+        h.push_str("</body></html>\n");
+        h
+    }
+}

@@ -1,0 +1,162 @@
+//! What hospital IT watches: `/metrics` after traffic (names, labels, values, parsed from the
+//! exposition format), `/status` as JSON and HTML, `/readyz`.
+
+use crate::routing::{call, gateway};
+use crate::sim::SimFixture;
+use crate::support::*;
+
+#[test]
+fn metrics_and_status_follow_the_traffic() {
+    let s = SimFixture::start(|_| {});
+    let (gw, _t) = gateway(&s, "", "", "");
+    for _ in 0..3 {
+        assert_eq!(call(&gw, "99999991", "idb", &[]).status, 200);
+    }
+    assert_eq!(
+        call(&gw, "12345678", "idb", &[]).header("x-rocgw-error"),
+        Some("unknown-amc")
+    );
+    let r = post(
+        gw.gateway,
+        "/amc/55555555/teleportation",
+        CT12,
+        &envelope12("<a/>"),
+    );
+    assert_eq!(r.header("x-rocgw-error"), Some("unknown-service"));
+
+    let m = scrape(gw.admin);
+    let v = |name: &str, labels: &[(&str, &str)]| metric(&m, name, labels);
+    assert_eq!(
+        v(
+            "rocgw_requests_total",
+            &[
+                ("route", "amc"),
+                ("amc", "99999991"),
+                ("service", "idb"),
+                ("outcome", "ok")
+            ]
+        ),
+        3.0
+    );
+    // AMC numbers nobody knows fold into `other`; so do unknown services.
+    assert_eq!(
+        v(
+            "rocgw_requests_total",
+            &[("amc", "other"), ("outcome", "unknown-amc")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        v(
+            "rocgw_requests_total",
+            &[
+                ("amc", "other"),
+                ("service", "other"),
+                ("outcome", "unknown-service")
+            ]
+        ),
+        1.0
+    );
+    assert!(!m.iter().any(|s| s
+        .labels
+        .get("amc")
+        .is_some_and(|a| a == "12345678" || a == "55555555")));
+    // Histograms: every request observed once end to end; signatures and upstream exchanges.
+    assert_eq!(
+        v("rocgw_request_duration_seconds_count", &[("route", "amc")]),
+        5.0
+    );
+    assert_eq!(v("rocgw_signing_duration_seconds_count", &[]), 3.0);
+    assert!(
+        v(
+            "rocgw_upstream_duration_seconds_count",
+            &[("upstream", "amc")]
+        ) >= 3.0
+    );
+    assert!(
+        v(
+            "rocgw_upstream_duration_seconds_count",
+            &[("upstream", "annuaire")]
+        ) >= 2.0
+    );
+    let le = m
+        .iter()
+        .filter(|s| s.name == "rocgw_request_duration_seconds_bucket")
+        .filter(|s| s.labels.get("le").is_some_and(|l| l == "+Inf"))
+        .map(|s| s.value)
+        .sum::<f64>();
+    assert_eq!(le, 5.0);
+    // Annuaire cache, upstream connections.
+    assert_eq!(v("rocgw_annuaire_lookups_total", &[("result", "hit")]), 2.0);
+    assert_eq!(
+        v("rocgw_annuaire_calls_total", &[("outcome", "found")]),
+        1.0
+    );
+    assert!(
+        v(
+            "rocgw_upstream_connections_opened_total",
+            &[("upstream", "amc")]
+        ) >= 1.0
+    );
+    // Certificates: seconds to expiry of both identities (3-year test certificates) and anchors.
+    for role in ["auth_cli", "sign"] {
+        let secs = v(
+            "rocgw_certificate_expiry_seconds",
+            &[("kind", "identity"), ("name", role)],
+        );
+        assert!(
+            secs > 1_000.0 * 86_400.0 && secs < 1_100.0 * 86_400.0,
+            "{role}: {secs}"
+        );
+    }
+    assert!(
+        v(
+            "rocgw_certificate_expiry_seconds",
+            &[("kind", "anchor-amc"), ("name", "TEST AC-SERVEUR")]
+        ) > 0.0
+    );
+    let next = v(
+        "rocgw_crl_next_update_seconds",
+        &[("sphere", "amc"), ("issuer", "TEST AC-SERVEUR")],
+    );
+    assert!(next > 0.0, "fresh CRL: {next}");
+    assert!(
+        v(
+            "rocgw_crl_age_seconds",
+            &[("sphere", "amc"), ("issuer", "TEST AC-SERVEUR")]
+        ) >= 0.0
+    );
+    assert!(m.iter().any(|s| s.name == "rocgw_crl_age_seconds"));
+
+    // /status, JSON and HTML.
+    let st = http(gw.admin, "GET", "/status", &[], b"");
+    assert_eq!(st.status, 200);
+    let j: serde_json::Value = serde_json::from_str(&st.body).unwrap();
+    assert_eq!(j["ready"], true);
+    assert_eq!(j["identities"].as_array().unwrap().len(), 2);
+    assert_eq!(j["identities"][1]["role"], "sign");
+    assert_eq!(j["identities"][1]["structure_id"], "1990000012");
+    assert!(j["identities"][0]["days_left"].as_i64().unwrap() > 1000);
+    assert!(j["anchors"].as_array().unwrap().len() >= 3);
+    assert!(j["crls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["entries"] == 1));
+    let amc = j["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "amc")
+        .unwrap();
+    assert_eq!(amc["requests_ok"], 3);
+    assert!(j["annuaire_cache_entries"].as_u64().unwrap() >= 2);
+    assert_eq!(j["version"], env!("CARGO_PKG_VERSION"));
+    let page = http(gw.admin, "GET", "/status", &[("Accept", "text/html")], b"");
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(page.body.contains("<table>") && page.body.contains("Client_ROC_WebServices_AMC"));
+    assert_eq!(http(gw.admin, "GET", "/readyz", &[], b"").status, 200);
+}
