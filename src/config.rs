@@ -80,6 +80,8 @@ struct RawConfig {
     #[serde(default)]
     reload: RawReload,
     #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
     assertion: RawAssertion,
     #[serde(default)]
     services: Option<Vec<String>>,
@@ -221,6 +223,12 @@ struct RawReload {
     check_interval_s: Option<u64>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    file: Option<PathBuf>,
+}
+
 /// What to do about an upstream certificate's revocation status (per upstream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -276,6 +284,9 @@ pub struct Config {
     /// Seconds between checks of the certificate and CRL files for changes; 0 disables it
     /// (SIGHUP still reloads).
     pub reload_check_interval_s: u64,
+    /// The audit log file (one JSON line per signed AMC call); `None`: the `rocgw::audit` log
+    /// target.
+    pub audit_file: Option<PathBuf>,
     /// The SAML assertion profile and the envelope parsing limits.
     pub assertion: crate::wssec::Profile,
     pub services: Vec<String>,
@@ -1124,6 +1135,7 @@ impl Validator<'_> {
             upstream,
             proxy,
             reload_check_interval_s: raw.reload.check_interval_s.unwrap_or(30),
+            audit_file: raw.audit.file.as_ref().map(|p| self.resolve(p)),
             assertion,
             services,
             routes,

@@ -17,6 +17,7 @@
 pub mod access;
 pub mod admin;
 pub mod annuaire;
+pub mod audit;
 pub mod cert;
 pub mod cli;
 pub mod config;

@@ -46,8 +46,10 @@ pub struct Gateway {
     router: Router,
     pub runtime: Arc<Runtime>,
     pub sandbox: bool,
-    /// Signatures in progress on the blocking pool: one per core at most.
+    /// Signatures in progress on the blocking pool: two per core at most.
     signing: Arc<tokio::sync::Semaphore>,
+    /// One record per signed AMC call.
+    audit: Arc<crate::audit::Audit>,
 }
 
 /// What the SIH asked for, read off the path.
@@ -88,9 +90,11 @@ fn version_from_content_type(req: &Request<Incoming>) -> SoapVersion {
 }
 
 impl Gateway {
-    pub fn new(runtime: Arc<Runtime>, sandbox: bool) -> Gateway {
+    pub fn new(runtime: Arc<Runtime>, sandbox: bool) -> Result<Gateway, String> {
         let cfg = runtime.config();
-        Gateway {
+        let audit = Arc::new(crate::audit::Audit::open(cfg.audit_file.as_deref())?);
+        Ok(Gateway {
+            audit,
             status_mode: cfg.server.http_status,
             max_body_bytes: cfg.server.max_body_bytes,
             access: Access::new(&cfg.access),
@@ -100,7 +104,7 @@ impl Gateway {
             signing: Arc::new(tokio::sync::Semaphore::new(
                 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
-        }
+        })
     }
 
     /// The annuaire cache, for the admin status.
@@ -204,7 +208,30 @@ impl Gateway {
             Target::Amc { amc, service } => match self.router.resolve(amc, service, &headers).await
             {
                 Ok(endpoint) => match self.stamp(&body, &endpoint).await {
-                    Ok(stamped) => forward(&upstreams.amc, endpoint, &headers, stamped).await,
+                    Ok((stamped, signed)) => {
+                        let started = Instant::now();
+                        let r = forward(&upstreams.amc, endpoint, &headers, stamped).await;
+                        let (outcome, status) = match &r {
+                            Ok(resp) if resp.status().is_success() => {
+                                ("ok", resp.status().as_u16())
+                            }
+                            Ok(resp) => ("amc-error", resp.status().as_u16()),
+                            Err(f) => (f.code.as_str(), 0),
+                        };
+                        self.audit.record(&crate::audit::Record {
+                            time: crate::audit::now_rfc3339(),
+                            assertion_id: &signed.id,
+                            reused: signed.reused,
+                            audience: &signed.audience,
+                            amc,
+                            service,
+                            signer_serial: &signed.signer_serial,
+                            outcome,
+                            status,
+                            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                        });
+                        r
+                    }
                     Err((f, v)) => return (route, Err((f, v))),
                 },
                 Err(f) => Err(f),
@@ -259,7 +286,11 @@ impl Gateway {
     }
 
     /// Inserts the signed assertion (audience: the endpoint, unless the profile fixes one).
-    async fn stamp(&self, body: &Bytes, endpoint: &Uri) -> Result<Bytes, (Fault, SoapVersion)> {
+    async fn stamp(
+        &self,
+        body: &Bytes,
+        endpoint: &Uri,
+    ) -> Result<(Bytes, Signed), (Fault, SoapVersion)> {
         let profile = &self.runtime.config().assertion;
         let plan = wssec::plan(body, profile)?;
         let audience = match &profile.audience {
@@ -267,8 +298,9 @@ impl Gateway {
             None => endpoint.to_string(),
         };
         let now = crate::identity::now_unix();
-        let assertion = match self.runtime.assertions.lookup(profile, &audience, now) {
-            Some(a) => a,
+        let audience_for_audit = audience.clone();
+        let (assertion, reused) = match self.runtime.assertions.lookup(profile, &audience, now) {
+            Some(a) => (a, true),
             None => {
                 // An RSA-2048 signature takes 0.3–0.8 ms: it runs on the blocking pool so the
                 // async workers keep serving other connections. Two permits per core, each
@@ -294,17 +326,35 @@ impl Gateway {
                     a
                 })
                 .await
+                .map(|a| (a, false))
                 .map_err(|_| (Fault::new(FaultCode::Internal), plan.version))?
             }
         };
         tracing::debug!(assertion = %assertion.id, "assertion ready");
-        Ok(Bytes::from(wssec::stamp(
-            body,
-            &plan,
-            &assertion.xml,
-            profile.must_understand,
-        )))
+        let signed = Signed {
+            id: assertion.id.clone(),
+            reused,
+            audience: audience_for_audit,
+            signer_serial: self.runtime.sign.current().info.serial.clone(),
+        };
+        Ok((
+            Bytes::from(wssec::stamp(
+                body,
+                &plan,
+                &assertion.xml,
+                profile.must_understand,
+            )),
+            signed,
+        ))
     }
+}
+
+/// What was signed for one AMC call (for the audit log).
+struct Signed {
+    id: String,
+    reused: bool,
+    audience: String,
+    signer_serial: String,
 }
 
 /// The annuaire URL with the path below `/annuaire` appended and the SIH's query string.

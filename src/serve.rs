@@ -80,7 +80,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
             let admin_task = spawn_admin(admin.clone(), admin_l);
             announce("gateway", local(&gw_l));
             runtime.spawn_watchers();
-            let gw = Gateway::new(runtime.clone(), false);
+            let gw = Gateway::new(runtime.clone(), false).map_err(StartError)?;
             admin.attach(runtime, gw.directory());
             let gw_task = spawn_gateway(gw_l, gw);
             admin.set_ready(true);
@@ -145,7 +145,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
                 crate::sim::SANDBOX_AMCS[0].1,
                 sandbox::curl_example(gw_addr, &prep.sample_request)
             ));
-            let gw = Gateway::new(runtime.clone(), true);
+            let gw = Gateway::new(runtime.clone(), true).map_err(StartError)?;
             admin.attach(runtime, gw.directory());
             let gw_task = spawn_gateway(gw_l, gw);
             admin.set_ready(true);

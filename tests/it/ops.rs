@@ -160,3 +160,63 @@ fn metrics_and_status_follow_the_traffic() {
     assert!(page.body.contains("<table>") && page.body.contains("Client_ROC_WebServices_AMC"));
     assert_eq!(http(gw.admin, "GET", "/readyz", &[], b"").status, 200);
 }
+
+#[test]
+fn the_audit_log_says_what_was_signed_for_whom_and_when() {
+    let s = SimFixture::start(|_| {});
+    let dir = scratch();
+    let file = dir.path().join("audit.jsonl");
+    let (gw, _t) = gateway(
+        &s,
+        "",
+        "",
+        &format!("[audit]\nfile = \"{}\"\n", file.display()),
+    );
+    for _ in 0..2 {
+        assert_eq!(call(&gw, "99999991", "idb", &[]).status, 200);
+    }
+    s.set_faults(
+        "99999991",
+        &rocgw::sim::Faults {
+            soap_fault_rate: 1.0,
+            ..Default::default()
+        },
+    );
+    assert_eq!(call(&gw, "99999991", "clc", &[]).status, 500);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let serial = {
+        let der = rocgw::identity::read_pem_certs(&pki_path("org/sign.pem")).unwrap();
+        rocgw::identity::CertInfo::parse(&der[0]).unwrap().serial
+    };
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["amc"], "99999991");
+        assert_eq!(l["signer_serial"], serial.as_str());
+        assert_eq!(l["reused"], false);
+        assert!(l["assertion_id"].as_str().unwrap().starts_with('_'));
+        assert!(l["audience"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://localhost:"));
+        assert!(l["time"].as_str().unwrap().ends_with('Z'));
+        assert!(l["latency_ms"].as_f64().unwrap() > 0.0, "{i}");
+    }
+    assert_ne!(lines[0]["assertion_id"], lines[1]["assertion_id"]);
+    assert_eq!(
+        (lines[0]["outcome"].as_str(), lines[0]["status"].as_u64()),
+        (Some("ok"), Some(200))
+    );
+    assert_eq!(
+        (lines[2]["service"].as_str(), lines[2]["outcome"].as_str()),
+        (Some("clc"), Some("amc-error"))
+    );
+    // Never a body: the request's beneficiary data is not there.
+    assert!(
+        !text.contains("<r:nir>") && !text.contains("Envelope"),
+        "{text}"
+    );
+}

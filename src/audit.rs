@@ -1,0 +1,90 @@
+//! The audit log: one JSON line per AMC call carrying a signed assertion — time, assertion ID,
+//! whether it was reused, audience, AMC number, service, signing certificate serial, outcome,
+//! HTTP status and latency. Never a body, never patient data. Hospitals answer "what did we
+//! sign, for whom, when" from it.
+//!
+//! Written to `[audit] file` (appended, one line per call, created 0640), or, without a file,
+//! as `info` events of the `rocgw::audit` tracing target (so a JSON log collector can route
+//! them apart).
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// One audit record.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record<'a> {
+    pub time: String,
+    pub assertion_id: &'a str,
+    pub reused: bool,
+    pub audience: &'a str,
+    pub amc: &'a str,
+    pub service: &'a str,
+    pub signer_serial: &'a str,
+    /// `ok`, `amc-error` (the AMC answered an error), or the gateway's fault code.
+    pub outcome: &'a str,
+    pub status: u16,
+    pub latency_ms: f64,
+}
+
+/// Where audit records go.
+#[derive(Debug)]
+pub enum Audit {
+    File(Mutex<std::fs::File>),
+    Log,
+}
+
+impl Audit {
+    /// Opens `file` for appending (creating it 0640), or logs through tracing.
+    pub fn open(file: Option<&Path>) -> Result<Audit, String> {
+        let Some(path) = file else {
+            return Ok(Audit::Log);
+        };
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(path)
+            .map_err(|e| format!("audit.file: cannot open {}: {e}", path.display()))?;
+        Ok(Audit::File(Mutex::new(f)))
+    }
+
+    pub fn record(&self, r: &Record<'_>) {
+        match self {
+            Audit::File(f) => {
+                let mut line = serde_json::to_vec(r).unwrap_or_default();
+                line.push(b'\n');
+                let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+                if let Err(e) = f.write_all(&line) {
+                    tracing::error!(error = %e, "cannot write the audit log");
+                }
+            }
+            Audit::Log => tracing::info!(
+                target: "rocgw::audit",
+                assertion_id = r.assertion_id,
+                reused = r.reused,
+                audience = r.audience,
+                amc = r.amc,
+                service = r.service,
+                signer_serial = r.signer_serial,
+                outcome = r.outcome,
+                status = r.status,
+                latency_ms = r.latency_ms,
+                "signed AMC call"
+            ),
+        }
+    }
+}
+
+/// Now, RFC 3339 with milliseconds, UTC.
+pub fn now_rfc3339() -> String {
+    let now = ::time::OffsetDateTime::now_utc();
+    let ms = now.millisecond();
+    format!(
+        "{}.{ms:03}Z",
+        crate::identity::fmt_time(now.unix_timestamp()).trim_end_matches('Z')
+    )
+}
