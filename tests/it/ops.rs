@@ -220,3 +220,145 @@ fn the_audit_log_says_what_was_signed_for_whom_and_when() {
         "{text}"
     );
 }
+
+/// The `kubernetes-validate` command (`.ci/run` installs it and names it in
+/// ROCGW_KUBERNETES_VALIDATE).
+fn kubernetes_validate(args: &[&str]) -> std::process::Output {
+    match std::env::var("ROCGW_KUBERNETES_VALIDATE") {
+        Ok(path) => std::process::Command::new(path)
+            .args(args)
+            .output()
+            .unwrap(),
+        Err(_) => tool("kubernetes-validate", args, std::path::Path::new(".")),
+    }
+}
+
+#[test]
+fn the_kubernetes_manifests_are_valid_and_carry_a_valid_rocgw_config() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes/rocgw.yaml");
+    let out = kubernetes_validate(&["--strict", dir]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    for kind in [
+        "deployment/rocgw",
+        "service/rocgw",
+        "poddisruptionbudget/rocgw",
+        "configmap/rocgw-config",
+    ] {
+        assert!(
+            text.contains(&format!("passed for resource {kind}")),
+            "{kind}: {text}"
+        );
+    }
+    // The validator does catch mistakes.
+    let yaml = std::fs::read_to_string(dir).unwrap();
+    let tmp = scratch();
+    let broken = tmp.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        yaml.replace("minAvailable: 1", "minAvailable: 1\n  maxUnavailibility: 2"),
+    )
+    .unwrap();
+    assert!(
+        !kubernetes_validate(&["--strict", broken.to_str().unwrap()])
+            .status
+            .success()
+    );
+
+    // The ConfigMap's rocgw.toml loads with the real configuration loader.
+    let toml: String = yaml
+        .split("rocgw.toml: |\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|l| l.starts_with("    ") || l.is_empty())
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    for (name, from) in [
+        ("auth_cli.p12", "org/auth_cli.p12"),
+        ("sign.p12", "org/sign.p12"),
+        ("auth_cli.pass", "secrets/p12-password"),
+        ("sign.pass", "secrets/p12-password"),
+        ("igc-osi-root.pem", "osi/root.pem"),
+        ("ac-serveur.pem", "osi/ac-serveur.pem"),
+        (
+            "ac-services-applicatifs.pem",
+            "osi/ac-services-applicatifs.pem",
+        ),
+    ] {
+        std::fs::copy(pki_path(from), certs.join(name)).unwrap();
+    }
+    std::fs::write(
+        certs.join("gateway.token"),
+        "a-long-enough-bearer-token-0123",
+    )
+    .unwrap();
+    let cfg = tmp.path().join("rocgw.toml");
+    std::fs::write(
+        &cfg,
+        toml.replace("/etc/rocgw/certs/", &format!("{}/", certs.display())),
+    )
+    .unwrap();
+    let loaded = rocgw::config::Config::load(&cfg, &Default::default());
+    assert!(loaded.is_ok(), "{:?}\n{toml}", loaded.err());
+}
+
+#[test]
+fn the_dashboard_and_alert_rules_use_metrics_rocgw_exposes() {
+    use crate::tls_server::{Behavior, TlsServer};
+    let s = SimFixture::start(|_| {});
+    let bad = TlsServer::fixture("negative/server-unknown-ca", None, Behavior::Echo);
+    let (gw, _t) = gateway(
+        &s,
+        "",
+        "",
+        &format!("[routes.\"88888888\"]\nidb = \"{}\"\n", bad.url("/idb")),
+    );
+    assert_eq!(call(&gw, "99999991", "idb", &[]).status, 200);
+    assert_eq!(
+        call(&gw, "88888888", "idb", &[]).header("x-rocgw-error"),
+        Some("upstream-cert-unknown-ca")
+    );
+    gw.signal("HUP");
+    wait_for("a reload", std::time::Duration::from_secs(10), || {
+        scrape(gw.admin)
+            .iter()
+            .any(|m| m.name == "rocgw_reloads_total")
+    });
+    let names: std::collections::BTreeSet<String> =
+        scrape(gw.admin).into_iter().map(|m| m.name).collect();
+    let root = env!("CARGO_MANIFEST_DIR");
+    for file in [
+        "deploy/monitoring/rocgw-alerts.yaml",
+        "deploy/monitoring/grafana-dashboard.json",
+    ] {
+        let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+        let used: std::collections::BTreeSet<&str> = text
+            .match_indices("rocgw_")
+            .map(|(i, _)| {
+                let rest = &text[i..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .filter(|n| n.len() > "rocgw_".len())
+            .collect();
+        assert!(used.len() >= 6, "{file}: {used:?}");
+        for n in used {
+            assert!(
+                names.contains(n),
+                "{file} uses {n}, which /metrics does not expose: {names:?}"
+            );
+        }
+    }
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{root}/deploy/monitoring/grafana-dashboard.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(dash["panels"].as_array().unwrap().len() >= 8);
+}
