@@ -362,3 +362,96 @@ fn the_dashboard_and_alert_rules_use_metrics_rocgw_exposes() {
     .unwrap();
     assert!(dash["panels"].as_array().unwrap().len() >= 8);
 }
+
+#[test]
+fn readyz_fails_on_a_stale_crl_under_the_hard_policy() {
+    // A CA of our own and a CRL whose nextUpdate has passed, both made by openssl.
+    let tmp = scratch();
+    let d = tmp.path();
+    let ossl = |args: &[&str]| {
+        let out = tool("openssl", args, d);
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ossl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=TEST STALE CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    std::fs::write(d.join("index.txt"), "").unwrap();
+    std::fs::write(d.join("crlnumber"), "01\n").unwrap();
+    std::fs::write(d.join("c.cnf"), "[ca]\ndefault_ca = c\n[c]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\n").unwrap();
+    ossl(&[
+        "ca",
+        "-config",
+        "c.cnf",
+        "-gencrl",
+        "-keyfile",
+        "ca.key",
+        "-cert",
+        "ca.pem",
+        "-out",
+        "stale.crl",
+        "-crl_lastupdate",
+        "20260101000000Z",
+        "-crl_nextupdate",
+        "20260102000000Z",
+    ]);
+    let config = |policy: &str| {
+        let p = |r: &str| pki_path(r).display().to_string();
+        let mut t = base_config(
+            &p("org/auth_cli.p12"),
+            &p("secrets/p12-password"),
+            "",
+            &format!("crls = [\"{}\"]", d.join("stale.crl").display()),
+        )
+        .replace(
+            &format!("amc_anchors = [\"{}\"]", p("osi/anchors.pem")),
+            &format!(
+                "amc_anchors = [\"{}\", \"{}\"]",
+                p("osi/anchors.pem"),
+                d.join("ca.pem").display()
+            ),
+        );
+        t.push_str(&format!("\n[amc]\nrevocation = \"{policy}\"\n"));
+        let dir = scratch();
+        let cfg = write_config(dir.path(), &t);
+        (Proc::with_config(&cfg), dir)
+    };
+    let (hard, _a) = config("hard");
+    let r = http(hard.admin, "GET", "/readyz", &[], b"");
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(
+        r.body.contains("stale.crl is past its next update"),
+        "{}",
+        r.body
+    );
+    let st: serde_json::Value =
+        serde_json::from_str(&http(hard.admin, "GET", "/status", &[], b"").body).unwrap();
+    assert_eq!(st["ready"], false);
+    assert!(st["crls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["stale"] == true));
+    // The soft policy tolerates it (and says so in /status).
+    let (soft, _b) = config("soft");
+    assert_eq!(http(soft.admin, "GET", "/readyz", &[], b"").status, 200);
+}
