@@ -158,24 +158,39 @@ fn csr_and_bundle_make_files_openssl_accepts() {
 
     // Bundle the test SIGN certificate with its key and chain.
     let pw = pki_path("secrets/p12-password");
-    let out = tmp.path().join("sign.p12");
     let p = |r: &str| pki_path(r).display().to_string();
-    ok_stdout(&[
-        "cert",
-        "bundle",
-        "--key",
-        &p("org/sign.key"),
-        "--cert",
-        &p("org/sign.pem"),
-        "--chain",
-        &p("igc-sante/acr.pem"),
-        "--chain",
-        &p("igc-sante/aci-el-org.pem"),
-        "--out",
-        out.to_str().unwrap(),
-        "--password-file",
-        pw.to_str().unwrap(),
-    ]);
+    let bundle = |key: &str, chain: &[&str], out: &Path| {
+        let mut args = vec![
+            "cert".to_string(),
+            "bundle".into(),
+            "--key".into(),
+            p(key),
+            "--cert".into(),
+            p("org/sign.pem"),
+        ];
+        for c in chain {
+            args.push("--chain".into());
+            args.push(p(c));
+        }
+        args.extend([
+            "--out".to_string(),
+            out.display().to_string(),
+            "--password-file".into(),
+            pw.display().to_string(),
+        ]);
+        run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+    };
+    let out = tmp.path().join("sign.p12");
+    let made = bundle(
+        "org/sign.key",
+        &["igc-sante/acr.pem", "igc-sante/aci-el-org.pem"],
+        &out,
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let info = openssl(&[
         "pkcs12",
         "-in",
@@ -198,22 +213,10 @@ fn csr_and_bundle_make_files_openssl_accepts() {
     assert_eq!(v["chain_in_order"], true);
 
     // Without the ACI-EL-ORG, or with another key: refused, saying what is wrong.
-    let missing = run(
-        &[
-            "cert",
-            "bundle",
-            "--key",
-            &p("org/sign.key"),
-            "--cert",
-            &p("org/sign.pem"),
-            "--chain",
-            &p("igc-sante/acr.pem"),
-            "--out",
-            tmp.path().join("x.p12").to_str().unwrap(),
-            "--password-file",
-            pw.to_str().unwrap(),
-        ],
-        &[],
+    let missing = bundle(
+        "org/sign.key",
+        &["igc-sante/acr.pem"],
+        &tmp.path().join("x.p12"),
     );
     let err = String::from_utf8_lossy(&missing.stderr);
     assert_eq!(missing.status.code(), Some(2));
@@ -221,22 +224,10 @@ fn csr_and_bundle_make_files_openssl_accepts() {
         err.contains("ACI-EL-ORG") && err.contains("ELEMENTAIRE ORGANISATIONS"),
         "{err}"
     );
-    let wrong = run(
-        &[
-            "cert",
-            "bundle",
-            "--key",
-            &p("org2/sign.key"),
-            "--cert",
-            &p("org/sign.pem"),
-            "--chain",
-            &p("igc-sante/chain.pem"),
-            "--out",
-            tmp.path().join("y.p12").to_str().unwrap(),
-            "--password-file",
-            pw.to_str().unwrap(),
-        ],
-        &[],
+    let wrong = bundle(
+        "org2/sign.key",
+        &["igc-sante/chain.pem"],
+        &tmp.path().join("y.p12"),
     );
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("does not match"));
     assert!(!tmp.path().join("x.p12").exists() && !tmp.path().join("y.p12").exists());
