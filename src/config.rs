@@ -97,6 +97,7 @@ struct RawServer {
     #[serde(default)]
     http_status: StatusMode,
     max_body_bytes: Option<usize>,
+    drain_timeout_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -396,6 +397,8 @@ pub struct ServerConfig {
     pub admin_listen: SocketAddr,
     pub http_status: StatusMode,
     pub max_body_bytes: usize,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    pub drain_timeout: Duration,
 }
 
 /// Caller checks for the listeners. Empty means loopback-only operation.
@@ -1109,6 +1112,15 @@ impl Validator<'_> {
                 admin_listen,
                 http_status: raw.server.http_status,
                 max_body_bytes,
+                drain_timeout: match raw.server.drain_timeout_s {
+                    None => Duration::from_secs(30),
+                    Some(s) if s <= 3_600 => Duration::from_secs(s),
+                    Some(_) => {
+                        return Err(
+                            self.err("server.drain_timeout_s", "must be at most 3600 seconds")
+                        )
+                    }
+                },
             },
             access,
             log_format: raw.log.format.unwrap_or_default(),

@@ -37,8 +37,29 @@ where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
 {
+    let (_keep, stop) = tokio::sync::watch::channel(false);
+    serve_until(listener, handler, stop, Duration::ZERO).await;
+}
+
+/// Serves until `stop` turns true, then stops accepting, lets every connection finish the
+/// request it is serving (keep-alive connections close after it), and returns once all are
+/// done or `drain` has passed.
+pub async fn serve_until<H, F>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    drain: Duration,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+    F: Future<Output = HttpResponse> + Send + 'static,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -49,19 +70,33 @@ where
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
+        let svc = service_fn(move |req| {
+            let fut = handler(req, peer);
+            async move { Ok::<_, Infallible>(fut.await) }
+        });
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let fut = handler(req, peer);
-                async move { Ok::<_, Infallible>(fut.await) }
-            });
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+            if let Err(e) = conn.await {
                 tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
             }
         });
+    }
+    drop(listener);
+    let open = graceful.count();
+    tracing::info!(
+        connections = open,
+        drain_s = drain.as_secs_f64(),
+        "draining"
+    );
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain deadline passed: remaining connections are cut");
     }
 }
 

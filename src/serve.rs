@@ -82,9 +82,12 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
             runtime.spawn_watchers();
             let gw = Gateway::new(runtime.clone(), false).map_err(StartError)?;
             admin.attach(runtime, gw.directory());
-            let gw_task = spawn_gateway(gw_l, gw);
+            let gw_task = spawn_gateway(gw_l, gw, admin.clone(), cfg.server.drain_timeout);
             admin.set_ready(true);
-            let _ = tokio::join!(admin_task, gw_task);
+            // The gateway task ends after a stop signal and its drain; the admin listener (and
+            // its failing readiness) lives until then.
+            let _ = gw_task.await;
+            admin_task.abort();
         }
         Source::Sandbox => {
             logging::init(
@@ -147,9 +150,10 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
             ));
             let gw = Gateway::new(runtime.clone(), true).map_err(StartError)?;
             admin.attach(runtime, gw.directory());
-            let gw_task = spawn_gateway(gw_l, gw);
+            let gw_task = spawn_gateway(gw_l, gw, admin.clone(), prep.config.server.drain_timeout);
             admin.set_ready(true);
-            let _ = tokio::join!(admin_task, gw_task);
+            let _ = gw_task.await;
+            admin_task.abort();
         }
     }
     Ok(())
@@ -172,10 +176,52 @@ fn spawn_admin(admin: Arc<Admin>, l: tokio::net::TcpListener) -> tokio::task::Jo
     ))
 }
 
-fn spawn_gateway(l: tokio::net::TcpListener, gw: Gateway) -> tokio::task::JoinHandle<()> {
+/// Serves the gateway until SIGTERM or SIGINT; then readiness goes false at once, new
+/// connections are refused, and in-flight requests finish within `drain`.
+fn spawn_gateway(
+    l: tokio::net::TcpListener,
+    gw: Gateway,
+    admin: Arc<Admin>,
+    drain: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
     let gw = Arc::new(gw);
-    tokio::spawn(listener::serve(
-        l,
-        Arc::new(move |req, peer| gw.clone().handle(req, peer)),
-    ))
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        stop_signal().await;
+        admin.set_ready(false);
+        tracing::info!(
+            drain_s = drain.as_secs_f64(),
+            "stopping: no new requests, finishing the ones in flight"
+        );
+        let _ = tx.send(true);
+    });
+    tokio::spawn(async move {
+        listener::serve_until(
+            l,
+            Arc::new(move |req, peer| gw.clone().handle(req, peer)),
+            rx,
+            drain,
+        )
+        .await;
+        tracing::info!("stopped");
+    })
+}
+
+/// SIGTERM (service managers, Kubernetes) or SIGINT (Ctrl-C).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

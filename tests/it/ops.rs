@@ -455,3 +455,54 @@ fn readyz_fails_on_a_stale_crl_under_the_hard_policy() {
     let (soft, _b) = config("soft");
     assert_eq!(http(soft.admin, "GET", "/readyz", &[], b"").status, 200);
 }
+
+#[test]
+fn sigterm_finishes_every_request_in_flight_and_exits_zero() {
+    let s = SimFixture::start(|_| {});
+    let (mut gw, _t) = gateway(&s, "", "", "");
+    // Warm the annuaire cache, then make the AMC slow so requests are in flight at SIGTERM.
+    assert_eq!(call(&gw, "99999991", "idb", &[]).status, 200);
+    s.set_faults(
+        "99999991",
+        &rocgw::sim::Faults {
+            latency_ms: 1_500,
+            ..Default::default()
+        },
+    );
+    let addr = gw.gateway;
+    let inflight: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let body = envelope12("<r:req xmlns:r=\"urn:test\"/>");
+                http(
+                    addr,
+                    "POST",
+                    "/amc/99999991/idb",
+                    &[("Content-Type", CT12)],
+                    body.as_bytes(),
+                )
+                .status
+            })
+        })
+        .collect();
+    wait_for(
+        "requests in flight",
+        std::time::Duration::from_secs(10),
+        || metric(&scrape(gw.admin), "rocgw_in_flight_requests", &[]) >= 8.0,
+    );
+    gw.signal("TERM");
+    // Readiness goes false at once, while the admin port still answers.
+    wait_for("readiness off", std::time::Duration::from_secs(5), || {
+        http(gw.admin, "GET", "/readyz", &[], b"").status == 503
+    });
+    // No new connection is accepted.
+    wait_for(
+        "the listener closed",
+        std::time::Duration::from_secs(5),
+        || std::net::TcpStream::connect(addr).is_err(),
+    );
+    for t in inflight {
+        assert_eq!(t.join().unwrap(), 200, "an in-flight request was cut");
+    }
+    assert_eq!(gw.exit_code(std::time::Duration::from_secs(20)), Some(0));
+}
