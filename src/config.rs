@@ -98,6 +98,7 @@ struct RawServer {
     http_status: StatusMode,
     max_body_bytes: Option<usize>,
     drain_timeout_s: Option<u64>,
+    max_concurrent_requests: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -172,6 +173,7 @@ struct RawAmc {
     explicit_endpoints: bool,
     #[serde(default)]
     endpoint_hosts: Vec<String>,
+    max_concurrent_per_amc: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -313,6 +315,9 @@ pub struct AmcConfig {
     /// Hosts an endpoint (from the annuaire or explicit) may name: `host` or `*.suffix`;
     /// empty: any host (its certificate must still chain to the IGC OSI anchors).
     pub endpoint_hosts: Vec<String>,
+    /// Calls in progress to one AMC; beyond, `overloaded` at once, so one slow AMC cannot take
+    /// every slot from the others.
+    pub max_concurrent_per_amc: usize,
 }
 
 /// Timeouts and limits of the upstream clients.
@@ -399,6 +404,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     pub drain_timeout: Duration,
+    /// Requests handled at once; beyond, `overloaded` at once (load shedding).
+    pub max_concurrent_requests: usize,
 }
 
 /// Caller checks for the listeners. Empty means loopback-only operation.
@@ -1112,6 +1119,16 @@ impl Validator<'_> {
                 admin_listen,
                 http_status: raw.server.http_status,
                 max_body_bytes,
+                max_concurrent_requests: match raw.server.max_concurrent_requests {
+                    None => 512,
+                    Some(n) if (1..=100_000).contains(&n) => n,
+                    Some(_) => {
+                        return Err(self.err(
+                            "server.max_concurrent_requests",
+                            "must be between 1 and 100000",
+                        ))
+                    }
+                },
                 drain_timeout: match raw.server.drain_timeout_s {
                     None => Duration::from_secs(30),
                     Some(s) if s <= 3_600 => Duration::from_secs(s),
@@ -1143,6 +1160,15 @@ impl Validator<'_> {
                 present_client_cert: raw.amc.present_client_cert,
                 explicit_endpoints: raw.amc.explicit_endpoints,
                 endpoint_hosts,
+                max_concurrent_per_amc: match raw.amc.max_concurrent_per_amc {
+                    None => 128,
+                    Some(n) if (1..=100_000).contains(&n) => n,
+                    Some(_) => {
+                        return Err(
+                            self.err("amc.max_concurrent_per_amc", "must be between 1 and 100000")
+                        )
+                    }
+                },
             },
             upstream,
             proxy,

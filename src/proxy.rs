@@ -50,6 +50,12 @@ pub struct Gateway {
     signing: Arc<tokio::sync::Semaphore>,
     /// One record per signed AMC call.
     audit: Arc<crate::audit::Audit>,
+    /// Requests in progress (load shedding beyond it).
+    admission: Arc<tokio::sync::Semaphore>,
+    max_concurrent: usize,
+    /// Calls in progress per AMC (label-bounded keys: known AMCs, else `other`).
+    per_amc: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    max_per_amc: usize,
 }
 
 /// What the SIH asked for, read off the path.
@@ -95,6 +101,12 @@ impl Gateway {
         let audit = Arc::new(crate::audit::Audit::open(cfg.audit_file.as_deref())?);
         Ok(Gateway {
             audit,
+            admission: Arc::new(tokio::sync::Semaphore::new(
+                cfg.server.max_concurrent_requests,
+            )),
+            max_concurrent: cfg.server.max_concurrent_requests,
+            per_amc: Default::default(),
+            max_per_amc: cfg.amc.max_concurrent_per_amc,
             status_mode: cfg.server.http_status,
             max_body_bytes: cfg.server.max_body_bytes,
             access: Access::new(&cfg.access),
@@ -104,6 +116,23 @@ impl Gateway {
             signing: Arc::new(tokio::sync::Semaphore::new(
                 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
+        })
+    }
+
+    /// A slot among the calls in progress to this AMC, or `overloaded`.
+    fn amc_slot(&self, amc: &str) -> Result<tokio::sync::OwnedSemaphorePermit, Fault> {
+        let (key, _) = self.router.labels(amc, "-");
+        let sem = {
+            let mut m = self.per_amc.lock().unwrap_or_else(|e| e.into_inner());
+            m.entry(key.to_string())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.max_per_amc)))
+                .clone()
+        };
+        sem.try_acquire_owned().map_err(|_| {
+            overloaded(format!(
+                "more than {} calls in progress to this AMC",
+                self.max_per_amc
+            ))
         })
     }
 
@@ -167,6 +196,19 @@ impl Gateway {
         if let Err(f) = self.access.check(peer.ip(), req.headers()) {
             return ("-", Err((f, hint)));
         }
+        // Over capacity: say so at once rather than queue without bound.
+        let Ok(_admitted) = self.admission.clone().try_acquire_owned() else {
+            return (
+                "-",
+                Err((
+                    overloaded(format!(
+                        "more than {} requests in progress",
+                        self.max_concurrent
+                    )),
+                    hint,
+                )),
+            );
+        };
         let path = req.uri().path().to_string();
         let Some(t) = target(&path) else {
             return (
@@ -205,36 +247,38 @@ impl Gateway {
         };
         let upstreams = self.runtime.upstreams();
         let r = match t {
-            Target::Amc { amc, service } => match self.router.resolve(amc, service, &headers).await
-            {
-                Ok(endpoint) => match self.stamp(&body, &endpoint).await {
-                    Ok((stamped, signed)) => {
-                        let started = Instant::now();
-                        let r = forward(&upstreams.amc, endpoint, &headers, stamped).await;
-                        let (outcome, status) = match &r {
-                            Ok(resp) if resp.status().is_success() => {
-                                ("ok", resp.status().as_u16())
-                            }
-                            Ok(resp) => ("amc-error", resp.status().as_u16()),
-                            Err(f) => (f.code.as_str(), 0),
-                        };
-                        self.audit.record(&crate::audit::Record {
-                            time: crate::audit::now_rfc3339(),
-                            assertion_id: &signed.id,
-                            reused: signed.reused,
-                            audience: &signed.audience,
-                            amc,
-                            service,
-                            signer_serial: &signed.signer_serial,
-                            outcome,
-                            status,
-                            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-                        });
-                        r
-                    }
-                    Err((f, v)) => return (route, Err((f, v))),
-                },
+            Target::Amc { amc, service } => match self.amc_slot(amc) {
                 Err(f) => Err(f),
+                Ok(_slot) => match self.router.resolve(amc, service, &headers).await {
+                    Ok(endpoint) => match self.stamp(&body, &endpoint).await {
+                        Ok((stamped, signed)) => {
+                            let started = Instant::now();
+                            let r = forward(&upstreams.amc, endpoint, &headers, stamped).await;
+                            let (outcome, status) = match &r {
+                                Ok(resp) if resp.status().is_success() => {
+                                    ("ok", resp.status().as_u16())
+                                }
+                                Ok(resp) => ("amc-error", resp.status().as_u16()),
+                                Err(f) => (f.code.as_str(), 0),
+                            };
+                            self.audit.record(&crate::audit::Record {
+                                time: crate::audit::now_rfc3339(),
+                                assertion_id: &signed.id,
+                                reused: signed.reused,
+                                audience: &signed.audience,
+                                amc,
+                                service,
+                                signer_serial: &signed.signer_serial,
+                                outcome,
+                                status,
+                                latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                            });
+                            r
+                        }
+                        Err((f, v)) => return (route, Err((f, v))),
+                    },
+                    Err(f) => Err(f),
+                },
             },
             Target::Annuaire => match &upstreams.annuaire {
                 None => Err(Fault::with_detail(
@@ -347,6 +391,13 @@ impl Gateway {
             signed,
         ))
     }
+}
+
+/// The `overloaded` fault, with `Retry-After: 1`.
+fn overloaded(detail: String) -> Fault {
+    let mut f = Fault::with_detail(FaultCode::Overloaded, detail);
+    f.retry_after = Some(1);
+    f
 }
 
 /// What was signed for one AMC call (for the audit log).

@@ -8,6 +8,7 @@ mod load;
 mod ops;
 mod packaging;
 mod pki;
+mod resilience;
 mod routing;
 mod sandbox;
 mod sim;

@@ -1,0 +1,164 @@
+//! Resilience: load shedding with a global and a per-AMC limit, graceful shutdown under load.
+
+use std::time::{Duration, Instant};
+
+use rocgw::sim::Faults;
+
+use crate::routing::{call, gateway};
+use crate::sim::SimFixture;
+use crate::support::*;
+
+fn slow(s: &SimFixture, amc: &str, ms: u64) {
+    s.set_faults(
+        amc,
+        &Faults {
+            latency_ms: ms,
+            ..Faults::default()
+        },
+    );
+}
+
+/// A gateway like `routing::gateway`, with `server` added to its `[server]` section.
+fn gateway_with_server(s: &SimFixture, server: &str) -> (Proc, tempfile::TempDir) {
+    let (first, dir) = gateway(s, "", "", "");
+    drop(first);
+    let path = dir.path().join("rocgw.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen("[server]\n", &format!("[server]\n{server}\n"), 1),
+    )
+    .unwrap();
+    (Proc::with_config(&path), dir)
+}
+
+/// One answer: status, X-Rocgw-Error, Retry-After, seconds it took.
+type Answer = (u16, Option<String>, Option<String>, f64);
+
+/// Sends `n` requests to `amc` at once.
+fn burst(gw: &Proc, amc: &str, n: usize) -> Vec<std::thread::JoinHandle<Answer>> {
+    let addr = gw.gateway;
+    (0..n)
+        .map(|_| {
+            let amc = amc.to_string();
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let body = envelope12("<r:req xmlns:r=\"urn:test\"/>");
+                let r = http(
+                    addr,
+                    "POST",
+                    &format!("/amc/{amc}/idb"),
+                    &[("Content-Type", CT12)],
+                    body.as_bytes(),
+                );
+                (
+                    r.status,
+                    r.header("x-rocgw-error").map(str::to_string),
+                    r.header("retry-after").map(str::to_string),
+                    t.elapsed().as_secs_f64(),
+                )
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn over_capacity_requests_get_a_fast_overloaded_fault_and_a_slow_amc_cannot_starve_the_others() {
+    let s = SimFixture::start(|_| {});
+    let (gw, _t) = gateway(&s, "max_concurrent_per_amc = 2", "", "");
+    // Warm the annuaire cache for both AMCs.
+    assert_eq!(call(&gw, "99999991", "idb", &[]).status, 200);
+    assert_eq!(call(&gw, "99999992", "idb", &[]).status, 200);
+    slow(&s, "99999991", 1_500);
+    let slow_calls = burst(&gw, "99999991", 5);
+    wait_for("two calls in flight", Duration::from_secs(10), || {
+        metric(&scrape(gw.admin), "rocgw_in_flight_requests", &[]) >= 2.0
+    });
+    // The other AMC is served meanwhile.
+    for _ in 0..3 {
+        assert_eq!(call(&gw, "99999992", "idb", &[]).status, 200);
+    }
+    let results: Vec<_> = slow_calls.into_iter().map(|t| t.join().unwrap()).collect();
+    let ok = results.iter().filter(|r| r.0 == 200).count();
+    let shed: Vec<_> = results
+        .iter()
+        .filter(|r| r.1.as_deref() == Some("overloaded"))
+        .collect();
+    assert_eq!((ok, shed.len()), (2, 3), "{results:?}");
+    for r in shed {
+        assert_eq!(r.2.as_deref(), Some("1"), "Retry-After");
+        assert!(r.3 < 1.0, "shed at once, not queued: {r:?}");
+    }
+
+    // The global limit.
+    drop(gw);
+    let (gw, _t) = gateway_with_server(&s, "max_concurrent_requests = 3");
+    assert_eq!(call(&gw, "99999991", "idb", &[]).status, 200);
+    let results: Vec<_> = burst(&gw, "99999991", 7)
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    let ok = results.iter().filter(|r| r.0 == 200).count();
+    let shed = results
+        .iter()
+        .filter(|r| r.1.as_deref() == Some("overloaded"))
+        .count();
+    assert_eq!(ok + shed, 7, "every request gets an answer: {results:?}");
+    assert_eq!(ok, 3, "{results:?}");
+    let m = scrape(gw.admin);
+    assert_eq!(
+        metric(&m, "rocgw_faults_total", &[("code", "overloaded")]),
+        shed as f64
+    );
+}
+
+#[test]
+fn sigterm_finishes_every_request_in_flight_and_exits_zero() {
+    let s = SimFixture::start(|_| {});
+    let (mut gw, _t) = gateway(&s, "", "", "");
+    // Warm the annuaire cache, then make the AMC slow so requests are in flight at SIGTERM.
+    assert_eq!(call(&gw, "99999991", "idb", &[]).status, 200);
+    s.set_faults(
+        "99999991",
+        &rocgw::sim::Faults {
+            latency_ms: 1_500,
+            ..Default::default()
+        },
+    );
+    let addr = gw.gateway;
+    let inflight: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let body = envelope12("<r:req xmlns:r=\"urn:test\"/>");
+                http(
+                    addr,
+                    "POST",
+                    "/amc/99999991/idb",
+                    &[("Content-Type", CT12)],
+                    body.as_bytes(),
+                )
+                .status
+            })
+        })
+        .collect();
+    wait_for(
+        "requests in flight",
+        std::time::Duration::from_secs(10),
+        || metric(&scrape(gw.admin), "rocgw_in_flight_requests", &[]) >= 8.0,
+    );
+    gw.signal("TERM");
+    // Readiness goes false at once, while the admin port still answers.
+    wait_for("readiness off", std::time::Duration::from_secs(5), || {
+        http(gw.admin, "GET", "/readyz", &[], b"").status == 503
+    });
+    // No new connection is accepted.
+    wait_for(
+        "the listener closed",
+        std::time::Duration::from_secs(5),
+        || std::net::TcpStream::connect(addr).is_err(),
+    );
+    for t in inflight {
+        assert_eq!(t.join().unwrap(), 200, "an in-flight request was cut");
+    }
+    assert_eq!(gw.exit_code(std::time::Duration::from_secs(20)), Some(0));
+}
