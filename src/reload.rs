@@ -288,6 +288,20 @@ impl Runtime {
     /// Logs what is in force, with the expiry warnings of the procedure (one month).
     pub fn report(&self) {
         self.expiry_alerts(now_unix());
+        // Keys, P12 files and password files are secrets: readable by rocgw only.
+        for f in self.auth_cli.files().into_iter().chain(self.sign.files()) {
+            use std::os::unix::fs::PermissionsExt as _;
+            if let Ok(m) = std::fs::metadata(&f) {
+                let mode = m.permissions().mode() & 0o777;
+                if mode & 0o044 != 0 {
+                    tracing::warn!(
+                        file = %f.display(),
+                        mode = format!("{mode:o}"),
+                        "a key or password file is readable by its group or by everyone: chmod 600"
+                    );
+                }
+            }
+        }
         let now = now_unix();
         let auth = self.auth_cli.current();
         let sign = self.sign.current();

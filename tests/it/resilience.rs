@@ -162,3 +162,32 @@ fn sigterm_finishes_every_request_in_flight_and_exits_zero() {
     }
     assert_eq!(gw.exit_code(std::time::Duration::from_secs(20)), Some(0));
 }
+
+#[test]
+fn a_readable_key_file_is_a_start_up_warning() {
+    let tmp = scratch();
+    let p12 = tmp.path().join("auth_cli.p12");
+    std::fs::copy(pki_path("org/auth_cli.p12"), &p12).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&p12, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let text = base_config(
+        p12.to_str().unwrap(),
+        pki_path("secrets/p12-password").to_str().unwrap(),
+        "",
+        "",
+    );
+    let gw = Proc::with_config(&write_config(tmp.path(), &text));
+    let logs = gw.logs_until(Duration::from_secs(10), |l| {
+        l.contains("readable by its group")
+    });
+    let line = logs
+        .iter()
+        .find(|l| l.contains("readable by its group"))
+        .unwrap_or_else(|| panic!("no warning: {logs:?}"));
+    assert!(
+        line.contains("auth_cli.p12") && line.contains("644"),
+        "{line}"
+    );
+    // The password itself never appears.
+    assert!(!logs.iter().any(|l| l.contains(&p12_password())));
+}
