@@ -119,6 +119,44 @@ impl Gateway {
         })
     }
 
+    /// One AMC call: a slot for this AMC, the endpoint, the stamped body, the forward, the
+    /// audit record.
+    async fn amc_call(
+        &self,
+        amc: &str,
+        service: &str,
+        headers: &HeaderMap,
+        body: &Bytes,
+        upstreams: &crate::reload::Upstreams,
+    ) -> Result<HttpResponse, AmcError> {
+        let _slot = self.amc_slot(amc)?;
+        let endpoint = self.router.resolve(amc, service, headers).await?;
+        let (stamped, signed) = self
+            .stamp(body, &endpoint)
+            .await
+            .map_err(|(f, v)| AmcError::Stamp(f, v))?;
+        let started = Instant::now();
+        let r = forward(&upstreams.amc, endpoint, headers, stamped).await;
+        let (outcome, status) = match &r {
+            Ok(resp) if resp.status().is_success() => ("ok", resp.status().as_u16()),
+            Ok(resp) => ("amc-error", resp.status().as_u16()),
+            Err(f) => (f.code.as_str(), 0),
+        };
+        self.audit.record(&crate::audit::Record {
+            time: crate::audit::now_rfc3339(),
+            assertion_id: &signed.id,
+            reused: signed.reused,
+            audience: &signed.audience,
+            amc,
+            service,
+            signer_serial: &signed.signer_serial,
+            outcome,
+            status,
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        });
+        Ok(r?)
+    }
+
     /// A slot among the calls in progress to this AMC, or `overloaded`.
     fn amc_slot(&self, amc: &str) -> Result<tokio::sync::OwnedSemaphorePermit, Fault> {
         let (key, _) = self.router.labels(amc, "-");
@@ -247,39 +285,17 @@ impl Gateway {
         };
         let upstreams = self.runtime.upstreams();
         let r = match t {
-            Target::Amc { amc, service } => match self.amc_slot(amc) {
-                Err(f) => Err(f),
-                Ok(_slot) => match self.router.resolve(amc, service, &headers).await {
-                    Ok(endpoint) => match self.stamp(&body, &endpoint).await {
-                        Ok((stamped, signed)) => {
-                            let started = Instant::now();
-                            let r = forward(&upstreams.amc, endpoint, &headers, stamped).await;
-                            let (outcome, status) = match &r {
-                                Ok(resp) if resp.status().is_success() => {
-                                    ("ok", resp.status().as_u16())
-                                }
-                                Ok(resp) => ("amc-error", resp.status().as_u16()),
-                                Err(f) => (f.code.as_str(), 0),
-                            };
-                            self.audit.record(&crate::audit::Record {
-                                time: crate::audit::now_rfc3339(),
-                                assertion_id: &signed.id,
-                                reused: signed.reused,
-                                audience: &signed.audience,
-                                amc,
-                                service,
-                                signer_serial: &signed.signer_serial,
-                                outcome,
-                                status,
-                                latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-                            });
-                            r
-                        }
-                        Err((f, v)) => return (route, Err((f, v))),
-                    },
-                    Err(f) => Err(f),
-                },
-            },
+            Target::Amc { amc, service } => {
+                match self
+                    .amc_call(amc, service, &headers, &body, &upstreams)
+                    .await
+                {
+                    Ok(r) => Ok(r),
+                    // Refused before forwarding (stamping): the fault keeps its own version.
+                    Err(AmcError::Stamp(f, v)) => return (route, Err((f, v))),
+                    Err(AmcError::Fault(f)) => Err(f),
+                }
+            }
             Target::Annuaire => match &upstreams.annuaire {
                 None => Err(Fault::with_detail(
                     FaultCode::AnnuaireUnavailable,
@@ -390,6 +406,18 @@ impl Gateway {
             )),
             signed,
         ))
+    }
+}
+
+/// Why an AMC call failed: before the envelope was stamped (its own SOAP version), or after.
+enum AmcError {
+    Stamp(Fault, SoapVersion),
+    Fault(Fault),
+}
+
+impl From<Fault> for AmcError {
+    fn from(f: Fault) -> Self {
+        AmcError::Fault(f)
     }
 }
 
