@@ -224,11 +224,20 @@ fn the_audit_log_says_what_was_signed_for_whom_and_when() {
 /// The `kubernetes-validate` command (`.ci/run` installs it and names it in
 /// ROCGW_KUBERNETES_VALIDATE).
 fn kubernetes_validate(args: &[&str]) -> std::process::Output {
-    match std::env::var("ROCGW_KUBERNETES_VALIDATE") {
-        Ok(path) => std::process::Command::new(path)
+    let venv = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/target/ci-venv/bin/kubernetes-validate"
+    );
+    let run = |path: &str| {
+        std::process::Command::new(path)
             .args(args)
             .output()
-            .unwrap(),
+            .unwrap()
+    };
+    match std::env::var("ROCGW_KUBERNETES_VALIDATE") {
+        Ok(path) => run(&path),
+        // Where `.ci/run` installed it, for a later `cargo nextest run`.
+        Err(_) if std::path::Path::new(venv).exists() => run(venv),
         Err(_) => tool("kubernetes-validate", args, std::path::Path::new(".")),
     }
 }
