@@ -99,6 +99,7 @@ struct RawServer {
     max_body_bytes: Option<usize>,
     drain_timeout_s: Option<u64>,
     max_concurrent_requests: Option<usize>,
+    request_deadline_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,6 +175,8 @@ struct RawAmc {
     #[serde(default)]
     endpoint_hosts: Vec<String>,
     max_concurrent_per_amc: Option<usize>,
+    breaker_failures: Option<u32>,
+    breaker_open_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -318,6 +321,10 @@ pub struct AmcConfig {
     /// Calls in progress to one AMC; beyond, `overloaded` at once, so one slow AMC cannot take
     /// every slot from the others.
     pub max_concurrent_per_amc: usize,
+    /// Consecutive failures that open an endpoint's circuit (0: no circuit breaker).
+    pub breaker_failures: u32,
+    /// How long an open circuit fails fast before one probe is let through.
+    pub breaker_open: Duration,
 }
 
 /// Timeouts and limits of the upstream clients.
@@ -406,6 +413,8 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Requests handled at once; beyond, `overloaded` at once (load shedding).
     pub max_concurrent_requests: usize,
+    /// End-to-end deadline of a request; an SIH's `X-Rocgw-Deadline-Ms` may only shorten it.
+    pub request_deadline: Duration,
 }
 
 /// Caller checks for the listeners. Empty means loopback-only operation.
@@ -1129,6 +1138,16 @@ impl Validator<'_> {
                         ))
                     }
                 },
+                request_deadline: match raw.server.request_deadline_ms {
+                    None => Duration::from_secs(30),
+                    Some(ms) if (100..=600_000).contains(&ms) => Duration::from_millis(ms),
+                    Some(_) => {
+                        return Err(self.err(
+                            "server.request_deadline_ms",
+                            "must be between 100 and 600000",
+                        ))
+                    }
+                },
                 drain_timeout: match raw.server.drain_timeout_s {
                     None => Duration::from_secs(30),
                     Some(s) if s <= 3_600 => Duration::from_secs(s),
@@ -1160,6 +1179,10 @@ impl Validator<'_> {
                 present_client_cert: raw.amc.present_client_cert,
                 explicit_endpoints: raw.amc.explicit_endpoints,
                 endpoint_hosts,
+                breaker_failures: raw.amc.breaker_failures.unwrap_or(5),
+                breaker_open: Duration::from_secs(
+                    raw.amc.breaker_open_s.unwrap_or(30).clamp(1, 3_600),
+                ),
                 max_concurrent_per_amc: match raw.amc.max_concurrent_per_amc {
                     None => 128,
                     Some(n) if (1..=100_000).contains(&n) => n,

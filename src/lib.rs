@@ -18,6 +18,7 @@ pub mod access;
 pub mod admin;
 pub mod annuaire;
 pub mod audit;
+pub mod breaker;
 pub mod cert;
 pub mod cli;
 pub mod config;

@@ -33,6 +33,9 @@ const FORWARDED_REQUEST_HEADERS: [&str; 4] =
     ["content-type", "soapaction", "accept", "accept-language"];
 /// Response headers passed back to the SIH.
 const FORWARDED_RESPONSE_HEADERS: [&str; 2] = ["content-type", "content-language"];
+/// Header by which an SIH may shorten a request's deadline (milliseconds).
+pub const DEADLINE_HEADER: &str = "x-rocgw-deadline-ms";
+
 /// The User-Agent of rocgw's upstream requests.
 pub const UA: &str = concat!("rocgw/", env!("CARGO_PKG_VERSION"));
 
@@ -56,6 +59,10 @@ pub struct Gateway {
     /// Calls in progress per AMC (label-bounded keys: known AMCs, else `other`).
     per_amc: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
     max_per_amc: usize,
+    /// One circuit breaker per AMC endpoint.
+    breakers: crate::breaker::Breakers,
+    /// End-to-end deadline of a request.
+    deadline: std::time::Duration,
 }
 
 /// What the SIH asked for, read off the path.
@@ -107,6 +114,8 @@ impl Gateway {
             max_concurrent: cfg.server.max_concurrent_requests,
             per_amc: Default::default(),
             max_per_amc: cfg.amc.max_concurrent_per_amc,
+            breakers: crate::breaker::Breakers::new(cfg.amc.breaker_failures, cfg.amc.breaker_open),
+            deadline: cfg.server.request_deadline,
             status_mode: cfg.server.http_status,
             max_body_bytes: cfg.server.max_body_bytes,
             access: Access::new(&cfg.access),
@@ -135,8 +144,27 @@ impl Gateway {
             .stamp(body, &endpoint)
             .await
             .map_err(|(f, v)| AmcError::Stamp(f, v))?;
+        let key = endpoint
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default();
+        if let Err(open) = self.breakers.admit(&key, std::time::Instant::now()) {
+            let mut f = Fault::with_detail(
+                FaultCode::AmcUnavailable,
+                format!(
+                    "circuit open for {key} after {} consecutive failures: next try in {} s",
+                    open.failures,
+                    open.retry_in.as_secs().max(1)
+                ),
+            );
+            f.retry_after = Some(open.retry_in.as_secs().max(1) as u32);
+            return Err(AmcError::Fault(f));
+        }
         let started = Instant::now();
         let r = forward(&upstreams.amc, endpoint, headers, stamped).await;
+        // An answer (even the AMC's SOAP fault) means the AMC is alive.
+        self.breakers
+            .record(&key, r.is_ok(), std::time::Instant::now());
         let (outcome, status) = match &r {
             Ok(resp) if resp.status().is_success() => ("ok", resp.status().as_u16()),
             Ok(resp) => ("amc-error", resp.status().as_u16()),
@@ -155,6 +183,20 @@ impl Gateway {
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
         });
         Ok(r?)
+    }
+
+    /// The request's deadline: the configured one, shortened by `X-Rocgw-Deadline-Ms`.
+    fn deadline_for(&self, headers: &HeaderMap) -> Result<std::time::Duration, Fault> {
+        let Some(v) = headers.get(DEADLINE_HEADER) else {
+            return Ok(self.deadline);
+        };
+        match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+            Some(ms) if ms > 0 => Ok(self.deadline.min(std::time::Duration::from_millis(ms))),
+            _ => Err(Fault::with_detail(
+                FaultCode::NotFound,
+                "X-Rocgw-Deadline-Ms: a whole number of milliseconds greater than 0",
+            )),
+        }
     }
 
     /// A slot among the calls in progress to this AMC, or `overloaded`.
@@ -185,7 +227,30 @@ impl Gateway {
         let path = req.uri().path().to_string();
         let m = metrics::get();
         m.in_flight.inc();
-        let (route, result) = self.route(req, peer).await;
+        let hint = version_from_content_type(&req);
+        let is_annuaire = matches!(target(&path), Some(Target::Annuaire));
+        let (route, result) = match self.deadline_for(req.headers()) {
+            Err(f) => ("-", Err((f, hint))),
+            Ok(deadline) => match tokio::time::timeout(deadline, self.route(req, peer)).await {
+                Ok(r) => r,
+                // The upstream call is dropped with the future: nothing keeps running.
+                Err(_) => {
+                    let code = if is_annuaire {
+                        FaultCode::AnnuaireUnavailable
+                    } else {
+                        FaultCode::AmcTimeout
+                    };
+                    let f = Fault::with_detail(
+                        code,
+                        format!(
+                            "the request's deadline of {} ms passed",
+                            deadline.as_millis()
+                        ),
+                    );
+                    (if is_annuaire { "annuaire" } else { "amc" }, Err((f, hint)))
+                }
+            },
+        };
         m.in_flight.dec();
         m.request_seconds
             .with_label_values(&[route])

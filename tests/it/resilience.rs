@@ -191,3 +191,74 @@ fn a_readable_key_file_is_a_start_up_warning() {
     // The password itself never appears.
     assert!(!logs.iter().any(|l| l.contains(&p12_password())));
 }
+
+#[test]
+fn a_dead_amc_opens_its_circuit_and_fails_fast_without_slowing_the_others() {
+    let s = SimFixture::start(|_| {});
+    let (gw, _t) = gateway(&s, "breaker_failures = 3\nbreaker_open_s = 1", "", "");
+    assert_eq!(call(&gw, "99999991", "idb", &[]).status, 200);
+    s.set_faults(
+        "99999991",
+        &Faults {
+            reset_rate: 1.0,
+            ..Faults::default()
+        },
+    );
+    for _ in 0..3 {
+        let r = call(&gw, "99999991", "idb", &[]);
+        assert_eq!(
+            r.header("x-rocgw-error"),
+            Some("amc-unavailable"),
+            "{}",
+            r.body
+        );
+    }
+    let t = Instant::now();
+    let r = call(&gw, "99999991", "idb", &[]);
+    assert!(t.elapsed() < Duration::from_millis(500), "fails fast");
+    assert_eq!(r.header("x-rocgw-error"), Some("amc-unavailable"));
+    assert!(r.body.contains("circuit open"), "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(
+        s.counter("injected", "reset"),
+        3.0,
+        "the open circuit sent nothing"
+    );
+    // Another AMC is not affected.
+    assert_eq!(call(&gw, "99999992", "idb", &[]).status, 200);
+    // The AMC recovers: after the open period, a probe goes through and closes the circuit.
+    let r = http(s.sim.admin, "DELETE", "/faults/99999991", &[], b"");
+    assert_eq!(r.status, 200);
+    wait_for("the circuit to close", Duration::from_secs(10), || {
+        call(&gw, "99999991", "idb", &[]).status == 200
+    });
+    assert_eq!(call(&gw, "99999991", "idb", &[]).status, 200);
+}
+
+#[test]
+fn the_end_to_end_deadline_holds_and_the_sih_may_only_shorten_it() {
+    let s = SimFixture::start(|_| {});
+    let (gw, _t) = gateway_with_server(&s, "request_deadline_ms = 1500");
+    assert_eq!(call(&gw, "99999991", "idb", &[]).status, 200);
+    slow(&s, "99999991", 3_000);
+    let timed = |headers: &[(&str, &str)]| {
+        let t = Instant::now();
+        let r = call(&gw, "99999991", "idb", headers);
+        (r, t.elapsed())
+    };
+    let (r, took) = timed(&[("X-Rocgw-Deadline-Ms", "300")]);
+    assert_eq!(r.header("x-rocgw-error"), Some("amc-timeout"), "{}", r.body);
+    assert!(r.body.contains("deadline of 300 ms"), "{}", r.body);
+    assert!(took < Duration::from_millis(1_200), "{took:?}");
+    // A longer header cannot extend the configured deadline.
+    let (r, took) = timed(&[("X-Rocgw-Deadline-Ms", "60000")]);
+    assert!(r.body.contains("deadline of 1500 ms"), "{}", r.body);
+    assert!(took < Duration::from_millis(2_800), "{took:?}");
+    let (r, _) = timed(&[("X-Rocgw-Deadline-Ms", "soon")]);
+    assert_eq!(r.header("x-rocgw-error"), Some("not-found"));
+    // A fast AMC meets its deadline meanwhile.
+    assert_eq!(
+        call(&gw, "99999992", "idb", &[("X-Rocgw-Deadline-Ms", "5000")]).status,
+        200
+    );
+}
