@@ -71,7 +71,11 @@ impl Admin {
         let mut resp = match (req.method(), req.uri().path()) {
             (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
             (&Method::GET | &Method::HEAD, "/readyz") => {
-                let problems = self.status().map(|s| s.problems).unwrap_or_default();
+                let problems = self
+                    .runtime
+                    .get()
+                    .map(|(rt, _)| status::Status::problems(rt, crate::identity::now_unix()))
+                    .unwrap_or_default();
                 if !self.ready.load(Ordering::SeqCst) {
                     text(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -89,7 +93,7 @@ impl Admin {
             (&Method::GET, "/metrics") => {
                 if self.allowed(&req, peer) {
                     if let Some(s) = self.status() {
-                        metrics::get().set_certificate_gauges(&s, crate::identity::now_unix());
+                        metrics::get().set_certificate_gauges(&s);
                     }
                     let mut r = text(StatusCode::OK, metrics::get().render());
                     r.headers_mut().insert(

@@ -209,6 +209,37 @@ pub fn issued_by(child: &[u8], parent: &[u8]) -> bool {
     c.issuer().as_raw() == p.subject().as_raw() && c.verify_signature(Some(p.public_key())).is_ok()
 }
 
+/// A chain built from a leaf up through a pool of CA certificates.
+pub enum Chain {
+    /// Leaf first, ending at a self-signed root.
+    Complete(Vec<Vec<u8>>),
+    /// What was found; the issuer of its last certificate is missing.
+    Incomplete(Vec<Vec<u8>>),
+}
+
+/// Orders `pool` above `leaf` by signature, up to a self-signed root.
+pub fn chain_up(leaf: &[u8], pool: &[Vec<u8>]) -> Chain {
+    let mut chain = vec![leaf.to_vec()];
+    loop {
+        let last = chain.last().expect("non-empty").clone();
+        if issued_by(&last, &last) {
+            return Chain::Complete(chain);
+        }
+        match pool
+            .iter()
+            .find(|c| issued_by(&last, c) && !chain.contains(c))
+        {
+            Some(next) => chain.push(next.clone()),
+            None => return Chain::Incomplete(chain),
+        }
+    }
+}
+
+/// Whether a missing issuer is the ACI-EL-ORG intermediate the procedure says to add.
+pub fn missing_is_aci_el_org(issuer: &str) -> bool {
+    issuer.contains("ELEMENTAIRE ORGANISATIONS")
+}
+
 impl Inspection {
     /// The human-readable form.
     pub fn to_text(&self) -> String {
@@ -361,32 +392,22 @@ pub fn bundle(
     for c in chain {
         pool.extend(read_pem_certs(c).map_err(|e| format!("--chain: {e}"))?);
     }
-    // Order the chain from the leaf up; stop at a self-signed root.
-    let mut ordered = vec![leaf.clone()];
-    loop {
-        let last = ordered.last().expect("non-empty").clone();
-        if issued_by(&last, &last) {
-            break;
+    let pool: Vec<Vec<u8>> = pool.iter().map(|c| c.as_ref().to_vec()).collect();
+    let ordered = match chain_up(&leaf, &pool) {
+        Chain::Complete(c) => c,
+        Chain::Incomplete(c) => {
+            let info = CertInfo::parse(c.last().expect("non-empty"))?;
+            let hint = if missing_is_aci_el_org(&info.issuer) {
+                " (the intermediate ACI-EL-ORG: add it with --chain, as the procedure says for a certificate made from a CSR)"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "the chain stops at {}: the certificate of its issuer {} is missing{hint}",
+                info.subject, info.issuer
+            ));
         }
-        match pool
-            .iter()
-            .find(|c| issued_by(&last, c) && !ordered.contains(c))
-        {
-            Some(next) => ordered.push(next.clone()),
-            None => {
-                let info = CertInfo::parse(&last)?;
-                let hint = if info.issuer.contains("ELEMENTAIRE ORGANISATIONS") {
-                    " (the intermediate ACI-EL-ORG: add it with --chain, as the procedure says for a certificate made from a CSR)"
-                } else {
-                    ""
-                };
-                return Err(format!(
-                    "the chain stops at {}: the certificate of its issuer {} is missing{hint}",
-                    info.subject, info.issuer
-                ));
-            }
-        }
-    }
+    };
     let mut certs = Vec::new();
     for c in &ordered {
         certs.push(p12_keystore::Certificate::from_der(c).map_err(|e| e.to_string())?);

@@ -198,45 +198,26 @@ impl Metrics {
     }
 
     /// Sets the certificate and CRL gauges from a status snapshot (on every scrape).
-    pub fn set_certificate_gauges(&self, s: &crate::admin::status::Status, now: i64) {
-        let secs = |t: &str| {
-            ::time::OffsetDateTime::parse(t, &::time::format_description::well_known::Rfc3339)
-                .map(|t| t.unix_timestamp() - now)
-                .unwrap_or(0)
-        };
+    pub fn set_certificate_gauges(&self, s: &crate::admin::status::Status) {
+        let cn = |dn: &str| dn.rsplit("CN=").next().unwrap_or(dn).to_string();
         self.cert_expiry.reset();
         for i in &s.identities {
             self.cert_expiry
                 .with_label_values(&["identity", i.role.as_str()])
-                .set(secs(&i.not_after));
+                .set(i.expires_in_s);
         }
         for a in &s.anchors {
-            let cn = a
-                .subject
-                .rsplit("CN=")
-                .next()
-                .unwrap_or(&a.subject)
-                .to_string();
             self.cert_expiry
-                .with_label_values(&[&format!("anchor-{}", a.sphere), &cn])
-                .set(secs(&a.not_after));
+                .with_label_values(&[&format!("anchor-{}", a.sphere), &cn(&a.subject)])
+                .set(a.expires_in_s);
         }
         self.crl_age.reset();
         self.crl_next_update.reset();
         for c in &s.crls {
-            let cn = c
-                .issuer
-                .rsplit("CN=")
-                .next()
-                .unwrap_or(&c.issuer)
-                .to_string();
-            self.crl_age
-                .with_label_values(&[&c.sphere, &cn])
-                .set(c.age_s);
-            if let Some(n) = &c.next_update {
-                self.crl_next_update
-                    .with_label_values(&[&c.sphere, &cn])
-                    .set(secs(n));
+            let labels = [c.sphere.as_str(), &cn(&c.issuer)];
+            self.crl_age.with_label_values(&labels).set(c.age_s);
+            if let Some(n) = c.next_update_in_s {
+                self.crl_next_update.with_label_values(&labels).set(n);
             }
         }
     }

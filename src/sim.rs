@@ -604,11 +604,11 @@ fn annuaire_tls(cfg: &SimConfig, anchors: &Anchors) -> Result<Arc<ServerConfig>,
     let roots = Arc::new(anchors.root_store()?);
     let mut crls = Vec::new();
     for p in &cfg.igc_sante.crls {
-        let data = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        use rustls::pki_types::pem::PemObject as _;
-        for c in rustls::pki_types::CertificateRevocationListDer::pem_slice_iter(&data) {
-            crls.push(c.map_err(|e| format!("{}: {e}", p.display()))?);
-        }
+        crls.extend(
+            crate::trust::read_crl_file(p)?
+                .into_iter()
+                .map(rustls::pki_types::CertificateRevocationListDer::from),
+        );
     }
     let inner = WebPkiClientVerifier::builder_with_provider(roots, crate::upstream::provider())
         .with_crls(crls)

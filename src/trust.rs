@@ -10,7 +10,7 @@
 //! (on change or on a timer, see `reload`), never fetched during a handshake.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -130,6 +130,23 @@ impl Crl {
     }
 }
 
+/// Every CRL of a PEM file, or the one CRL of a DER file (DER bytes, not yet checked).
+pub fn read_crl_file(p: &Path) -> Result<Vec<Vec<u8>>, String> {
+    let data = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    let ders: Vec<Vec<u8>> = if data.first() == Some(&0x30) {
+        vec![data]
+    } else {
+        CertificateRevocationListDer::pem_slice_iter(&data)
+            .map(|r| r.map(|d| d.as_ref().to_vec()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{}: invalid PEM: {e}", p.display()))?
+    };
+    if ders.is_empty() {
+        return Err(format!("{}: no CRL found", p.display()));
+    }
+    Ok(ders)
+}
+
 /// DER integers may carry a leading zero byte; serials are compared without it.
 fn serial_key(raw: &[u8]) -> &[u8] {
     let mut s = raw;
@@ -169,20 +186,7 @@ impl CrlSet {
         let mut by_issuer = HashMap::new();
         for (i, p) in paths.iter().enumerate() {
             let f = format!("{field}[{i}]");
-            let data =
-                std::fs::read(p).map_err(|e| format!("{f}: cannot read {}: {e}", p.display()))?;
-            let ders: Vec<Vec<u8>> = if data.first() == Some(&0x30) {
-                vec![data]
-            } else {
-                CertificateRevocationListDer::pem_slice_iter(&data)
-                    .map(|r| r.map(|d| d.as_ref().to_vec()))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| format!("{f}: {}: invalid PEM: {e}", p.display()))?
-            };
-            if ders.is_empty() {
-                return Err(format!("{f}: {}: no CRL found", p.display()));
-            }
-            for der in ders {
+            for der in read_crl_file(p).map_err(|m| format!("{f}: {m}"))? {
                 let (raw_issuer, crl) =
                     parse_crl(&der, p, issuers, now).map_err(|m| format!("{f}: {m}"))?;
                 by_issuer.insert(raw_issuer, crl);

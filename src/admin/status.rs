@@ -17,6 +17,7 @@ pub struct IdentityStatus {
     pub structure_id: Option<String>,
     pub not_after: String,
     pub days_left: i64,
+    pub expires_in_s: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -25,6 +26,7 @@ pub struct AnchorStatus {
     pub subject: String,
     pub not_after: String,
     pub days_left: i64,
+    pub expires_in_s: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -34,6 +36,7 @@ pub struct CrlStatus {
     pub file: String,
     pub this_update: String,
     pub next_update: Option<String>,
+    pub next_update_in_s: Option<i64>,
     pub age_s: i64,
     pub entries: usize,
     pub stale: bool,
@@ -70,6 +73,7 @@ fn anchors(sphere: &str, t: &TrustSet, now: i64, out: &mut Vec<AnchorStatus>) {
             subject: a.info.subject.clone(),
             not_after: fmt_time(a.info.not_after),
             days_left: a.info.days_left(now),
+            expires_in_s: a.info.not_after - now,
         });
     }
 }
@@ -82,6 +86,7 @@ fn crls(sphere: &str, t: &TrustSet, now: i64, out: &mut Vec<CrlStatus>) {
             file: c.source.display().to_string(),
             this_update: fmt_time(c.this_update),
             next_update: c.next_update.map(fmt_time),
+            next_update_in_s: c.next_update.map(|n| n - now),
             age_s: now - c.this_update,
             entries: c.len(),
             stale: c.is_stale(now),
@@ -89,37 +94,38 @@ fn crls(sphere: &str, t: &TrustSet, now: i64, out: &mut Vec<CrlStatus>) {
     }
 }
 
-/// Counter values of a metric family, by the value of one label, where another label matches.
-fn counter(family: &str, match_label: (&str, &str), outcome_ok: Option<bool>) -> u64 {
-    let m = crate::metrics::get();
-    let mut total = 0.0;
-    for f in m.registry.gather() {
-        if f.name() != family {
+/// Upstream requests answered and failed, by upstream, from one gather of the registry.
+fn upstream_outcomes() -> std::collections::HashMap<String, (u64, u64)> {
+    let mut out = std::collections::HashMap::new();
+    for f in crate::metrics::get().registry.gather() {
+        if f.name() != "rocgw_upstream_requests_total" {
             continue;
         }
-        for metric in f.get_metric() {
-            let labels: Vec<(&str, &str)> = metric
-                .get_label()
-                .iter()
-                .map(|l| (l.name(), l.value()))
-                .collect();
-            if !labels.contains(&match_label) {
-                continue;
+        for m in f.get_metric() {
+            let label = |k: &str| {
+                m.get_label()
+                    .iter()
+                    .find(|l| l.name() == k)
+                    .map(|l| l.value().to_string())
+                    .unwrap_or_default()
+            };
+            let e: &mut (u64, u64) = out.entry(label("upstream")).or_default();
+            let n = m.get_counter().get_value() as u64;
+            if label("outcome") == "ok" {
+                e.0 += n;
+            } else {
+                e.1 += n;
             }
-            let ok = labels.iter().any(|(k, v)| *k == "outcome" && *v == "ok");
-            if outcome_ok.is_some_and(|want| want != ok) {
-                continue;
-            }
-            total += metric.get_counter().get_value();
         }
     }
-    total as u64
+    out
 }
 
 impl Status {
-    pub fn snapshot(rt: &Runtime, sandbox: bool, cache: Option<usize>, now: i64) -> Status {
+    /// Why `/readyz` fails: an expired identity, a CRL past its next update under a `hard`
+    /// policy. Cheap: no metrics gathered.
+    pub fn problems(rt: &Runtime, now: i64) -> Vec<String> {
         let cfg = rt.config();
-        let mut identities = Vec::new();
         let mut problems = Vec::new();
         for id in [rt.auth_cli.current(), rt.sign.current()] {
             if now >= id.info.not_after {
@@ -129,6 +135,30 @@ impl Status {
                     fmt_time(id.info.not_after)
                 ));
             }
+        }
+        let hard = |p: RevocationPolicy| p == RevocationPolicy::Hard;
+        let mut stale = |trust: &TrustSet, policy: RevocationPolicy, sphere: &str| {
+            for c in trust.crls.crls() {
+                if c.is_stale(now) && hard(policy) {
+                    problems.push(format!(
+                        "CRL {} is past its next update (hard revocation policy{sphere})",
+                        c.source.display()
+                    ));
+                }
+            }
+        };
+        stale(&rt.amc_trust(), cfg.amc.revocation, "");
+        if let Some(an) = &cfg.annuaire {
+            stale(&rt.annuaire_trust(), an.revocation, ", annuaire");
+        }
+        problems
+    }
+
+    pub fn snapshot(rt: &Runtime, sandbox: bool, cache: Option<usize>, now: i64) -> Status {
+        let cfg = rt.config();
+        let problems = Status::problems(rt, now);
+        let mut identities = Vec::new();
+        for id in [rt.auth_cli.current(), rt.sign.current()] {
             identities.push(IdentityStatus {
                 name: id.field.clone(),
                 role: id.role.as_str().into(),
@@ -137,6 +167,7 @@ impl Status {
                 structure_id: id.info.structure_id.clone(),
                 not_after: fmt_time(id.info.not_after),
                 days_left: id.days_left(now),
+                expires_in_s: id.info.not_after - now,
             });
         }
         let (amc, ann) = (rt.amc_trust(), rt.annuaire_trust());
@@ -145,28 +176,11 @@ impl Status {
         anchors("annuaire", &ann, now, &mut a);
         let mut c = Vec::new();
         crls("amc", &amc, now, &mut c);
-        let hard = |p: RevocationPolicy| p == RevocationPolicy::Hard;
-        for x in &c {
-            if x.stale && hard(cfg.amc.revocation) {
-                problems.push(format!(
-                    "CRL {} is past its next update (hard revocation policy)",
-                    x.file
-                ));
-            }
-        }
-        if let Some(an) = &cfg.annuaire {
-            let before = c.len();
+        if cfg.annuaire.is_some() {
             crls("annuaire", &ann, now, &mut c);
-            for x in &c[before..] {
-                if x.stale && hard(an.revocation) {
-                    problems.push(format!(
-                        "CRL {} is past its next update (hard revocation policy, annuaire)",
-                        x.file
-                    ));
-                }
-            }
         }
         let mut upstreams = Vec::new();
+        let outcomes = upstream_outcomes();
         for name in ["amc", "annuaire"] {
             if name == "annuaire" && cfg.annuaire.is_none() {
                 continue;
@@ -174,16 +188,8 @@ impl Status {
             let m = crate::metrics::get();
             upstreams.push(UpstreamStatus {
                 name: name.into(),
-                requests_ok: counter(
-                    "rocgw_upstream_requests_total",
-                    ("upstream", name),
-                    Some(true),
-                ),
-                requests_failed: counter(
-                    "rocgw_upstream_requests_total",
-                    ("upstream", name),
-                    Some(false),
-                ),
+                requests_ok: outcomes.get(name).map_or(0, |o| o.0),
+                requests_failed: outcomes.get(name).map_or(0, |o| o.1),
                 connections_opened: m.upstream_connections.with_label_values(&[name]).get(),
                 connections_open: m.upstream_open.with_label_values(&[name]).get(),
             });

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use x509_parser::prelude::*;
 
-use super::{is_test, issued_by, key_matches};
+use super::{chain_up, is_test, key_matches, missing_is_aci_el_org, Chain};
 use crate::config::{Config, IdentitySource, Overrides};
 use crate::identity::{now_unix, CertInfo, Role, EXPIRY_WARNING_DAYS};
 use crate::trust::{Anchors, CrlSet};
@@ -125,26 +125,12 @@ pub fn exit_code(checks: &[Check]) -> u8 {
 fn load_crls(paths: &[PathBuf], r: &mut Report) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
     let mut out = Vec::new();
     for p in paths {
-        let data = match std::fs::read(p) {
+        let ders = match crate::trust::read_crl_file(p) {
             Ok(d) => d,
             Err(e) => {
-                r.add(
-                    Level::Fail,
-                    "trust.identity_crls",
-                    format!("{}: {e}", p.display()),
-                    None,
-                );
+                r.add(Level::Fail, "trust.identity_crls", e, None);
                 continue;
             }
-        };
-        let ders: Vec<Vec<u8>> = if data.first() == Some(&0x30) {
-            vec![data]
-        } else {
-            use rustls::pki_types::pem::PemObject as _;
-            rustls::pki_types::CertificateRevocationListDer::pem_slice_iter(&data)
-                .filter_map(Result::ok)
-                .map(|d| d.as_ref().to_vec())
-                .collect()
         };
         for der in ders {
             if let Ok((_, crl)) = parse_x509_crl(&der) {
@@ -247,17 +233,17 @@ fn identity(
         None => r.add(Level::Fail, &what("key"), "no private key", None),
     }
     // Chain up to the IGC-Santé root.
-    let mut chain = vec![leaf.as_ref().to_vec()];
     let pool: Vec<Vec<u8>> = raw
         .chain
         .iter()
         .skip(1)
         .map(|c| c.as_ref().to_vec())
         .collect();
-    loop {
-        let last = chain.last().expect("non-empty").clone();
-        if issued_by(&last, &last) {
-            let root = CertInfo::parse(&last)
+    match chain_up(leaf, &pool) {
+        Chain::Complete(chain) => {
+            let root = chain
+                .last()
+                .and_then(|c| CertInfo::parse(c).ok())
                 .map(|i| i.subject)
                 .unwrap_or_default();
             if root.to_ascii_uppercase().contains("IGC-SANTE") {
@@ -275,29 +261,23 @@ fn identity(
                     Some("ORG certificates for ROC come from IGC-Santé (gamme élémentaire)"),
                 );
             }
-            break;
         }
-        match pool
-            .iter()
-            .find(|c| issued_by(&last, c) && !chain.contains(c))
-        {
-            Some(next) => chain.push(next.clone()),
-            None => {
-                let li = CertInfo::parse(&last).ok();
-                let issuer = li.as_ref().map(|i| i.issuer.clone()).unwrap_or_default();
-                let aci = issuer.contains("ELEMENTAIRE ORGANISATIONS");
-                r.add(
-                    Level::Fail,
-                    &what("chain"),
-                    format!("incomplete: the certificate of {issuer} is missing"),
-                    Some(if aci {
-                        "add the intermediate ACI-EL-ORG (AC IGC-SANTE ELEMENTAIRE ORGANISATIONS) to the file, as the procedure says for a certificate made from a CSR: rocgw cert bundle --chain"
-                    } else {
-                        "add the missing CA certificates to the file"
-                    }),
-                );
-                break;
-            }
+        Chain::Incomplete(chain) => {
+            let issuer = chain
+                .last()
+                .and_then(|c| CertInfo::parse(c).ok())
+                .map(|i| i.issuer)
+                .unwrap_or_default();
+            r.add(
+                Level::Fail,
+                &what("chain"),
+                format!("incomplete: the certificate of {issuer} is missing"),
+                Some(if missing_is_aci_el_org(&issuer) {
+                    "add the intermediate ACI-EL-ORG (AC IGC-SANTE ELEMENTAIRE ORGANISATIONS) to the file, as the procedure says for a certificate made from a CSR: rocgw cert bundle --chain"
+                } else {
+                    "add the missing CA certificates to the file"
+                }),
+            );
         }
     }
     // Validity.

@@ -201,12 +201,7 @@ impl Checker {
                 "the signing certificate is outside its validity",
             );
         }
-        let issued_by_known = self.known.iter().any(|k| {
-            X509Certificate::from_der(k).is_ok_and(|(_, ca)| {
-                ca.subject().as_raw() == cert.issuer().as_raw()
-                    && cert.verify_signature(Some(ca.public_key())).is_ok()
-            })
-        });
+        let issued_by_known = self.known.iter().any(|ca| crate::cert::issued_by(&der, ca));
         if !issued_by_known {
             return refuse(
                 "signer-untrusted",

@@ -15,26 +15,7 @@ use crate::upstream::IGC_ROOTS;
 /// A gateway resolving through the simulator's annuaire; `amc` and `annuaire` are appended to
 /// those sections, `tail` at the end.
 pub fn gateway(s: &SimFixture, amc: &str, annuaire: &str, tail: &str) -> (Proc, tempfile::TempDir) {
-    let p = |r: &str| pki_path(r).display().to_string();
-    let mut t = base_config(
-        &p("org/auth_cli.p12"),
-        &p("secrets/p12-password"),
-        "",
-        &format!(
-            "crls = [\"{}\", \"{}\"]",
-            p("osi/root.crl.pem"),
-            p("osi/ac-serveur.crl.pem")
-        ),
-    );
-    t.push_str(&format!(
-        "\n[amc]\nrevocation = \"hard\"\nendpoint_hosts = [\"localhost\"]\n{amc}\n\n\
-         [upstream]\nfirst_byte_timeout_ms = 3000\n\n\
-         [annuaire]\nurl = \"{}\"\n{annuaire}\n{tail}\n",
-        s.sim.annuaire_url()
-    ));
-    let tmp = scratch();
-    let cfg = write_config(tmp.path(), &t);
-    (Proc::with_config(&cfg), tmp)
+    s.gateway(amc, annuaire, tail, 3_000)
 }
 
 pub fn call(gw: &Proc, amc: &str, service: &str, headers: &[(&str, &str)]) -> Resp {

@@ -45,6 +45,38 @@ impl SimFixture {
         )
     }
 
+    /// A gateway process over this simulator (its annuaire, the run's test PKI, hard
+    /// revocation, endpoints on localhost); `amc` and `annuaire` are appended to those
+    /// sections, `tail` at the end.
+    pub fn gateway(
+        &self,
+        amc: &str,
+        annuaire: &str,
+        tail: &str,
+        first_byte_ms: u64,
+    ) -> (Proc, tempfile::TempDir) {
+        let p = |r: &str| pki_path(r).display().to_string();
+        let mut t = base_config(
+            &p("org/auth_cli.p12"),
+            &p("secrets/p12-password"),
+            "",
+            &format!(
+                "crls = [\"{}\", \"{}\"]",
+                p("osi/root.crl.pem"),
+                p("osi/ac-serveur.crl.pem")
+            ),
+        );
+        t.push_str(&format!(
+            "\n[amc]\nrevocation = \"hard\"\nendpoint_hosts = [\"localhost\"]\n{amc}\n\n\
+             [upstream]\nfirst_byte_timeout_ms = {first_byte_ms}\n\n\
+             [annuaire]\nurl = \"{}\"\n{annuaire}\n{tail}\n",
+            self.sim.annuaire_url()
+        ));
+        let tmp = scratch();
+        let cfg = write_config(tmp.path(), &t);
+        (Proc::with_config(&cfg), tmp)
+    }
+
     pub fn set_faults(&self, amc: &str, faults: &Faults) {
         let r = http(
             self.sim.admin,
@@ -238,32 +270,16 @@ fn an_assertion_signed_by_xmlsec1_is_accepted() {
 
 /// A gateway whose routes are the simulator's endpoints.
 fn gateway_for(s: &SimFixture, first_byte_ms: u64) -> (Proc, tempfile::TempDir) {
-    let p = |r: &str| pki_path(r).display().to_string();
-    let mut t = base_config(
-        &p("org/auth_cli.p12"),
-        &p("secrets/p12-password"),
-        "",
-        &format!(
-            "crls = [\"{}\", \"{}\"]",
-            p("osi/root.crl.pem"),
-            p("osi/ac-serveur.crl.pem")
-        ),
-    );
-    t.push_str(&format!(
-        "\n[amc]\nrevocation = \"hard\"\n\n[upstream]\nfirst_byte_timeout_ms = {first_byte_ms}\n\n[annuaire]\nurl = \"{}\"\n",
-        s.sim.annuaire_url()
-    ));
+    let mut routes = String::new();
     let mut current = String::new();
     for (amc, service, url) in s.sim.endpoints() {
         if amc != current {
-            t.push_str(&format!("\n[routes.\"{amc}\"]\n"));
+            routes.push_str(&format!("\n[routes.\"{amc}\"]\n"));
             current = amc.clone();
         }
-        t.push_str(&format!("{service} = \"{url}\"\n"));
+        routes.push_str(&format!("{service} = \"{url}\"\n"));
     }
-    let tmp = scratch();
-    let cfg = write_config(tmp.path(), &t);
-    (Proc::with_config(&cfg), tmp)
+    s.gateway("", "", &routes, first_byte_ms)
 }
 
 fn idb(gw: std::net::SocketAddr, amc: &str) -> Resp {

@@ -281,17 +281,14 @@ impl Proc {
         self.child.try_wait().unwrap().is_none()
     }
 
-    /// Waits for the process to exit on its own; its exit code, or `None` if still running
-    /// after `timeout`.
+    /// Waits for the process to exit on its own (panics after `timeout`); its exit code.
     pub fn exit_code(&mut self, timeout: Duration) -> Option<i32> {
-        let end = Instant::now() + timeout;
-        while Instant::now() < end {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        let mut status = None;
+        wait_for("the process to exit", timeout, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status.and_then(|s| s.code())
     }
 }
 
