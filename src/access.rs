@@ -1,18 +1,26 @@
-//! Local access control: who may ask rocgw to sign on the hospital's behalf.
+//! Local access control: who may ask rocgw to sign on the hospital's behalf, and who asked.
 //!
-//! Listeners bind loopback by default. Any other address needs at least one caller check: a
-//! bearer token (compared in constant time) or an allowlist of client networks. When both are
-//! configured, a caller must pass both.
+//! Listeners bind loopback by default. Any other address needs at least one caller check:
+//! client certificates from a local CA (`[server.tls]`), a bearer token (one shared, or one per
+//! SIH application in `[[access.callers]]`, compared in constant time), or an allowlist of client
+//! networks. A Unix domain socket is guarded by its file mode and, optionally, by the peer's user
+//! id. Every configured check applies where it makes sense (networks to TCP callers, user ids to
+//! socket callers, tokens to all): a caller must pass them all.
+//!
+//! A caller that passes gets an identity for the audit log: its certificate's common name, else
+//! its token's name, else its user id, else its address.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use aws_lc_rs::{constant_time, digest};
 use hyper::header::AUTHORIZATION;
 use hyper::HeaderMap;
 use ipnet::IpNet;
 
-use crate::config::AccessConfig;
+use crate::config::{AccessConfig, ServerTls};
 use crate::fault::{Fault, FaultCode};
+use crate::listener::Peer;
 
 /// Refuses a listen address that is reachable from other machines unless a caller check exists.
 pub fn check_bind(addr: SocketAddr, access: &AccessConfig) -> Result<(), String> {
@@ -21,7 +29,8 @@ pub fn check_bind(addr: SocketAddr, access: &AccessConfig) -> Result<(), String>
     } else {
         Err(format!(
             "{addr} is not a loopback address: configure a caller check first \
-             ([access] token_env/token_file or allow_cidrs), or listen on 127.0.0.1"
+             ([server.tls] client certificates, [access] token_env/token_file, \
+             [[access.callers]] or allow_cidrs), or listen on 127.0.0.1"
         ))
     }
 }
@@ -29,17 +38,22 @@ pub fn check_bind(addr: SocketAddr, access: &AccessConfig) -> Result<(), String>
 /// The caller checks of one process, ready for the request path.
 #[derive(Clone, Default)]
 pub struct Access {
-    /// SHA-256 of the expected token: comparing digests keeps the comparison constant-time
-    /// whatever the presented token's length.
-    token_digest: Option<[u8; 32]>,
+    /// SHA-256 of each accepted token and the name it identifies: comparing digests keeps the
+    /// comparison constant-time whatever the presented token's length.
+    tokens: Vec<([u8; 32], Arc<str>)>,
     allow: Vec<IpNet>,
+    unix_uids: Vec<u32>,
 }
 
 impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Access")
-            .field("token", &self.token_digest.map(|_| "<redacted>"))
+            .field(
+                "tokens",
+                &self.tokens.iter().map(|(_, n)| n).collect::<Vec<_>>(),
+            )
             .field("allow", &self.allow)
+            .field("unix_uids", &self.unix_uids)
             .finish()
     }
 }
@@ -51,26 +65,46 @@ fn sha256(b: &[u8]) -> [u8; 32] {
     out
 }
 
+fn refused(why: &str) -> Fault {
+    Fault::with_detail(FaultCode::Unauthorized, why.to_string())
+}
+
 impl Access {
     pub fn new(cfg: &AccessConfig) -> Self {
+        let mut tokens: Vec<([u8; 32], Arc<str>)> = cfg
+            .token
+            .iter()
+            .map(|t| (sha256(t.as_bytes()), Arc::from("token")))
+            .collect();
+        tokens.extend(
+            cfg.callers
+                .iter()
+                .map(|(name, t)| (sha256(t.as_bytes()), Arc::from(name.as_str()))),
+        );
         Access {
-            token_digest: cfg.token.as_ref().map(|t| sha256(t.as_bytes())),
+            tokens,
             allow: cfg.allow_cidrs.clone(),
+            unix_uids: cfg.unix_uids.clone(),
         }
     }
 
-    /// Checks one request. The fault's detail says which check failed, never what was presented.
-    pub fn check(&self, peer: IpAddr, headers: &HeaderMap) -> Result<(), Fault> {
-        if !self.allow.is_empty() {
-            let peer = canonical(peer);
-            if !self.allow.iter().any(|n| n.contains(&peer)) {
-                return Err(Fault::with_detail(
-                    FaultCode::Unauthorized,
-                    "caller address not in access.allow_cidrs",
-                ));
+    /// Checks one request and names its caller. The fault's detail says which check failed,
+    /// never what was presented.
+    pub fn check(&self, peer: &Peer, headers: &HeaderMap) -> Result<String, Fault> {
+        if let Some(ip) = peer.ip() {
+            if !self.allow.is_empty() {
+                let ip = canonical(ip);
+                if !self.allow.iter().any(|n| n.contains(&ip)) {
+                    return Err(refused("caller address not in access.allow_cidrs"));
+                }
             }
+        } else if !self.unix_uids.is_empty()
+            && !peer.uid.is_some_and(|u| self.unix_uids.contains(&u))
+        {
+            return Err(refused("caller user id not in access.unix_uids"));
         }
-        if let Some(expected) = &self.token_digest {
+        let mut token_name = None;
+        if !self.tokens.is_empty() {
             let presented = headers
                 .get(AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
@@ -79,25 +113,51 @@ impl Access {
                         .or_else(|| v.strip_prefix("bearer "))
                 });
             let Some(presented) = presented else {
-                return Err(Fault::with_detail(
-                    FaultCode::Unauthorized,
-                    "missing bearer token (Authorization: Bearer …)",
-                ));
+                return Err(refused("missing bearer token (Authorization: Bearer …)"));
             };
-            if constant_time::verify_slices_are_equal(
-                &sha256(presented.trim().as_bytes()),
-                expected,
-            )
-            .is_err()
-            {
-                return Err(Fault::with_detail(
-                    FaultCode::Unauthorized,
-                    "invalid bearer token",
-                ));
+            let presented = sha256(presented.trim().as_bytes());
+            // Every token is compared, so the time taken does not say which one came close.
+            for (expected, name) in &self.tokens {
+                if constant_time::verify_slices_are_equal(&presented, expected).is_ok() {
+                    token_name = Some(name.clone());
+                }
+            }
+            if token_name.is_none() {
+                return Err(refused("invalid bearer token"));
             }
         }
-        Ok(())
+        Ok(match (&peer.tls_client, token_name, peer.uid, peer.ip()) {
+            (Some(cn), ..) => format!("cert:{cn}"),
+            (None, Some(name), ..) => format!("token:{name}"),
+            (None, None, Some(uid), _) => format!("uid:{uid}"),
+            (None, None, None, Some(ip)) => format!("ip:{}", canonical(ip)),
+            (None, None, None, None) => "unix".to_string(),
+        })
     }
+}
+
+/// The TLS acceptor of a gateway listener with `[server.tls]`: rocgw's local certificate, and
+/// client certificates required, chaining to the local CA(s).
+pub fn local_tls(cfg: &ServerTls) -> Result<tokio_rustls::TlsAcceptor, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for p in &cfg.client_ca {
+        for c in
+            crate::identity::read_pem_certs(p).map_err(|e| format!("server.tls.client_ca: {e}"))?
+        {
+            roots
+                .add(c)
+                .map_err(|e| format!("server.tls.client_ca: {}: {e}", p.display()))?;
+        }
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        crate::upstream::provider(),
+    )
+    .build()
+    .map_err(|e| format!("server.tls.client_ca: {e}"))?;
+    let tls = crate::listener::tls_config(&cfg.cert, &cfg.key, verifier)
+        .map_err(|e| format!("server.tls: {e}"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(tls)))
 }
 
 /// An IPv4 peer seen through a dual-stack socket is matched as IPv4.
@@ -121,24 +181,63 @@ mod tests {
         h
     }
 
+    fn tcp(ip: &str) -> Peer {
+        Peer::tcp(SocketAddr::new(ip.parse().unwrap(), 40000))
+    }
+
     #[test]
     fn token_and_cidr_are_both_required_when_both_set() {
         let cfg = AccessConfig {
             token: Some(Zeroizing::new("0123456789abcdef-token".into())),
             allow_cidrs: vec!["10.1.0.0/16".parse().unwrap()],
+            ..AccessConfig::default()
         };
         let a = Access::new(&cfg);
-        let inside: IpAddr = "10.1.2.3".parse().unwrap();
-        let outside: IpAddr = "10.2.0.1".parse().unwrap();
         let good = headers(Some("Bearer 0123456789abcdef-token"));
-        assert!(a.check(inside, &good).is_ok());
-        assert!(a.check(outside, &good).is_err());
-        assert!(a.check(inside, &headers(None)).is_err());
+        assert_eq!(a.check(&tcp("10.1.2.3"), &good).unwrap(), "token:token");
+        assert!(a.check(&tcp("10.2.0.1"), &good).is_err());
+        assert!(a.check(&tcp("10.1.2.3"), &headers(None)).is_err());
         assert!(a
-            .check(inside, &headers(Some("Bearer 0123456789abcdef-toke")))
+            .check(
+                &tcp("10.1.2.3"),
+                &headers(Some("Bearer 0123456789abcdef-toke"))
+            )
             .is_err());
-        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
-        assert!(a.check(mapped, &good).is_ok());
+        assert!(a.check(&tcp("::ffff:10.1.2.3"), &good).is_ok());
+    }
+
+    #[test]
+    fn each_caller_is_named_by_its_strongest_credential() {
+        let cfg = AccessConfig {
+            callers: vec![
+                ("dpi".into(), Zeroizing::new("dpi-token-0123456789".into())),
+                ("gap".into(), Zeroizing::new("gap-token-0123456789".into())),
+            ],
+            unix_uids: vec![1001],
+            ..AccessConfig::default()
+        };
+        let a = Access::new(&cfg);
+        let gap = headers(Some("Bearer gap-token-0123456789"));
+        assert_eq!(a.check(&tcp("127.0.0.1"), &gap).unwrap(), "token:gap");
+        let mut tls = tcp("127.0.0.1");
+        tls.tls_client = Some("SIH DPI".into());
+        assert_eq!(a.check(&tls, &gap).unwrap(), "cert:SIH DPI");
+        let sock = |uid| Peer {
+            uid: Some(uid),
+            ..Peer::default()
+        };
+        assert_eq!(a.check(&sock(1001), &gap).unwrap(), "token:gap");
+        let f = a.check(&sock(1002), &gap).unwrap_err();
+        assert!(f.detail.unwrap().contains("unix_uids"));
+        assert!(a.check(&tcp("127.0.0.1"), &headers(None)).is_err());
+
+        let open = Access::new(&AccessConfig::default());
+        assert_eq!(open.check(&sock(7), &headers(None)).unwrap(), "uid:7");
+        assert_eq!(
+            open.check(&tcp("::ffff:127.0.0.1"), &headers(None))
+                .unwrap(),
+            "ip:127.0.0.1"
+        );
     }
 
     #[test]

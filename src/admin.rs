@@ -5,7 +5,6 @@
 
 pub mod status;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -15,7 +14,7 @@ use hyper::{Method, Request, StatusCode};
 
 use crate::access::Access;
 use crate::annuaire::Directory;
-use crate::listener::{text, HttpResponse, SANDBOX_HEADER};
+use crate::listener::{text, HttpResponse, Peer, SANDBOX_HEADER};
 use crate::metrics;
 use crate::reload::Runtime;
 
@@ -56,10 +55,10 @@ impl Admin {
         ))
     }
 
-    fn allowed(&self, req: &Request<Incoming>, peer: SocketAddr) -> bool {
+    fn allowed(&self, req: &Request<Incoming>, peer: &Peer) -> bool {
         self.access
             .get()
-            .map(|a| a.check(peer.ip(), req.headers()).is_ok())
+            .map(|a| a.check(peer, req.headers()).is_ok())
             .unwrap_or(false)
     }
 
@@ -67,7 +66,7 @@ impl Admin {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: Peer) -> HttpResponse {
         let mut resp = match (req.method(), req.uri().path()) {
             (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
             (&Method::GET | &Method::HEAD, "/readyz") => {
@@ -91,7 +90,7 @@ impl Admin {
                 }
             }
             (&Method::GET, "/metrics") => {
-                if self.allowed(&req, peer) {
+                if self.allowed(&req, &peer) {
                     if let Some(s) = self.status() {
                         metrics::get().set_certificate_gauges(&s);
                     }
@@ -105,7 +104,7 @@ impl Admin {
                     text(StatusCode::UNAUTHORIZED, "unauthorized\n")
                 }
             }
-            (&Method::GET, "/status") => match (self.allowed(&req, peer), self.status()) {
+            (&Method::GET, "/status") => match (self.allowed(&req, &peer), self.status()) {
                 (false, _) => text(StatusCode::UNAUTHORIZED, "unauthorized\n"),
                 (true, None) => text(StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
                 (true, Some(s)) => {

@@ -1,4 +1,5 @@
-//! The audit log: one JSON line per AMC call carrying a signed assertion — time, assertion ID,
+//! The audit log: one JSON line per AMC call carrying a signed assertion — time, caller (which
+//! SIH application asked), assertion ID,
 //! whether it was reused, audience, AMC number, service, signing certificate serial, outcome,
 //! HTTP status and latency. Never a body, never patient data. Hospitals answer "what did we
 //! sign, for whom, when" from it.
@@ -17,6 +18,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 pub struct Record<'a> {
     pub time: String,
+    /// Which SIH application asked (`access`): certificate, token name, user id or address.
+    pub caller: &'a str,
     pub assertion_id: &'a str,
     pub reused: bool,
     pub audience: &'a str,
@@ -64,6 +67,7 @@ impl Audit {
             }
             Audit::Log => tracing::info!(
                 target: "rocgw::audit",
+                caller = r.caller,
                 assertion_id = r.assertion_id,
                 reused = r.reused,
                 audience = r.audience,

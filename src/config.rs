@@ -100,6 +100,20 @@ struct RawServer {
     drain_timeout_s: Option<u64>,
     max_concurrent_requests: Option<usize>,
     request_deadline_ms: Option<u64>,
+    unix_socket: Option<PathBuf>,
+    unix_socket_mode: Option<String>,
+    header_read_timeout_ms: Option<u64>,
+    max_headers: Option<u64>,
+    max_header_bytes: Option<u64>,
+    tls: Option<RawServerTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServerTls {
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,6 +123,18 @@ struct RawAccess {
     token_file: Option<PathBuf>,
     #[serde(default)]
     allow_cidrs: Vec<String>,
+    #[serde(default)]
+    callers: Vec<RawCaller>,
+    #[serde(default)]
+    unix_uids: Vec<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCaller {
+    name: String,
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -415,6 +441,21 @@ pub struct ServerConfig {
     pub max_concurrent_requests: usize,
     /// End-to-end deadline of a request; an SIH's `X-Rocgw-Deadline-Ms` may only shorten it.
     pub request_deadline: Duration,
+    /// A Unix domain socket the gateway also listens on, and its file mode.
+    pub unix_socket: Option<(PathBuf, u32)>,
+    /// HTTPS with client certificates on `listen`.
+    pub tls: Option<ServerTls>,
+    /// Header size, count and read-time limits of the gateway listener.
+    pub limits: crate::listener::Limits,
+}
+
+/// Mutual TLS on the gateway listener: rocgw's local server certificate, and the local CA(s)
+/// whose client certificates identify SIH applications.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Vec<PathBuf>,
 }
 
 /// Caller checks for the listeners. Empty means loopback-only operation.
@@ -422,6 +463,12 @@ pub struct ServerConfig {
 pub struct AccessConfig {
     pub token: Option<Zeroizing<String>>,
     pub allow_cidrs: Vec<IpNet>,
+    /// Named tokens, one per SIH application: the name goes to the audit log.
+    pub callers: Vec<(String, Zeroizing<String>)>,
+    /// User ids allowed on the Unix socket (peer credentials); empty: file permissions only.
+    pub unix_uids: Vec<u32>,
+    /// Client certificates from the local CA are required (`[server.tls]`).
+    pub client_certs: bool,
 }
 
 impl fmt::Debug for AccessConfig {
@@ -429,13 +476,22 @@ impl fmt::Debug for AccessConfig {
         f.debug_struct("AccessConfig")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("allow_cidrs", &self.allow_cidrs)
+            .field(
+                "callers",
+                &self.callers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("unix_uids", &self.unix_uids)
+            .field("client_certs", &self.client_certs)
             .finish()
     }
 }
 
 impl AccessConfig {
     pub fn has_caller_check(&self) -> bool {
-        self.token.is_some() || !self.allow_cidrs.is_empty()
+        self.token.is_some()
+            || !self.callers.is_empty()
+            || !self.allow_cidrs.is_empty()
+            || self.client_certs
     }
 }
 
@@ -689,6 +745,24 @@ impl Validator<'_> {
                 format!("missing {name}: set {name}_env or {name}_file"),
             )),
             (None, None) => Ok(None),
+        }
+    }
+
+    /// A whole number within `range`, or `default` when absent.
+    fn ranged(
+        &self,
+        field: &str,
+        v: Option<u64>,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<u64, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(v) if range.contains(&v) => Ok(v),
+            Some(_) => Err(self.err(
+                field,
+                format!("must be between {} and {}", range.start(), range.end()),
+            )),
         }
     }
 
@@ -989,7 +1063,101 @@ impl Validator<'_> {
                 })?;
             allow_cidrs.push(net);
         }
-        let access = AccessConfig { token, allow_cidrs };
+        let mut callers: Vec<(String, Zeroizing<String>)> = Vec::new();
+        for (i, c) in raw.access.callers.iter().enumerate() {
+            let field = format!("access.callers[{i}]");
+            let name = c.name.trim();
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                return Err(self.err(
+                    &format!("{field}.name"),
+                    "1 to 64 letters, digits, '-', '_' or '.'",
+                ));
+            }
+            if callers.iter().any(|(n, _)| n == name) {
+                return Err(self.err(&format!("{field}.name"), format!("{name:?} appears twice")));
+            }
+            let t = self
+                .secret(
+                    &field,
+                    "token",
+                    c.token_env.as_deref(),
+                    c.token_file.as_deref(),
+                    true,
+                )?
+                .expect("required");
+            if t.len() < 16 {
+                return Err(self.err(&field, "the token must be at least 16 characters long"));
+            }
+            if token.as_deref() == Some(&*t) || callers.iter().any(|(_, o)| *o == t) {
+                return Err(self.err(&field, "two callers share a token"));
+            }
+            callers.push((name.to_string(), t));
+        }
+        let tls = match &raw.server.tls {
+            None => None,
+            Some(t) => {
+                if t.client_ca.is_empty() {
+                    return Err(self.err(
+                        "server.tls.client_ca",
+                        "name the local CA that issues the SIH applications' certificates",
+                    ));
+                }
+                Some(ServerTls {
+                    cert: self.file("server.tls.cert", &t.cert)?,
+                    key: self.file("server.tls.key", &t.key)?,
+                    client_ca: t
+                        .client_ca
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| self.file(&format!("server.tls.client_ca[{i}]"), p))
+                        .collect::<Result<_, _>>()?,
+                })
+            }
+        };
+        let unix_socket = match &raw.server.unix_socket {
+            None => None,
+            Some(p) => {
+                let mode = match &raw.server.unix_socket_mode {
+                    None => 0o660,
+                    Some(m) => match u32::from_str_radix(m.trim_start_matches("0o"), 8) {
+                        Ok(v) if v <= 0o777 && v & 0o007 == 0 => v,
+                        _ => return Err(self.err(
+                            "server.unix_socket_mode",
+                            "an octal mode without rights for others, like \"0660\" or \"0600\"",
+                        )),
+                    },
+                };
+                Some((self.resolve(p), mode))
+            }
+        };
+        let limits = crate::listener::Limits {
+            header_read_timeout: Duration::from_millis(self.ranged(
+                "server.header_read_timeout_ms",
+                raw.server.header_read_timeout_ms,
+                10_000,
+                100..=300_000,
+            )?),
+            max_headers: self.ranged("server.max_headers", raw.server.max_headers, 64, 8..=1_000)?
+                as usize,
+            max_header_bytes: self.ranged(
+                "server.max_header_bytes",
+                raw.server.max_header_bytes,
+                32 * 1024,
+                8_192..=1024 * 1024,
+            )? as usize,
+        };
+        let access = AccessConfig {
+            token,
+            allow_cidrs,
+            callers,
+            unix_uids: raw.access.unix_uids.clone(),
+            client_certs: tls.is_some(),
+        };
         for (field, addr) in [
             ("server.listen", listen),
             ("server.admin_listen", admin_listen),
@@ -1128,35 +1296,27 @@ impl Validator<'_> {
                 admin_listen,
                 http_status: raw.server.http_status,
                 max_body_bytes,
-                max_concurrent_requests: match raw.server.max_concurrent_requests {
-                    None => 512,
-                    Some(n) if (1..=100_000).contains(&n) => n,
-                    Some(_) => {
-                        return Err(self.err(
-                            "server.max_concurrent_requests",
-                            "must be between 1 and 100000",
-                        ))
-                    }
-                },
-                request_deadline: match raw.server.request_deadline_ms {
-                    None => Duration::from_secs(30),
-                    Some(ms) if (100..=600_000).contains(&ms) => Duration::from_millis(ms),
-                    Some(_) => {
-                        return Err(self.err(
-                            "server.request_deadline_ms",
-                            "must be between 100 and 600000",
-                        ))
-                    }
-                },
-                drain_timeout: match raw.server.drain_timeout_s {
-                    None => Duration::from_secs(30),
-                    Some(s) if s <= 3_600 => Duration::from_secs(s),
-                    Some(_) => {
-                        return Err(
-                            self.err("server.drain_timeout_s", "must be at most 3600 seconds")
-                        )
-                    }
-                },
+                max_concurrent_requests: self.ranged(
+                    "server.max_concurrent_requests",
+                    raw.server.max_concurrent_requests.map(|n| n as u64),
+                    512,
+                    1..=100_000,
+                )? as usize,
+                request_deadline: Duration::from_millis(self.ranged(
+                    "server.request_deadline_ms",
+                    raw.server.request_deadline_ms,
+                    30_000,
+                    100..=600_000,
+                )?),
+                unix_socket,
+                tls,
+                limits,
+                drain_timeout: Duration::from_secs(self.ranged(
+                    "server.drain_timeout_s",
+                    raw.server.drain_timeout_s,
+                    30,
+                    0..=3_600,
+                )?),
             },
             access,
             log_format: raw.log.format.unwrap_or_default(),

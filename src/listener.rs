@@ -1,9 +1,14 @@
 //! The HTTP/1.1 accept loop shared by the gateway and admin listeners: one task per connection,
-//! a header read timeout against slow clients, and a handler that gets the peer address.
+//! header limits and a header read timeout against slow or hostile clients, and a handler that
+//! gets the caller's transport identity (`Peer`).
+//!
+//! A listener is TCP, TCP with mutual TLS (client certificates from a local CA), or a Unix
+//! domain socket (file permissions, peer credentials).
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,15 +19,107 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
-/// Time a client gets to send its request headers.
+/// Time a client gets to send its request headers (default).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a client gets to complete a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Response header present on every response of a sandbox process.
 pub const SANDBOX_HEADER: &str = "x-rocgw-sandbox";
 
 pub type HttpResponse = Response<Full<Bytes>>;
+
+/// Per-connection limits. Beyond them hyper answers `431` (headers too large) or closes the
+/// connection (headers too slow) before any handler runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_read_timeout: Duration,
+    /// Header fields per request.
+    pub max_headers: usize,
+    /// Bytes of request line and headers (hyper's read buffer; at least 8192).
+    pub max_header_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            max_headers: 64,
+            max_header_bytes: 32 * 1024,
+        }
+    }
+}
+
+/// Who is on the other end of a connection, as far as the transport can tell.
+#[derive(Debug, Clone, Default)]
+pub struct Peer {
+    /// The TCP peer; `None` on a Unix socket.
+    pub addr: Option<SocketAddr>,
+    /// The peer process's user id (Unix socket peer credentials).
+    pub uid: Option<u32>,
+    /// The subject common name of the client certificate, verified against the local CA.
+    pub tls_client: Option<Arc<str>>,
+}
+
+impl Peer {
+    pub fn tcp(addr: SocketAddr) -> Peer {
+        Peer {
+            addr: Some(addr),
+            ..Peer::default()
+        }
+    }
+
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.addr.map(|a| a.ip())
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.addr, self.uid) {
+            (Some(a), _) => write!(f, "{}", a.ip()),
+            (None, Some(uid)) => write!(f, "unix:uid={uid}"),
+            (None, None) => f.write_str("unix"),
+        }
+    }
+}
+
+/// A bound listener.
+pub enum Bound {
+    Tcp(TcpListener),
+    /// TCP with TLS; the acceptor's configuration decides whether client certificates are
+    /// required.
+    Tls(TcpListener, tokio_rustls::TlsAcceptor),
+    /// A Unix domain socket, and its path (removed when serving ends).
+    Unix(UnixListener, PathBuf),
+}
+
+impl Bound {
+    /// Where callers reach it, for the start-up lines (`http://…`, `https://…`, `unix:…`).
+    pub fn url(&self) -> String {
+        match self {
+            Bound::Tcp(l) => format!("http://{}", local(l)),
+            Bound::Tls(l, _) => format!("https://{}", local(l)),
+            Bound::Unix(_, p) => format!("unix:{}", p.display()),
+        }
+    }
+
+    /// The TCP address, if any.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        match self {
+            Bound::Tcp(l) | Bound::Tls(l, _) => Some(local(l)),
+            Bound::Unix(..) => None,
+        }
+    }
+}
+
+fn local(l: &TcpListener) -> SocketAddr {
+    l.local_addr().expect("bound listener has an address")
+}
 
 /// Binds `addr`; the error names the config `field` so start-up failures are one clear line.
 pub async fn bind(field: &str, addr: SocketAddr) -> Result<TcpListener, String> {
@@ -31,35 +128,121 @@ pub async fn bind(field: &str, addr: SocketAddr) -> Result<TcpListener, String> 
         .map_err(|e| format!("{field}: cannot listen on {addr}: {e}"))
 }
 
+/// Binds a Unix domain socket at `path` with file mode `mode`. A stale socket file (nobody
+/// listening) is replaced; a live one or any other file is an error.
+pub fn bind_unix(field: &str, path: &Path, mode: u32) -> Result<Bound, String> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    let fail = |what: String| format!("{field}: {}: {what}", path.display());
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(fail("exists and is not a socket".into()));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(fail("another process is listening on it".into()));
+        }
+        std::fs::remove_file(path).map_err(|e| fail(format!("cannot replace it: {e}")))?;
+    }
+    let l = UnixListener::bind(path).map_err(|e| fail(format!("cannot listen: {e}")))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| fail(format!("cannot set its mode to {mode:o}: {e}")))?;
+    Ok(Bound::Unix(l, path.to_path_buf()))
+}
+
+/// A TLS server configuration: the PEM chain and key at `cert` and `key`, clients checked by
+/// `verifier`.
+pub fn tls_config(
+    cert: &Path,
+    key: &Path,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+) -> Result<rustls::ServerConfig, String> {
+    let raw = crate::identity::read_pem(cert, key)?;
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+        raw.key_pkcs8
+            .as_ref()
+            .map(|k| k.to_vec())
+            .unwrap_or_default()
+            .into(),
+    );
+    rustls::ServerConfig::builder_with_provider(crate::upstream::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(raw.chain, key)
+        .map_err(|e| format!("{}: {e}", cert.display()))
+}
+
+/// A connection accepted, before any TLS handshake.
+enum Conn {
+    Tcp(TcpStream),
+    Tls(TcpStream, tokio_rustls::TlsAcceptor),
+    Unix(UnixStream),
+}
+
+impl Bound {
+    async fn accept(&self) -> std::io::Result<(Conn, Peer)> {
+        match self {
+            Bound::Tcp(l) => {
+                let (s, a) = l.accept().await?;
+                let _ = s.set_nodelay(true);
+                Ok((Conn::Tcp(s), Peer::tcp(a)))
+            }
+            Bound::Tls(l, acceptor) => {
+                let (s, a) = l.accept().await?;
+                let _ = s.set_nodelay(true);
+                Ok((Conn::Tls(s, acceptor.clone()), Peer::tcp(a)))
+            }
+            Bound::Unix(l, _) => {
+                let (s, _) = l.accept().await?;
+                let uid = s.peer_cred().ok().map(|c| c.uid());
+                Ok((
+                    Conn::Unix(s),
+                    Peer {
+                        uid,
+                        ..Peer::default()
+                    },
+                ))
+            }
+        }
+    }
+}
+
 /// Serves connections from `listener` with `handler` until the process ends.
 pub async fn serve<H, F>(listener: TcpListener, handler: Arc<H>)
 where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
 {
     let (_keep, stop) = tokio::sync::watch::channel(false);
-    serve_until(listener, handler, stop, Duration::ZERO).await;
+    serve_until(
+        Bound::Tcp(listener),
+        Limits::default(),
+        handler,
+        stop,
+        Duration::ZERO,
+    )
+    .await;
 }
 
 /// Serves until `stop` turns true, then stops accepting, lets every connection finish the
 /// request it is serving (keep-alive connections close after it), and returns once all are
 /// done or `drain` has passed.
 pub async fn serve_until<H, F>(
-    listener: TcpListener,
+    bound: Bound,
+    limits: Limits,
     handler: Arc<H>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     drain: Duration,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
 {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
-            a = listener.accept() => a,
+            a = bound.accept() => a,
             _ = stop.wait_for(|s| *s) => break,
         };
-        let (stream, peer) = match accepted {
+        let (conn, mut peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -68,24 +251,43 @@ pub async fn serve_until<H, F>(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         let handler = handler.clone();
-        let svc = service_fn(move |req| {
-            let fut = handler(req, peer);
-            async move { Ok::<_, Infallible>(fut.await) }
-        });
-        let mut builder = http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+            match conn {
+                Conn::Tcp(s) => serve_conn(s, peer, limits, handler, watcher).await,
+                Conn::Unix(s) => serve_conn(s, peer, limits, handler, watcher).await,
+                Conn::Tls(s, acceptor) => {
+                    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(s))
+                        .await
+                    {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::info!(peer = %peer, error = %e, "TLS handshake refused");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(peer = %peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    peer.tls_client = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| crate::identity::CertInfo::parse(c.as_ref()).ok())
+                        .and_then(|i| i.common_name)
+                        .map(Arc::from);
+                    serve_conn(tls, peer, limits, handler, watcher).await
+                }
             }
         });
     }
-    drop(listener);
+    if let Bound::Unix(_, path) = &bound {
+        let _ = std::fs::remove_file(path);
+    }
+    drop(bound);
     let open = graceful.count();
     tracing::info!(
         connections = open,
@@ -97,6 +299,29 @@ pub async fn serve_until<H, F>(
         .is_err()
     {
         tracing::warn!("drain deadline passed: remaining connections are cut");
+    }
+}
+
+async fn serve_conn<IO, H, F>(io: IO, peer: Peer, limits: Limits, handler: Arc<H>, watcher: Watcher)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
+    F: Future<Output = HttpResponse> + Send + 'static,
+{
+    let shown = peer.to_string();
+    let svc = service_fn(move |req| {
+        let fut = handler(req, peer.clone());
+        async move { Ok::<_, Infallible>(fut.await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    let conn = watcher.watch(builder.serve_connection(TokioIo::new(io), svc));
+    if let Err(e) = conn.await {
+        tracing::debug!(peer = %shown, error = %e, "connection ended with an error");
     }
 }
 

@@ -114,8 +114,9 @@ impl From<p12_keystore::error::Error> for PkiError {
 }
 
 /// The folders and files `pki init` owns inside its target folder (removed by `--force`).
-const OWNED: [&str; 7] = [
+const OWNED: [&str; 8] = [
     "igc-sante",
+    "local",
     "org",
     "org2",
     "osi",
@@ -201,6 +202,16 @@ fn osi_dn(cn: &str) -> DistinguishedName {
     dn.push(DnType::CountryName, "FR");
     dn.push(DnType::OrganizationName, "GIE SESAM-VITALE");
     dn.push(DnType::OrganizationalUnitName, "IGC OSI TEST");
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+/// The hospital's own local CA and what it issues (mutual TLS between SIH and rocgw).
+fn local_dn(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, "FR");
+    dn.push(DnType::OrganizationName, HOSPITAL);
+    dn.push(DnType::OrganizationalUnitName, "SIH TEST");
     dn.push(DnType::CommonName, cn);
     dn
 }
@@ -880,6 +891,48 @@ pub fn init(dir: &Path, force: bool) -> Result<Manifest, PkiError> {
         "osi/ac-services-applicatifs.crl.pem",
         "osi-ac-services-applicatifs",
         &crl(&ac_sa, &[], now)?,
+    )?;
+
+    // --- Local CA: SIH applications' client certificates for rocgw's `[server.tls]` -------
+    let local_ca = new_ca(
+        local_dn("TEST AC LOCALE SIH"),
+        None,
+        Some(0),
+        RsaKeySize::_2048,
+        Window::days(10 * 365),
+        now,
+    )?;
+    w.ca("local/ca.pem", "local-ca", &local_ca)?;
+    server(
+        &mut w,
+        "local/gateway",
+        "local-gateway",
+        "rocgw.localhost",
+        &hosts,
+        &local_ca,
+        server_window,
+        None,
+    )?;
+    let client = |cn: &str, ca: &Ca| {
+        new_leaf(
+            Profile::AuthCli,
+            local_dn(cn),
+            &[],
+            ca,
+            server_window,
+            now,
+            None,
+        )
+    };
+    let dpi = client("SIH TEST DPI", &local_ca)?;
+    w.leaf("local/client", "local-client", &dpi, &[&local_ca], None)?;
+    let stranger = client("SIH INCONNU", &rogue_root)?;
+    w.leaf(
+        "negative/local-client-unknown-ca",
+        "local-client",
+        &stranger,
+        &[&rogue_root],
+        Some("unknown-ca"),
     )?;
 
     let manifest = Manifest {

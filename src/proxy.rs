@@ -7,7 +7,6 @@
 //!
 //! Every error is a SOAP fault (see `fault`). Bodies are never logged.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,7 +19,7 @@ use hyper::{HeaderMap, Method, Request, Response, Uri};
 use crate::access::Access;
 use crate::annuaire::Router;
 use crate::fault::{Fault, FaultCode, StatusMode};
-use crate::listener::{HttpResponse, SANDBOX_HEADER};
+use crate::listener::{HttpResponse, Peer, SANDBOX_HEADER};
 use crate::metrics;
 use crate::reload::Runtime;
 use crate::soap::{self, SoapVersion};
@@ -137,6 +136,7 @@ impl Gateway {
         headers: &HeaderMap,
         body: &Bytes,
         upstreams: &crate::reload::Upstreams,
+        caller: &str,
     ) -> Result<HttpResponse, AmcError> {
         let _slot = self.amc_slot(amc)?;
         let endpoint = self.router.resolve(amc, service, headers).await?;
@@ -172,6 +172,7 @@ impl Gateway {
         };
         self.audit.record(&crate::audit::Record {
             time: crate::audit::now_rfc3339(),
+            caller,
             assertion_id: &signed.id,
             reused: signed.reused,
             audience: &signed.audience,
@@ -222,7 +223,7 @@ impl Gateway {
     }
 
     /// Handles one request; never fails: errors become SOAP faults.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: Peer) -> HttpResponse {
         let started = Instant::now();
         let path = req.uri().path().to_string();
         let m = metrics::get();
@@ -231,7 +232,7 @@ impl Gateway {
         let is_annuaire = matches!(target(&path), Some(Target::Annuaire));
         let (route, result) = match self.deadline_for(req.headers()) {
             Err(f) => ("-", Err((f, hint))),
-            Ok(deadline) => match tokio::time::timeout(deadline, self.route(req, peer)).await {
+            Ok(deadline) => match tokio::time::timeout(deadline, self.route(req, &peer)).await {
                 Ok(r) => r,
                 // The upstream call is dropped with the future: nothing keeps running.
                 Err(_) => {
@@ -272,7 +273,7 @@ impl Gateway {
             Err((fault, version)) => {
                 m.faults.with_label_values(&[fault.code.as_str()]).inc();
                 tracing::info!(
-                    peer = %peer.ip(),
+                    peer = %peer,
                     route = route,
                     fault = fault.code.as_str(),
                     detail = fault.detail.as_deref().unwrap_or(""),
@@ -293,12 +294,13 @@ impl Gateway {
     async fn route(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: &Peer,
     ) -> (&'static str, Result<HttpResponse, (Fault, SoapVersion)>) {
         let hint = version_from_content_type(&req);
-        if let Err(f) = self.access.check(peer.ip(), req.headers()) {
-            return ("-", Err((f, hint)));
-        }
+        let caller = match self.access.check(peer, req.headers()) {
+            Ok(c) => c,
+            Err(f) => return ("-", Err((f, hint))),
+        };
         // Over capacity: say so at once rather than queue without bound.
         let Ok(_admitted) = self.admission.clone().try_acquire_owned() else {
             return (
@@ -352,7 +354,7 @@ impl Gateway {
         let r = match t {
             Target::Amc { amc, service } => {
                 match self
-                    .amc_call(amc, service, &headers, &body, &upstreams)
+                    .amc_call(amc, service, &headers, &body, &upstreams, &caller)
                     .await
                 {
                     Ok(r) => Ok(r),

@@ -289,7 +289,14 @@ impl Runtime {
     pub fn report(&self) {
         self.expiry_alerts(now_unix());
         // Keys, P12 files and password files are secrets: readable by rocgw only.
-        for f in self.auth_cli.files().into_iter().chain(self.sign.files()) {
+        let local_key = self.config().server.tls.as_ref().map(|t| t.key.clone());
+        for f in self
+            .auth_cli
+            .files()
+            .into_iter()
+            .chain(self.sign.files())
+            .chain(local_key)
+        {
             use std::os::unix::fs::PermissionsExt as _;
             if let Ok(m) = std::fs::metadata(&f) {
                 let mode = m.permissions().mode() & 0o777;

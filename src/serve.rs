@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::admin::Admin;
-use crate::config::{Config, LogFormat, Overrides, DEFAULT_CONFIG_PATH};
+use crate::config::{Config, LogFormat, Overrides, ServerConfig, DEFAULT_CONFIG_PATH};
 use crate::proxy::Gateway;
 use crate::reload::Runtime;
 use crate::{listener, logging, sandbox};
@@ -73,16 +73,16 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
             let admin_l = listener::bind("server.admin_listen", cfg.server.admin_listen)
                 .await
                 .map_err(StartError)?;
-            let gw_l = listener::bind("server.listen", cfg.server.listen)
-                .await
-                .map_err(StartError)?;
+            let gw_ls = gateway_listeners(&cfg.server).await?;
             tracing::info!(config = %path.display(), "configuration loaded");
             let admin_task = spawn_admin(admin.clone(), admin_l);
-            announce("gateway", local(&gw_l));
+            for l in &gw_ls {
+                announce("gateway", &l.url());
+            }
             runtime.spawn_watchers();
             let gw = Gateway::new(runtime.clone(), false).map_err(StartError)?;
             admin.attach(runtime, gw.directory());
-            let gw_task = spawn_gateway(gw_l, gw, admin.clone(), cfg.server.drain_timeout);
+            let gw_task = spawn_gateway(gw_ls, gw, admin.clone(), &cfg.server);
             admin.set_ready(true);
             // The gateway task ends after a stop signal and its drain; the admin listener (and
             // its failing readiness) lives until then.
@@ -129,7 +129,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
                 crate::sim::Sim::start(crate::sim::SimConfig::sandbox(&dir.join("pki"), ephemeral))
                     .await
                     .map_err(|e| StartError(format!("sandbox simulator: {e}")))?;
-            announce("simulator admin", sim.admin);
+            announce("simulator admin", &format!("http://{}", sim.admin));
             let prep =
                 sandbox::prepare(&dir, &opts.overrides, &sim.annuaire_url(), &sim.endpoints())
                     .map_err(StartError)?;
@@ -142,7 +142,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
                 .await
                 .map_err(StartError)?;
             let gw_addr = local(&gw_l);
-            announce("gateway", gw_addr);
+            announce("gateway", &format!("http://{gw_addr}"));
             say(&format!(
                 "Try it (sample IDB request for {}):\n  {}",
                 crate::sim::SANDBOX_AMCS[0].1,
@@ -150,7 +150,12 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
             ));
             let gw = Gateway::new(runtime.clone(), true).map_err(StartError)?;
             admin.attach(runtime, gw.directory());
-            let gw_task = spawn_gateway(gw_l, gw, admin.clone(), prep.config.server.drain_timeout);
+            let gw_task = spawn_gateway(
+                vec![listener::Bound::Tcp(gw_l)],
+                gw,
+                admin.clone(),
+                &prep.config.server,
+            );
             admin.set_ready(true);
             let _ = gw_task.await;
             admin_task.abort();
@@ -163,27 +168,44 @@ fn local(l: &tokio::net::TcpListener) -> SocketAddr {
     l.local_addr().expect("bound listener has an address")
 }
 
-fn announce(what: &str, addr: SocketAddr) {
-    say(&format!("rocgw: {what} listening on http://{addr}"));
-    tracing::info!(%addr, "{what} listening");
+fn announce(what: &str, url: &str) {
+    say(&format!("rocgw: {what} listening on {url}"));
+    tracing::info!(url, "{what} listening");
+}
+
+/// The gateway's listeners: `listen` (plain, or mutual TLS with `[server.tls]`), and the Unix
+/// socket when configured.
+async fn gateway_listeners(server: &ServerConfig) -> Result<Vec<listener::Bound>, StartError> {
+    let tcp = listener::bind("server.listen", server.listen)
+        .await
+        .map_err(StartError)?;
+    let mut out = vec![match &server.tls {
+        None => listener::Bound::Tcp(tcp),
+        Some(tls) => listener::Bound::Tls(tcp, crate::access::local_tls(tls).map_err(StartError)?),
+    }];
+    if let Some((path, mode)) = &server.unix_socket {
+        out.push(listener::bind_unix("server.unix_socket", path, *mode).map_err(StartError)?);
+    }
+    Ok(out)
 }
 
 fn spawn_admin(admin: Arc<Admin>, l: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
-    announce("admin", local(&l));
+    announce("admin", &format!("http://{}", local(&l)));
     tokio::spawn(listener::serve(
         l,
         Arc::new(move |req, peer| admin.clone().handle(req, peer)),
     ))
 }
 
-/// Serves the gateway until SIGTERM or SIGINT; then readiness goes false at once, new
-/// connections are refused, and in-flight requests finish within `drain`.
+/// Serves the gateway on `listeners` until SIGTERM or SIGINT; then readiness goes false at once,
+/// new connections are refused, and in-flight requests finish within the drain timeout.
 fn spawn_gateway(
-    l: tokio::net::TcpListener,
+    listeners: Vec<listener::Bound>,
     gw: Gateway,
     admin: Arc<Admin>,
-    drain: std::time::Duration,
+    server: &ServerConfig,
 ) -> tokio::task::JoinHandle<()> {
+    let (drain, limits) = (server.drain_timeout, server.limits);
     let gw = Arc::new(gw);
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -195,14 +217,23 @@ fn spawn_gateway(
         );
         let _ = tx.send(true);
     });
+    let handler = Arc::new(move |req, peer| gw.clone().handle(req, peer));
+    let serving: Vec<_> = listeners
+        .into_iter()
+        .map(|l| {
+            tokio::spawn(listener::serve_until(
+                l,
+                limits,
+                handler.clone(),
+                rx.clone(),
+                drain,
+            ))
+        })
+        .collect();
     tokio::spawn(async move {
-        listener::serve_until(
-            l,
-            Arc::new(move |req, peer| gw.clone().handle(req, peer)),
-            rx,
-            drain,
-        )
-        .await;
+        for s in serving {
+            let _ = s.await;
+        }
         tracing::info!("stopped");
     })
 }

@@ -616,19 +616,7 @@ fn annuaire_tls(cfg: &SimConfig, anchors: &Anchors) -> Result<Arc<ServerConfig>,
         .build()
         .map_err(|e| format!("annuaire client verifier: {e}"))?;
     let verifier = Arc::new(AuthCliVerifier { inner });
-    let raw = read_pem(&cfg.annuaire.tls.cert, &cfg.annuaire.tls.key)?;
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
-        raw.key_pkcs8
-            .as_ref()
-            .map(|k| k.to_vec())
-            .unwrap_or_default()
-            .into(),
-    );
-    let tls = ServerConfig::builder_with_provider(crate::upstream::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(raw.chain, key)
+    let tls = crate::listener::tls_config(&cfg.annuaire.tls.cert, &cfg.annuaire.tls.key, verifier)
         .map_err(|e| format!("annuaire certificate: {e}"))?;
     Ok(Arc::new(tls))
 }

@@ -181,3 +181,213 @@ fn short_tokens_and_bad_cidrs_are_config_errors() {
         "{err}"
     );
 }
+
+/// A gateway on the simulator with `server` in its `[server]` section, `access` as its
+/// `[access]` section and an audit file; returns the process, its folder and the audit path.
+fn sim_gateway(
+    s: &crate::sim::SimFixture,
+    server: &str,
+    access: &str,
+) -> (Proc, tempfile::TempDir, std::path::PathBuf) {
+    let dir = scratch();
+    let audit = dir.path().join("audit.jsonl");
+    let tail = format!(
+        "\n[access]\n{access}\n\n[audit]\nfile = \"{}\"\n",
+        audit.display()
+    );
+    let text = s.config_text(
+        &server.replace("@DIR", dir.path().to_str().unwrap()),
+        "",
+        "",
+        &tail,
+        3_000,
+    );
+    let cfg = write_config(dir.path(), &text);
+    (Proc::with_config(&cfg), dir, audit)
+}
+
+const IDB: &str = "/amc/99999991/idb";
+
+fn idb_body() -> String {
+    envelope12("<r:req xmlns:r=\"urn:test\"><r:nir>1</r:nir></r:req>")
+}
+
+/// The `caller` of every audit record written so far.
+fn audit_callers(audit: &std::path::Path) -> Vec<String> {
+    fs::read_to_string(audit)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["caller"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn mutual_tls_and_unix_socket_refuse_without_accept_with_and_name_the_caller() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let s = crate::sim::SimFixture::start(|_| {});
+    let p = |r: &str| pki_path(r).display().to_string();
+    let server = format!(
+        "unix_socket = \"@DIR/gw.sock\"\nunix_socket_mode = \"0600\"\n\n\
+         [server.tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = [\"{}\"]\n",
+        p("local/gateway.chain.pem"),
+        p("local/gateway.key"),
+        p("local/ca.pem"),
+    );
+    let me = fs::metadata(scratch().path()).unwrap().uid();
+    let (gw, dir, audit) = sim_gateway(&s, &server, &format!("unix_uids = [{me}]"));
+    assert!(
+        gw.stdout.contains("gateway listening on https://"),
+        "{}",
+        gw.stdout
+    );
+    let url = format!("https://localhost:{}{IDB}", gw.gateway.port());
+    let ca = p("local/ca.pem");
+    let with = |extra: &[&str]| {
+        let mut args = vec!["--cacert", ca.as_str()];
+        args.extend_from_slice(extra);
+        curl(&url, &args, CT12, &idb_body())
+    };
+
+    // Refused without a client certificate, and with one from another CA: no HTTP at all.
+    let e = with(&[]).unwrap_err();
+    assert!(e.contains("curl exit"), "{e}");
+    let (fc, fk) = (
+        p("negative/local-client-unknown-ca.pem"),
+        p("negative/local-client-unknown-ca.key"),
+    );
+    assert!(with(&["--cert", &fc, "--key", &fk]).is_err());
+    // Plain HTTP on the TLS port gets nothing signed either.
+    let mut raw = std::net::TcpStream::connect(gw.gateway).unwrap();
+    raw.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    use std::io::{Read as _, Write as _};
+    let _ = raw.write_all(format!("POST {IDB} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    let mut answer = Vec::new();
+    let _ = raw.read_to_end(&mut answer);
+    assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
+    // Accepted with the local CA's client certificate.
+    let (cc, ck) = (p("local/client.pem"), p("local/client.key"));
+    let r = with(&["--cert", &cc, "--key", &ck]).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Droits ouverts"), "{}", r.body);
+
+    // The Unix socket: created with the configured mode, served to an allowed user id.
+    let sock = dir.path().join("gw.sock");
+    let mode = fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let sock_arg = sock.to_str().unwrap();
+    let r = curl(
+        &format!("http://localhost{IDB}"),
+        &["--unix-socket", sock_arg],
+        CT12,
+        &idb_body(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    if me == 0 {
+        // As root, show the file mode at work too: another user cannot even connect.
+        let out = tool(
+            "setpriv",
+            &[
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "curl",
+                "-sS",
+                "--unix-socket",
+                sock_arg,
+                "http://localhost/healthz",
+            ],
+            dir.path(),
+        );
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Couldn't connect"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    wait_for(
+        "two audit records",
+        std::time::Duration::from_secs(5),
+        || audit_callers(&audit).len() == 2,
+    );
+    assert_eq!(
+        audit_callers(&audit),
+        ["cert:SIH TEST DPI".to_string(), format!("uid:{me}")]
+    );
+}
+
+#[test]
+fn named_tokens_and_socket_user_ids_refuse_strangers_and_name_the_caller() {
+    let s = crate::sim::SimFixture::start(|_| {});
+    let tokens = scratch();
+    let (dpi, gap) = (tokens.path().join("dpi"), tokens.path().join("gap"));
+    fs::write(&dpi, "dpi-admission-token-0001\n").unwrap();
+    fs::write(&gap, "gap-facturation-token-02\n").unwrap();
+    let access = format!(
+        "unix_uids = [4242424]\n\n\
+         [[access.callers]]\nname = \"dpi-admission\"\ntoken_file = \"{}\"\n\n\
+         [[access.callers]]\nname = \"gap-facturation\"\ntoken_file = \"{}\"\n",
+        dpi.display(),
+        gap.display()
+    );
+    let (gw, dir, audit) = sim_gateway(&s, "unix_socket = \"@DIR/gw.sock\"", &access);
+    let call = |token: Option<&str>| {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut h = vec![("Content-Type", CT12)];
+        if let Some(a) = &auth {
+            h.push(("Authorization", a.as_str()));
+        }
+        http(gw.gateway, "POST", IDB, &h, idb_body().as_bytes())
+    };
+    for bad in [None, Some("gap-facturation-token-03")] {
+        let r = call(bad);
+        assert_eq!(
+            r.header("x-rocgw-error"),
+            Some("unauthorized"),
+            "{}",
+            r.body
+        );
+    }
+    assert_eq!(call(Some("gap-facturation-token-02")).status, 200);
+    assert_eq!(call(Some("dpi-admission-token-0001")).status, 200);
+
+    // A socket caller whose user id is not listed is refused, whatever its token.
+    let r = curl(
+        &format!("http://localhost{IDB}"),
+        &[
+            "--unix-socket",
+            dir.path().join("gw.sock").to_str().unwrap(),
+            "-H",
+            "Authorization: Bearer dpi-admission-token-0001",
+        ],
+        CT12,
+        &idb_body(),
+    )
+    .unwrap();
+    assert_eq!(
+        r.header("x-rocgw-error"),
+        Some("unauthorized"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("unix_uids"), "{}", r.body);
+
+    wait_for(
+        "two audit records",
+        std::time::Duration::from_secs(5),
+        || audit_callers(&audit).len() == 2,
+    );
+    assert_eq!(
+        audit_callers(&audit),
+        ["token:gap-facturation", "token:dpi-admission"]
+    );
+    // The log names the refused caller's transport, never the token it presented.
+    let logs = gw.stderr_lines().join("\n");
+    assert!(!logs.contains("gap-facturation-token-03"), "{logs}");
+}

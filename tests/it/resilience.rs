@@ -20,15 +20,8 @@ fn slow(s: &SimFixture, amc: &str, ms: u64) {
 
 /// A gateway like `routing::gateway`, with `server` added to its `[server]` section.
 fn gateway_with_server(s: &SimFixture, server: &str) -> (Proc, tempfile::TempDir) {
-    let (first, dir) = gateway(s, "", "", "");
-    drop(first);
-    let path = dir.path().join("rocgw.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        text.replacen("[server]\n", &format!("[server]\n{server}\n"), 1),
-    )
-    .unwrap();
+    let dir = scratch();
+    let path = write_config(dir.path(), &s.config_text(server, "", "", "", 3_000));
     (Proc::with_config(&path), dir)
 }
 

@@ -55,11 +55,28 @@ impl SimFixture {
         tail: &str,
         first_byte_ms: u64,
     ) -> (Proc, tempfile::TempDir) {
+        let tmp = scratch();
+        let cfg = write_config(
+            tmp.path(),
+            &self.config_text("", amc, annuaire, tail, first_byte_ms),
+        );
+        (Proc::with_config(&cfg), tmp)
+    }
+
+    /// The configuration of `gateway`, with `server` added to its `[server]` section.
+    pub fn config_text(
+        &self,
+        server: &str,
+        amc: &str,
+        annuaire: &str,
+        tail: &str,
+        first_byte_ms: u64,
+    ) -> String {
         let p = |r: &str| pki_path(r).display().to_string();
         let mut t = base_config(
             &p("org/auth_cli.p12"),
             &p("secrets/p12-password"),
-            "",
+            server,
             &format!(
                 "crls = [\"{}\", \"{}\"]",
                 p("osi/root.crl.pem"),
@@ -72,9 +89,7 @@ impl SimFixture {
              [annuaire]\nurl = \"{}\"\n{annuaire}\n{tail}\n",
             self.sim.annuaire_url()
         ));
-        let tmp = scratch();
-        let cfg = write_config(tmp.path(), &t);
-        (Proc::with_config(&cfg), tmp)
+        t
     }
 
     pub fn set_faults(&self, amc: &str, faults: &Faults) {
@@ -91,41 +106,14 @@ impl SimFixture {
 
 /// POSTs `body` straight to a simulator URL with `curl`, trusting the IGC OSI test root.
 fn curl_post(url: &str, body: &str) -> Resp {
-    let tmp = scratch();
-    let f = tmp.path().join("req.xml");
-    fs::write(&f, body).unwrap();
-    let out = tool(
-        "curl",
-        &[
-            "-sS",
-            "-i",
-            "--cacert",
-            pki_path("osi/root.pem").to_str().unwrap(),
-            "-H",
-            "Content-Type: text/xml; charset=utf-8",
-            "--data-binary",
-            &format!("@{}", f.display()),
-            url,
-        ],
-        Path::new("."),
-    );
-    assert!(
-        out.status.success(),
-        "curl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.lines();
-    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap();
-    Resp {
-        status: status.parse().unwrap(),
-        headers: lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect(),
-        body: body.to_string(),
-    }
+    let root = pki_path("osi/root.pem");
+    curl(
+        url,
+        &["--cacert", root.to_str().unwrap()],
+        "text/xml; charset=utf-8",
+        body,
+    )
+    .unwrap()
 }
 
 /// A signer from a test P12, loaded as if today were `at` (so expired certificates load).

@@ -206,7 +206,10 @@ impl Proc {
                 Ok(line) => {
                     stdout.push_str(&line);
                     stdout.push('\n');
-                    if let Some(a) = line.strip_prefix("rocgw: gateway listening on http://") {
+                    if let Some(a) = line
+                        .strip_prefix("rocgw: gateway listening on http://")
+                        .or_else(|| line.strip_prefix("rocgw: gateway listening on https://"))
+                    {
                         gateway = Some(a.parse().unwrap());
                     }
                     if let Some(a) = line.strip_prefix("rocgw: admin listening on http://") {
@@ -462,6 +465,39 @@ pub const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 pub const SOAP12_NS: &str = "http://www.w3.org/2003/05/soap-envelope";
 
 /// Runs an external tool; panics with an install hint when it is missing.
+/// POSTs `body` with `curl` (an independent client), `args` first: the response, or curl's
+/// exit code and error when it got none.
+pub fn curl(url: &str, args: &[&str], content_type: &str, body: &str) -> Result<Resp, String> {
+    let tmp = scratch();
+    let f = tmp.path().join("req.xml");
+    fs::write(&f, body).unwrap();
+    let data = format!("@{}", f.display());
+    let ct = format!("Content-Type: {content_type}");
+    let mut all = vec!["-sS", "-i", "-H", &ct, "--data-binary", &data];
+    all.extend_from_slice(args);
+    all.push(url);
+    let out = tool("curl", &all, Path::new("."));
+    if !out.status.success() {
+        return Err(format!(
+            "curl exit {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap();
+    Ok(Resp {
+        status: status.parse().unwrap(),
+        headers: lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect(),
+        body: body.to_string(),
+    })
+}
+
 pub fn tool(name: &str, args: &[&str], cwd: &Path) -> Output {
     Command::new(name)
         .args(args)
