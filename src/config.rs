@@ -215,6 +215,7 @@ struct RawUpstream {
     pool_idle_timeout_ms: Option<u64>,
     max_connections_per_host: Option<usize>,
     max_response_bytes: Option<usize>,
+    connect_retries: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -363,6 +364,8 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: std::time::Duration,
     pub max_connections_per_host: usize,
     pub max_response_bytes: usize,
+    /// Retries of a request whose connection could not be opened (nothing was sent).
+    pub connect_retries: u32,
 }
 
 impl Default for UpstreamConfig {
@@ -376,6 +379,7 @@ impl Default for UpstreamConfig {
             pool_idle_timeout: Duration::from_millis(20_000),
             max_connections_per_host: 32,
             max_response_bytes: 8 * 1024 * 1024,
+            connect_retries: 2,
         }
     }
 }
@@ -884,6 +888,12 @@ impl Validator<'_> {
                 .max_connections_per_host
                 .unwrap_or(d.max_connections_per_host),
             max_response_bytes: raw.max_response_bytes.unwrap_or(d.max_response_bytes),
+            connect_retries: self.ranged(
+                "upstream.connect_retries",
+                raw.connect_retries,
+                d.connect_retries as u64,
+                0..=5,
+            )? as u32,
         };
         if u.max_connections_per_host == 0 {
             return Err(self.err(

@@ -10,6 +10,8 @@ pub struct Metrics {
     pub registry: Registry,
     /// Requests sent upstream, by upstream kind and outcome (`ok`, fault code).
     pub upstream_requests: IntCounterVec,
+    /// Requests re-sent because their connection could not be opened, by upstream kind.
+    pub upstream_retries: IntCounterVec,
     /// New upstream connections (TCP + TLS) opened, by upstream kind.
     pub upstream_connections: IntCounterVec,
     /// Failed TLS handshakes and TLS-level rejections, by upstream kind and reason.
@@ -159,6 +161,12 @@ impl Metrics {
                 "rocgw_upstream_requests_total",
                 "Requests sent upstream, by upstream and outcome.",
                 &["upstream", "outcome"],
+            ),
+            upstream_retries: counter_vec(
+                &r,
+                "rocgw_upstream_retries_total",
+                "Requests re-sent because their connection could not be opened (nothing sent).",
+                &["upstream"],
             ),
             upstream_connections: counter_vec(
                 &r,

@@ -227,7 +227,7 @@ impl Gateway {
         let started = Instant::now();
         let path = req.uri().path().to_string();
         let m = metrics::get();
-        m.in_flight.inc();
+        let mut guard = InFlight::enter();
         let hint = version_from_content_type(&req);
         let is_annuaire = matches!(target(&path), Some(Target::Annuaire));
         let (route, result) = match self.deadline_for(req.headers()) {
@@ -252,7 +252,7 @@ impl Gateway {
                 }
             },
         };
-        m.in_flight.dec();
+        guard.done = true;
         m.request_seconds
             .with_label_values(&[route])
             .observe(started.elapsed().as_secs_f64());
@@ -493,6 +493,33 @@ fn overloaded(detail: String) -> Fault {
     let mut f = Fault::with_detail(FaultCode::Overloaded, detail);
     f.retry_after = Some(1);
     f
+}
+
+/// One request in `rocgw_in_flight_requests`. Dropped unfinished when the SIH closes its
+/// connection before the answer: hyper then drops the request's future, which abandons the
+/// upstream call (its connection is closed, nothing keeps running); counted as `client-gone`.
+struct InFlight {
+    done: bool,
+}
+
+impl InFlight {
+    fn enter() -> InFlight {
+        metrics::get().in_flight.inc();
+        InFlight { done: false }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let m = metrics::get();
+        m.in_flight.dec();
+        if !self.done {
+            m.requests
+                .with_label_values(&["-", "-", "-", "client-gone"])
+                .inc();
+            tracing::info!("the SIH closed its connection before the answer: call abandoned");
+        }
+    }
 }
 
 /// What was signed for one AMC call (for the audit log).

@@ -354,6 +354,7 @@ pub struct Upstream {
     first_byte_timeout: Duration,
     total_timeout: Duration,
     max_response_bytes: usize,
+    connect_retries: u32,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -392,6 +393,7 @@ impl Upstream {
             first_byte_timeout: cfg.first_byte_timeout,
             total_timeout: cfg.total_timeout,
             max_response_bytes: cfg.max_response_bytes,
+            connect_retries: cfg.connect_retries,
         }
     }
 
@@ -400,9 +402,33 @@ impl Upstream {
     }
 
     /// Sends one request and reads the whole response under the timeouts.
+    ///
+    /// Retried only when no byte of it can have reached the peer: the TCP connection could not
+    /// be opened (refused, unreachable, reset while connecting), at most `connect_retries`
+    /// times, after a random pause (full jitter) below 50 ms, 100 ms, 200 ms… A request on a
+    /// pooled connection the peer closed before it was written is re-sent by hyper's pool
+    /// itself. Anything later (TLS verdicts, timeouts, a connection lost mid-exchange) is never
+    /// retried: the AMC may have acted on it.
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<UpstreamResponse, UpstreamError> {
         let started = Instant::now();
-        let result = self.exchange(req, started).await;
+        let (parts, body) = req.into_parts();
+        let mut attempt = 0;
+        let result = loop {
+            let r = self
+                .exchange(Request::from_parts(parts.clone(), body.clone()), started)
+                .await;
+            match r {
+                Err(e) if e.reason == "connect" && attempt < self.connect_retries => {
+                    attempt += 1;
+                    metrics::get()
+                        .upstream_retries
+                        .with_label_values(&[self.kind.label()])
+                        .inc();
+                    tokio::time::sleep(jitter(attempt)).await;
+                }
+                r => break r,
+            }
+        };
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => e.code.as_str(),
@@ -469,6 +495,14 @@ impl Upstream {
             body,
         })
     }
+}
+
+/// A random pause in [0, 25 ms × 2^attempt): retries of many callers do not land together.
+fn jitter(attempt: u32) -> Duration {
+    let cap_us = 25_000u64 << attempt.min(6);
+    let mut b = [0u8; 8];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    Duration::from_micros(u64::from_le_bytes(b) % cap_us)
 }
 
 fn is_tls_reason(reason: &str) -> bool {

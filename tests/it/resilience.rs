@@ -7,6 +7,7 @@ use rocgw::sim::Faults;
 use crate::routing::{call, gateway};
 use crate::sim::SimFixture;
 use crate::support::*;
+use crate::tls_server::{Behavior, TlsServer};
 
 fn slow(s: &SimFixture, amc: &str, ms: u64) {
     s.set_faults(
@@ -254,4 +255,134 @@ fn the_end_to_end_deadline_holds_and_the_sih_may_only_shorten_it() {
         call(&gw, "99999992", "idb", &[("X-Rocgw-Deadline-Ms", "5000")]).status,
         200
     );
+}
+
+/// A free local port with nothing listening on it: connections are refused.
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn entry(numero: &str, url: String) -> rocgw::sim::DirectoryEntry {
+    rocgw::sim::DirectoryEntry {
+        numero: numero.into(),
+        libelle: String::new(),
+        services: [("idb".to_string(), url)].into(),
+    }
+}
+
+#[test]
+fn down_hanging_and_resetting_amcs_each_get_their_fault_in_time_while_a_healthy_one_succeeds() {
+    let hanging = TlsServer::fixture("osi/amc-b", None, Behavior::Delay(Duration::from_secs(60)));
+    let down = dead_port();
+    let s = SimFixture::start(|cfg| {
+        cfg.annuaire.entries = vec![
+            entry("88888881", format!("https://localhost:{down}/idb")),
+            entry("88888882", hanging.url("/idb")),
+        ];
+    });
+    s.set_faults(
+        "99999992",
+        &Faults {
+            reset_rate: 1.0,
+            ..Faults::default()
+        },
+    );
+    let (gw, _t) = gateway_with_server(&s, "request_deadline_ms = 2000");
+    let gw = std::sync::Arc::new(gw);
+    let deadline = Duration::from_millis(2000);
+    // Three calls to each failing AMC, all at once, while the healthy AMC is called in a loop.
+    let failing: Vec<_> = [
+        ("88888881", "amc-unavailable"),
+        ("88888882", "amc-timeout"),
+        ("99999992", "amc-unavailable"),
+    ]
+    .into_iter()
+    .flat_map(|(amc, code)| std::iter::repeat_n((amc, code), 3))
+    .map(|(amc, code)| {
+        let gw = gw.clone();
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            let r = call(&gw, amc, "idb", &[]);
+            (amc, code, r, t.elapsed())
+        })
+    })
+    .collect();
+    let healthy = {
+        let gw = gw.clone();
+        std::thread::spawn(move || {
+            (0..20)
+                .map(|_| {
+                    let t = Instant::now();
+                    let r = call(&gw, "99999991", "idb", &[]);
+                    (r.status, t.elapsed())
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    for h in failing {
+        let (amc, code, r, took) = h.join().unwrap();
+        assert_eq!(r.header("x-rocgw-error"), Some(code), "{amc}: {}", r.body);
+        assert!(
+            took < deadline + Duration::from_millis(500),
+            "{amc}: {took:?}"
+        );
+        if code == "amc-unavailable" {
+            assert!(took < Duration::from_secs(1), "{amc} fails fast: {took:?}");
+        }
+    }
+    for (status, took) in healthy.join().unwrap() {
+        assert_eq!(status, 200);
+        assert!(took < deadline, "{took:?}");
+    }
+    // The refused connections were retried (nothing had been sent), twice each; the resets,
+    // which came after the request was sent, were not.
+    let samples = scrape(gw.admin);
+    assert_eq!(
+        metric(&samples, "rocgw_upstream_retries_total", &[("upstream", "amc")]),
+        6.0
+    );
+    assert_eq!(s.counter("injected", "reset"), 3.0);
+}
+
+#[test]
+fn an_sih_that_hangs_up_cancels_its_upstream_call() {
+    use std::io::Write as _;
+    let hanging = TlsServer::fixture("osi/amc-b", None, Behavior::Delay(Duration::from_secs(60)));
+    let s = SimFixture::start(|cfg| {
+        cfg.annuaire.entries = vec![entry("88888882", hanging.url("/idb"))];
+    });
+    let (gw, _t) = gateway(&s, "", "", "");
+    let body = envelope12("<r:req xmlns:r=\"urn:test\"/>");
+    let mut sih = std::net::TcpStream::connect(gw.gateway).unwrap();
+    write!(
+        sih,
+        "POST /amc/88888882/idb HTTP/1.1\r\nHost: x\r\nContent-Type: {CT12}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    wait_for("the request upstream", Duration::from_secs(5), || {
+        hanging.requests() == 1
+    });
+    assert_eq!(hanging.seen.open.load(std::sync::atomic::Ordering::SeqCst), 1);
+    drop(sih);
+    // The gateway drops the call: its upstream connection closes, nothing stays in flight.
+    wait_for("the upstream connection to close", Duration::from_secs(5), || {
+        hanging.seen.open.load(std::sync::atomic::Ordering::SeqCst) == 0
+    });
+    let samples = scrape(gw.admin);
+    assert_eq!(metric(&samples, "rocgw_in_flight_requests", &[]), 0.0);
+    assert_eq!(
+        metric(
+            &samples,
+            "rocgw_requests_total",
+            &[("outcome", "client-gone")]
+        ),
+        1.0
+    );
+    // And the gateway still serves.
+    assert_eq!(call(&gw, "99999991", "idb", &[]).status, 200);
 }
