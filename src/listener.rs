@@ -309,9 +309,19 @@ where
     F: Future<Output = HttpResponse> + Send + 'static,
 {
     let shown = peer.to_string();
-    let svc = service_fn(move |req| {
-        let fut = handler(req, peer.clone());
-        async move { Ok::<_, Infallible>(fut.await) }
+    let svc = service_fn(move |req: Request<Incoming>| {
+        // hyper checks its buffer only while the head is incomplete: a head that arrives whole
+        // may exceed it. This makes the limit exact.
+        let fut = (head_bytes(&req) <= limits.max_header_bytes).then(|| handler(req, peer.clone()));
+        async move {
+            Ok::<_, Infallible>(match fut {
+                Some(f) => f.await,
+                None => text(
+                    hyper::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "request headers too large\n",
+                ),
+            })
+        }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -323,6 +333,15 @@ where
     if let Err(e) = conn.await {
         tracing::debug!(peer = %shown, error = %e, "connection ended with an error");
     }
+}
+
+/// Bytes of a request's line and headers, as sent.
+fn head_bytes<B>(req: &Request<B>) -> usize {
+    let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    let line = req.method().as_str().len() + target + 12;
+    req.headers()
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
 }
 
 /// A plain-text response (admin endpoints).

@@ -342,7 +342,11 @@ fn down_hanging_and_resetting_amcs_each_get_their_fault_in_time_while_a_healthy_
     // which came after the request was sent, were not.
     let samples = scrape(gw.admin);
     assert_eq!(
-        metric(&samples, "rocgw_upstream_retries_total", &[("upstream", "amc")]),
+        metric(
+            &samples,
+            "rocgw_upstream_retries_total",
+            &[("upstream", "amc")]
+        ),
         6.0
     );
     assert_eq!(s.counter("injected", "reset"), 3.0);
@@ -367,12 +371,17 @@ fn an_sih_that_hangs_up_cancels_its_upstream_call() {
     wait_for("the request upstream", Duration::from_secs(5), || {
         hanging.requests() == 1
     });
-    assert_eq!(hanging.seen.open.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        hanging.seen.open.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
     drop(sih);
     // The gateway drops the call: its upstream connection closes, nothing stays in flight.
-    wait_for("the upstream connection to close", Duration::from_secs(5), || {
-        hanging.seen.open.load(std::sync::atomic::Ordering::SeqCst) == 0
-    });
+    wait_for(
+        "the upstream connection to close",
+        Duration::from_secs(5),
+        || hanging.seen.open.load(std::sync::atomic::Ordering::SeqCst) == 0,
+    );
     let samples = scrape(gw.admin);
     assert_eq!(metric(&samples, "rocgw_in_flight_requests", &[]), 0.0);
     assert_eq!(
@@ -385,4 +394,160 @@ fn an_sih_that_hangs_up_cancels_its_upstream_call() {
     );
     // And the gateway still serves.
     assert_eq!(call(&gw, "99999991", "idb", &[]).status, 200);
+}
+
+/// Reads what the server sends until it closes (or `limit` passes): the bytes, and whether it
+/// closed.
+fn read_until_closed(s: &mut std::net::TcpStream, limit: Duration) -> (Vec<u8>, bool) {
+    use std::io::Read as _;
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (out, true),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (out, true),
+            Err(_) => return (out, false),
+        }
+    }
+}
+
+#[test]
+fn hostile_inputs_are_refused_without_harm_to_other_callers() {
+    use std::io::Write as _;
+    let s = SimFixture::start(|_| {});
+    let (mut gw, _t) = gateway_with_server(&s, "header_read_timeout_ms = 800");
+    let addr = gw.gateway;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A well-behaved SIH keeps calling through it all.
+    let others = {
+        let stop = stop.clone();
+        let gw_addr = gw.gateway;
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            let body = envelope12("<r:req xmlns:r=\"urn:test\"/>");
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let t = Instant::now();
+                let r = http(
+                    gw_addr,
+                    "POST",
+                    "/amc/99999991/idb",
+                    &[("Content-Type", CT12)],
+                    body.as_bytes(),
+                );
+                answers.push((r.status, t.elapsed()));
+            }
+            answers
+        })
+    };
+
+    // Slowloris: 50 connections dribbling header bytes are cut after the header read timeout.
+    let loris: Vec<_> = (0..50)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = std::net::TcpStream::connect(addr).unwrap();
+                let t = Instant::now();
+                let _ = c.write_all(b"POST /amc/99999991/idb HTTP/1.1\r\nHost: x\r\n");
+                for i in 0..40 {
+                    if c.write_all(format!("X-Slow-{i}: y\r\n").as_bytes())
+                        .is_err()
+                    {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let (_, closed) = read_until_closed(&mut c, Duration::from_secs(5));
+                (closed, t.elapsed())
+            })
+        })
+        .collect();
+
+    // XXE and entity expansion: refused, nothing expanded.
+    let xxe = format!(
+        "<?xml version=\"1.0\"?><!DOCTYPE e [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>{}",
+        envelope11("<a>&x;</a>").split_once("?>").unwrap().1
+    );
+    let bomb = format!(
+        "<!DOCTYPE l [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\">\
+         <!ENTITY c \"&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;\">]>{}",
+        envelope12("<l>&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;</l>")
+    );
+    // 20,000 levels: a 64 KB body that never closes them, and one that does.
+    let deep = format!("{}{}", "<a>".repeat(20_000), "x".repeat(6_000));
+    let open = envelope12(&deep).replace("</s:Body>", "");
+    let nested = envelope12(&format!(
+        "{}{}",
+        "<a>".repeat(20_000),
+        "</a>".repeat(20_000)
+    ));
+    assert!(open.len() >= 64 * 1024, "{}", open.len());
+    for (what, body, code) in [
+        ("xxe", xxe.as_str(), "dtd-forbidden"),
+        ("entity expansion", bomb.as_str(), "dtd-forbidden"),
+        ("20,000 open elements", open.as_str(), "xml-limit-exceeded"),
+        (
+            "20,000 nested elements",
+            nested.as_str(),
+            "xml-limit-exceeded",
+        ),
+    ] {
+        let r = post(addr, "/amc/99999991/idb", CT12, body);
+        assert_eq!(r.header("x-rocgw-error"), Some(code), "{what}: {}", r.body);
+        assert!(
+            !r.body.contains("root:") && !r.body.contains("aaaa"),
+            "{what}"
+        );
+    }
+
+    // Too many headers, too large a header: 431 before any handler runs.
+    let many: Vec<(String, String)> = (0..100).map(|i| (format!("X-H{i}"), "v".into())).collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(http(addr, "GET", "/", &many, b"").status, 431);
+    let huge = "v".repeat(40 * 1024);
+    assert_eq!(
+        http(addr, "GET", "/", &[("X-Huge", &huge)], b"").status,
+        431
+    );
+
+    // Chunked bodies: a bad chunk size is a fault; a body cut short (the client stops writing
+    // and waits) ends with the request deadline or the connection, never with a signed call.
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        c,
+        "POST /amc/99999991/idb HTTP/1.1\r\nHost: x\r\nContent-Type: {CT12}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n10\r\n<s:Envelope xmln\r\nzz\r\n"
+    )
+    .unwrap();
+    let (answer, _) = read_until_closed(&mut c, Duration::from_secs(5));
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.contains("x-rocgw-error: not-soap"),
+        "{answer}"
+    );
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        c,
+        "POST /amc/99999991/idb HTTP/1.1\r\nHost: x\r\nContent-Type: {CT12}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n400\r\n<s:Envelope"
+    )
+    .unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let (answer, closed) = read_until_closed(&mut c, Duration::from_secs(5));
+    assert!(closed);
+    assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
+
+    for l in loris {
+        let (closed, took) = l.join().unwrap();
+        assert!(closed, "a slow client is cut");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let answers = others.join().unwrap();
+    assert!(answers.len() >= 5, "{}", answers.len());
+    for (status, took) in answers {
+        assert_eq!(status, 200);
+        assert!(took < Duration::from_secs(2), "{took:?}");
+    }
+    assert!(gw.alive());
 }
