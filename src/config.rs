@@ -99,6 +99,7 @@ struct RawServer {
     max_body_bytes: Option<usize>,
     drain_timeout_s: Option<u64>,
     max_concurrent_requests: Option<usize>,
+    max_buffered_bytes: Option<u64>,
     request_deadline_ms: Option<u64>,
     unix_socket: Option<PathBuf>,
     unix_socket_mode: Option<String>,
@@ -443,6 +444,8 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Requests handled at once; beyond, `overloaded` at once (load shedding).
     pub max_concurrent_requests: usize,
+    /// Bytes of request bodies held at once; beyond, `overloaded` (bounds memory).
+    pub max_buffered_bytes: usize,
     /// End-to-end deadline of a request; an SIH's `X-Rocgw-Deadline-Ms` may only shorten it.
     pub request_deadline: Duration,
     /// A Unix domain socket the gateway also listens on, and its file mode.
@@ -1311,6 +1314,12 @@ impl Validator<'_> {
                     raw.server.max_concurrent_requests.map(|n| n as u64),
                     512,
                     1..=100_000,
+                )? as usize,
+                max_buffered_bytes: self.ranged(
+                    "server.max_buffered_bytes",
+                    raw.server.max_buffered_bytes,
+                    (64 * 1024 * 1024).max(max_body_bytes as u64),
+                    max_body_bytes as u64..=4 * 1024 * 1024 * 1024,
                 )? as usize,
                 request_deadline: Duration::from_millis(self.ranged(
                     "server.request_deadline_ms",

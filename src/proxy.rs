@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
 use hyper::{HeaderMap, Method, Request, Response, Uri};
@@ -54,6 +54,9 @@ pub struct Gateway {
     audit: Arc<crate::audit::Audit>,
     /// Requests in progress (load shedding beyond it).
     admission: Arc<tokio::sync::Semaphore>,
+    /// Bytes of request bodies held, in KiB units (load shedding beyond it): what bounds memory.
+    budget: Arc<tokio::sync::Semaphore>,
+    budget_bytes: usize,
     max_concurrent: usize,
     /// Calls in progress per AMC (label-bounded keys: known AMCs, else `other`).
     per_amc: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
@@ -111,6 +114,10 @@ impl Gateway {
                 cfg.server.max_concurrent_requests,
             )),
             max_concurrent: cfg.server.max_concurrent_requests,
+            budget: Arc::new(tokio::sync::Semaphore::new(
+                cfg.server.max_buffered_bytes / BUDGET_UNIT,
+            )),
+            budget_bytes: cfg.server.max_buffered_bytes,
             per_amc: Default::default(),
             max_per_amc: cfg.amc.max_concurrent_per_amc,
             breakers: crate::breaker::Breakers::new(cfg.amc.breaker_failures, cfg.amc.breaker_open),
@@ -297,35 +304,31 @@ impl Gateway {
         peer: &Peer,
     ) -> (&'static str, Result<HttpResponse, (Fault, SoapVersion)>) {
         let hint = version_from_content_type(&req);
+        // A request refused before its body is read: the body is drained (not kept) in the
+        // background so the SIH, still sending, reads the fault instead of a reset.
+        let refuse = |req: Request<Incoming>, f: Fault| {
+            drain(req.into_body(), self.max_body_bytes);
+            ("-", Err((f, hint)))
+        };
         let caller = match self.access.check(peer, req.headers()) {
             Ok(c) => c,
-            Err(f) => return ("-", Err((f, hint))),
+            Err(f) => return refuse(req, f),
         };
         // Over capacity: say so at once rather than queue without bound.
         let Ok(_admitted) = self.admission.clone().try_acquire_owned() else {
-            return (
-                "-",
-                Err((
-                    overloaded(format!(
-                        "more than {} requests in progress",
-                        self.max_concurrent
-                    )),
-                    hint,
-                )),
-            );
+            let f = overloaded(format!(
+                "more than {} requests in progress",
+                self.max_concurrent
+            ));
+            return refuse(req, f);
         };
         let path = req.uri().path().to_string();
         let Some(t) = target(&path) else {
-            return (
-                "-",
-                Err((
-                    Fault::with_detail(
-                        FaultCode::NotFound,
-                        "use POST /amc/{numero_amc}/{service} or POST /annuaire",
-                    ),
-                    hint,
-                )),
+            let f = Fault::with_detail(
+                FaultCode::NotFound,
+                "use POST /amc/{numero_amc}/{service} or POST /annuaire",
             );
+            return refuse(req, f);
         };
         let route = match t {
             Target::Amc { .. } => "amc",
@@ -342,7 +345,7 @@ impl Gateway {
         }
         let headers = req.headers().clone();
         let query = req.uri().query().map(str::to_string);
-        let body = match self.read_body(req).await {
+        let (body, _budget) = match self.read_body(req).await {
             Ok(b) => b,
             Err(f) => return (route, Err((f, hint))),
         };
@@ -380,36 +383,84 @@ impl Gateway {
         (route, r.map_err(|f| (f, version)))
     }
 
-    /// Reads the body under the size limit: a declared length over the limit is refused before
-    /// a byte is read, a chunked body as soon as it crosses it.
-    async fn read_body(&self, req: Request<Incoming>) -> Result<Bytes, Fault> {
+    /// Reads the body under the size limit and the memory budget. A declared length over the
+    /// limit, or over what is left of the budget, is refused before a byte is read; a chunked
+    /// body as soon as it crosses either. The permit holds the body's share of the budget until
+    /// the request is done.
+    async fn read_body(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<(Bytes, tokio::sync::OwnedSemaphorePermit), Fault> {
         let too_large = || {
             Fault::with_detail(
                 FaultCode::BodyTooLarge,
                 format!("the limit is {} bytes", self.max_body_bytes),
             )
         };
-        if let Some(len) = req
+        let declared = req
             .headers()
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            if len > self.max_body_bytes as u64 {
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.max_body_bytes as u64) {
+            drain(req.into_body(), self.max_body_bytes);
+            return Err(too_large());
+        }
+        let declared = declared.unwrap_or(0) as usize;
+        let Some(mut held) = self.reserve(declared) else {
+            drain(req.into_body(), self.max_body_bytes);
+            return Err(self.over_budget());
+        };
+        // One buffer sized from the declared length: the body is held once (collecting frames
+        // and joining them would hold it twice).
+        let mut buf = bytes::BytesMut::with_capacity(declared);
+        let mut body = req.into_body();
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return Err(Fault::with_detail(
+                    FaultCode::NotSoap,
+                    "the request body could not be read completely",
+                ));
+            };
+            let Some(d) = frame.data_ref() else { continue };
+            let need = buf.len() + d.len();
+            if need > self.max_body_bytes {
                 return Err(too_large());
             }
+            if need > held.num_permits() * BUDGET_UNIT {
+                // A chunked body: reserve as it comes, 64 KiB at least at a time.
+                let more = (need - held.num_permits() * BUDGET_UNIT).max(64 * 1024);
+                let more = more
+                    .min(
+                        self.max_body_bytes
+                            .saturating_sub(held.num_permits() * BUDGET_UNIT),
+                    )
+                    .max(1);
+                match self.reserve(more) {
+                    Some(p) => held.merge(p),
+                    None => return Err(self.over_budget()),
+                }
+            }
+            buf.extend_from_slice(d);
         }
-        match Limited::new(req.into_body(), self.max_body_bytes)
-            .collect()
-            .await
-        {
-            Ok(c) => Ok(c.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-            Err(_) => Err(Fault::with_detail(
-                FaultCode::NotSoap,
-                "the request body could not be read completely",
-            )),
-        }
+        Ok((buf.freeze(), held))
+    }
+
+    /// `bytes` of the memory budget (rounded up to whole KiB; at least one), or `None` when
+    /// that much is not free.
+    fn reserve(&self, bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let units = bytes.div_ceil(BUDGET_UNIT).max(1);
+        self.budget
+            .clone()
+            .try_acquire_many_owned(u32::try_from(units).ok()?)
+            .ok()
+    }
+
+    fn over_budget(&self) -> Fault {
+        overloaded(format!(
+            "the {} MiB for request bodies in progress (server.max_buffered_bytes) are in use",
+            self.budget_bytes / (1024 * 1024)
+        ))
     }
 
     /// Inserts the signed assertion (audience: the endpoint, unless the profile fixes one).
@@ -494,6 +545,30 @@ fn overloaded(detail: String) -> Fault {
     f.retry_after = Some(1);
     f
 }
+
+/// Reads and drops a refused request's body in the background: at most `limit` bytes and
+/// [`DRAIN_TIME`], never kept in memory.
+fn drain(body: Incoming, limit: usize) {
+    tokio::spawn(async move {
+        let mut body = body;
+        let mut seen = 0usize;
+        let _ = tokio::time::timeout(DRAIN_TIME, async {
+            while let Some(Ok(frame)) = body.frame().await {
+                seen += frame.data_ref().map_or(0, |d| d.len());
+                if seen > limit {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
+}
+
+/// The memory budget counts whole KiB.
+const BUDGET_UNIT: usize = 1024;
+
+/// How long a refused request's body is drained.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One request in `rocgw_in_flight_requests`. Dropped unfinished when the SIH closes its
 /// connection before the answer: hyper then drops the request's future, which abandons the

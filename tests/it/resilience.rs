@@ -551,3 +551,86 @@ fn hostile_inputs_are_refused_without_harm_to_other_callers() {
     }
     assert!(gw.alive());
 }
+
+/// `n` SIHs posting `body` to the slowed AMC at once: status, fault code, time taken.
+fn flood(
+    gw: &Proc,
+    n: usize,
+    body: &std::sync::Arc<String>,
+) -> Vec<(u16, Option<String>, Duration)> {
+    let addr = gw.gateway;
+    let clients: Vec<_> = (0..n)
+        .map(|_| {
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let r = http(
+                    addr,
+                    "POST",
+                    "/amc/99999991/idb",
+                    &[("Content-Type", CT12)],
+                    body.as_bytes(),
+                );
+                (
+                    r.status,
+                    r.header("x-rocgw-error").map(str::to_string),
+                    t.elapsed(),
+                )
+            })
+        })
+        .collect();
+    clients.into_iter().map(|c| c.join().unwrap()).collect()
+}
+
+/// Answers that succeeded, answers shed as `overloaded`; panics on any other answer.
+fn ok_and_shed(results: &[(u16, Option<String>, Duration)]) -> (usize, usize) {
+    let ok = results.iter().filter(|r| r.0 == 200).count();
+    let shed: Vec<_> = results
+        .iter()
+        .filter(|r| r.1.as_deref() == Some("overloaded"))
+        .collect();
+    assert_eq!(ok + shed.len(), results.len(), "{results:?}");
+    for r in &shed {
+        assert!(r.2 < Duration::from_secs(2), "shed at once: {r:?}");
+    }
+    (ok, shed.len())
+}
+
+#[test]
+fn three_times_the_concurrency_with_bodies_at_the_limit_sheds_fast_and_stays_under_256_mib() {
+    const LIMIT: usize = 64;
+    let s = SimFixture::start(|_| {});
+    // The simulator shares this test's two cores: give it time to check 64 signed megabytes.
+    let start = |server: &str| {
+        let dir = scratch();
+        let text = s.config_text(server, "", "", "", 20_000);
+        let gw = Proc::with_config(&write_config(dir.path(), &text));
+        assert_eq!(call(&gw, "99999991", "idb", &[]).status, 200);
+        (gw, dir)
+    };
+    let (gw, _t) = start(&format!("max_concurrent_requests = {LIMIT}"));
+    slow(&s, "99999991", 500);
+    // Exactly the default 1 MiB body limit.
+    let with = |filler: &str| {
+        envelope12(&format!(
+            "<r:req xmlns:r=\"urn:test\"><r:data>{filler}</r:data></r:req>"
+        ))
+    };
+    let body = std::sync::Arc::new(with(&"A".repeat(1024 * 1024 - with("").len())));
+    assert_eq!(body.len(), 1024 * 1024);
+    // Every request is answered: admitted ones succeed, the excess is shed at once.
+    let (ok, shed) = ok_and_shed(&flood(&gw, 3 * LIMIT, &body));
+    assert!(ok >= LIMIT && shed >= LIMIT, "ok {ok}, shed {shed}");
+    let peak = gw.peak_rss();
+    eprintln!(
+        "overload x3 (limit {LIMIT}, 1 MiB bodies): {ok} ok, {shed} shed, peak RSS {:.1} MiB",
+        peak as f64 / 1048576.0
+    );
+    assert!(peak <= 256 * 1024 * 1024, "peak RSS {peak}");
+
+    // Whatever the request limit, the memory for bodies is bounded too.
+    drop(gw);
+    let (gw, _t) = start("max_buffered_bytes = 8388608");
+    let (ok, shed) = ok_and_shed(&flood(&gw, 24, &body));
+    assert!(ok >= 8 && shed >= 8, "ok {ok}, shed {shed}");
+}

@@ -274,6 +274,22 @@ impl Proc {
         Proc::start(&["serve", "--config", path.to_str().unwrap()], &[])
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident memory so far (VmHWM), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap();
+        kb * 1024
+    }
+
     /// Log lines printed so far.
     pub fn stderr_lines(&self) -> Vec<String> {
         self.stderr.lock().unwrap().try_iter().collect()
