@@ -1442,7 +1442,9 @@ mod tests {
         }
         std::fs::write(dir.join("pw"), "P12-Secret-Value\n").unwrap();
         std::fs::write(dir.join("tok"), "Token-Secret-Value-0123456789").unwrap();
+        std::fs::write(dir.join("tok2"), "Caller-Secret-Value-0123456789").unwrap();
         let text = "[access]\ntoken_file = \"tok\"\n\
+                    [[access.callers]]\nname = \"dpi\"\ntoken_file = \"tok2\"\n\
                     [identity.auth_cli]\np12 = \"a.p12\"\npassword_file = \"pw\"\n\
                     [identity.sign]\np12 = \"s.p12\"\npassword_file = \"pw\"\n\
                     [trust]\namc_anchors = [\"anchor.pem\"]\n";
@@ -1457,10 +1459,12 @@ mod tests {
         );
         let dbg = format!("{cfg:?}");
         assert!(
-            !dbg.contains("P12-Secret-Value") && !dbg.contains("Token-Secret-Value"),
+            !dbg.contains("P12-Secret-Value")
+                && !dbg.contains("Token-Secret-Value")
+                && !dbg.contains("Caller-Secret-Value"),
             "{dbg}"
         );
-        assert!(dbg.contains("<redacted>"));
+        assert!(dbg.contains("<redacted>") && dbg.contains("dpi"), "{dbg}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -258,25 +258,56 @@ pub fn read_p12(path: &Path, password: &str) -> Result<RawIdentity, String> {
 /// Reads a PEM certificate chain (leaf first) and a PEM private key (PKCS#8 or PKCS#1).
 pub fn read_pem(cert: &Path, key: &Path) -> Result<RawIdentity, String> {
     let chain = read_pem_certs(cert)?;
-    let key_der = PrivateKeyDer::from_pem_file(key)
+    let mut key_der = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("cannot read a private key from {}: {e}", key.display()))?;
-    let pkcs8 = match key_der {
-        PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
-        PrivateKeyDer::Pkcs1(k) => {
-            let kp = aws_lc_rs::rsa::KeyPair::from_der(k.secret_pkcs1_der())
-                .map_err(|_| format!("{}: invalid RSA private key", key.display()))?;
-            use aws_lc_rs::encoding::AsDer;
-            kp.as_der()
-                .map_err(|_| format!("{}: invalid RSA private key", key.display()))?
-                .as_ref()
-                .to_vec()
-        }
-        _ => return Err(format!("{}: only RSA keys are supported", key.display())),
+    let pkcs8 = match &key_der {
+        PrivateKeyDer::Pkcs8(k) => Ok(Zeroizing::new(k.secret_pkcs8_der().to_vec())),
+        PrivateKeyDer::Pkcs1(k) => aws_lc_rs::rsa::KeyPair::from_der(k.secret_pkcs1_der())
+            .ok()
+            .and_then(|kp| {
+                use aws_lc_rs::encoding::AsDer;
+                kp.as_der()
+                    .ok()
+                    .map(|d| Zeroizing::new(d.as_ref().to_vec()))
+            })
+            .ok_or_else(|| format!("{}: invalid RSA private key", key.display())),
+        _ => Err(format!("{}: only RSA keys are supported", key.display())),
     };
+    zeroize::Zeroize::zeroize(&mut key_der);
     Ok(RawIdentity {
-        key_pkcs8: Some(Zeroizing::new(pkcs8)),
+        key_pkcs8: Some(pkcs8?),
         chain,
     })
+}
+
+/// A TLS certificate and key for rustls. The PKCS#8 DER is only lent to aws-lc, which keeps its
+/// own copy (cleansed when freed): no unzeroed copy of the key outlives this call.
+pub fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    pkcs8: &[u8],
+) -> Result<Arc<rustls::sign::CertifiedKey>, String> {
+    let der = PrivateKeyDer::Pkcs8(rustls_pki_types::PrivatePkcs8KeyDer::from(pkcs8));
+    let key = rustls::crypto::aws_lc_rs::sign::any_supported_type(&der)
+        .map_err(|e| format!("unusable key: {e}"))?;
+    let ck = rustls::sign::CertifiedKey::new(chain, key);
+    ck.keys_match()
+        .map_err(|e| format!("the key does not match the certificate: {e}"))?;
+    Ok(Arc::new(ck))
+}
+
+/// `certified_key` of a PEM certificate chain and key (servers: the local listener, the
+/// simulator).
+pub fn certified_key_from_pem(
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<rustls::sign::CertifiedKey>, String> {
+    let raw = read_pem(cert, key)?;
+    let pkcs8 = raw
+        .key_pkcs8
+        .as_ref()
+        .map(|k| k.as_slice())
+        .unwrap_or_default();
+    certified_key(raw.chain, pkcs8).map_err(|e| format!("{}: {e}", key.display()))
 }
 
 /// Reads every certificate of a PEM file, or the one certificate of a DER file.

@@ -155,20 +155,14 @@ pub fn tls_config(
     key: &Path,
     verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
 ) -> Result<rustls::ServerConfig, String> {
-    let raw = crate::identity::read_pem(cert, key)?;
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
-        raw.key_pkcs8
-            .as_ref()
-            .map(|k| k.to_vec())
-            .unwrap_or_default()
-            .into(),
-    );
-    rustls::ServerConfig::builder_with_provider(crate::upstream::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(raw.chain, key)
-        .map_err(|e| format!("{}: {e}", cert.display()))
+    let ck = crate::identity::certified_key_from_pem(cert, key)?;
+    Ok(
+        rustls::ServerConfig::builder_with_provider(crate::upstream::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck))),
+    )
 }
 
 /// A connection accepted, before any TLS handshake.

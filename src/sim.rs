@@ -40,7 +40,7 @@ pub use inject::{Action, CertMode, Distribution, Faults};
 
 use crate::annuaire;
 use crate::config::{parse_toml, ConfigError};
-use crate::identity::{now_unix, read_pem};
+use crate::identity::now_unix;
 use crate::listener::{self, HttpResponse};
 use crate::soap::SoapVersion;
 use crate::trust::{Anchors, CrlSet};
@@ -533,19 +533,7 @@ fn render(state: &State) -> String {
 // ---------------------------------------------------------------------------------------------
 
 fn certified(c: &CertKey) -> Result<Arc<CertifiedKey>, String> {
-    let raw = read_pem(&c.cert, &c.key)?;
-    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(
-        raw.key_pkcs8
-            .as_ref()
-            .map(|k| k.to_vec())
-            .unwrap_or_default()
-            .into(),
-    );
-    let key = crate::upstream::provider()
-        .key_provider
-        .load_private_key(key_der)
-        .map_err(|e| format!("{}: unusable key: {e}", c.key.display()))?;
-    Ok(Arc::new(CertifiedKey::new(raw.chain, key)))
+    crate::identity::certified_key_from_pem(&c.cert, &c.key)
 }
 
 /// The server certificates, one per [`CertMode`] configured.

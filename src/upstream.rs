@@ -25,7 +25,7 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -88,10 +88,11 @@ pub fn client_config(
         .with_custom_certificate_verifier(verifier);
     let mut cfg = match client_identity {
         Some(id) => {
-            let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(id.key_pkcs8().to_vec()));
-            builder
-                .with_client_auth_cert(id.chain.clone(), key)
-                .map_err(|e| format!("{}: unusable for TLS client authentication: {e}", id.field))?
+            let ck =
+                crate::identity::certified_key(id.chain.clone(), id.key_pkcs8()).map_err(|e| {
+                    format!("{}: unusable for TLS client authentication: {e}", id.field)
+                })?;
+            builder.with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck)))
         }
         None => builder.with_no_client_auth(),
     };

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 
 use crate::support::*;
 
-const TOKEN: &str = "it-token-0123456789abcdef";
+/// Test secrets carry the `it-secret-` marker: `.ci/run` fails if it shows up in any output.
+const TOKEN: &str = "it-secret-token-0123456789";
 
 fn loopback(a: SocketAddr) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], a.port()))
@@ -190,7 +191,7 @@ fn sim_gateway(
     access: &str,
 ) -> (Proc, tempfile::TempDir, std::path::PathBuf) {
     let dir = scratch();
-    let audit = dir.path().join("audit.jsonl");
+    let audit = audit_file(dir.path());
     let tail = format!(
         "\n[access]\n{access}\n\n[audit]\nfile = \"{}\"\n",
         audit.display()
@@ -327,8 +328,8 @@ fn named_tokens_and_socket_user_ids_refuse_strangers_and_name_the_caller() {
     let s = crate::sim::SimFixture::start(|_| {});
     let tokens = scratch();
     let (dpi, gap) = (tokens.path().join("dpi"), tokens.path().join("gap"));
-    fs::write(&dpi, "dpi-admission-token-0001\n").unwrap();
-    fs::write(&gap, "gap-facturation-token-02\n").unwrap();
+    fs::write(&dpi, "it-secret-dpi-admission-01\n").unwrap();
+    fs::write(&gap, "it-secret-gap-facturation-02\n").unwrap();
     let access = format!(
         "unix_uids = [4242424]\n\n\
          [[access.callers]]\nname = \"dpi-admission\"\ntoken_file = \"{}\"\n\n\
@@ -345,7 +346,7 @@ fn named_tokens_and_socket_user_ids_refuse_strangers_and_name_the_caller() {
         }
         http(gw.gateway, "POST", IDB, &h, idb_body().as_bytes())
     };
-    for bad in [None, Some("gap-facturation-token-03")] {
+    for bad in [None, Some("it-secret-gap-facturation-03")] {
         let r = call(bad);
         assert_eq!(
             r.header("x-rocgw-error"),
@@ -354,8 +355,8 @@ fn named_tokens_and_socket_user_ids_refuse_strangers_and_name_the_caller() {
             r.body
         );
     }
-    assert_eq!(call(Some("gap-facturation-token-02")).status, 200);
-    assert_eq!(call(Some("dpi-admission-token-0001")).status, 200);
+    assert_eq!(call(Some("it-secret-gap-facturation-02")).status, 200);
+    assert_eq!(call(Some("it-secret-dpi-admission-01")).status, 200);
 
     // A socket caller whose user id is not listed is refused, whatever its token.
     let r = curl(
@@ -364,7 +365,7 @@ fn named_tokens_and_socket_user_ids_refuse_strangers_and_name_the_caller() {
             "--unix-socket",
             dir.path().join("gw.sock").to_str().unwrap(),
             "-H",
-            "Authorization: Bearer dpi-admission-token-0001",
+            "Authorization: Bearer it-secret-dpi-admission-01",
         ],
         CT12,
         &idb_body(),
@@ -389,5 +390,5 @@ fn named_tokens_and_socket_user_ids_refuse_strangers_and_name_the_caller() {
     );
     // The log names the refused caller's transport, never the token it presented.
     let logs = gw.stderr_lines().join("\n");
-    assert!(!logs.contains("gap-facturation-token-03"), "{logs}");
+    assert!(!logs.contains("it-secret-gap-facturation-03"), "{logs}");
 }

@@ -165,7 +165,7 @@ fn metrics_and_status_follow_the_traffic() {
 fn the_audit_log_says_what_was_signed_for_whom_and_when() {
     let s = SimFixture::start(|_| {});
     let dir = scratch();
-    let file = dir.path().join("audit.jsonl");
+    let file = audit_file(dir.path());
     let (gw, _t) = gateway(
         &s,
         "",
@@ -300,11 +300,7 @@ fn the_kubernetes_manifests_are_valid_and_carry_a_valid_rocgw_config() {
     ] {
         std::fs::copy(pki_path(from), certs.join(name)).unwrap();
     }
-    std::fs::write(
-        certs.join("gateway.token"),
-        "a-long-enough-bearer-token-0123",
-    )
-    .unwrap();
+    std::fs::write(certs.join("gateway.token"), "it-secret-bearer-token-0123").unwrap();
     let cfg = tmp.path().join("rocgw.toml");
     std::fs::write(
         &cfg,

@@ -153,14 +153,44 @@ fn spawn(args: &[&str], env: &[(&str, &str)]) -> Child {
         .unwrap()
 }
 
-/// Forwards each line read from `r` to a channel, from a thread.
-fn lines(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+/// Where tests keep what rocgw printed and wrote (logs, audit files) when `ROCGW_TEST_OUTPUT`
+/// names a folder: `.ci/run` scans it for secrets after the suite.
+fn output_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("ROCGW_TEST_OUTPUT")?);
+    fs::create_dir_all(&dir).unwrap();
+    Some(dir)
+}
+
+/// A file name unique in this run: `<stem>-<test process>-<n>.<ext>`.
+fn unique_name(stem: &str, ext: &str) -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!("{stem}-{}-{n}.{ext}", std::process::id())
+}
+
+/// The audit file of a test gateway: kept in `ROCGW_TEST_OUTPUT` when set, else in `dir`.
+pub fn audit_file(dir: &Path) -> PathBuf {
+    match output_dir() {
+        Some(out) => out.join(unique_name("audit", "jsonl")),
+        None => dir.join("audit.jsonl"),
+    }
+}
+
+/// A log file for one stream of one process, when `ROCGW_TEST_OUTPUT` is set.
+fn log_file(stream: &str, pid: u32) -> Option<File> {
+    let out = output_dir()?;
+    Some(File::create(out.join(unique_name(&format!("rocgw-{pid}-{stream}"), "log"))).unwrap())
+}
+
+/// Forwards each line read from `r` to a channel, from a thread (and to `log`).
+fn lines(r: impl Read + Send + 'static, mut log: Option<File>) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(r).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
+            if let Some(f) = &mut log {
+                let _ = writeln!(f, "{line}");
             }
+            let _ = tx.send(line);
         }
     });
     rx
@@ -172,7 +202,14 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
+            let pid = child.id();
+            let out = child.wait_with_output().unwrap();
+            for (stream, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+                if let Some(mut f) = log_file(stream, pid) {
+                    f.write_all(bytes).unwrap();
+                }
+            }
+            return out;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -196,8 +233,9 @@ impl Proc {
     /// Starts `rocgw args…` and waits for both listening lines.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut child = spawn(args, env);
-        let rx = lines(child.stdout.take().unwrap());
-        let erx = lines(child.stderr.take().unwrap());
+        let pid = child.id();
+        let rx = lines(child.stdout.take().unwrap(), log_file("stdout", pid));
+        let erx = lines(child.stderr.take().unwrap(), log_file("stderr", pid));
         let deadline = Instant::now() + START_TIMEOUT;
         let (mut gateway, mut admin, mut stdout) = (None, None, String::new());
         while gateway.is_none() || admin.is_none() {

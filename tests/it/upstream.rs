@@ -486,10 +486,10 @@ impl Drop for Tinyproxy {
 #[test]
 fn amc_calls_go_through_a_connect_proxy_with_tls_end_to_end() {
     let srv = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
-    let proxy = Tinyproxy::start("BasicAuth rocgw s3cret-proxy-pass");
+    let proxy = Tinyproxy::start("BasicAuth rocgw it-secret-proxy-pass");
     let tmp = scratch();
     let creds = tmp.path().join("proxy-creds");
-    fs::write(&creds, "rocgw:s3cret-proxy-pass\n").unwrap();
+    fs::write(&creds, "rocgw:it-secret-proxy-pass\n").unwrap();
     let gw = |creds_line: &str, no_proxy: &str| Gw {
         routes: vec![("10000001".into(), srv.url("/idb"))],
         extra: format!(
@@ -512,7 +512,7 @@ fn amc_calls_go_through_a_connect_proxy_with_tls_end_to_end() {
     );
     assert!(proxy.log().contains("CONNECT"), "{}", proxy.log());
     let logs = p.stderr_lines().join("\n");
-    assert!(!logs.contains("s3cret-proxy-pass"));
+    assert!(!logs.contains("it-secret-proxy-pass"));
     drop(p);
 
     // Without credentials the proxy answers 407: the SIH hears amc-unavailable, saying why.
