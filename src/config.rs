@@ -1396,6 +1396,20 @@ mod tests {
     }
 
     #[test]
+    fn local_listener_options_are_checked() {
+        let e = parse("[server]\nunix_socket = \"/run/x.sock\"\nunix_socket_mode = \"0666\"\n")
+            .unwrap_err();
+        assert_eq!(e.field, "server.unix_socket_mode");
+        let e = parse("[server.tls]\ncert = \"c\"\nkey = \"k\"\nclient_ca = []\n").unwrap_err();
+        assert_eq!(e.field, "server.tls.client_ca");
+        let e = parse("[server]\nmax_header_bytes = 100\n").unwrap_err();
+        assert_eq!(e.field, "server.max_header_bytes");
+        let e =
+            parse("[access]\n[[access.callers]]\nname = \"a b\"\ntoken_env = \"X\"\n").unwrap_err();
+        assert_eq!(e.field, "access.callers[0].name");
+    }
+
+    #[test]
     fn unknown_keys_name_the_field() {
         let e = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
         assert_eq!(e.field, "server.lisen");
