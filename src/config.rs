@@ -755,6 +755,24 @@ impl Validator<'_> {
         }
     }
 
+    /// A bearer token of `section` (`token_env` or `token_file`): 16 characters at least.
+    fn token(
+        &self,
+        section: &str,
+        env: Option<&str>,
+        file: Option<&Path>,
+        required: bool,
+    ) -> Result<Option<Zeroizing<String>>, ConfigError> {
+        let t = self.secret(section, "token", env, file, required)?;
+        if t.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(self.err(
+                &format!("{section}.token_env"),
+                "the token must be at least 16 characters long",
+            ));
+        }
+        Ok(t)
+    }
+
     /// A whole number within `range`, or `default` when absent.
     fn ranged(
         &self,
@@ -1048,21 +1066,12 @@ impl Validator<'_> {
             ));
         }
 
-        let token = self.secret(
+        let token = self.token(
             "access",
-            "token",
             raw.access.token_env.as_deref(),
             raw.access.token_file.as_deref(),
             false,
         )?;
-        if let Some(t) = &token {
-            if t.len() < 16 {
-                return Err(self.err(
-                    "access.token_env",
-                    "the token must be at least 16 characters long",
-                ));
-            }
-        }
         let mut allow_cidrs = Vec::new();
         for (i, c) in raw.access.allow_cidrs.iter().enumerate() {
             let net = c
@@ -1095,17 +1104,13 @@ impl Validator<'_> {
                 return Err(self.err(&format!("{field}.name"), format!("{name:?} appears twice")));
             }
             let t = self
-                .secret(
+                .token(
                     &field,
-                    "token",
                     c.token_env.as_deref(),
                     c.token_file.as_deref(),
                     true,
                 )?
                 .expect("required");
-            if t.len() < 16 {
-                return Err(self.err(&field, "the token must be at least 16 characters long"));
-            }
             if token.as_deref() == Some(&*t) || callers.iter().any(|(_, o)| *o == t) {
                 return Err(self.err(&field, "two callers share a token"));
             }

@@ -213,16 +213,24 @@ fn idb_body() -> String {
     envelope12("<r:req xmlns:r=\"urn:test\"><r:nir>1</r:nir></r:req>")
 }
 
-/// The `caller` of every audit record written so far.
-fn audit_callers(audit: &std::path::Path) -> Vec<String> {
-    fs::read_to_string(audit)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["caller"].as_str().unwrap().to_string()
-        })
-        .collect()
+/// The `caller` of each audit record, once there are `n`.
+fn audit_callers(audit: &std::path::Path, n: usize) -> Vec<String> {
+    let read = || -> Vec<String> {
+        fs::read_to_string(audit)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["caller"].as_str().unwrap().to_string()
+            })
+            .collect()
+    };
+    wait_for(
+        "the audit records",
+        std::time::Duration::from_secs(5),
+        || read().len() >= n,
+    );
+    read()
 }
 
 #[test]
@@ -312,13 +320,8 @@ fn mutual_tls_and_unix_socket_refuse_without_accept_with_and_name_the_caller() {
         );
     }
 
-    wait_for(
-        "two audit records",
-        std::time::Duration::from_secs(5),
-        || audit_callers(&audit).len() == 2,
-    );
     assert_eq!(
-        audit_callers(&audit),
+        audit_callers(&audit, 2),
         ["cert:SIH TEST DPI".to_string(), format!("uid:{me}")]
     );
 }
@@ -379,13 +382,8 @@ fn named_tokens_and_socket_user_ids_refuse_strangers_and_name_the_caller() {
     );
     assert!(r.body.contains("unix_uids"), "{}", r.body);
 
-    wait_for(
-        "two audit records",
-        std::time::Duration::from_secs(5),
-        || audit_callers(&audit).len() == 2,
-    );
     assert_eq!(
-        audit_callers(&audit),
+        audit_callers(&audit, 2),
         ["token:gap-facturation", "token:dpi-admission"]
     );
     // The log names the refused caller's transport, never the token it presented.
