@@ -136,9 +136,10 @@ impl Access {
     }
 }
 
-/// The TLS acceptor of a gateway listener with `[server.tls]`: rocgw's local certificate, and
-/// client certificates required, chaining to the local CA(s).
-pub fn local_tls(cfg: &ServerTls) -> Result<tokio_rustls::TlsAcceptor, String> {
+/// The TLS configuration of a gateway listener with `[server.tls]`: rocgw's local certificate,
+/// and client certificates required, chaining to the local CA(s), not revoked by `client_crls`
+/// (end-entity certificates checked). Reloaded with the other credentials.
+pub fn local_tls(cfg: &ServerTls) -> Result<rustls::ServerConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     for p in &cfg.client_ca {
         for c in
@@ -149,15 +150,27 @@ pub fn local_tls(cfg: &ServerTls) -> Result<tokio_rustls::TlsAcceptor, String> {
                 .map_err(|e| format!("server.tls.client_ca: {}: {e}", p.display()))?;
         }
     }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+    let mut crls = Vec::new();
+    for p in &cfg.client_crls {
+        crls.extend(
+            crate::trust::read_crl_file(p)
+                .map_err(|e| format!("server.tls.client_crls: {e}"))?
+                .into_iter()
+                .map(rustls::pki_types::CertificateRevocationListDer::from),
+        );
+    }
+    let mut verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
         crate::upstream::provider(),
-    )
-    .build()
-    .map_err(|e| format!("server.tls.client_ca: {e}"))?;
-    let tls = crate::listener::tls_config(&cfg.cert, &cfg.key, verifier)
-        .map_err(|e| format!("server.tls: {e}"))?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(tls)))
+    );
+    if !crls.is_empty() {
+        verifier = verifier.with_crls(crls).only_check_end_entity_revocation();
+    }
+    let verifier = verifier
+        .build()
+        .map_err(|e| format!("server.tls.client_ca: {e}"))?;
+    crate::listener::tls_config(&cfg.cert, &cfg.key, verifier)
+        .map_err(|e| format!("server.tls: {e}"))
 }
 
 /// An IPv4 peer seen through a dual-stack socket is matched as IPv4.

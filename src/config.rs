@@ -115,6 +115,8 @@ struct RawServerTls {
     cert: PathBuf,
     key: PathBuf,
     client_ca: Vec<PathBuf>,
+    #[serde(default)]
+    client_crls: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -463,6 +465,18 @@ pub struct ServerTls {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client_ca: Vec<PathBuf>,
+    /// CRLs of the local CA: a revoked SIH application certificate is refused.
+    pub client_crls: Vec<PathBuf>,
+}
+
+impl ServerTls {
+    /// The files it is made of (watched for changes).
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut f = vec![self.cert.clone(), self.key.clone()];
+        f.extend(self.client_ca.iter().cloned());
+        f.extend(self.client_crls.iter().cloned());
+        f
+    }
 }
 
 /// Caller checks for the listeners. Empty means loopback-only operation.
@@ -1133,6 +1147,12 @@ impl Validator<'_> {
                         .iter()
                         .enumerate()
                         .map(|(i, p)| self.file(&format!("server.tls.client_ca[{i}]"), p))
+                        .collect::<Result<_, _>>()?,
+                    client_crls: t
+                        .client_crls
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| self.file(&format!("server.tls.client_crls[{i}]"), p))
                         .collect::<Result<_, _>>()?,
                 })
             }

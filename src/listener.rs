@@ -91,9 +91,9 @@ impl std::fmt::Display for Peer {
 /// A bound listener.
 pub enum Bound {
     Tcp(TcpListener),
-    /// TCP with TLS; the acceptor's configuration decides whether client certificates are
-    /// required.
-    Tls(TcpListener, tokio_rustls::TlsAcceptor),
+    /// TCP with TLS; the configuration in force (swapped on reload) decides whether client
+    /// certificates are required.
+    Tls(TcpListener, Arc<arc_swap::ArcSwap<rustls::ServerConfig>>),
     /// A Unix domain socket, and its path (removed when serving ends).
     Unix(UnixListener, PathBuf),
 }
@@ -180,10 +180,11 @@ impl Bound {
                 let _ = s.set_nodelay(true);
                 Ok((Conn::Tcp(s), Peer::tcp(a)))
             }
-            Bound::Tls(l, acceptor) => {
+            Bound::Tls(l, tls) => {
                 let (s, a) = l.accept().await?;
                 let _ = s.set_nodelay(true);
-                Ok((Conn::Tls(s, acceptor.clone()), Peer::tcp(a)))
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.load_full());
+                Ok((Conn::Tls(s, acceptor), Peer::tcp(a)))
             }
             Bound::Unix(l, _) => {
                 let (s, _) = l.accept().await?;

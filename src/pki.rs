@@ -926,6 +926,19 @@ pub fn init(dir: &Path, force: bool) -> Result<Manifest, PkiError> {
     };
     let dpi = client("SIH TEST DPI", &local_ca)?;
     w.leaf("local/client", "local-client", &dpi, &[&local_ca], None)?;
+    let revoked = client("SIH TEST REVOQUE", &local_ca)?;
+    w.leaf(
+        "negative/local-client-revoked",
+        "local-client",
+        &revoked,
+        &[&local_ca],
+        Some("revoked"),
+    )?;
+    w.crl(
+        "local/ca.crl.pem",
+        "local-ca",
+        &crl(&local_ca, &[&revoked], now)?,
+    )?;
     let stranger = client("SIH INCONNU", &rogue_root)?;
     w.leaf(
         "negative/local-client-unknown-ca",

@@ -41,6 +41,8 @@ pub struct Runtime {
     annuaire_trust: ArcSwap<TrustSet>,
     upstreams: ArcSwap<Upstreams>,
     signer: ArcSwap<Signer>,
+    /// The gateway listener's TLS (`[server.tls]`), shared with the listener.
+    local_tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
     /// Reused assertions (when `[assertion] reuse_s` > 0), cleared on reload.
     pub assertions: AssertionCache,
     fingerprint: Mutex<Fingerprint>,
@@ -116,7 +118,14 @@ impl Runtime {
         let (amc_trust, annuaire_trust) = load_trust(&cfg, now)?;
         let upstreams = build_upstreams(&cfg, &auth_cli, &amc_trust, &annuaire_trust)?;
         let signer = Signer::new(&sign.current())?;
+        let local_tls = match &cfg.server.tls {
+            Some(t) => Some(Arc::new(ArcSwap::from_pointee(crate::access::local_tls(
+                t,
+            )?))),
+            None => None,
+        };
         let rt = Runtime {
+            local_tls,
             signer: ArcSwap::from_pointee(signer),
             assertions: AssertionCache::default(),
             auth_cli,
@@ -152,6 +161,11 @@ impl Runtime {
         self.amc_trust.load_full()
     }
 
+    /// The gateway listener's TLS configuration point, when `[server.tls]` is set.
+    pub fn local_tls(&self) -> Option<Arc<ArcSwap<rustls::ServerConfig>>> {
+        self.local_tls.clone()
+    }
+
     /// Files whose change calls for a reload.
     fn watched(&self) -> Vec<PathBuf> {
         let mut files = self.auth_cli.files();
@@ -159,6 +173,7 @@ impl Runtime {
         files.extend(self.cfg.trust.amc_anchors.iter().cloned());
         files.extend(self.cfg.trust.annuaire_anchors.iter().cloned());
         files.extend(self.cfg.trust.crls.iter().cloned());
+        files.extend(self.cfg.server.tls.iter().flat_map(|t| t.files()));
         files.sort();
         files.dedup();
         files
@@ -243,6 +258,15 @@ impl Runtime {
             Err(e) => {
                 ok = false;
                 tracing::error!(error = %e, "reload failed: keeping the previous upstream clients");
+            }
+        }
+        if let (Some(swap), Some(t)) = (&self.local_tls, &self.cfg.server.tls) {
+            match crate::access::local_tls(t) {
+                Ok(c) => swap.store(Arc::new(c)),
+                Err(e) => {
+                    ok = false;
+                    tracing::error!(error = %e, "reload failed: keeping the previous local TLS");
+                }
             }
         }
         let outcome = if ok { "ok" } else { "failed" };

@@ -73,7 +73,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
             let admin_l = listener::bind("server.admin_listen", cfg.server.admin_listen)
                 .await
                 .map_err(StartError)?;
-            let gw_ls = gateway_listeners(&cfg.server).await?;
+            let gw_ls = gateway_listeners(&runtime).await?;
             tracing::info!(config = %path.display(), "configuration loaded");
             let admin_task = spawn_admin(admin.clone(), admin_l);
             for l in &gw_ls {
@@ -175,13 +175,14 @@ fn announce(what: &str, url: &str) {
 
 /// The gateway's listeners: `listen` (plain, or mutual TLS with `[server.tls]`), and the Unix
 /// socket when configured.
-async fn gateway_listeners(server: &ServerConfig) -> Result<Vec<listener::Bound>, StartError> {
+async fn gateway_listeners(runtime: &Runtime) -> Result<Vec<listener::Bound>, StartError> {
+    let server = &runtime.config().server;
     let tcp = listener::bind("server.listen", server.listen)
         .await
         .map_err(StartError)?;
-    let mut out = vec![match &server.tls {
+    let mut out = vec![match runtime.local_tls() {
         None => listener::Bound::Tcp(tcp),
-        Some(tls) => listener::Bound::Tls(tcp, crate::access::local_tls(tls).map_err(StartError)?),
+        Some(tls) => listener::Bound::Tls(tcp, tls),
     }];
     if let Some((path, mode)) = &server.unix_socket {
         out.push(listener::bind_unix("server.unix_socket", path, *mode).map_err(StartError)?);

@@ -390,3 +390,47 @@ fn named_tokens_and_socket_user_ids_refuse_strangers_and_name_the_caller() {
     let logs = gw.stderr_lines().join("\n");
     assert!(!logs.contains("it-secret-gap-facturation-03"), "{logs}");
 }
+
+#[test]
+fn local_tls_refuses_revoked_clients_and_takes_a_new_client_ca_without_restart() {
+    let s = crate::sim::SimFixture::start(|_| {});
+    let p = |r: &str| pki_path(r).display().to_string();
+    let files = scratch();
+    let ca = files.path().join("client-ca.pem");
+    // At first the listener trusts another CA than the one of the SIH certificates.
+    fs::copy(pki_path("osi/root.pem"), &ca).unwrap();
+    let server = format!(
+        "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = [\"{}\"]\nclient_crls = [\"{}\"]\n",
+        p("local/gateway.chain.pem"),
+        p("local/gateway.key"),
+        ca.display(),
+        p("local/ca.crl.pem"),
+    );
+    let (gw, _dir, _audit) = sim_gateway(&s, &server, "");
+    let url = format!("https://localhost:{}{IDB}", gw.gateway.port());
+    let local_ca = p("local/ca.pem");
+    let as_client = |base: &str| {
+        let (cert, key) = (p(&format!("{base}.pem")), p(&format!("{base}.key")));
+        curl(
+            &url,
+            &["--cacert", &local_ca, "--cert", &cert, "--key", &key],
+            CT12,
+            &idb_body(),
+        )
+    };
+    assert!(as_client("local/client").is_err(), "not trusted yet");
+
+    // The hospital installs its local CA and reloads: no restart, the listener stays up.
+    let tmp = files.path().join("client-ca.pem.new");
+    fs::copy(pki_path("local/ca.pem"), &tmp).unwrap();
+    fs::rename(&tmp, &ca).unwrap();
+    gw.signal("HUP");
+    wait_for(
+        "the new client CA",
+        std::time::Duration::from_secs(10),
+        || as_client("local/client").is_ok_and(|r| r.status == 200),
+    );
+    // A certificate of that CA listed in its CRL is refused.
+    let e = as_client("negative/local-client-revoked").unwrap_err();
+    assert!(e.contains("curl exit"), "{e}");
+}
