@@ -80,6 +80,7 @@ impl Breakers {
         let state = m
             .entry(key.to_string())
             .or_insert(State::Closed { failures: 0 });
+        let was_closed = matches!(state, State::Closed { .. });
         *state = match (*state, ok) {
             (_, true) => State::Closed { failures: 0 },
             (State::HalfOpen, false) => {
@@ -104,6 +105,12 @@ impl Breakers {
             },
             (open @ State::Open { .. }, false) => open,
         };
+        let gauge = &crate::metrics::get().circuits_open;
+        match (was_closed, matches!(state, State::Closed { .. })) {
+            (true, false) => gauge.inc(),
+            (false, true) => gauge.dec(),
+            _ => {}
+        }
     }
 }
 

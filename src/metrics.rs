@@ -24,6 +24,8 @@ pub struct Metrics {
     pub upstream_open: prometheus::IntGaugeVec,
     /// Requests currently handled by the gateway.
     pub in_flight: IntGauge,
+    /// AMC endpoints whose circuit is open or half-open (failing fast).
+    pub circuits_open: IntGauge,
     /// Gateway faults returned, by code.
     pub faults: IntCounterVec,
     /// Certificate material generation (increments on each successful reload).
@@ -76,6 +78,12 @@ impl Metrics {
         let in_flight = IntGauge::new("rocgw_in_flight_requests", "Requests currently handled.")
             .expect("valid");
         r.register(Box::new(in_flight.clone())).expect("unique");
+        let circuits_open = IntGauge::new(
+            "rocgw_circuits_open",
+            "AMC endpoints whose circuit breaker is open or half-open (calls fail fast).",
+        )
+        .expect("valid");
+        r.register(Box::new(circuits_open.clone())).expect("unique");
         let generation = IntCounter::new(
             "rocgw_credentials_generation_total",
             "Successful loads of certificates and CRLs since start.",
@@ -200,9 +208,20 @@ impl Metrics {
             ),
             upstream_open,
             in_flight,
+            circuits_open,
             generation,
             registry: r,
         }
+        .with_zero_series()
+    }
+
+    /// Series that alerts and dashboards divide or rate over exist from the start, at 0.
+    fn with_zero_series(self) -> Metrics {
+        for up in ["amc", "annuaire"] {
+            self.upstream_retries.with_label_values(&[up]);
+        }
+        self.faults.with_label_values(&["overloaded"]);
+        self
     }
 
     /// Sets the certificate and CRL gauges from a status snapshot (on every scrape).

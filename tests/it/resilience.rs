@@ -228,6 +228,7 @@ fn a_dead_amc_opens_its_circuit_and_fails_fast_without_slowing_the_others() {
         3.0,
         "the open circuit sent nothing"
     );
+    assert_eq!(metric(&scrape(gw.admin), "rocgw_circuits_open", &[]), 1.0);
     // Another AMC is not affected.
     assert_eq!(call(&gw, "99999992", "idb", &[]).status, 200);
     // The AMC recovers: after the open period, a probe goes through and closes the circuit.
@@ -237,6 +238,7 @@ fn a_dead_amc_opens_its_circuit_and_fails_fast_without_slowing_the_others() {
         call(&gw, "99999991", "idb", &[]).status == 200
     });
     assert_eq!(call(&gw, "99999991", "idb", &[]).status, 200);
+    assert_eq!(metric(&scrape(gw.admin), "rocgw_circuits_open", &[]), 0.0);
 }
 
 #[test]
