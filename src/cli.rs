@@ -125,6 +125,27 @@ pub struct LoadArgs {
     /// No live progress line.
     #[arg(long)]
     pub quiet: bool,
+    /// Reach the gateway through its Unix socket (`[server] unix_socket`) instead of TCP.
+    #[arg(long, conflicts_with = "tls_ca")]
+    pub unix_socket: Option<PathBuf>,
+    /// HTTPS to the target (`[server.tls]`): the CA that issued the gateway's local certificate.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM chain) for `[server.tls]`; with --tls-key.
+    #[arg(long, requires = "tls_ca", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Name the gateway's local certificate must carry.
+    #[arg(long, default_value = "localhost")]
+    pub tls_name: String,
+    /// Bearer token (`[access]`) from this environment variable; never on the command line.
+    #[arg(long, conflicts_with = "token_file")]
+    pub token_env: Option<String>,
+    /// Bearer token (`[access]`) from this file.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
 }
 
 /// A password given by the name of a variable or of a file (never on the command line).
@@ -345,8 +366,39 @@ fn load_options(a: LoadArgs) -> Result<crate::load::Options, String> {
         Mode::Closed { concurrency } => concurrency,
         Mode::Open { .. } => 64,
     });
+    let transport = match (&a.unix_socket, &a.tls_ca) {
+        (Some(path), _) => crate::load::Transport::Unix(path.clone()),
+        (None, Some(ca)) => crate::load::tls_transport(
+            ca,
+            a.tls_cert.as_deref().zip(a.tls_key.as_deref()),
+            &a.tls_name,
+        )?,
+        (None, None) => crate::load::Transport::Tcp,
+    };
+    let token = match (&a.token_env, &a.token_file) {
+        (Some(var), _) => Some(zeroize::Zeroizing::new(
+            std::env::var(var).map_err(|_| format!("--token-env: {var} is not set"))?,
+        )),
+        (None, Some(f)) => Some(zeroize::Zeroizing::new(
+            std::fs::read_to_string(f)
+                .map_err(|e| format!("--token-file {}: {e}", f.display()))?
+                .trim()
+                .to_string(),
+        )),
+        (None, None) => None,
+    };
+    let authorization = token
+        .map(|t| {
+            let mut v = hyper::header::HeaderValue::from_str(&format!("Bearer {}", t.as_str()))
+                .map_err(|_| "the token is not a valid header value".to_string())?;
+            v.set_sensitive(true);
+            Ok::<_, String>(v)
+        })
+        .transpose()?;
     Ok(Options {
         target: a.target,
+        transport,
+        authorization,
         mix,
         templates,
         mode,

@@ -118,6 +118,10 @@ pub enum Mode {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub target: SocketAddr,
+    /// How connections reach the target.
+    pub transport: Transport,
+    /// `Authorization` header value (a bearer token), sent with every request.
+    pub authorization: Option<hyper::header::HeaderValue>,
     pub mix: Vec<MixEntry>,
     /// Body templates by service; services without one use the built-in template.
     pub templates: BTreeMap<String, String>,
@@ -227,9 +231,74 @@ fn nir(rng: &mut fastrand::Rng) -> String {
 // Connections
 // ---------------------------------------------------------------------------------------------
 
+/// How the load reaches the gateway: the listeners it may have.
+#[derive(Clone, Default)]
+pub enum Transport {
+    /// Plain HTTP over TCP to `target`.
+    #[default]
+    Tcp,
+    /// Plain HTTP over the gateway's Unix socket.
+    Unix(PathBuf),
+    /// HTTPS to `target` (`[server.tls]`), with the client certificate of the configuration.
+    Tls {
+        config: Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+    },
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transport::Tcp => f.write_str("tcp"),
+            Transport::Unix(p) => write!(f, "unix:{}", p.display()),
+            Transport::Tls { name, .. } => write!(f, "tls ({})", name.to_str()),
+        }
+    }
+}
+
+/// HTTPS to the gateway's `[server.tls]` listener: its certificate checked against `ca` for
+/// `name`, with a client certificate and key when given.
+pub fn tls_transport(
+    ca: &std::path::Path,
+    client: Option<(&std::path::Path, &std::path::Path)>,
+    name: &str,
+) -> Result<Transport, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in crate::identity::read_pem_certs(ca).map_err(|e| format!("--tls-ca: {e}"))? {
+        roots
+            .add(c)
+            .map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(crate::upstream::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let mut config = match client {
+        Some((cert, key)) => {
+            let ck = crate::identity::certified_key_from_pem(cert, key)
+                .map_err(|e| format!("--tls-cert: {e}"))?;
+            builder.with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck)))
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from(name.to_string())
+        .map_err(|_| format!("--tls-name {name:?}: not a host name or address"))?;
+    Ok(Transport::Tls {
+        config: Arc::new(config),
+        name,
+    })
+}
+
+/// A connection of any transport.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// At most `connections` HTTP/1.1 connections to the target, reused unless told otherwise.
 struct Pool {
     target: SocketAddr,
+    transport: Transport,
+    authorization: Option<hyper::header::HeaderValue>,
     permits: Semaphore,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
     reuse: bool,
@@ -238,11 +307,28 @@ struct Pool {
 
 impl Pool {
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, &'static str> {
-        let tcp = tokio::net::TcpStream::connect(self.target)
-            .await
-            .map_err(|_| "connect")?;
-        let _ = tcp.set_nodelay(true);
-        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        let tcp = || async {
+            let tcp = tokio::net::TcpStream::connect(self.target)
+                .await
+                .map_err(|_| "connect")?;
+            let _ = tcp.set_nodelay(true);
+            Ok::<_, &'static str>(tcp)
+        };
+        let io: Box<dyn Io> = match &self.transport {
+            Transport::Tcp => Box::new(tcp().await?),
+            Transport::Unix(path) => Box::new(
+                tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(|_| "connect")?,
+            ),
+            Transport::Tls { config, name } => Box::new(
+                tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name.clone(), tcp().await?)
+                    .await
+                    .map_err(|_| "tls")?,
+            ),
+        };
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .map_err(|_| "connect")?;
         tokio::spawn(conn);
@@ -269,7 +355,11 @@ impl Pool {
             None => self.connect().await?,
         };
         sender.ready().await.map_err(|_| "io")?;
-        let req = Request::post(path)
+        let mut req = Request::post(path);
+        if let Some(auth) = &self.authorization {
+            req = req.header(hyper::header::AUTHORIZATION, auth.clone());
+        }
+        let req = req
             .header(hyper::header::HOST, self.target.to_string())
             .header(
                 hyper::header::CONTENT_TYPE,
@@ -485,6 +575,8 @@ pub async fn run(opts: Options) -> Result<Report, String> {
     let shared = Arc::new(Shared {
         pool: Pool {
             target: opts.target,
+            transport: opts.transport.clone(),
+            authorization: opts.authorization.clone(),
             permits: Semaphore::new(opts.connections.max(1)),
             idle: Mutex::new(Vec::new()),
             reuse: !opts.new_connection_per_request,

@@ -169,7 +169,11 @@ impl Report {
             Mode::Open { rate } => ("open-loop", None, Some(rate)),
         };
         Report {
-            target: format!("http://{}", opts.target),
+            target: match &opts.transport {
+                crate::load::Transport::Tcp => format!("http://{}", opts.target),
+                crate::load::Transport::Tls { .. } => format!("https://{}", opts.target),
+                crate::load::Transport::Unix(p) => format!("unix:{}", p.display()),
+            },
             mode: mode.into(),
             concurrency,
             rate,

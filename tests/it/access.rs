@@ -434,3 +434,103 @@ fn local_tls_refuses_revoked_clients_and_takes_a_new_client_ca_without_restart()
     let e = as_client("negative/local-client-revoked").unwrap_err();
     assert!(e.contains("curl exit"), "{e}");
 }
+
+#[test]
+fn the_load_generator_reaches_every_kind_of_listener_with_its_credentials() {
+    let s = crate::sim::SimFixture::start(|_| {});
+    let p = |r: &str| pki_path(r).display().to_string();
+    let tokens = scratch();
+    let token = tokens.path().join("load");
+    fs::write(&token, "it-secret-load-generator-1\n").unwrap();
+    let server = format!(
+        "unix_socket = \"@DIR/gw.sock\"\n\n\
+         [server.tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = [\"{}\"]\n",
+        p("local/gateway.chain.pem"),
+        p("local/gateway.key"),
+        p("local/ca.pem"),
+    );
+    let access = format!(
+        "[[access.callers]]\nname = \"integrator-load\"\ntoken_file = \"{}\"\n",
+        token.display()
+    );
+    let (gw, dir, audit) = sim_gateway(&s, &server, &access);
+    let load = |extra: &[&str]| {
+        let report = dir.path().join("load.json");
+        let mut args = vec![
+            "load",
+            "--requests",
+            "20",
+            "--warmup",
+            "0s",
+            "--concurrency",
+            "2",
+            "--mix",
+            "99999991/idb",
+            "--quiet",
+            "--json",
+            report.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = run(&args, &[]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            out.status.code(),
+            text,
+            fs::read_to_string(&report).unwrap_or_default(),
+        )
+    };
+    let port = gw.gateway.port().to_string();
+    let target = format!("127.0.0.1:{port}");
+    let tls = [
+        "--target",
+        target.as_str(),
+        "--tls-ca",
+        &p("local/ca.pem"),
+        "--tls-cert",
+        &p("local/client.pem"),
+        "--tls-key",
+        &p("local/client.key"),
+        "--token-file",
+        token.to_str().unwrap(),
+    ];
+    let (code, text, json) = load(&tls);
+    assert_eq!(code, Some(0), "{text}");
+    let r: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (r["ok"].as_u64(), r["errors"].as_u64()),
+        (Some(20), Some(0)),
+        "{text}"
+    );
+    assert!(text.contains("https://127.0.0.1:"), "{text}");
+
+    let sock = dir.path().join("gw.sock");
+    let (code, text, json) = load(&[
+        "--target",
+        "127.0.0.1:1",
+        "--unix-socket",
+        sock.to_str().unwrap(),
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let r: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(r["ok"].as_u64(), Some(20), "{text}");
+
+    // Without the token, every request is refused, and the run says so.
+    let (_, text, json) = load(&tls[..8]);
+    let r: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(r["ok"].as_u64(), Some(0), "{text}");
+    assert!(text.contains("unauthorized"), "{text}");
+
+    let callers = audit_callers(&audit, 40);
+    assert!(
+        callers
+            .iter()
+            .all(|c| c == "cert:SIH TEST DPI" || c == "token:integrator-load"),
+        "{callers:?}"
+    );
+}
