@@ -106,6 +106,7 @@ struct RawServer {
     header_read_timeout_ms: Option<u64>,
     max_headers: Option<u64>,
     max_header_bytes: Option<u64>,
+    max_connections: Option<u64>,
     tls: Option<RawServerTls>,
 }
 
@@ -1187,6 +1188,12 @@ impl Validator<'_> {
                 raw.server.max_header_bytes,
                 32 * 1024,
                 8_192..=1024 * 1024,
+            )? as usize,
+            max_connections: self.ranged(
+                "server.max_connections",
+                raw.server.max_connections,
+                1024,
+                1..=1_000_000,
             )? as usize,
         };
         let access = AccessConfig {

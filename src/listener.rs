@@ -42,6 +42,8 @@ pub struct Limits {
     pub max_headers: usize,
     /// Bytes of request line and headers (hyper's read buffer; at least 8192).
     pub max_header_bytes: usize,
+    /// Connections open at once on one listener; beyond, new ones are closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -50,6 +52,7 @@ impl Default for Limits {
             header_read_timeout: HEADER_READ_TIMEOUT,
             max_headers: 64,
             max_header_bytes: 32 * 1024,
+            max_connections: 1024,
         }
     }
 }
@@ -232,6 +235,7 @@ pub async fn serve_until<H, F>(
     F: Future<Output = HttpResponse> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         let accepted = tokio::select! {
             a = bound.accept() => a,
@@ -246,9 +250,18 @@ pub async fn serve_until<H, F>(
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Too many open connections (idle keep-alives, slow clients): this one is closed at
+            // once rather than let the process run out of file descriptors.
+            crate::metrics::get().connections_refused.inc();
+            drop(conn);
+            tracing::debug!(peer = %peer, "connection refused: max_connections reached");
+            continue;
+        };
         let handler = handler.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _slot = slot;
             match conn {
                 Conn::Tcp(s) => serve_conn(s, peer, limits, handler, watcher).await,
                 Conn::Unix(s) => serve_conn(s, peer, limits, handler, watcher).await,

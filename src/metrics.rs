@@ -26,6 +26,8 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// AMC endpoints whose circuit is open or half-open (failing fast).
     pub circuits_open: IntGauge,
+    /// Connections closed at once because a listener had `max_connections` open.
+    pub connections_refused: IntCounter,
     /// Gateway faults returned, by code.
     pub faults: IntCounterVec,
     /// Certificate material generation (increments on each successful reload).
@@ -84,6 +86,13 @@ impl Metrics {
         )
         .expect("valid");
         r.register(Box::new(circuits_open.clone())).expect("unique");
+        let connections_refused = IntCounter::new(
+            "rocgw_connections_refused_total",
+            "Connections closed at once because a listener had max_connections open.",
+        )
+        .expect("valid");
+        r.register(Box::new(connections_refused.clone()))
+            .expect("unique");
         let generation = IntCounter::new(
             "rocgw_credentials_generation_total",
             "Successful loads of certificates and CRLs since start.",
@@ -209,6 +218,7 @@ impl Metrics {
             upstream_open,
             in_flight,
             circuits_open,
+            connections_refused,
             generation,
             registry: r,
         }

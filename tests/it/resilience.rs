@@ -612,3 +612,34 @@ fn three_times_the_concurrency_with_bodies_at_the_limit_sheds_fast_and_stays_und
     let (ok, shed) = ok_and_shed(&joined(burst_of(&gw, "99999991", 24, &body)));
     assert!(ok >= 8 && shed >= 8, "ok {ok}, shed {shed}");
 }
+
+#[test]
+fn a_connection_flood_is_capped_and_the_gateway_serves_again_once_it_ends() {
+    let s = SimFixture::start(|_| {});
+    let (gw, _t) = gateway_with_server(&s, "max_connections = 8");
+    // Eight idle connections take every slot (nothing else is connected: no earlier call whose
+    // connection could still be closing).
+    let idle: Vec<_> = (0..8)
+        .map(|_| std::net::TcpStream::connect(gw.gateway).unwrap())
+        .collect();
+    let mut extra = std::net::TcpStream::connect(gw.gateway).unwrap();
+    let (_, closed) = read_until_closed(&mut extra, Duration::from_secs(5));
+    assert!(closed, "the ninth connection is closed at once");
+    assert!(metric(&scrape(gw.admin), "rocgw_connections_refused_total", &[]) >= 1.0);
+    drop(idle);
+    // Served again once the flood ends (a try may still land before a slot is freed).
+    let body = envelope12("<r:req xmlns:r=\"urn:test\"/>");
+    wait_for("a free connection slot", Duration::from_secs(10), || {
+        use std::io::Write as _;
+        let mut c = std::net::TcpStream::connect(gw.gateway).unwrap();
+        let _ = write!(
+            c,
+            "POST /amc/99999991/idb HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Content-Type: {CT12}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        read_until_closed(&mut c, Duration::from_secs(5))
+            .0
+            .starts_with(b"HTTP/1.1 200")
+    });
+}
