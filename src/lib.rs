@@ -7,7 +7,8 @@
 //! no SIH application touches a private key.
 //!
 //! Modules, in the order a request meets them: `listener` (HTTP accept loop), `access` (who may
-//! call), `proxy` (the gateway's routes), `soap` (envelope version and refusals), `fault` (SOAP
+//! call), `proxy` (the gateway's routes), `budget` (memory for bodies), `breaker` (circuit
+//! breakers), `soap` (envelope version and refusals), `fault` (SOAP
 //! faults). Upstream: `upstream` (TLS clients, proxy tunnel), `trust` (IGC OSI anchors, CRLs, verifier).
 //! WS-Security: `wssec` (assertion, envelope stamping, verification). Start-up and reload:
 //! `config`, `identity`, `reload`, `serve`, `sandbox`, `logging`, `metrics`. For integrators:
@@ -19,6 +20,7 @@ pub mod admin;
 pub mod annuaire;
 pub mod audit;
 pub mod breaker;
+pub mod budget;
 pub mod cert;
 pub mod cli;
 pub mod config;

@@ -54,9 +54,8 @@ pub struct Gateway {
     audit: Arc<crate::audit::Audit>,
     /// Requests in progress (load shedding beyond it).
     admission: Arc<tokio::sync::Semaphore>,
-    /// Bytes of request bodies held, in KiB units (load shedding beyond it): what bounds memory.
-    budget: Arc<tokio::sync::Semaphore>,
-    budget_bytes: usize,
+    /// Bytes of request and response bodies held (load shedding beyond it): what bounds memory.
+    budget: crate::budget::Budget,
     max_concurrent: usize,
     /// Calls in progress per AMC (label-bounded keys: known AMCs, else `other`).
     per_amc: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
@@ -114,10 +113,7 @@ impl Gateway {
                 cfg.server.max_concurrent_requests,
             )),
             max_concurrent: cfg.server.max_concurrent_requests,
-            budget: Arc::new(tokio::sync::Semaphore::new(
-                cfg.server.max_buffered_bytes / BUDGET_UNIT,
-            )),
-            budget_bytes: cfg.server.max_buffered_bytes,
+            budget: crate::budget::Budget::new(cfg.server.max_buffered_bytes),
             per_amc: Default::default(),
             max_per_amc: cfg.amc.max_concurrent_per_amc,
             breakers: crate::breaker::Breakers::new(cfg.amc.breaker_failures, cfg.amc.breaker_open),
@@ -168,10 +164,14 @@ impl Gateway {
             return Err(AmcError::Fault(f));
         }
         let started = Instant::now();
-        let r = forward(&upstreams.amc, endpoint, headers, stamped).await;
-        // An answer (even the AMC's SOAP fault) means the AMC is alive.
-        self.breakers
-            .record(&key, r.is_ok(), std::time::Instant::now());
+        let r = forward(&upstreams.amc, endpoint, headers, stamped, &self.budget).await;
+        // An answer (even the AMC's SOAP fault, even one too large for the memory budget) means
+        // the AMC is alive.
+        let alive = match &r {
+            Ok(_) => true,
+            Err(f) => f.code == FaultCode::Overloaded,
+        };
+        self.breakers.record(&key, alive, std::time::Instant::now());
         let (outcome, status) = match &r {
             Ok(resp) if resp.status().is_success() => ("ok", resp.status().as_u16()),
             Ok(resp) => ("amc-error", resp.status().as_u16()),
@@ -374,7 +374,7 @@ impl Gateway {
                 Some((up, base)) => {
                     let suffix = path.strip_prefix("/annuaire").unwrap_or("");
                     match join(base, suffix, query.as_deref()) {
-                        Ok(url) => forward(up, url, &headers, body).await,
+                        Ok(url) => forward(up, url, &headers, body, &self.budget).await,
                         Err(f) => Err(f),
                     }
                 }
@@ -390,7 +390,7 @@ impl Gateway {
     async fn read_body(
         &self,
         req: Request<Incoming>,
-    ) -> Result<(Bytes, tokio::sync::OwnedSemaphorePermit), Fault> {
+    ) -> Result<(Bytes, crate::budget::Held), Fault> {
         let too_large = || {
             Fault::with_detail(
                 FaultCode::BodyTooLarge,
@@ -407,7 +407,7 @@ impl Gateway {
             return Err(too_large());
         }
         let declared = declared.unwrap_or(0) as usize;
-        let Some(mut held) = self.reserve(declared) else {
+        let Some(mut held) = self.budget.reserve(declared) else {
             drain(req.into_body(), self.max_body_bytes);
             return Err(self.over_budget());
         };
@@ -427,39 +427,18 @@ impl Gateway {
             if need > self.max_body_bytes {
                 return Err(too_large());
             }
-            if need > held.num_permits() * BUDGET_UNIT {
-                // A chunked body: reserve as it comes, 64 KiB at least at a time.
-                let more = (need - held.num_permits() * BUDGET_UNIT).max(64 * 1024);
-                let more = more
-                    .min(
-                        self.max_body_bytes
-                            .saturating_sub(held.num_permits() * BUDGET_UNIT),
-                    )
-                    .max(1);
-                match self.reserve(more) {
-                    Some(p) => held.merge(p),
-                    None => return Err(self.over_budget()),
-                }
+            if !held.grow_to(&self.budget, need, self.max_body_bytes) {
+                return Err(self.over_budget());
             }
             buf.extend_from_slice(d);
         }
         Ok((buf.freeze(), held))
     }
 
-    /// `bytes` of the memory budget (rounded up to whole KiB; at least one), or `None` when
-    /// that much is not free.
-    fn reserve(&self, bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let units = bytes.div_ceil(BUDGET_UNIT).max(1);
-        self.budget
-            .clone()
-            .try_acquire_many_owned(u32::try_from(units).ok()?)
-            .ok()
-    }
-
     fn over_budget(&self) -> Fault {
         overloaded(format!(
             "the {} MiB for request bodies in progress (server.max_buffered_bytes) are in use",
-            self.budget_bytes / (1024 * 1024)
+            self.budget.bytes() / (1024 * 1024)
         ))
     }
 
@@ -564,9 +543,6 @@ fn drain(body: Incoming, limit: usize) {
     });
 }
 
-/// The memory budget counts whole KiB.
-const BUDGET_UNIT: usize = 1024;
-
 /// How long a refused request's body is drained.
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -632,6 +608,7 @@ async fn forward(
     url: Uri,
     headers: &HeaderMap,
     body: Bytes,
+    budget: &crate::budget::Budget,
 ) -> Result<HttpResponse, Fault> {
     let host = url.host().unwrap_or("").to_string();
     let mut req = Request::post(url);
@@ -644,7 +621,7 @@ async fn forward(
         .header(USER_AGENT, UA)
         .body(Full::new(body))
         .map_err(|_| Fault::new(FaultCode::Internal))?;
-    match up.send(req).await {
+    match up.send_within(req, Some(budget)).await {
         // An error page (a load balancer's 502/503 HTML, an empty 500) is not the AMC's answer:
         // the SIH gets a SOAP fault that says what came back.
         Ok(r) if !r.status.is_success() && crate::soap::sniff(&r.body).is_err() => {
@@ -673,7 +650,11 @@ async fn forward(
             detail,
         }) => {
             tracing::warn!(upstream = up.kind().label(), host = %host, reason, detail = %detail, "upstream failure");
-            Err(Fault::with_detail(code, detail))
+            Err(if code == FaultCode::Overloaded {
+                overloaded(detail)
+            } else {
+                Fault::with_detail(code, detail)
+            })
         }
     }
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::{HeaderMap, Request, StatusCode, Uri};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
@@ -346,6 +346,8 @@ pub struct UpstreamResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The body's share of the memory budget, when read within one.
+    pub held: Option<crate::budget::Held>,
 }
 
 /// A pooled client for one upstream kind.
@@ -411,12 +413,26 @@ impl Upstream {
     /// itself. Anything later (TLS verdicts, timeouts, a connection lost mid-exchange) is never
     /// retried: the AMC may have acted on it.
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<UpstreamResponse, UpstreamError> {
+        self.send_within(req, None).await
+    }
+
+    /// `send`, the response body read within the memory `budget`: one that does not fit gets
+    /// `overloaded`.
+    pub async fn send_within(
+        &self,
+        req: Request<Full<Bytes>>,
+        budget: Option<&crate::budget::Budget>,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         let started = Instant::now();
         let (parts, body) = req.into_parts();
         let mut attempt = 0;
         let result = loop {
             let r = self
-                .exchange(Request::from_parts(parts.clone(), body.clone()), started)
+                .exchange(
+                    Request::from_parts(parts.clone(), body.clone()),
+                    started,
+                    budget,
+                )
                 .await;
             match r {
                 Err(e) if e.reason == "connect" && attempt < self.connect_retries => {
@@ -457,6 +473,7 @@ impl Upstream {
         &self,
         req: Request<Full<Bytes>>,
         started: Instant,
+        budget: Option<&crate::budget::Budget>,
     ) -> Result<UpstreamResponse, UpstreamError> {
         let timeout = |what: &str| UpstreamError {
             code: self.kind.timeout(),
@@ -471,30 +488,79 @@ impl Upstream {
             };
         let (parts, body) = resp.into_parts();
         let left = self.total_timeout.saturating_sub(started.elapsed());
-        let body =
-            match tokio::time::timeout(left, Limited::new(body, self.max_response_bytes).collect())
-                .await
-            {
+        let declared = parts
+            .headers
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        let (body, held) =
+            match tokio::time::timeout(left, self.read_body(body, declared, budget)).await {
                 Err(_) => return Err(timeout("complete response")),
-                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                    return Err(UpstreamError {
-                        code: self.kind.unavailable(),
-                        reason: "response-too-large",
-                        detail: format!(
-                            "the {} response exceeds {} bytes",
-                            self.kind.label(),
-                            self.max_response_bytes
-                        ),
-                    })
-                }
-                Ok(Err(e)) => return Err(classify(self.kind, e.as_ref())),
-                Ok(Ok(c)) => c.to_bytes(),
+                Ok(r) => r?,
             };
         Ok(UpstreamResponse {
             status: parts.status,
             headers: parts.headers,
             body,
+            held,
         })
+    }
+
+    /// Reads a response body under `max_response_bytes` and, when given, the memory budget.
+    async fn read_body(
+        &self,
+        mut body: hyper::body::Incoming,
+        declared: usize,
+        budget: Option<&crate::budget::Budget>,
+    ) -> Result<(Bytes, Option<crate::budget::Held>), UpstreamError> {
+        let too_large = || UpstreamError {
+            code: self.kind.unavailable(),
+            reason: "response-too-large",
+            detail: format!(
+                "the {} response exceeds {} bytes",
+                self.kind.label(),
+                self.max_response_bytes
+            ),
+        };
+        let over_budget = || UpstreamError {
+            code: FaultCode::Overloaded,
+            reason: "memory-budget",
+            detail: format!(
+                "the memory for bodies in progress (server.max_buffered_bytes) is in use: \
+                 the {} response could not be read",
+                self.kind.label()
+            ),
+        };
+        if declared > self.max_response_bytes {
+            return Err(too_large());
+        }
+        // Large answers count against the memory budget, reserved from their declared length
+        // before a byte is read when they have one.
+        let mut held = None;
+        if let Some(b) = budget.filter(|_| declared > crate::budget::UNCOUNTED_ANSWER) {
+            held = Some(b.reserve(declared).ok_or_else(over_budget)?);
+        }
+        let mut buf = bytes::BytesMut::with_capacity(declared);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| classify(self.kind, &e))?;
+            let Some(d) = frame.data_ref() else { continue };
+            let need = buf.len() + d.len();
+            if need > self.max_response_bytes {
+                return Err(too_large());
+            }
+            if let Some(b) = budget.filter(|_| need > crate::budget::UNCOUNTED_ANSWER) {
+                let fits = match &mut held {
+                    Some(h) => h.grow_to(b, need, self.max_response_bytes),
+                    None => b.reserve(need).map(|h| held = Some(h)).is_some(),
+                };
+                if !fits {
+                    return Err(over_budget());
+                }
+            }
+            buf.extend_from_slice(d);
+        }
+        Ok((buf.freeze(), held))
     }
 }
 

@@ -643,3 +643,27 @@ fn a_connection_flood_is_capped_and_the_gateway_serves_again_once_it_ends() {
             .starts_with(b"HTTP/1.1 200")
     });
 }
+
+#[test]
+fn an_answer_larger_than_the_memory_budget_is_refused_and_the_budget_comes_back() {
+    let huge = TlsServer::fixture("osi/amc-b", None, Behavior::Large(2 * 1024 * 1024));
+    let big = TlsServer::fixture("osi/amc-b", None, Behavior::Large(300 * 1024));
+    let s = SimFixture::start(|cfg| {
+        cfg.annuaire.entries = vec![
+            entry("88888883", huge.url("/idb")),
+            entry("88888884", big.url("/idb")),
+        ];
+    });
+    let (gw, _t) = gateway_with_server(&s, "max_body_bytes = 65536\nmax_buffered_bytes = 1048576");
+    let r = call(&gw, "88888883", "idb", &[]);
+    assert_eq!(r.header("x-rocgw-error"), Some("overloaded"), "{}", r.body);
+    assert!(r.body.contains("max_buffered_bytes"), "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // Within the budget, and once the refused answer has given its share back: served.
+    for _ in 0..3 {
+        let r = call(&gw, "88888884", "idb", &[]);
+        assert_eq!(r.status, 200, "{}", r.header("x-rocgw-error").unwrap_or(""));
+        assert!(r.body.len() > 300 * 1024);
+    }
+    assert_eq!(call(&gw, "99999991", "idb", &[]).status, 200);
+}

@@ -32,6 +32,8 @@ pub enum Behavior {
     Fault(u16),
     /// Reads the ClientHello and closes the connection.
     CloseMidHandshake,
+    /// Answers 200 with a SOAP body of about this many bytes.
+    Large(usize),
 }
 
 /// What the server saw.
@@ -160,6 +162,14 @@ impl TlsServer {
                                     tokio::time::sleep(d).await;
                                     (200, ok_body(&serial))
                                 }
+                                Behavior::Large(n) => (
+                                    200,
+                                    ok_body(&serial).replacen(
+                                        "</",
+                                        &format!("{}</", "x".repeat(n)),
+                                        1,
+                                    ),
+                                ),
                                 _ => (200, ok_body(&serial)),
                             };
                             let mut r = Response::new(Full::new(Bytes::from(text)));
