@@ -78,6 +78,59 @@ impl Held {
     }
 }
 
+/// Why a body could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// Over the size limit (declared, or as it came).
+    TooLarge,
+    /// The budget has not room for it.
+    OverBudget,
+    /// The connection failed mid-body.
+    Body(hyper::Error),
+}
+
+/// Reads a body of at most `max` bytes into one buffer sized from its `declared` length (held
+/// once: collecting frames, then joining them, would hold it twice). Bytes beyond `free` count
+/// against `budget`: reserved from the declared length before a byte is read, then as chunks
+/// arrive. The share comes back with the body; on an error the rest of the body is unread.
+pub async fn read(
+    body: &mut hyper::body::Incoming,
+    declared: usize,
+    max: usize,
+    budget: Option<&Budget>,
+    free: usize,
+) -> Result<(bytes::Bytes, Option<Held>), ReadError> {
+    use http_body_util::BodyExt as _;
+    if declared > max {
+        return Err(ReadError::TooLarge);
+    }
+    let mut held = None;
+    let fits = |need: usize, held: &mut Option<Held>| match budget {
+        Some(b) if need > free => match held {
+            Some(h) => h.grow_to(b, need, max),
+            None => b.reserve(need).map(|h| *held = Some(h)).is_some(),
+        },
+        _ => true,
+    };
+    if !fits(declared, &mut held) {
+        return Err(ReadError::OverBudget);
+    }
+    let mut buf = bytes::BytesMut::with_capacity(declared);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(ReadError::Body)?;
+        let Some(d) = frame.data_ref() else { continue };
+        let need = buf.len() + d.len();
+        if need > max {
+            return Err(ReadError::TooLarge);
+        }
+        if !fits(need, &mut held) {
+            return Err(ReadError::OverBudget);
+        }
+        buf.extend_from_slice(d);
+    }
+    Ok((buf.freeze(), held))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

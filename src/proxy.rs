@@ -383,56 +383,39 @@ impl Gateway {
         (route, r.map_err(|f| (f, version)))
     }
 
-    /// Reads the body under the size limit and the memory budget. A declared length over the
-    /// limit, or over what is left of the budget, is refused before a byte is read; a chunked
-    /// body as soon as it crosses either. The permit holds the body's share of the budget until
-    /// the request is done.
+    /// Reads the body under the size limit and the memory budget (`budget::read`). A refused
+    /// body is drained, not kept, so the SIH reads the fault.
     async fn read_body(
         &self,
         req: Request<Incoming>,
-    ) -> Result<(Bytes, crate::budget::Held), Fault> {
-        let too_large = || {
-            Fault::with_detail(
-                FaultCode::BodyTooLarge,
-                format!("the limit is {} bytes", self.max_body_bytes),
-            )
-        };
+    ) -> Result<(Bytes, Option<crate::budget::Held>), Fault> {
+        use crate::budget::ReadError;
         let declared = req
             .headers()
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > self.max_body_bytes as u64) {
-            drain(req.into_body(), self.max_body_bytes);
-            return Err(too_large());
-        }
-        let declared = declared.unwrap_or(0) as usize;
-        let Some(mut held) = self.budget.reserve(declared) else {
-            drain(req.into_body(), self.max_body_bytes);
-            return Err(self.over_budget());
-        };
-        // One buffer sized from the declared length: the body is held once (collecting frames
-        // and joining them would hold it twice).
-        let mut buf = bytes::BytesMut::with_capacity(declared);
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
         let mut body = req.into_body();
-        while let Some(frame) = body.frame().await {
-            let Ok(frame) = frame else {
-                return Err(Fault::with_detail(
-                    FaultCode::NotSoap,
-                    "the request body could not be read completely",
-                ));
-            };
-            let Some(d) = frame.data_ref() else { continue };
-            let need = buf.len() + d.len();
-            if need > self.max_body_bytes {
-                return Err(too_large());
+        let max = self.max_body_bytes;
+        match crate::budget::read(&mut body, declared, max, Some(&self.budget), 0).await {
+            Ok(read) => Ok(read),
+            Err(ReadError::TooLarge) => {
+                drain(body, max);
+                Err(Fault::with_detail(
+                    FaultCode::BodyTooLarge,
+                    format!("the limit is {max} bytes"),
+                ))
             }
-            if !held.grow_to(&self.budget, need, self.max_body_bytes) {
-                return Err(self.over_budget());
+            Err(ReadError::OverBudget) => {
+                drain(body, max);
+                Err(self.over_budget())
             }
-            buf.extend_from_slice(d);
+            Err(ReadError::Body(_)) => Err(Fault::with_detail(
+                FaultCode::NotSoap,
+                "the request body could not be read completely",
+            )),
         }
-        Ok((buf.freeze(), held))
     }
 
     fn over_budget(&self) -> Fault {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::{HeaderMap, Request, StatusCode, Uri};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
@@ -507,60 +507,35 @@ impl Upstream {
         })
     }
 
-    /// Reads a response body under `max_response_bytes` and, when given, the memory budget.
+    /// Reads a response body under `max_response_bytes` and, when given, the memory budget
+    /// (answers over 64 KiB count against it).
     async fn read_body(
         &self,
         mut body: hyper::body::Incoming,
         declared: usize,
         budget: Option<&crate::budget::Budget>,
     ) -> Result<(Bytes, Option<crate::budget::Held>), UpstreamError> {
-        let too_large = || UpstreamError {
-            code: self.kind.unavailable(),
-            reason: "response-too-large",
-            detail: format!(
-                "the {} response exceeds {} bytes",
-                self.kind.label(),
-                self.max_response_bytes
-            ),
-        };
-        let over_budget = || UpstreamError {
-            code: FaultCode::Overloaded,
-            reason: "memory-budget",
-            detail: format!(
-                "the memory for bodies in progress (server.max_buffered_bytes) is in use: \
-                 the {} response could not be read",
-                self.kind.label()
-            ),
-        };
-        if declared > self.max_response_bytes {
-            return Err(too_large());
-        }
-        // Large answers count against the memory budget, reserved from their declared length
-        // before a byte is read when they have one.
-        let mut held = None;
-        if let Some(b) = budget.filter(|_| declared > crate::budget::UNCOUNTED_ANSWER) {
-            held = Some(b.reserve(declared).ok_or_else(over_budget)?);
-        }
-        let mut buf = bytes::BytesMut::with_capacity(declared);
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| classify(self.kind, &e))?;
-            let Some(d) = frame.data_ref() else { continue };
-            let need = buf.len() + d.len();
-            if need > self.max_response_bytes {
-                return Err(too_large());
-            }
-            if let Some(b) = budget.filter(|_| need > crate::budget::UNCOUNTED_ANSWER) {
-                let fits = match &mut held {
-                    Some(h) => h.grow_to(b, need, self.max_response_bytes),
-                    None => b.reserve(need).map(|h| held = Some(h)).is_some(),
-                };
-                if !fits {
-                    return Err(over_budget());
-                }
-            }
-            buf.extend_from_slice(d);
-        }
-        Ok((buf.freeze(), held))
+        use crate::budget::{read, ReadError, UNCOUNTED_ANSWER};
+        let label = self.kind.label();
+        let max = self.max_response_bytes;
+        read(&mut body, declared, max, budget, UNCOUNTED_ANSWER)
+            .await
+            .map_err(|e| match e {
+                ReadError::TooLarge => UpstreamError {
+                    code: self.kind.unavailable(),
+                    reason: "response-too-large",
+                    detail: format!("the {label} response exceeds {max} bytes"),
+                },
+                ReadError::OverBudget => UpstreamError {
+                    code: FaultCode::Overloaded,
+                    reason: "memory-budget",
+                    detail: format!(
+                        "the memory for bodies in progress (server.max_buffered_bytes) is in \
+                         use: the {label} response could not be read"
+                    ),
+                },
+                ReadError::Body(e) => classify(self.kind, &e),
+            })
     }
 }
 
