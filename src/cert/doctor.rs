@@ -109,7 +109,60 @@ pub fn run(path: &Path, test_pki_expected: bool) -> Vec<Check> {
         }
     }
     anchors(&mut r, &cfg, now);
+    local_listener(&mut r, &cfg, now);
     r.0
+}
+
+/// The local listener's own credentials: `[server.tls]` (usable, not expiring) and the Unix
+/// socket's folder.
+fn local_listener(r: &mut Report, cfg: &Config, now: i64) {
+    if let Some(t) = &cfg.server.tls {
+        match crate::access::local_tls(t) {
+            Err(e) => r.add(
+                Level::Fail,
+                "server.tls",
+                e,
+                Some("give the local certificate's PEM chain, its own RSA key, and the local CA"),
+            ),
+            Ok(_) => {
+                let info = crate::identity::read_pem_certs(&t.cert)
+                    .ok()
+                    .and_then(|c| c.first().and_then(|c| CertInfo::parse(c.as_ref()).ok()));
+                if let Some(info) = info {
+                    let days = info.days_left(now);
+                    let (level, fix) = match days {
+                        d if d < 0 => (
+                            Level::Fail,
+                            Some("issue a new local certificate from the local CA"),
+                        ),
+                        d if d < EXPIRY_WARNING_DAYS => (
+                            Level::Warn,
+                            Some("renew it from the local CA, then systemctl reload rocgw"),
+                        ),
+                        _ => (Level::Ok, None),
+                    };
+                    r.add(
+                        level,
+                        "server.tls",
+                        format!("local certificate {}: {days} days left", info.subject),
+                        fix,
+                    );
+                }
+            }
+        }
+        file_mode(r, "server.tls.key", &t.key);
+    }
+    if let Some((path, _)) = &cfg.server.unix_socket {
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        if !dir.is_dir() {
+            r.add(
+                Level::Fail,
+                "server.unix_socket",
+                format!("{}: the folder does not exist", dir.display()),
+                Some("create it, writable by rocgw only (systemd: RuntimeDirectory=rocgw)"),
+            );
+        }
+    }
 }
 
 /// The worst level of a report, as an exit code: 0, 1 or 2.

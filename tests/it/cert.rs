@@ -389,3 +389,43 @@ fn doctor_flags_each_defect_with_the_right_line() {
         "{out}"
     );
 }
+
+#[test]
+fn doctor_checks_the_local_listener_too() {
+    let tmp = scratch();
+    let pw = tmp.path().join("pw");
+    fs::write(&pw, p12_password()).unwrap();
+    fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).unwrap();
+    let cfg = doctor_config(tmp.path(), "org/auth_cli.p12", "org/sign.p12", "", &pw);
+    let base = fs::read_to_string(&cfg).unwrap();
+    let p = |r: &str| pki_path(r).display().to_string();
+    let with = |key: &str, socket: &str| {
+        fs::write(
+            &cfg,
+            format!(
+                "[server]\nunix_socket = \"{socket}\"\n\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n\
+                 client_ca = [\"{}\"]\n\n{base}",
+                p("local/gateway.chain.pem"),
+                p(key),
+                p("local/ca.pem"),
+            ),
+        )
+        .unwrap();
+        doctor(&cfg, true)
+    };
+    let sock = tmp.path().join("gw.sock");
+    let (code, out) = with("local/gateway.key", sock.to_str().unwrap());
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("OK   server.tls: local certificate") && out.contains("days left"),
+        "{out}"
+    );
+    // The key of another certificate; a socket in a folder that does not exist.
+    let (code, out) = with("local/client.key", "/nonexistent-rocgw/gw.sock");
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("FAIL server.tls:"), "{out}");
+    assert!(
+        out.contains("FAIL server.unix_socket: /nonexistent-rocgw: the folder does not exist"),
+        "{out}"
+    );
+}
