@@ -22,15 +22,18 @@ use crate::config::{AccessConfig, ServerTls};
 use crate::fault::{Fault, FaultCode};
 use crate::listener::Peer;
 
-/// Refuses a listen address that is reachable from other machines unless a caller check exists.
-pub fn check_bind(addr: SocketAddr, access: &AccessConfig) -> Result<(), String> {
-    if addr.ip().is_loopback() || access.has_caller_check() {
+/// Refuses a listen address that is reachable from other machines unless a caller check exists
+/// on it. Client certificates count only on the listener that has them (`tls_here`): the admin
+/// listener is plain HTTP.
+pub fn check_bind(addr: SocketAddr, access: &AccessConfig, tls_here: bool) -> Result<(), String> {
+    let tls = tls_here && access.client_certs;
+    if addr.ip().is_loopback() || access.has_caller_check() || tls {
         Ok(())
     } else {
         Err(format!(
             "{addr} is not a loopback address: configure a caller check first \
-             ([server.tls] client certificates, [access] token_env/token_file, \
-             [[access.callers]] or allow_cidrs), or listen on 127.0.0.1"
+             ([access] token_env/token_file, [[access.callers]] or allow_cidrs; \
+             [server.tls] client certificates protect server.listen only), or listen on 127.0.0.1"
         ))
     }
 }
@@ -139,7 +142,7 @@ impl Access {
 /// The TLS configuration of a gateway listener with `[server.tls]`: rocgw's local certificate,
 /// and client certificates required, chaining to the local CA(s), not revoked by `client_crls`
 /// (end-entity certificates checked). Reloaded with the other credentials.
-pub fn local_tls(cfg: &ServerTls) -> Result<rustls::ServerConfig, String> {
+pub fn local_tls(cfg: &ServerTls) -> Result<crate::listener::LocalTls, String> {
     let mut roots = rustls::RootCertStore::empty();
     for p in &cfg.client_ca {
         for c in
@@ -169,8 +172,12 @@ pub fn local_tls(cfg: &ServerTls) -> Result<rustls::ServerConfig, String> {
     let verifier = verifier
         .build()
         .map_err(|e| format!("server.tls.client_ca: {e}"))?;
-    crate::listener::tls_config(&cfg.cert, &cfg.key, verifier)
-        .map_err(|e| format!("server.tls: {e}"))
+    let config = crate::listener::tls_config(&cfg.cert, &cfg.key, verifier.clone())
+        .map_err(|e| format!("server.tls: {e}"))?;
+    Ok(crate::listener::LocalTls {
+        config: Arc::new(config),
+        verifier,
+    })
 }
 
 /// An IPv4 peer seen through a dual-stack socket is matched as IPv4.
@@ -256,8 +263,15 @@ mod tests {
     #[test]
     fn loopback_binds_need_no_check() {
         let none = AccessConfig::default();
-        assert!(check_bind("127.0.0.1:0".parse().unwrap(), &none).is_ok());
-        assert!(check_bind("[::1]:0".parse().unwrap(), &none).is_ok());
-        assert!(check_bind("0.0.0.0:0".parse().unwrap(), &none).is_err());
+        assert!(check_bind("127.0.0.1:0".parse().unwrap(), &none, false).is_ok());
+        assert!(check_bind("[::1]:0".parse().unwrap(), &none, false).is_ok());
+        assert!(check_bind("0.0.0.0:0".parse().unwrap(), &none, false).is_err());
+        // Client certificates protect the TLS listener, not the plain admin one.
+        let tls = AccessConfig {
+            client_certs: true,
+            ..AccessConfig::default()
+        };
+        assert!(check_bind("0.0.0.0:0".parse().unwrap(), &tls, true).is_ok());
+        assert!(check_bind("0.0.0.0:0".parse().unwrap(), &tls, false).is_err());
     }
 }

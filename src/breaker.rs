@@ -16,8 +16,11 @@ enum State {
     Open {
         until: Instant,
     },
-    /// A probe is in flight.
-    HalfOpen,
+    /// A probe is in flight since then. A probe that never reports (its caller hung up, its
+    /// deadline passed) is replaced by another after `open_for`.
+    HalfOpen {
+        since: Instant,
+    },
 }
 
 /// The breakers of all endpoints.
@@ -57,14 +60,18 @@ impl Breakers {
         match *state {
             State::Closed { .. } => Ok(()),
             State::Open { until } if now >= until => {
-                *state = State::HalfOpen;
+                *state = State::HalfOpen { since: now };
+                Ok(())
+            }
+            State::HalfOpen { since } if now >= since + self.open_for => {
+                *state = State::HalfOpen { since: now };
                 Ok(())
             }
             State::Open { until } => Err(Open {
                 retry_in: until - now,
                 failures: self.threshold,
             }),
-            State::HalfOpen => Err(Open {
+            State::HalfOpen { .. } => Err(Open {
                 retry_in: Duration::from_secs(1),
                 failures: self.threshold,
             }),
@@ -83,7 +90,7 @@ impl Breakers {
         let was_closed = matches!(state, State::Closed { .. });
         *state = match (*state, ok) {
             (_, true) => State::Closed { failures: 0 },
-            (State::HalfOpen, false) => {
+            (State::HalfOpen { .. }, false) => {
                 tracing::warn!(endpoint = key, "circuit re-opened: the probe failed");
                 State::Open {
                     until: now + self.open_for,
@@ -145,6 +152,17 @@ mod tests {
         b.admit("a", much_later).unwrap();
         b.record("a", true, much_later);
         assert!(b.admit("a", much_later).is_ok());
+        // A probe that never reports (cancelled) does not keep the circuit half-open forever.
+        for _ in 0..3 {
+            b.record("a", false, much_later);
+        }
+        let probe_time = much_later + Duration::from_secs(11);
+        b.admit("a", probe_time).unwrap();
+        assert!(b.admit("a", probe_time + Duration::from_secs(5)).is_err());
+        assert!(
+            b.admit("a", probe_time + Duration::from_secs(10)).is_ok(),
+            "a new probe"
+        );
         assert!(Breakers::new(0, Duration::from_secs(1))
             .admit("x", t)
             .is_ok());

@@ -377,7 +377,10 @@ fn load_options(a: LoadArgs) -> Result<crate::load::Options, String> {
     };
     let token = match (&a.token_env, &a.token_file) {
         (Some(var), _) => Some(zeroize::Zeroizing::new(
-            std::env::var(var).map_err(|_| format!("--token-env: {var} is not set"))?,
+            std::env::var(var)
+                .map_err(|_| format!("--token-env: {var} is not set"))?
+                .trim()
+                .to_string(),
         )),
         (None, Some(f)) => Some(zeroize::Zeroizing::new(
             std::fs::read_to_string(f)

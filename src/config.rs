@@ -509,11 +509,9 @@ impl fmt::Debug for AccessConfig {
 }
 
 impl AccessConfig {
+    /// A check that applies on every listener (client certificates apply to `listen` only).
     pub fn has_caller_check(&self) -> bool {
-        self.token.is_some()
-            || !self.callers.is_empty()
-            || !self.allow_cidrs.is_empty()
-            || self.client_certs
+        self.token.is_some() || !self.callers.is_empty() || !self.allow_cidrs.is_empty()
     }
 }
 
@@ -778,14 +776,22 @@ impl Validator<'_> {
         file: Option<&Path>,
         required: bool,
     ) -> Result<Option<Zeroizing<String>>, ConfigError> {
-        let t = self.secret(section, "token", env, file, required)?;
-        if t.as_ref().is_some_and(|t| t.len() < 16) {
+        let Some(t) = self.secret(section, "token", env, file, required)? else {
+            return Ok(None);
+        };
+        // Compared with what the SIH presents, trimmed the same way.
+        let t = Zeroizing::new(t.trim().to_string());
+        let field = format!("{section}.token_env");
+        if t.len() < 16 {
+            return Err(self.err(&field, "the token must be at least 16 characters long"));
+        }
+        if !t.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(self.err(
-                &format!("{section}.token_env"),
-                "the token must be at least 16 characters long",
+                &field,
+                "the token must be printable ASCII without spaces (it travels in a header)",
             ));
         }
-        Ok(t)
+        Ok(Some(t))
     }
 
     /// A whole number within `range`, or `default` when absent.
@@ -1115,6 +1121,12 @@ impl Validator<'_> {
                     "1 to 64 letters, digits, '-', '_' or '.'",
                 ));
             }
+            if name == "token" {
+                return Err(self.err(
+                    &format!("{field}.name"),
+                    "\"token\" names the shared [access] token in the audit log: choose another",
+                ));
+            }
             if callers.iter().any(|(n, _)| n == name) {
                 return Err(self.err(&format!("{field}.name"), format!("{name:?} appears twice")));
             }
@@ -1158,6 +1170,12 @@ impl Validator<'_> {
                 })
             }
         };
+        if !raw.access.unix_uids.is_empty() && raw.server.unix_socket.is_none() {
+            return Err(self.err(
+                "access.unix_uids",
+                "applies to the Unix socket: set [server] unix_socket, or remove it",
+            ));
+        }
         let unix_socket = match &raw.server.unix_socket {
             None => None,
             Some(p) => {
@@ -1203,11 +1221,11 @@ impl Validator<'_> {
             unix_uids: raw.access.unix_uids.clone(),
             client_certs: tls.is_some(),
         };
-        for (field, addr) in [
-            ("server.listen", listen),
-            ("server.admin_listen", admin_listen),
+        for (field, addr, tls_here) in [
+            ("server.listen", listen, true),
+            ("server.admin_listen", admin_listen, false),
         ] {
-            crate::access::check_bind(addr, &access).map_err(|m| self.err(field, m))?;
+            crate::access::check_bind(addr, &access, tls_here).map_err(|m| self.err(field, m))?;
         }
 
         let upstream = self.upstream(&raw.upstream)?;
@@ -1439,6 +1457,11 @@ mod tests {
         let e =
             parse("[access]\n[[access.callers]]\nname = \"a b\"\ntoken_env = \"X\"\n").unwrap_err();
         assert_eq!(e.field, "access.callers[0].name");
+        let e = parse("[access]\n[[access.callers]]\nname = \"token\"\ntoken_env = \"X\"\n")
+            .unwrap_err();
+        assert_eq!(e.field, "access.callers[0].name");
+        let e = parse("[access]\nunix_uids = [1000]\n").unwrap_err();
+        assert_eq!(e.field, "access.unix_uids");
     }
 
     #[test]

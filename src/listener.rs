@@ -96,7 +96,7 @@ pub enum Bound {
     Tcp(TcpListener),
     /// TCP with TLS; the configuration in force (swapped on reload) decides whether client
     /// certificates are required.
-    Tls(TcpListener, Arc<arc_swap::ArcSwap<rustls::ServerConfig>>),
+    Tls(TcpListener, Arc<arc_swap::ArcSwap<LocalTls>>),
     /// A Unix domain socket, and its path (removed when serving ends).
     Unix(UnixListener, PathBuf),
 }
@@ -131,8 +131,10 @@ pub async fn bind(field: &str, addr: SocketAddr) -> Result<TcpListener, String> 
         .map_err(|e| format!("{field}: cannot listen on {addr}: {e}"))
 }
 
-/// Binds a Unix domain socket at `path` with file mode `mode`. A stale socket file (nobody
-/// listening) is replaced; a live one or any other file is an error.
+/// Binds a Unix domain socket at `path` with file mode `mode`. The socket is made under a
+/// temporary name, given its mode, then renamed into place: nobody can connect before the mode
+/// holds. A stale socket file (connection refused: nobody listening) is replaced; a live one, or
+/// any other file, is an error.
 pub fn bind_unix(field: &str, path: &Path, mode: u32) -> Result<Bound, String> {
     use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
     let fail = |what: String| format!("{field}: {}: {what}", path.display());
@@ -140,15 +142,71 @@ pub fn bind_unix(field: &str, path: &Path, mode: u32) -> Result<Bound, String> {
         if !meta.file_type().is_socket() {
             return Err(fail("exists and is not a socket".into()));
         }
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(fail("another process is listening on it".into()));
+        match std::os::unix::net::UnixStream::connect(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Ok(_) => return Err(fail("another process is listening on it".into())),
+            Err(e) => return Err(fail(format!("cannot tell whether it is in use: {e}"))),
         }
-        std::fs::remove_file(path).map_err(|e| fail(format!("cannot replace it: {e}")))?;
     }
-    let l = UnixListener::bind(path).map_err(|e| fail(format!("cannot listen: {e}")))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| fail(format!("cannot set its mode to {mode:o}: {e}")))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let l = UnixListener::bind(&tmp).map_err(|e| fail(format!("cannot listen: {e}")))?;
+    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| fail(format!("cannot set its mode to {mode:o}: {e}")))
+        .and_then(|_| {
+            std::fs::rename(&tmp, path).map_err(|e| fail(format!("cannot put it in place: {e}")))
+        });
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     Ok(Bound::Unix(l, path.to_path_buf()))
+}
+
+/// The TLS of a listener with client certificates: the configuration, and its client verifier
+/// (kept to re-check the certificates of open connections after a reload).
+#[derive(Debug)]
+pub struct LocalTls {
+    pub config: Arc<rustls::ServerConfig>,
+    pub verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+/// After a reload, an open connection's client certificate is checked again with the new
+/// verifier (a certificate revoked since cannot keep a keep-alive connection): still valid,
+/// the request is served and the connection closed, so the client shakes hands anew.
+struct Recheck {
+    at: Arc<LocalTls>,
+    current: Arc<arc_swap::ArcSwap<LocalTls>>,
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+enum Verdict {
+    Fresh,
+    CloseAfter,
+    Refused,
+}
+
+impl Recheck {
+    fn verdict(&self) -> Verdict {
+        let now = self.current.load();
+        if Arc::ptr_eq(&self.at, &now) {
+            return Verdict::Fresh;
+        }
+        let Some((ee, rest)) = self.chain.split_first() else {
+            return Verdict::Refused;
+        };
+        match now
+            .verifier
+            .verify_client_cert(ee, rest, rustls::pki_types::UnixTime::now())
+        {
+            Ok(_) => Verdict::CloseAfter,
+            Err(_) => Verdict::Refused,
+        }
+    }
 }
 
 /// A TLS server configuration: the PEM chain and key at `cert` and `key`, clients checked by
@@ -171,7 +229,7 @@ pub fn tls_config(
 /// A connection accepted, before any TLS handshake.
 enum Conn {
     Tcp(TcpStream),
-    Tls(TcpStream, tokio_rustls::TlsAcceptor),
+    Tls(TcpStream, Arc<LocalTls>, Arc<arc_swap::ArcSwap<LocalTls>>),
     Unix(UnixStream),
 }
 
@@ -186,8 +244,7 @@ impl Bound {
             Bound::Tls(l, tls) => {
                 let (s, a) = l.accept().await?;
                 let _ = s.set_nodelay(true);
-                let acceptor = tokio_rustls::TlsAcceptor::from(tls.load_full());
-                Ok((Conn::Tls(s, acceptor), Peer::tcp(a)))
+                Ok((Conn::Tls(s, tls.load_full(), tls.clone()), Peer::tcp(a)))
             }
             Bound::Unix(l, _) => {
                 let (s, _) = l.accept().await?;
@@ -263,9 +320,10 @@ pub async fn serve_until<H, F>(
         tokio::spawn(async move {
             let _slot = slot;
             match conn {
-                Conn::Tcp(s) => serve_conn(s, peer, limits, handler, watcher).await,
-                Conn::Unix(s) => serve_conn(s, peer, limits, handler, watcher).await,
-                Conn::Tls(s, acceptor) => {
+                Conn::Tcp(s) => serve_conn(s, peer, None, limits, handler, watcher).await,
+                Conn::Unix(s) => serve_conn(s, peer, None, limits, handler, watcher).await,
+                Conn::Tls(s, at, current) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(at.config.clone());
                     let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(s))
                         .await
                     {
@@ -279,15 +337,19 @@ pub async fn serve_until<H, F>(
                             return;
                         }
                     };
-                    peer.tls_client = tls
+                    let chain: Vec<_> = tls
                         .get_ref()
                         .1
                         .peer_certificates()
-                        .and_then(|c| c.first())
+                        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                        .unwrap_or_default();
+                    peer.tls_client = chain
+                        .first()
                         .and_then(|c| crate::identity::CertInfo::parse(c.as_ref()).ok())
                         .and_then(|i| i.common_name)
                         .map(Arc::from);
-                    serve_conn(tls, peer, limits, handler, watcher).await
+                    let recheck = Recheck { at, current, chain };
+                    serve_conn(tls, peer, Some(recheck), limits, handler, watcher).await
                 }
             }
         });
@@ -310,25 +372,47 @@ pub async fn serve_until<H, F>(
     }
 }
 
-async fn serve_conn<IO, H, F>(io: IO, peer: Peer, limits: Limits, handler: Arc<H>, watcher: Watcher)
-where
+async fn serve_conn<IO, H, F>(
+    io: IO,
+    peer: Peer,
+    recheck: Option<Recheck>,
+    limits: Limits,
+    handler: Arc<H>,
+    watcher: Watcher,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
 {
     let shown = peer.to_string();
     let svc = service_fn(move |req: Request<Incoming>| {
+        let verdict = recheck.as_ref().map_or(Verdict::Fresh, Recheck::verdict);
         // hyper checks its buffer only while the head is incomplete: a head that arrives whole
         // may exceed it. This makes the limit exact.
-        let fut = (head_bytes(&req) <= limits.max_header_bytes).then(|| handler(req, peer.clone()));
+        let fut = match verdict {
+            Verdict::Refused => None,
+            _ if head_bytes(&req) > limits.max_header_bytes => None,
+            _ => Some(handler(req, peer.clone())),
+        };
         async move {
-            Ok::<_, Infallible>(match fut {
-                Some(f) => f.await,
-                None => text(
+            let mut resp = match (fut, &verdict) {
+                (Some(f), _) => f.await,
+                (None, Verdict::Refused) => text(
+                    hyper::StatusCode::FORBIDDEN,
+                    "client certificate no longer accepted\n",
+                ),
+                (None, _) => text(
                     hyper::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                     "request headers too large\n",
                 ),
-            })
+            };
+            if !matches!(verdict, Verdict::Fresh) {
+                resp.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, Infallible>(resp)
         }
     });
     let mut builder = http1::Builder::new();

@@ -238,7 +238,10 @@ impl Gateway {
         let hint = version_from_content_type(&req);
         let is_annuaire = matches!(target(&path), Some(Target::Annuaire));
         let (route, result) = match self.deadline_for(req.headers()) {
-            Err(f) => ("-", Err((f, hint))),
+            Err(f) => {
+                drain(req.into_body(), self.max_body_bytes);
+                ("-", Err((f, hint)))
+            }
             Ok(deadline) => match tokio::time::timeout(deadline, self.route(req, &peer)).await {
                 Ok(r) => r,
                 // The upstream call is dropped with the future: nothing keeps running.
@@ -335,13 +338,8 @@ impl Gateway {
             Target::Annuaire => "annuaire",
         };
         if req.method() != Method::POST {
-            return (
-                route,
-                Err((
-                    Fault::with_detail(FaultCode::NotFound, "only POST is served here"),
-                    hint,
-                )),
-            );
+            let f = Fault::with_detail(FaultCode::NotFound, "only POST is served here");
+            return (route, refuse(req, f).1);
         }
         let headers = req.headers().clone();
         let query = req.uri().query().map(str::to_string);
@@ -633,11 +631,8 @@ async fn forward(
             detail,
         }) => {
             tracing::warn!(upstream = up.kind().label(), host = %host, reason, detail = %detail, "upstream failure");
-            Err(if code == FaultCode::Overloaded {
-                overloaded(detail)
-            } else {
-                Fault::with_detail(code, detail)
-            })
+            // No Retry-After on an answer refused for memory: the AMC may have acted on the call.
+            Err(Fault::with_detail(code, detail))
         }
     }
 }

@@ -42,7 +42,7 @@ pub struct Runtime {
     upstreams: ArcSwap<Upstreams>,
     signer: ArcSwap<Signer>,
     /// The gateway listener's TLS (`[server.tls]`), shared with the listener.
-    local_tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
+    local_tls: Option<Arc<ArcSwap<crate::listener::LocalTls>>>,
     /// Reused assertions (when `[assertion] reuse_s` > 0), cleared on reload.
     pub assertions: AssertionCache,
     fingerprint: Mutex<Fingerprint>,
@@ -162,7 +162,7 @@ impl Runtime {
     }
 
     /// The gateway listener's TLS configuration point, when `[server.tls]` is set.
-    pub fn local_tls(&self) -> Option<Arc<ArcSwap<rustls::ServerConfig>>> {
+    pub fn local_tls(&self) -> Option<Arc<ArcSwap<crate::listener::LocalTls>>> {
         self.local_tls.clone()
     }
 
@@ -312,6 +312,14 @@ impl Runtime {
     /// Logs what is in force, with the expiry warnings of the procedure (one month).
     pub fn report(&self) {
         self.expiry_alerts(now_unix());
+        let s = &self.cfg.server;
+        if s.max_buffered_bytes < s.max_body_bytes + self.cfg.upstream.max_response_bytes {
+            tracing::warn!(
+                max_buffered_bytes = s.max_buffered_bytes,
+                "server.max_buffered_bytes is below max_body_bytes + upstream.max_response_bytes: \
+                 a large AMC answer may be refused after the AMC has acted on the call"
+            );
+        }
         // Keys, P12 files and password files are secrets: readable by rocgw only.
         let local_key = self.config().server.tls.as_ref().map(|t| t.key.clone());
         for f in self

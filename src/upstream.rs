@@ -530,8 +530,9 @@ impl Upstream {
                     code: FaultCode::Overloaded,
                     reason: "memory-budget",
                     detail: format!(
-                        "the memory for bodies in progress (server.max_buffered_bytes) is in \
-                         use: the {label} response could not be read"
+                        "the {label} answered, but its answer did not fit in the memory for \
+                         bodies in progress (server.max_buffered_bytes): the call may have been \
+                         processed, check before sending it again"
                     ),
                 },
                 ReadError::Body(e) => classify(self.kind, &e),

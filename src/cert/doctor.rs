@@ -153,14 +153,27 @@ fn local_listener(r: &mut Report, cfg: &Config, now: i64) {
         file_mode(r, "server.tls.key", &t.key);
     }
     if let Some((path, _)) = &cfg.server.unix_socket {
+        use std::os::unix::fs::PermissionsExt as _;
         let dir = path.parent().unwrap_or(Path::new("/"));
-        if !dir.is_dir() {
-            r.add(
+        let fix = Some("create it, writable by rocgw only (systemd: RuntimeDirectory=rocgw)");
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() && m.permissions().mode() & 0o022 != 0 => r.add(
+                Level::Warn,
+                "server.unix_socket",
+                format!(
+                    "{}: writable by others ({:o}): they could put their own socket in its place",
+                    dir.display(),
+                    m.permissions().mode() & 0o777
+                ),
+                fix,
+            ),
+            Ok(m) if m.is_dir() => {}
+            _ => r.add(
                 Level::Fail,
                 "server.unix_socket",
                 format!("{}: the folder does not exist", dir.display()),
-                Some("create it, writable by rocgw only (systemd: RuntimeDirectory=rocgw)"),
-            );
+                fix,
+            ),
         }
     }
 }

@@ -534,3 +534,109 @@ fn the_load_generator_reaches_every_kind_of_listener_with_its_credentials() {
         "{callers:?}"
     );
 }
+
+/// One request on a kept-alive connection: status, the head (lower-case), the body.
+fn exchange(s: &mut (impl std::io::Read + std::io::Write), body: &str) -> (u16, String, String) {
+    write!(
+        s,
+        "POST {IDB} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {CT12}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    s.flush().unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "connection closed mid-head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let status = head[9..12].parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0);
+    let mut b = vec![0u8; len];
+    s.read_exact(&mut b).unwrap();
+    (status, head, String::from_utf8_lossy(&b).to_string())
+}
+
+#[test]
+fn an_open_connection_is_checked_again_after_a_reload() {
+    let s = crate::sim::SimFixture::start(|_| {});
+    let p = |r: &str| pki_path(r).display().to_string();
+    let files = scratch();
+    let ca = files.path().join("client-ca.pem");
+    fs::copy(pki_path("local/ca.pem"), &ca).unwrap();
+    let server = format!(
+        "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = [\"{}\"]\n",
+        p("local/gateway.chain.pem"),
+        p("local/gateway.key"),
+        ca.display(),
+    );
+    let (gw, _dir, _audit) = sim_gateway(&s, &server, "");
+    // An SIH client (rustls, blocking) with the local CA's client certificate.
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rocgw::identity::read_pem_certs(&pki_path("local/ca.pem")).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let ck = rocgw::identity::certified_key_from_pem(
+        &pki_path("local/client.pem"),
+        &pki_path("local/client.key"),
+    )
+    .unwrap();
+    let config = std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(rocgw::upstream::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_cert_resolver(std::sync::Arc::new(rustls::sign::SingleCertAndKey::from(
+                ck,
+            ))),
+    );
+    let connect = || {
+        let conn =
+            rustls::ClientConnection::new(config.clone(), "localhost".try_into().unwrap()).unwrap();
+        let tcp = std::net::TcpStream::connect(gw.gateway).unwrap();
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        rustls::StreamOwned::new(conn, tcp)
+    };
+    let reloads = || {
+        metric(
+            &scrape(gw.admin),
+            "rocgw_reloads_total",
+            &[("outcome", "ok")],
+        )
+    };
+    let reload = |n: f64| {
+        gw.signal("HUP");
+        wait_for("the reload", std::time::Duration::from_secs(10), || {
+            reloads() >= n
+        });
+    };
+
+    let mut sih = connect();
+    let (status, head, _) = exchange(&mut sih, &idb_body());
+    assert_eq!(status, 200);
+    assert!(!head.contains("connection: close"), "{head}");
+    // A reload that changes nothing for this client: served, then the connection is closed so
+    // the next request shakes hands under the configuration in force.
+    reload(1.0);
+    let (status, head, _) = exchange(&mut sih, &idb_body());
+    assert_eq!(status, 200);
+    assert!(head.contains("connection: close"), "{head}");
+
+    // The local CA is no longer trusted: a connection opened before the reload is refused at its
+    // next request.
+    let mut sih = connect();
+    assert_eq!(exchange(&mut sih, &idb_body()).0, 200);
+    let tmp = files.path().join("client-ca.pem.new");
+    fs::copy(pki_path("osi/root.pem"), &tmp).unwrap();
+    fs::rename(&tmp, &ca).unwrap();
+    reload(2.0);
+    let (status, head, body) = exchange(&mut sih, &idb_body());
+    assert_eq!(status, 403, "{head}{body}");
+    assert!(body.contains("no longer accepted"), "{body}");
+}
