@@ -151,6 +151,33 @@ fn local_listener(r: &mut Report, cfg: &Config, now: i64) {
             }
         }
         file_mode(r, "server.tls.key", &t.key);
+        // The local CA's CRLs: rustls takes an expired one as it is, so say when one is stale.
+        for p in &t.client_crls {
+            let ders = crate::trust::read_crl_file(p).unwrap_or_default();
+            for der in ders {
+                let Ok((_, crl)) = parse_x509_crl(&der) else {
+                    continue;
+                };
+                match crl.next_update().map(|t| t.timestamp()) {
+                    Some(next) if next < now => r.add(
+                        Level::Warn,
+                        "server.tls.client_crls",
+                        format!("{}: past its next update", p.display()),
+                        Some("publish a fresh CRL from the local CA, then systemctl reload rocgw"),
+                    ),
+                    _ => r.add(
+                        Level::Ok,
+                        "server.tls.client_crls",
+                        format!(
+                            "{}: {} revoked",
+                            p.display(),
+                            crl.iter_revoked_certificates().count()
+                        ),
+                        None,
+                    ),
+                }
+            }
+        }
     }
     if let Some((path, _)) = &cfg.server.unix_socket {
         use std::os::unix::fs::PermissionsExt as _;

@@ -404,10 +404,11 @@ fn doctor_checks_the_local_listener_too() {
             &cfg,
             format!(
                 "[server]\nunix_socket = \"{socket}\"\n\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n\
-                 client_ca = [\"{}\"]\n\n{base}",
+                 client_ca = [\"{}\"]\nclient_crls = [\"{}\"]\n\n{base}",
                 p("local/gateway.chain.pem"),
                 p(key),
                 p("local/ca.pem"),
+                p("local/ca.crl.pem"),
             ),
         )
         .unwrap();
@@ -420,6 +421,7 @@ fn doctor_checks_the_local_listener_too() {
         out.contains("OK   server.tls: local certificate") && out.contains("days left"),
         "{out}"
     );
+    assert!(out.contains("ca.crl.pem: 1 revoked"), "{out}");
     // The key of another certificate; a socket in a folder that does not exist.
     let (code, out) = with("local/client.key", "/nonexistent-rocgw/gw.sock");
     assert_eq!(code, 2, "{out}");
