@@ -209,6 +209,28 @@ fn sim_gateway(
 
 const IDB: &str = "/amc/99999991/idb";
 
+/// A `[server.tls]` section with the test PKI's local gateway certificate, `client_ca` and,
+/// when given, a client CRL.
+fn tls_section(client_ca: &std::path::Path, crl: Option<&std::path::Path>) -> String {
+    let crls = crl.map_or(String::new(), |c| {
+        format!("client_crls = [\"{}\"]\n", c.display())
+    });
+    format!(
+        "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = [\"{}\"]\n{crls}",
+        pki_path("local/gateway.chain.pem").display(),
+        pki_path("local/gateway.key").display(),
+        client_ca.display(),
+    )
+}
+
+/// Puts a copy of the test PKI's `rel` at `dst` the way an operator should: written aside,
+/// then renamed into place.
+fn install(rel: &str, dst: &std::path::Path) {
+    let tmp = dst.with_extension("new");
+    fs::copy(pki_path(rel), &tmp).unwrap();
+    fs::rename(&tmp, dst).unwrap();
+}
+
 fn idb_body() -> String {
     envelope12("<r:req xmlns:r=\"urn:test\"><r:nir>1</r:nir></r:req>")
 }
@@ -239,11 +261,8 @@ fn mutual_tls_and_unix_socket_refuse_without_accept_with_and_name_the_caller() {
     let s = crate::sim::SimFixture::start(|_| {});
     let p = |r: &str| pki_path(r).display().to_string();
     let server = format!(
-        "unix_socket = \"@DIR/gw.sock\"\nunix_socket_mode = \"0600\"\n\n\
-         [server.tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = [\"{}\"]\n",
-        p("local/gateway.chain.pem"),
-        p("local/gateway.key"),
-        p("local/ca.pem"),
+        "unix_socket = \"@DIR/gw.sock\"\nunix_socket_mode = \"0600\"\n\n{}",
+        tls_section(&pki_path("local/ca.pem"), None)
     );
     let me = fs::metadata(scratch().path()).unwrap().uid();
     let (gw, dir, audit) = sim_gateway(&s, &server, &format!("unix_uids = [{me}]"));
@@ -399,13 +418,7 @@ fn local_tls_refuses_revoked_clients_and_takes_a_new_client_ca_without_restart()
     let ca = files.path().join("client-ca.pem");
     // At first the listener trusts another CA than the one of the SIH certificates.
     fs::copy(pki_path("osi/root.pem"), &ca).unwrap();
-    let server = format!(
-        "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = [\"{}\"]\nclient_crls = [\"{}\"]\n",
-        p("local/gateway.chain.pem"),
-        p("local/gateway.key"),
-        ca.display(),
-        p("local/ca.crl.pem"),
-    );
+    let server = tls_section(&ca, Some(&pki_path("local/ca.crl.pem")));
     let (gw, _dir, _audit) = sim_gateway(&s, &server, "");
     let url = format!("https://localhost:{}{IDB}", gw.gateway.port());
     let local_ca = p("local/ca.pem");
@@ -421,9 +434,7 @@ fn local_tls_refuses_revoked_clients_and_takes_a_new_client_ca_without_restart()
     assert!(as_client("local/client").is_err(), "not trusted yet");
 
     // The hospital installs its local CA and reloads: no restart, the listener stays up.
-    let tmp = files.path().join("client-ca.pem.new");
-    fs::copy(pki_path("local/ca.pem"), &tmp).unwrap();
-    fs::rename(&tmp, &ca).unwrap();
+    install("local/ca.pem", &ca);
     gw.signal("HUP");
     wait_for(
         "the new client CA",
@@ -443,11 +454,8 @@ fn the_load_generator_reaches_every_kind_of_listener_with_its_credentials() {
     let token = tokens.path().join("load");
     fs::write(&token, "it-secret-load-generator-1\n").unwrap();
     let server = format!(
-        "unix_socket = \"@DIR/gw.sock\"\n\n\
-         [server.tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = [\"{}\"]\n",
-        p("local/gateway.chain.pem"),
-        p("local/gateway.key"),
-        p("local/ca.pem"),
+        "unix_socket = \"@DIR/gw.sock\"\n\n{}",
+        tls_section(&pki_path("local/ca.pem"), None)
     );
     let access = format!(
         "[[access.callers]]\nname = \"integrator-load\"\ntoken_file = \"{}\"\n",
@@ -565,16 +573,10 @@ fn exchange(s: &mut (impl std::io::Read + std::io::Write), body: &str) -> (u16, 
 #[test]
 fn an_open_connection_is_checked_again_after_a_reload() {
     let s = crate::sim::SimFixture::start(|_| {});
-    let p = |r: &str| pki_path(r).display().to_string();
     let files = scratch();
     let ca = files.path().join("client-ca.pem");
     fs::copy(pki_path("local/ca.pem"), &ca).unwrap();
-    let server = format!(
-        "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = [\"{}\"]\n",
-        p("local/gateway.chain.pem"),
-        p("local/gateway.key"),
-        ca.display(),
-    );
+    let server = tls_section(&ca, None);
     let (gw, _dir, _audit) = sim_gateway(&s, &server, "");
     // An SIH client (rustls, blocking) with the local CA's client certificate.
     let mut roots = rustls::RootCertStore::empty();
@@ -632,9 +634,7 @@ fn an_open_connection_is_checked_again_after_a_reload() {
     // next request.
     let mut sih = connect();
     assert_eq!(exchange(&mut sih, &idb_body()).0, 200);
-    let tmp = files.path().join("client-ca.pem.new");
-    fs::copy(pki_path("osi/root.pem"), &tmp).unwrap();
-    fs::rename(&tmp, &ca).unwrap();
+    install("osi/root.pem", &ca);
     reload(2.0);
     let (status, head, body) = exchange(&mut sih, &idb_body());
     assert_eq!(status, 403, "{head}{body}");
