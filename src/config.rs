@@ -107,6 +107,7 @@ struct RawServer {
     max_headers: Option<u64>,
     max_header_bytes: Option<u64>,
     max_connections: Option<u64>,
+    write_timeout_ms: Option<u64>,
     tls: Option<RawServerTls>,
 }
 
@@ -1213,6 +1214,12 @@ impl Validator<'_> {
                 1024,
                 1..=1_000_000,
             )? as usize,
+            write_timeout: Duration::from_millis(self.ranged(
+                "server.write_timeout_ms",
+                raw.server.write_timeout_ms,
+                30_000,
+                100..=600_000,
+            )?),
         };
         let access = AccessConfig {
             token,

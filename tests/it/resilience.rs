@@ -675,3 +675,43 @@ fn an_answer_larger_than_the_memory_budget_is_refused_and_the_budget_comes_back(
     }
     assert_eq!(call(&gw, "99999991", "idb", &[]).status, 200);
 }
+
+#[test]
+fn a_client_that_stops_reading_its_answer_is_cut() {
+    use std::io::Write as _;
+    const ANSWER: usize = 24 * 1024 * 1024;
+    let huge = TlsServer::fixture("osi/amc-b", None, Behavior::Large(ANSWER));
+    let s = SimFixture::start(|cfg| {
+        cfg.annuaire.entries = vec![entry("88888885", huge.url("/idb"))];
+    });
+    let dir = scratch();
+    let text = s
+        .config_text("write_timeout_ms = 1000", "", "", "", 20_000)
+        .replace(
+            "[upstream]\n",
+            "[upstream]\nmax_response_bytes = 33554432\n",
+        );
+    let gw = Proc::with_config(&write_config(dir.path(), &text));
+    let body = envelope12("<r:req xmlns:r=\"urn:test\"/>");
+    let mut sih = std::net::TcpStream::connect(gw.gateway).unwrap();
+    write!(
+        sih,
+        "POST /amc/88888885/idb HTTP/1.1\r\nHost: x\r\nContent-Type: {CT12}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    wait_for("the answer upstream", Duration::from_secs(20), || {
+        huge.requests() == 1
+    });
+    // The SIH reads nothing for longer than the write timeout (this pause is the behaviour
+    // under test), then reads what is left: a cut answer, then the end of the connection.
+    std::thread::sleep(Duration::from_secs(4));
+    let (got, closed) = read_until_closed(&mut sih, Duration::from_secs(10));
+    assert!(closed, "the connection was cut");
+    assert!(
+        !got.is_empty() && got.len() < ANSWER,
+        "{} bytes of a {ANSWER}-byte answer",
+        got.len()
+    );
+    assert_eq!(call(&gw, "99999991", "idb", &[]).status, 200);
+}
