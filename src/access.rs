@@ -143,25 +143,11 @@ impl Access {
 /// and client certificates required, chaining to the local CA(s), not revoked by `client_crls`
 /// (end-entity certificates checked). Reloaded with the other credentials.
 pub fn local_tls(cfg: &ServerTls) -> Result<crate::listener::LocalTls, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for p in &cfg.client_ca {
-        for c in
-            crate::identity::read_pem_certs(p).map_err(|e| format!("server.tls.client_ca: {e}"))?
-        {
-            roots
-                .add(c)
-                .map_err(|e| format!("server.tls.client_ca: {}: {e}", p.display()))?;
-        }
-    }
-    let mut crls = Vec::new();
-    for p in &cfg.client_crls {
-        crls.extend(
-            crate::trust::read_crl_file(p)
-                .map_err(|e| format!("server.tls.client_crls: {e}"))?
-                .into_iter()
-                .map(rustls::pki_types::CertificateRevocationListDer::from),
-        );
-    }
+    let now = crate::identity::now_unix();
+    let roots =
+        crate::trust::Anchors::load("server.tls.client_ca", &cfg.client_ca, now)?.root_store()?;
+    let crls = crate::trust::crl_ders(&cfg.client_crls)
+        .map_err(|e| format!("server.tls.client_crls: {e}"))?;
     let mut verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
         crate::upstream::provider(),

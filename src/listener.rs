@@ -452,10 +452,13 @@ impl<IO> WriteTimeout<IO> {
             .stalled
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
         match timer.as_mut().poll(cx) {
-            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the client stopped reading",
-            ))),
+            std::task::Poll::Ready(()) => {
+                crate::metrics::get().write_timeouts.inc();
+                std::task::Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client stopped reading",
+                )))
+            }
             std::task::Poll::Pending => std::task::Poll::Pending,
         }
     }

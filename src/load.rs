@@ -263,12 +263,9 @@ pub fn tls_transport(
     client: Option<(&std::path::Path, &std::path::Path)>,
     name: &str,
 ) -> Result<Transport, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in crate::identity::read_pem_certs(ca).map_err(|e| format!("--tls-ca: {e}"))? {
-        roots
-            .add(c)
-            .map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
-    }
+    let roots =
+        crate::trust::Anchors::load("--tls-ca", &[ca.to_path_buf()], crate::identity::now_unix())?
+            .root_store()?;
     let builder = rustls::ClientConfig::builder_with_provider(crate::upstream::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?

@@ -28,6 +28,8 @@ pub struct Metrics {
     pub circuits_open: IntGauge,
     /// Connections closed at once because a listener had `max_connections` open.
     pub connections_refused: IntCounter,
+    /// Connections cut because the client stopped reading its answer (`write_timeout_ms`).
+    pub write_timeouts: IntCounter,
     /// Gateway faults returned, by code.
     pub faults: IntCounterVec,
     /// Certificate material generation (increments on each successful reload).
@@ -92,6 +94,13 @@ impl Metrics {
         )
         .expect("valid");
         r.register(Box::new(connections_refused.clone()))
+            .expect("unique");
+        let write_timeouts = IntCounter::new(
+            "rocgw_write_timeouts_total",
+            "Connections cut because the client stopped reading its answer.",
+        )
+        .expect("valid");
+        r.register(Box::new(write_timeouts.clone()))
             .expect("unique");
         let generation = IntCounter::new(
             "rocgw_credentials_generation_total",
@@ -219,6 +228,7 @@ impl Metrics {
             in_flight,
             circuits_open,
             connections_refused,
+            write_timeouts,
             generation,
             registry: r,
         }

@@ -242,25 +242,27 @@ impl Gateway {
                 drain(req.into_body(), self.max_body_bytes);
                 ("-", Err((f, hint)))
             }
-            Ok(deadline) => match tokio::time::timeout(deadline, self.route(req, &peer)).await {
-                Ok(r) => r,
-                // The upstream call is dropped with the future: nothing keeps running.
-                Err(_) => {
-                    let code = if is_annuaire {
-                        FaultCode::AnnuaireUnavailable
-                    } else {
-                        FaultCode::AmcTimeout
-                    };
-                    let f = Fault::with_detail(
-                        code,
-                        format!(
-                            "the request's deadline of {} ms passed",
-                            deadline.as_millis()
-                        ),
-                    );
-                    (if is_annuaire { "annuaire" } else { "amc" }, Err((f, hint)))
+            Ok(deadline) => {
+                match tokio::time::timeout(deadline, self.route(req, &peer, &path, hint)).await {
+                    Ok(r) => r,
+                    // The upstream call is dropped with the future: nothing keeps running.
+                    Err(_) => {
+                        let code = if is_annuaire {
+                            FaultCode::AnnuaireUnavailable
+                        } else {
+                            FaultCode::AmcTimeout
+                        };
+                        let f = Fault::with_detail(
+                            code,
+                            format!(
+                                "the request's deadline of {} ms passed",
+                                deadline.as_millis()
+                            ),
+                        );
+                        (if is_annuaire { "annuaire" } else { "amc" }, Err((f, hint)))
+                    }
                 }
-            },
+            }
         };
         guard.done = true;
         m.request_seconds
@@ -301,12 +303,15 @@ impl Gateway {
         resp
     }
 
+    /// Routes one request; `path` and `hint` (the fault version before the body is read) are
+    /// the request's, computed once by `handle`.
     async fn route(
         &self,
         req: Request<Incoming>,
         peer: &Peer,
+        path: &str,
+        hint: SoapVersion,
     ) -> (&'static str, Result<HttpResponse, (Fault, SoapVersion)>) {
-        let hint = version_from_content_type(&req);
         // A request refused before its body is read: the body is drained (not kept) in the
         // background so the SIH, still sending, reads the fault instead of a reset.
         let refuse = |req: Request<Incoming>, f: Fault| {
@@ -325,8 +330,7 @@ impl Gateway {
             ));
             return refuse(req, f);
         };
-        let path = req.uri().path().to_string();
-        let Some(t) = target(&path) else {
+        let Some(t) = target(path) else {
             let f = Fault::with_detail(
                 FaultCode::NotFound,
                 "use POST /amc/{numero_amc}/{service} or POST /annuaire",

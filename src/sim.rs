@@ -590,14 +590,7 @@ impl ResolvesServerCert for AmcCertResolver {
 /// clientAuth usage (webpki checks it), not revoked by the configured CRLs.
 fn annuaire_tls(cfg: &SimConfig, anchors: &Anchors) -> Result<Arc<ServerConfig>, String> {
     let roots = Arc::new(anchors.root_store()?);
-    let mut crls = Vec::new();
-    for p in &cfg.igc_sante.crls {
-        crls.extend(
-            crate::trust::read_crl_file(p)?
-                .into_iter()
-                .map(rustls::pki_types::CertificateRevocationListDer::from),
-        );
-    }
+    let crls = crate::trust::crl_ders(&cfg.igc_sante.crls)?;
     let inner = WebPkiClientVerifier::builder_with_provider(roots, crate::upstream::provider())
         .with_crls(crls)
         .allow_unknown_revocation_status()

@@ -130,6 +130,21 @@ impl Crl {
     }
 }
 
+/// Every CRL of these files, for a rustls verifier (which checks them itself).
+pub fn crl_ders(
+    paths: &[PathBuf],
+) -> Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>, String> {
+    let mut out = Vec::new();
+    for p in paths {
+        out.extend(
+            read_crl_file(p)?
+                .into_iter()
+                .map(rustls::pki_types::CertificateRevocationListDer::from),
+        );
+    }
+    Ok(out)
+}
+
 /// Every CRL of a PEM file, or the one CRL of a DER file (DER bytes, not yet checked).
 pub fn read_crl_file(p: &Path) -> Result<Vec<Vec<u8>>, String> {
     let data = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;

@@ -270,14 +270,19 @@ fn doctor(cfg: &Path, allow_test: bool) -> (i32, String) {
     )
 }
 
-#[test]
-fn doctor_flags_each_defect_with_the_right_line() {
+/// A folder with the P12 password file (0600) and a configuration of the good identities.
+fn good_doctor_config() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let tmp = scratch();
     let pw = tmp.path().join("pw");
     fs::write(&pw, p12_password()).unwrap();
     fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).unwrap();
+    let cfg = doctor_config(tmp.path(), "org/auth_cli.p12", "org/sign.p12", "", &pw);
+    (tmp, pw, cfg)
+}
 
-    let good = doctor_config(tmp.path(), "org/auth_cli.p12", "org/sign.p12", "", &pw);
+#[test]
+fn doctor_flags_each_defect_with_the_right_line() {
+    let (tmp, pw, good) = good_doctor_config();
     let (code, out) = doctor(&good, true);
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -392,11 +397,7 @@ fn doctor_flags_each_defect_with_the_right_line() {
 
 #[test]
 fn doctor_checks_the_local_listener_too() {
-    let tmp = scratch();
-    let pw = tmp.path().join("pw");
-    fs::write(&pw, p12_password()).unwrap();
-    fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).unwrap();
-    let cfg = doctor_config(tmp.path(), "org/auth_cli.p12", "org/sign.p12", "", &pw);
+    let (tmp, _pw, cfg) = good_doctor_config();
     let base = fs::read_to_string(&cfg).unwrap();
     let p = |r: &str| pki_path(r).display().to_string();
     let with = |key: &str, socket: &str| {

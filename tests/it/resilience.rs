@@ -703,9 +703,11 @@ fn a_client_that_stops_reading_its_answer_is_cut() {
     wait_for("the answer upstream", Duration::from_secs(20), || {
         huge.requests() == 1
     });
-    // The SIH reads nothing for longer than the write timeout (this pause is the behaviour
-    // under test), then reads what is left: a cut answer, then the end of the connection.
-    std::thread::sleep(Duration::from_secs(4));
+    // The SIH reads nothing until the gateway gives up on it, then reads what is left: a cut
+    // answer, then the end of the connection.
+    wait_for("the write timeout", Duration::from_secs(20), || {
+        metric(&scrape(gw.admin), "rocgw_write_timeouts_total", &[]) >= 1.0
+    });
     let (got, closed) = read_until_closed(&mut sih, Duration::from_secs(10));
     assert!(closed, "the connection was cut");
     assert!(
