@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 const REVOKED: usize = 100_000;
 
 fn client(verifier: Arc<dyn ServerCertVerifier>) -> tokio_rustls::TlsConnector {
-    let mut cfg = ClientConfig::builder_with_provider(rocgw::upstream::provider())
+    let mut cfg = ClientConfig::builder_with_provider(rocgw::crypto::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
@@ -34,7 +34,7 @@ fn client(verifier: Arc<dyn ServerCertVerifier>) -> tokio_rustls::TlsConnector {
 
 /// The three verifiers compared: rocgw without CRL, rocgw with the 100k CRL, rustls-webpki with it.
 fn verifiers(pki: &common::MiniPki) -> [(&'static str, Arc<dyn ServerCertVerifier>); 3] {
-    let now = rocgw::identity::now_unix();
+    let now = rocgw::clock::now_unix();
     let anchors = Anchors::load("bench", std::slice::from_ref(&pki.anchors), now).unwrap();
     let trust = |crl: &std::path::Path| TrustSet {
         crls: Arc::new(CrlSet::load("bench", &[crl.to_path_buf()], &[&anchors], now).unwrap()),
@@ -42,7 +42,7 @@ fn verifiers(pki: &common::MiniPki) -> [(&'static str, Arc<dyn ServerCertVerifie
     };
     let webpki = WebPkiServerVerifier::builder_with_provider(
         Arc::new(anchors.root_store().unwrap()),
-        rocgw::upstream::provider(),
+        rocgw::crypto::provider(),
     )
     .with_crls(vec![CertificateRevocationListDer::from(
         pki.crl_big_der.clone(),

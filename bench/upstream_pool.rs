@@ -24,7 +24,7 @@ fn main() {
     let concurrency: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(16);
     let pki = common::mini_pki(100_000);
     let (addr, _server_rt) = common::tls_server(&pki, 1);
-    let now = rocgw::identity::now_unix();
+    let now = rocgw::clock::now_unix();
     let anchors = Anchors::load("bench", std::slice::from_ref(&pki.anchors), now).unwrap();
     let trust = TrustSet {
         crls: Arc::new(

@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
-use rocgw::identity::now_unix;
+use rocgw::clock::now_unix;
 use rocgw::wssec::{self, AssertionCache, Profile, Signer};
 
 /// A SOAP 1.2 envelope of about `size` bytes: WS-Addressing headers and a body of nested,

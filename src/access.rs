@@ -18,7 +18,7 @@ use hyper::header::AUTHORIZATION;
 use hyper::HeaderMap;
 use ipnet::IpNet;
 
-use crate::config::{AccessConfig, ServerTls};
+use crate::config::AccessConfig;
 use crate::fault::{Fault, FaultCode};
 use crate::listener::Peer;
 
@@ -137,33 +137,6 @@ impl Access {
             (None, None, None, None) => "unix".to_string(),
         })
     }
-}
-
-/// The TLS configuration of a gateway listener with `[server.tls]`: rocgw's local certificate,
-/// and client certificates required, chaining to the local CA(s), not revoked by `client_crls`
-/// (end-entity certificates checked). Reloaded with the other credentials.
-pub fn local_tls(cfg: &ServerTls) -> Result<crate::listener::LocalTls, String> {
-    let now = crate::identity::now_unix();
-    let roots =
-        crate::trust::Anchors::load("server.tls.client_ca", &cfg.client_ca, now)?.root_store()?;
-    let crls = crate::trust::crl_ders(&cfg.client_crls)
-        .map_err(|e| format!("server.tls.client_crls: {e}"))?;
-    let mut verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        crate::upstream::provider(),
-    );
-    if !crls.is_empty() {
-        verifier = verifier.with_crls(crls).only_check_end_entity_revocation();
-    }
-    let verifier = verifier
-        .build()
-        .map_err(|e| format!("server.tls.client_ca: {e}"))?;
-    let config = crate::listener::tls_config(&cfg.cert, &cfg.key, verifier.clone())
-        .map_err(|e| format!("server.tls: {e}"))?;
-    Ok(crate::listener::LocalTls {
-        config: Arc::new(config),
-        verifier,
-    })
 }
 
 /// An IPv4 peer seen through a dual-stack socket is matched as IPv4.

@@ -51,7 +51,7 @@ impl Admin {
             rt,
             self.sandbox,
             dir.as_ref().map(|d| d.len()),
-            crate::identity::now_unix(),
+            crate::clock::now_unix(),
         ))
     }
 
@@ -73,7 +73,7 @@ impl Admin {
                 let problems = self
                     .runtime
                     .get()
-                    .map(|(rt, _)| status::Status::problems(rt, crate::identity::now_unix()))
+                    .map(|(rt, _)| status::Status::problems(rt, crate::clock::now_unix()))
                     .unwrap_or_default();
                 if !self.ready.load(Ordering::SeqCst) {
                     text(
@@ -92,7 +92,7 @@ impl Admin {
             (&Method::GET, "/metrics") => {
                 if self.allowed(&req, &peer) {
                     if let Some(s) = self.status() {
-                        metrics::get().set_certificate_gauges(&s);
+                        s.set_certificate_gauges();
                     }
                     let mut r = text(StatusCode::OK, metrics::get().render());
                     r.headers_mut().insert(

@@ -95,7 +95,7 @@ pub fn search_request(who: &Requester, lookup: &Lookup, now: i64) -> String {
     );
     for (name, value) in [
         ("version", who.version.as_str()),
-        ("date", &crate::identity::fmt_time(now)),
+        ("date", &crate::clock::fmt_time(now)),
         ("editeur", &who.editeur),
         ("logiciel", &who.logiciel),
         ("version_logiciel", &who.version_logiciel),
@@ -164,11 +164,7 @@ fn element(out: &mut String, name: &str, value: &str) {
 /// Text of every element, by local name, in document order (`path` is the chain of local names
 /// of the open elements). Refuses DTDs.
 fn texts(body: &[u8]) -> Result<Vec<(Vec<String>, String)>, String> {
-    crate::soap::sniff(body).map_err(|r| {
-        r.fault
-            .detail
-            .unwrap_or_else(|| "not a SOAP envelope".to_string())
-    })?;
+    crate::soap::sniff(body).map_err(|e| e.to_string())?;
     let mut r = Reader::from_reader(body);
     r.config_mut().check_end_names = true;
     let mut path: Vec<String> = Vec::new();

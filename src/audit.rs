@@ -89,6 +89,6 @@ pub fn now_rfc3339() -> String {
     let ms = now.millisecond();
     format!(
         "{}.{ms:03}Z",
-        crate::identity::fmt_time(now.unix_timestamp()).trim_end_matches('Z')
+        crate::clock::fmt_time(now.unix_timestamp()).trim_end_matches('Z')
     )
 }

@@ -14,7 +14,7 @@ use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde::Deserialize;
 
-use crate::soap::SoapVersion;
+use crate::soap::{NotSoap, SoapVersion};
 
 /// Response header carrying the fault code.
 pub const ERROR_HEADER: &str = "x-rocgw-error";
@@ -364,9 +364,54 @@ pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// A fault with the SOAP version it is written in: what travels back from every hop.
+#[derive(Debug)]
+pub struct VersionedFault {
+    pub fault: Fault,
+    pub version: SoapVersion,
+}
+
+impl From<NotSoap> for VersionedFault {
+    fn from(e: NotSoap) -> Self {
+        let code = match e {
+            NotSoap::Doctype(_) => FaultCode::DtdForbidden,
+            NotSoap::Malformed(_) => FaultCode::NotSoap,
+        };
+        VersionedFault {
+            version: e.version(),
+            fault: Fault::with_detail(code, e.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn code(body: &str) -> (FaultCode, SoapVersion) {
+        let r = VersionedFault::from(crate::soap::sniff(body.as_bytes()).unwrap_err());
+        (r.fault.code, r.version)
+    }
+
+    #[test]
+    fn refusals_carry_the_right_code_and_version() {
+        assert_eq!(code("hello"), (FaultCode::NotSoap, SoapVersion::V12));
+        assert_eq!(code(""), (FaultCode::NotSoap, SoapVersion::V12));
+        assert_eq!(
+            code(r#"<Envelope xmlns="urn:other"/>"#),
+            (FaultCode::NotSoap, SoapVersion::V12)
+        );
+        assert_eq!(
+            code(
+                r#"<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"/>"#
+            ),
+            (FaultCode::DtdForbidden, SoapVersion::V11)
+        );
+        assert_eq!(
+            code(r#"<!DOCTYPE x><x/>"#),
+            (FaultCode::DtdForbidden, SoapVersion::V12)
+        );
+    }
 
     #[test]
     fn codes_are_unique_and_statuses_follow_bindings() {

@@ -15,6 +15,8 @@ use arc_swap::ArcSwap;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::prelude::*;
+
+use crate::clock::fmt_time;
 use zeroize::Zeroizing;
 
 use crate::config::IdentitySource;
@@ -534,23 +536,4 @@ impl ReloadableIdentity {
     pub fn files(&self) -> Vec<PathBuf> {
         self.source.files()
     }
-}
-
-/// RFC 3339 UTC time for messages.
-pub fn fmt_time(unix: i64) -> String {
-    ::time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&::time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
-}
-
-/// Current Unix time in seconds.
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

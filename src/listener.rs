@@ -23,6 +23,8 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
+use crate::local_tls::LocalTls;
+
 /// Time a client gets to send its request headers (default).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time a client gets to complete a TLS handshake.
@@ -171,14 +173,6 @@ pub fn bind_unix(field: &str, path: &Path, mode: u32) -> Result<Bound, String> {
     Ok(Bound::Unix(l, path.to_path_buf()))
 }
 
-/// The TLS of a listener with client certificates: the configuration, and its client verifier
-/// (kept to re-check the certificates of open connections after a reload).
-#[derive(Debug)]
-pub struct LocalTls {
-    pub config: Arc<rustls::ServerConfig>,
-    pub verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
-}
-
 /// After a reload, an open connection's client certificate is checked again with the new
 /// verifier (a certificate revoked since cannot keep a keep-alive connection): still valid,
 /// the request is served and the connection closed, so the client shakes hands anew.
@@ -211,23 +205,6 @@ impl Recheck {
             Err(_) => Verdict::Refused,
         }
     }
-}
-
-/// A TLS server configuration: the PEM chain and key at `cert` and `key`, clients checked by
-/// `verifier`.
-pub fn tls_config(
-    cert: &Path,
-    key: &Path,
-    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
-) -> Result<rustls::ServerConfig, String> {
-    let ck = crate::identity::certified_key_from_pem(cert, key)?;
-    Ok(
-        rustls::ServerConfig::builder_with_provider(crate::upstream::provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_client_cert_verifier(verifier)
-            .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck))),
-    )
 }
 
 /// A connection accepted, before any TLS handshake.

@@ -187,7 +187,7 @@ pub fn render(
                 rng.u32(1..13),
                 rng.u32(1..29)
             )),
-            "date" => out.push_str(&crate::identity::fmt_time(crate::identity::now_unix())[..10]),
+            "date" => out.push_str(&crate::clock::fmt_time(crate::clock::now_unix())[..10]),
             "amount" => out.push_str(&format!("{}.{:02}", rng.u32(20..2000), rng.u32(0..100))),
             other => {
                 out.push_str("{{");
@@ -264,9 +264,9 @@ pub fn tls_transport(
     name: &str,
 ) -> Result<Transport, String> {
     let roots =
-        crate::trust::Anchors::load("--tls-ca", &[ca.to_path_buf()], crate::identity::now_unix())?
+        crate::trust::Anchors::load("--tls-ca", &[ca.to_path_buf()], crate::clock::now_unix())?
             .root_store()?;
-    let builder = rustls::ClientConfig::builder_with_provider(crate::upstream::provider())
+    let builder = rustls::ClientConfig::builder_with_provider(crate::crypto::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots);

@@ -244,31 +244,6 @@ impl Metrics {
         self
     }
 
-    /// Sets the certificate and CRL gauges from a status snapshot (on every scrape).
-    pub fn set_certificate_gauges(&self, s: &crate::admin::status::Status) {
-        let cn = |dn: &str| dn.rsplit("CN=").next().unwrap_or(dn).to_string();
-        self.cert_expiry.reset();
-        for i in &s.identities {
-            self.cert_expiry
-                .with_label_values(&["identity", i.role.as_str()])
-                .set(i.expires_in_s);
-        }
-        for a in &s.anchors {
-            self.cert_expiry
-                .with_label_values(&[&format!("anchor-{}", a.sphere), &cn(&a.subject)])
-                .set(a.expires_in_s);
-        }
-        self.crl_age.reset();
-        self.crl_next_update.reset();
-        for c in &s.crls {
-            let labels = [c.sphere.as_str(), &cn(&c.issuer)];
-            self.crl_age.with_label_values(&labels).set(c.age_s);
-            if let Some(n) = c.next_update_in_s {
-                self.crl_next_update.with_label_values(&labels).set(n);
-            }
-        }
-    }
-
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

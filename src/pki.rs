@@ -949,7 +949,7 @@ pub fn init(dir: &Path, force: bool) -> Result<Manifest, PkiError> {
     )?;
 
     let manifest = Manifest {
-        generated_at: crate::identity::fmt_time(now.unix_timestamp()),
+        generated_at: crate::clock::fmt_time(now.unix_timestamp()),
         hospital: HOSPITAL.to_string(),
         structure_id: sid,
         structure_id_2: sid2,

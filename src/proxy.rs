@@ -35,9 +35,6 @@ const FORWARDED_RESPONSE_HEADERS: [&str; 2] = ["content-type", "content-language
 /// Header by which an SIH may shorten a request's deadline (milliseconds).
 pub const DEADLINE_HEADER: &str = "x-rocgw-deadline-ms";
 
-/// The User-Agent of rocgw's upstream requests.
-pub const UA: &str = concat!("rocgw/", env!("CARGO_PKG_VERSION"));
-
 /// What the gateway listener needs, built once from the configuration.
 #[derive(Debug)]
 pub struct Gateway {
@@ -353,7 +350,10 @@ impl Gateway {
         };
         let version = match soap::sniff(&body) {
             Ok(v) => v,
-            Err(r) => return (route, Err((r.fault, r.version))),
+            Err(e) => {
+                let r = crate::fault::VersionedFault::from(e);
+                return (route, Err((r.fault, r.version)));
+            }
         };
         let upstreams = self.runtime.upstreams();
         let r = match t {
@@ -439,7 +439,7 @@ impl Gateway {
             Some(a) => a.clone(),
             None => endpoint.to_string(),
         };
-        let now = crate::identity::now_unix();
+        let now = crate::clock::now_unix();
         let audience_for_audit = audience.clone();
         let (assertion, reused) = match self.runtime.assertions.lookup(profile, &audience, now) {
             Some(a) => (a, true),
@@ -603,7 +603,7 @@ async fn forward(
         }
     }
     let req = req
-        .header(USER_AGENT, UA)
+        .header(USER_AGENT, crate::upstream::USER_AGENT)
         .body(Full::new(body))
         .map_err(|_| Fault::new(FaultCode::Internal))?;
     match up.send_within(req, Some(budget)).await {

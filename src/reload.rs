@@ -14,7 +14,8 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
-use crate::identity::{fmt_time, now_unix, ReloadableIdentity, Role, EXPIRY_WARNING_DAYS};
+use crate::identity::{ReloadableIdentity, Role, EXPIRY_WARNING_DAYS};
+use crate::clock::{fmt_time, now_unix};
 use crate::metrics;
 use crate::trust::{Anchors, CrlSet, OsiVerifier, TrustSet};
 use crate::upstream::{client_config, Kind, Upstream};
@@ -42,7 +43,7 @@ pub struct Runtime {
     upstreams: ArcSwap<Upstreams>,
     signer: ArcSwap<Signer>,
     /// The gateway listener's TLS (`[server.tls]`), shared with the listener.
-    local_tls: Option<Arc<ArcSwap<crate::listener::LocalTls>>>,
+    local_tls: Option<Arc<ArcSwap<crate::local_tls::LocalTls>>>,
     /// Reused assertions (when `[assertion] reuse_s` > 0), cleared on reload.
     pub assertions: AssertionCache,
     fingerprint: Mutex<Fingerprint>,
@@ -119,7 +120,7 @@ impl Runtime {
         let upstreams = build_upstreams(&cfg, &auth_cli, &amc_trust, &annuaire_trust)?;
         let signer = Signer::new(&sign.current())?;
         let local_tls = match &cfg.server.tls {
-            Some(t) => Some(Arc::new(ArcSwap::from_pointee(crate::access::local_tls(
+            Some(t) => Some(Arc::new(ArcSwap::from_pointee(crate::local_tls::load(
                 t,
             )?))),
             None => None,
@@ -162,7 +163,7 @@ impl Runtime {
     }
 
     /// The gateway listener's TLS configuration point, when `[server.tls]` is set.
-    pub fn local_tls(&self) -> Option<Arc<ArcSwap<crate::listener::LocalTls>>> {
+    pub fn local_tls(&self) -> Option<Arc<ArcSwap<crate::local_tls::LocalTls>>> {
         self.local_tls.clone()
     }
 
@@ -261,7 +262,7 @@ impl Runtime {
             }
         }
         if let (Some(swap), Some(t)) = (&self.local_tls, &self.cfg.server.tls) {
-            match crate::access::local_tls(t) {
+            match crate::local_tls::load(t) {
                 Ok(c) => swap.store(Arc::new(c)),
                 Err(e) => {
                     ok = false;

@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, IdentitySource, Overrides};
-use crate::identity::{now_unix, EXPIRY_WARNING_DAYS};
+use crate::identity::EXPIRY_WARNING_DAYS;
+use crate::clock::now_unix;
 use crate::pki::{self, Manifest};
 
 /// Where the sandbox keeps its test PKI: `--data-dir`, else `$ROCGW_DATA_DIR`, else

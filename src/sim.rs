@@ -40,7 +40,7 @@ pub use inject::{Action, CertMode, Distribution, Faults};
 
 use crate::annuaire;
 use crate::config::{parse_toml, ConfigError};
-use crate::identity::now_unix;
+use crate::clock::now_unix;
 use crate::listener::{self, HttpResponse};
 use crate::soap::SoapVersion;
 use crate::trust::{Anchors, CrlSet};
@@ -458,7 +458,7 @@ impl Sim {
         }));
         for (l, amc) in amc_ls {
             let tls = Arc::new(
-                ServerConfig::builder_with_provider(crate::upstream::provider())
+                ServerConfig::builder_with_provider(crate::crypto::provider())
                     .with_safe_default_protocol_versions()
                     .map_err(|e| e.to_string())?
                     .with_no_client_auth()
@@ -591,13 +591,13 @@ impl ResolvesServerCert for AmcCertResolver {
 fn annuaire_tls(cfg: &SimConfig, anchors: &Anchors) -> Result<Arc<ServerConfig>, String> {
     let roots = Arc::new(anchors.root_store()?);
     let crls = crate::trust::crl_ders(&cfg.igc_sante.crls)?;
-    let inner = WebPkiClientVerifier::builder_with_provider(roots, crate::upstream::provider())
+    let inner = WebPkiClientVerifier::builder_with_provider(roots, crate::crypto::provider())
         .with_crls(crls)
         .allow_unknown_revocation_status()
         .build()
         .map_err(|e| format!("annuaire client verifier: {e}"))?;
     let verifier = Arc::new(AuthCliVerifier { inner });
-    let tls = crate::listener::tls_config(&cfg.annuaire.tls.cert, &cfg.annuaire.tls.key, verifier)
+    let tls = crate::local_tls::tls_config(&cfg.annuaire.tls.cert, &cfg.annuaire.tls.key, verifier)
         .map_err(|e| format!("annuaire certificate: {e}"))?;
     Ok(Arc::new(tls))
 }

@@ -5,7 +5,6 @@ use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 
-use crate::fault::{Fault, FaultCode};
 
 pub const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 pub const SOAP12_NS: &str = "http://www.w3.org/2003/05/soap-envelope";
@@ -47,19 +46,32 @@ impl SoapVersion {
 /// Faults for a request that is not SOAP at all are written in SOAP 1.2.
 pub const DEFAULT_FAULT_VERSION: SoapVersion = SoapVersion::V12;
 
-/// A request body refused before it reached the gateway's logic, with the version its fault
-/// must be written in.
-#[derive(Debug)]
-pub struct Refusal {
-    pub fault: Fault,
-    pub version: SoapVersion,
+/// Why a body is not an envelope rocgw will read; `fault` turns it into the SOAP fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotSoap {
+    /// A DOCTYPE (no DTD is ever read); the fault speaks the envelope's version when it has one.
+    #[error("the request contains a DOCTYPE")]
+    Doctype(SoapVersion),
+    /// Not XML, not an Envelope, or nothing at all: a short reason with no input quoted.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+impl NotSoap {
+    /// The SOAP version the fault is written in.
+    pub fn version(&self) -> SoapVersion {
+        match self {
+            NotSoap::Doctype(v) => *v,
+            NotSoap::Malformed(_) => DEFAULT_FAULT_VERSION,
+        }
+    }
 }
 
 /// Reads the prolog and the root element of `body`: returns the SOAP version, or the refusal.
 ///
 /// A DOCTYPE is refused (no DTD, no entity expansion, no XXE) but the root element after it is
 /// still looked at, so that the fault speaks the envelope's own SOAP version.
-pub fn sniff(body: &[u8]) -> Result<SoapVersion, Refusal> {
+pub fn sniff(body: &[u8]) -> Result<SoapVersion, NotSoap> {
     let mut reader = NsReader::from_reader(body);
     let mut buf = Vec::new();
     let mut saw_doctype = false;
@@ -93,18 +105,12 @@ pub fn sniff(body: &[u8]) -> Result<SoapVersion, Refusal> {
     }
 }
 
-fn dtd(version: SoapVersion) -> Refusal {
-    Refusal {
-        fault: Fault::with_detail(FaultCode::DtdForbidden, "the request contains a DOCTYPE"),
-        version,
-    }
+fn dtd(version: SoapVersion) -> NotSoap {
+    NotSoap::Doctype(version)
 }
 
-fn not_soap(why: &str) -> Refusal {
-    Refusal {
-        fault: Fault::with_detail(FaultCode::NotSoap, why),
-        version: DEFAULT_FAULT_VERSION,
-    }
+fn not_soap(why: &str) -> NotSoap {
+    NotSoap::Malformed(why.to_string())
 }
 
 /// Parser errors can quote input; keep only the kind so no patient data reaches a fault or log.
@@ -123,36 +129,11 @@ fn short(e: &quick_xml::Error) -> &'static str {
 mod tests {
     use super::*;
 
-    fn code(body: &str) -> (FaultCode, SoapVersion) {
-        let r = sniff(body.as_bytes()).unwrap_err();
-        (r.fault.code, r.version)
-    }
-
     #[test]
     fn versions_are_read_from_the_namespace_not_the_prefix() {
         let v11 = r#"<?xml version="1.0"?><!-- c --><S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body/></S:Envelope>"#;
         let v12 = r#"<Envelope xmlns="http://www.w3.org/2003/05/soap-envelope"><Body/></Envelope>"#;
         assert_eq!(sniff(v11.as_bytes()).unwrap(), SoapVersion::V11);
         assert_eq!(sniff(v12.as_bytes()).unwrap(), SoapVersion::V12);
-    }
-
-    #[test]
-    fn refusals_carry_the_right_code_and_version() {
-        assert_eq!(code("hello"), (FaultCode::NotSoap, SoapVersion::V12));
-        assert_eq!(code(""), (FaultCode::NotSoap, SoapVersion::V12));
-        assert_eq!(
-            code(r#"<Envelope xmlns="urn:other"/>"#),
-            (FaultCode::NotSoap, SoapVersion::V12)
-        );
-        assert_eq!(
-            code(
-                r#"<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"/>"#
-            ),
-            (FaultCode::DtdForbidden, SoapVersion::V11)
-        );
-        assert_eq!(
-            code(r#"<!DOCTYPE x><x/>"#),
-            (FaultCode::DtdForbidden, SoapVersion::V12)
-        );
     }
 }

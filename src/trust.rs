@@ -22,7 +22,8 @@ use rustls_pki_types::pem::PemObject;
 use x509_parser::prelude::*;
 
 use crate::config::RevocationPolicy;
-use crate::identity::{fmt_time, read_pem_certs, CertInfo};
+use crate::identity::{read_pem_certs, CertInfo};
+use crate::clock::fmt_time;
 use crate::metrics;
 
 /// One anchor certificate and where it came from.
@@ -325,7 +326,7 @@ impl OsiVerifier {
         upstream: &'static str,
     ) -> Result<Arc<OsiVerifier>, String> {
         let roots = Arc::new(trust.anchors.root_store()?);
-        let inner = WebPkiServerVerifier::builder_with_provider(roots, crate::upstream::provider())
+        let inner = WebPkiServerVerifier::builder_with_provider(roots, crate::crypto::provider())
             .build()
             .map_err(|e| format!("cannot build the certificate verifier: {e}"))?;
         Ok(Arc::new(OsiVerifier {

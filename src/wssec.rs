@@ -22,7 +22,8 @@ use base64::Engine as _;
 use serde::Deserialize;
 use x509_parser::prelude::*;
 
-use crate::identity::{fmt_time, Identity};
+use crate::identity::Identity;
+use crate::clock::fmt_time;
 
 mod envelope;
 pub mod verify;

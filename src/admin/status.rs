@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::config::RevocationPolicy;
-use crate::identity::fmt_time;
+use crate::clock::fmt_time;
 use crate::reload::Runtime;
 use crate::trust::TrustSet;
 
@@ -292,3 +292,32 @@ impl Status {
         h
     }
 }
+impl Status {
+    /// Sets the certificate and CRL gauges from a status snapshot (on every scrape).
+    pub fn set_certificate_gauges(&self) {
+        let s = self;
+        let m = crate::metrics::get();
+        let cn = |dn: &str| dn.rsplit("CN=").next().unwrap_or(dn).to_string();
+        m.cert_expiry.reset();
+        for i in &s.identities {
+            m.cert_expiry
+                .with_label_values(&["identity", i.role.as_str()])
+                .set(i.expires_in_s);
+        }
+        for a in &s.anchors {
+            m.cert_expiry
+                .with_label_values(&[&format!("anchor-{}", a.sphere), &cn(&a.subject)])
+                .set(a.expires_in_s);
+        }
+        m.crl_age.reset();
+        m.crl_next_update.reset();
+        for c in &s.crls {
+            let labels = [c.sphere.as_str(), &cn(&c.issuer)];
+            m.crl_age.with_label_values(&labels).set(c.age_s);
+            if let Some(n) = c.next_update_in_s {
+                m.crl_next_update.with_label_values(&labels).set(n);
+            }
+        }
+    }
+}
+

@@ -233,11 +233,11 @@ async fn call(rt: &Runtime, who: &super::Requester, key: &Lookup) -> Result<Answ
     let Some((up, url)) = &upstreams.annuaire else {
         return Err("no annuaire configured".into());
     };
-    let body = search_request(who, key, crate::identity::now_unix());
+    let body = search_request(who, key, crate::clock::now_unix());
     let req = Request::post(url.clone())
         .header(hyper::header::CONTENT_TYPE, "text/xml; charset=utf-8")
         .header("soapaction", "\"search\"")
-        .header(hyper::header::USER_AGENT, crate::proxy::UA)
+        .header(hyper::header::USER_AGENT, crate::upstream::USER_AGENT)
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
     let r = match up.send(req).await {

@@ -7,7 +7,8 @@ use x509_parser::prelude::*;
 
 use super::{chain_up, is_test, key_matches, missing_is_aci_el_org, Chain};
 use crate::config::{Config, IdentitySource, Overrides};
-use crate::identity::{now_unix, CertInfo, Role, EXPIRY_WARNING_DAYS};
+use crate::identity::{CertInfo, Role, EXPIRY_WARNING_DAYS};
+use crate::clock::now_unix;
 use crate::trust::{Anchors, CrlSet};
 
 /// How bad a finding is.
@@ -117,7 +118,7 @@ pub fn run(path: &Path, test_pki_expected: bool) -> Vec<Check> {
 /// socket's folder.
 fn local_listener(r: &mut Report, cfg: &Config, now: i64) {
     if let Some(t) = &cfg.server.tls {
-        match crate::access::local_tls(t) {
+        match crate::local_tls::load(t) {
             Err(e) => r.add(
                 Level::Fail,
                 "server.tls",
@@ -379,7 +380,7 @@ fn identity(
         r.add(
             Level::Fail,
             &what("validity"),
-            format!("expired on {}", crate::identity::fmt_time(info.not_after)),
+            format!("expired on {}", crate::clock::fmt_time(info.not_after)),
             Some("order a new certificate (3-year validity) and install it; rocgw reloads it without a restart"),
         );
     } else if now < info.not_before {
@@ -390,7 +391,7 @@ fn identity(
             &what("validity"),
             format!(
                 "expires in {days} days ({})",
-                crate::identity::fmt_time(info.not_after)
+                crate::clock::fmt_time(info.not_after)
             ),
             Some("order the renewal now (the procedure's one-month alert)"),
         );

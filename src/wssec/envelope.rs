@@ -116,7 +116,7 @@ pub fn plan(body: &[u8], profile: &Profile) -> Result<Plan, (Fault, SoapVersion)
             }
             Event::DocType(_) => {
                 // The root element's SOAP version is read from the same bytes by `soap::sniff`.
-                let version = crate::soap::sniff(body).err().map(|r| r.version);
+                let version = crate::soap::sniff(body).err().map(|e| e.version());
                 return Err((
                     Fault::with_detail(FaultCode::DtdForbidden, "the request contains a DOCTYPE"),
                     version.unwrap_or(crate::soap::DEFAULT_FAULT_VERSION),

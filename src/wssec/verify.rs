@@ -98,9 +98,8 @@ impl AssertionVerifier {
     /// Verifies the assertion of a SOAP envelope.
     pub fn verify(&self, envelope: &str) -> Result<VerifiedAssertion, VerifyError> {
         // DTDs are refused before any parser sees them: no entity expansion, no XXE.
-        let version = crate::soap::sniff(envelope.as_bytes()).map_err(|r| {
-            VerifyError::Malformed(r.fault.detail.unwrap_or_else(|| r.fault.code.to_string()))
-        })?;
+        let version = crate::soap::sniff(envelope.as_bytes())
+            .map_err(|e| VerifyError::Malformed(e.to_string()))?;
         let doc = uppsala::parse(envelope)
             .map_err(|_| VerifyError::Malformed("not well-formed XML".into()))?;
         let root = doc

@@ -589,7 +589,7 @@ fn an_open_connection_is_checked_again_after_a_reload() {
     )
     .unwrap();
     let config = std::sync::Arc::new(
-        rustls::ClientConfig::builder_with_provider(rocgw::upstream::provider())
+        rustls::ClientConfig::builder_with_provider(rocgw::crypto::provider())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(roots)

@@ -2,6 +2,7 @@
 //! own test PKI (generated once per run), independent tools (`openssl`) as oracles.
 
 mod access;
+mod architecture;
 mod cert;
 mod faults;
 mod load;

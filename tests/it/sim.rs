@@ -7,7 +7,8 @@ use std::fs;
 use std::path::Path;
 
 use rocgw::config::IdentitySource;
-use rocgw::identity::{now_unix, Identity, Role};
+use rocgw::identity::{Identity, Role};
+use rocgw::clock::now_unix;
 use rocgw::sim::{CertMode, Faults, Sim, SimConfig};
 use rocgw::wssec::{self, Profile, Signer};
 
@@ -236,7 +237,7 @@ fn an_assertion_signed_by_xmlsec1_is_accepted() {
         let (_, c) = x509_parser::parse_x509_certificate(&der[0]).unwrap();
         wssec::rfc4514(c.subject())
     };
-    let t = |at: i64| rocgw::identity::fmt_time(at);
+    let t = |at: i64| rocgw::clock::fmt_time(at);
     let now = now_unix();
     let template = format!(
         r##"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header><wsse:Security xmlns:wsse="{wsse}"><saml2:Assertion xmlns:saml2="urn:oasis:names:tc:SAML:2.0:assertion" ID="_byxmlsec1" IssueInstant="{now}" Version="2.0"><saml2:Issuer Format="urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName">{issuer}</saml2:Issuer><ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="#_byxmlsec1"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/></ds:Reference></ds:SignedInfo><ds:SignatureValue/><ds:KeyInfo><ds:X509Data><ds:X509Certificate/></ds:X509Data></ds:KeyInfo></ds:Signature><saml2:Conditions NotBefore="{nb}" NotOnOrAfter="{na}"><saml2:AudienceRestriction><saml2:Audience>{url}</saml2:Audience></saml2:AudienceRestriction></saml2:Conditions><saml2:AttributeStatement><saml2:Attribute Name="Authentification_mode"><saml2:AttributeValue>DIRECTE</saml2:AttributeValue></saml2:Attribute></saml2:AttributeStatement></saml2:Assertion></wsse:Security></soap:Header><soap:Body><clc/></soap:Body></soap:Envelope>"##,

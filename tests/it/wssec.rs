@@ -7,7 +7,8 @@ use std::fs;
 use std::path::Path;
 
 use rocgw::config::IdentitySource;
-use rocgw::identity::{now_unix, Identity, Role};
+use rocgw::identity::{Identity, Role};
+use rocgw::clock::now_unix;
 use rocgw::wssec::{
     self, AssertionVerifier, AttributeSpec, ExistingSecurity, Profile, Signer, VerifyError,
 };

@@ -1,0 +1,60 @@
+//! The TLS of rocgw's own listeners: the gateway's `[server.tls]` (local certificate, client
+//! certificates of the hospital's local CA, their CRLs) and the simulator's servers. Built here
+//! once per (re)load; the listener only swaps and uses it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::ServerTls;
+
+/// The TLS of a listener with client certificates: the configuration, and its client verifier
+/// (kept to re-check the certificates of open connections after a reload).
+#[derive(Debug)]
+pub struct LocalTls {
+    pub config: Arc<rustls::ServerConfig>,
+    pub verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+/// The TLS configuration of a gateway listener with `[server.tls]`: rocgw's local certificate,
+/// and client certificates required, chaining to the local CA(s), not revoked by `client_crls`
+/// (end-entity certificates checked). Reloaded with the other credentials.
+pub fn load(cfg: &ServerTls) -> Result<LocalTls, String> {
+    let now = crate::clock::now_unix();
+    let roots =
+        crate::trust::Anchors::load("server.tls.client_ca", &cfg.client_ca, now)?.root_store()?;
+    let crls = crate::trust::crl_ders(&cfg.client_crls)
+        .map_err(|e| format!("server.tls.client_crls: {e}"))?;
+    let mut verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        crate::crypto::provider(),
+    );
+    if !crls.is_empty() {
+        verifier = verifier.with_crls(crls).only_check_end_entity_revocation();
+    }
+    let verifier = verifier
+        .build()
+        .map_err(|e| format!("server.tls.client_ca: {e}"))?;
+    let config = tls_config(&cfg.cert, &cfg.key, verifier.clone())
+        .map_err(|e| format!("server.tls: {e}"))?;
+    Ok(LocalTls {
+        config: Arc::new(config),
+        verifier,
+    })
+}
+
+/// A TLS server configuration: the PEM chain and key at `cert` and `key`, clients checked by
+/// `verifier`.
+pub fn tls_config(
+    cert: &Path,
+    key: &Path,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+) -> Result<rustls::ServerConfig, String> {
+    let ck = crate::identity::certified_key_from_pem(cert, key)?;
+    Ok(
+        rustls::ServerConfig::builder_with_provider(crate::crypto::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck))),
+    )
+}
