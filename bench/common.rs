@@ -154,9 +154,9 @@ pub fn tls_server(pki: &MiniPki, threads: usize) -> (SocketAddr, tokio::runtime:
 
 /// The ORG SIGN signer of a freshly generated test PKI (kept alive by the returned folder).
 pub fn sign_signer() -> (rocgw::wssec::Signer, tempfile::TempDir) {
+    use rocgw::clock::now_unix;
     use rocgw::config::IdentitySource;
     use rocgw::identity::{Identity, Role};
-    use rocgw::clock::now_unix;
     let dir = tempfile::tempdir().unwrap();
     let m = rocgw::pki::init(dir.path(), true).unwrap();
     let pw = std::fs::read_to_string(dir.path().join(&m.password_file)).unwrap();

@@ -27,9 +27,7 @@ use quick_xml::Reader;
 use crate::fault::escape;
 
 mod directory;
-mod routes;
 pub use directory::{Directory, DirectoryConfig, Fetch};
-pub use routes::{endpoint_allowed, Router, ROUTING_HEADERS};
 
 /// Namespace of the lookup messages (rocgw's placeholder until the contract is public).
 pub const NS: &str = "urn:rocgw:annuaire-amc:1";

@@ -12,8 +12,8 @@ use serde::Serialize;
 use x509_parser::prelude::*;
 use zeroize::Zeroizing;
 
-use crate::identity::{read_p12, read_pem_certs, CertInfo, Role};
 use crate::clock::{fmt_time, now_unix};
+use crate::identity::{read_p12, read_pem_certs, CertInfo, Role};
 
 /// One certificate, as `cert inspect` shows it.
 #[derive(Debug, Clone, Serialize)]

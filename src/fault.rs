@@ -371,6 +371,16 @@ pub struct VersionedFault {
     pub version: SoapVersion,
 }
 
+impl Fault {
+    /// This fault, written in `version`.
+    pub fn in_version(self, version: SoapVersion) -> VersionedFault {
+        VersionedFault {
+            fault: self,
+            version,
+        }
+    }
+}
+
 impl From<NotSoap> for VersionedFault {
     fn from(e: NotSoap) -> Self {
         let code = match e {

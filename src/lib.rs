@@ -21,19 +21,19 @@
 //! - layer 2, credentials and mechanisms: `identity`, `trust`, `wssec`, `annuaire`, `upstream`, `breaker`, `audit`, `local_tls`
 //! - layer 1, configuration: `config`, `logging`
 //! - layer 0, foundations: `clock`, `crypto`, `soap`, `fault`, `metrics`, `budget`
-
 pub mod access;
 pub mod admin;
 pub mod annuaire;
 pub mod audit;
 pub mod breaker;
 pub mod budget;
-pub mod clock;
 pub mod cert;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod fault;
+pub mod gateway;
 pub mod identity;
 pub mod listener;
 pub mod load;
@@ -41,7 +41,6 @@ pub mod local_tls;
 pub mod logging;
 pub mod metrics;
 pub mod pki;
-pub mod proxy;
 pub mod reload;
 pub mod sandbox;
 pub mod serve;

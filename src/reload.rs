@@ -13,9 +13,9 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
+use crate::clock::{fmt_time, now_unix};
 use crate::config::Config;
 use crate::identity::{ReloadableIdentity, Role, EXPIRY_WARNING_DAYS};
-use crate::clock::{fmt_time, now_unix};
 use crate::metrics;
 use crate::trust::{Anchors, CrlSet, OsiVerifier, TrustSet};
 use crate::upstream::{client_config, Kind, Upstream};
@@ -120,9 +120,7 @@ impl Runtime {
         let upstreams = build_upstreams(&cfg, &auth_cli, &amc_trust, &annuaire_trust)?;
         let signer = Signer::new(&sign.current())?;
         let local_tls = match &cfg.server.tls {
-            Some(t) => Some(Arc::new(ArcSwap::from_pointee(crate::local_tls::load(
-                t,
-            )?))),
+            Some(t) => Some(Arc::new(ArcSwap::from_pointee(crate::local_tls::load(t)?))),
             None => None,
         };
         let rt = Runtime {

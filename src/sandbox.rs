@@ -6,9 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::clock::now_unix;
 use crate::config::{Config, IdentitySource, Overrides};
 use crate::identity::EXPIRY_WARNING_DAYS;
-use crate::clock::now_unix;
 use crate::pki::{self, Manifest};
 
 /// Where the sandbox keeps its test PKI: `--data-dir`, else `$ROCGW_DATA_DIR`, else

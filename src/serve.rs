@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::admin::Admin;
 use crate::config::{Config, LogFormat, Overrides, ServerConfig, DEFAULT_CONFIG_PATH};
-use crate::proxy::Gateway;
+use crate::gateway::Gateway;
 use crate::reload::Runtime;
 use crate::{listener, logging, sandbox};
 

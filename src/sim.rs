@@ -39,8 +39,8 @@ pub use check::{same_dn, Checker, Refusal, REASONS};
 pub use inject::{Action, CertMode, Distribution, Faults};
 
 use crate::annuaire;
-use crate::config::{parse_toml, ConfigError};
 use crate::clock::now_unix;
+use crate::config::{parse_toml, ConfigError};
 use crate::listener::{self, HttpResponse};
 use crate::soap::SoapVersion;
 use crate::trust::{Anchors, CrlSet};

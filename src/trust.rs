@@ -21,9 +21,9 @@ use rustls::{CertificateError, DigitallySignedStruct, Error as TlsError, RootCer
 use rustls_pki_types::pem::PemObject;
 use x509_parser::prelude::*;
 
+use crate::clock::fmt_time;
 use crate::config::RevocationPolicy;
 use crate::identity::{read_pem_certs, CertInfo};
-use crate::clock::fmt_time;
 use crate::metrics;
 
 /// One anchor certificate and where it came from.

@@ -22,8 +22,8 @@ use base64::Engine as _;
 use serde::Deserialize;
 use x509_parser::prelude::*;
 
-use crate::identity::Identity;
 use crate::clock::fmt_time;
+use crate::identity::Identity;
 
 mod envelope;
 pub mod verify;

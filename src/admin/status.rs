@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use crate::config::RevocationPolicy;
 use crate::clock::fmt_time;
+use crate::config::RevocationPolicy;
 use crate::reload::Runtime;
 use crate::trust::TrustSet;
 
@@ -320,4 +320,3 @@ impl Status {
         }
     }
 }
-

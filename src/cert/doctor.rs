@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use x509_parser::prelude::*;
 
 use super::{chain_up, is_test, key_matches, missing_is_aci_el_org, Chain};
+use crate::clock::now_unix;
 use crate::config::{Config, IdentitySource, Overrides};
 use crate::identity::{CertInfo, Role, EXPIRY_WARNING_DAYS};
-use crate::clock::now_unix;
 use crate::trust::{Anchors, CrlSet};
 
 /// How bad a finding is.

@@ -76,12 +76,16 @@ fn code_only(src: &str) -> String {
                 hashes += 1;
                 j += 1;
             }
-            if b.get(j) != Some(&b'"') || (i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_')) {
+            if b.get(j) != Some(&b'"')
+                || (i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'))
+            {
                 out.push(b[i]);
                 i += 1;
                 continue;
             }
-            let end: Vec<u8> = std::iter::once(b'"').chain(std::iter::repeat_n(b'#', hashes)).collect();
+            let end: Vec<u8> = std::iter::once(b'"')
+                .chain(std::iter::repeat_n(b'#', hashes))
+                .collect();
             let mut k = j + 1;
             while k < b.len() && !b[k..].starts_with(&end) {
                 k += 1;
@@ -171,7 +175,9 @@ fn names_after(rest: &str) -> Vec<String> {
         }
         out
     } else {
-        ident_at(rest).map(|s| vec![s.to_string()]).unwrap_or_default()
+        ident_at(rest)
+            .map(|s| vec![s.to_string()])
+            .unwrap_or_default()
     }
 }
 
@@ -285,12 +291,16 @@ fn check_tree(src: &Path) -> Vec<String> {
     }
     for m in &modules {
         if !layers.contains_key(m) {
-            problems.push(format!("module {m} is missing from the layer table in lib.rs"));
+            problems.push(format!(
+                "module {m} is missing from the layer table in lib.rs"
+            ));
         }
     }
     for m in layers.keys() {
         if !modules.contains(m) {
-            problems.push(format!("the layer table names {m}, which has no file in src/"));
+            problems.push(format!(
+                "the layer table names {m}, which has no file in src/"
+            ));
         }
     }
     for e in &edges {
@@ -356,7 +366,11 @@ fn cycles(edges: &[Edge]) -> Vec<String> {
         chain.push(start);
         let wheres: Vec<&str> = chain.windows(2).map(|w| graph[w[0]][w[1]]).collect();
         reported.extend(chain.iter().copied());
-        out.push(format!("cycle: {} ({})", chain.join(" -> "), wheres.join(", ")));
+        out.push(format!(
+            "cycle: {} ({})",
+            chain.join(" -> "),
+            wheres.join(", ")
+        ));
     }
     out
 }
@@ -365,7 +379,11 @@ fn cycles(edges: &[Edge]) -> Vec<String> {
 fn modules_only_use_modules_of_their_layer_or_below_and_never_form_a_cycle() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let problems = check_tree(&src);
-    assert!(problems.is_empty(), "layer rule broken:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "layer rule broken:\n{}",
+        problems.join("\n")
+    );
     // The table is really read: the command line on top, foundations at the bottom.
     let layers = layer_table(&std::fs::read_to_string(src.join("lib.rs")).unwrap());
     assert!(layers["cli"] > layers["serve"] && layers["serve"] > layers["fault"]);
@@ -400,19 +418,39 @@ fn synthetic(extra: &[(&str, &str)]) -> tempfile::TempDir {
 fn the_checker_finds_upward_imports_cycles_and_missing_modules() {
     assert_eq!(check_tree(synthetic(&[]).path()), Vec::<String>::new());
 
-    let up = check_tree(synthetic(&[("base/child.rs", "fn h() { super::super::app::run(); }\n")]).path());
+    let up = check_tree(
+        synthetic(&[("base/child.rs", "fn h() { super::super::app::run(); }\n")]).path(),
+    );
     assert!(
-        up.iter().any(|p| p.starts_with("upward import: base (layer 0) uses app (layer 1) at base/child.rs:3")),
+        up.iter().any(|p| p
+            .starts_with("upward import: base (layer 0) uses app (layer 1) at base/child.rs:3")),
         "{up:?}"
     );
 
     let grouped = check_tree(synthetic(&[("util.rs", "use crate::{app};\n")]).path());
-    assert!(grouped.iter().any(|p| p.contains("util (layer 0) uses app")), "{grouped:?}");
+    assert!(
+        grouped
+            .iter()
+            .any(|p| p.contains("util (layer 0) uses app")),
+        "{grouped:?}"
+    );
 
     let cycle = check_tree(synthetic(&[("util.rs", "fn k() { crate::base::g() }\n")]).path());
-    assert!(cycle.iter().any(|p| p.starts_with("cycle: base -> util -> base") || p.starts_with("cycle: util -> base -> util")), "{cycle:?}");
-    assert!(!cycle.iter().any(|p| p.starts_with("upward")), "same layer is allowed: {cycle:?}");
+    assert!(
+        cycle
+            .iter()
+            .any(|p| p.starts_with("cycle: base -> util -> base")
+                || p.starts_with("cycle: util -> base -> util")),
+        "{cycle:?}"
+    );
+    assert!(
+        !cycle.iter().any(|p| p.starts_with("upward")),
+        "same layer is allowed: {cycle:?}"
+    );
 
     let missing = check_tree(synthetic(&[("stray.rs", "")]).path());
-    assert_eq!(missing, vec!["module stray is missing from the layer table in lib.rs".to_string()]);
+    assert_eq!(
+        missing,
+        vec!["module stray is missing from the layer table in lib.rs".to_string()]
+    );
 }

@@ -6,9 +6,9 @@
 use std::fs;
 use std::path::Path;
 
+use rocgw::clock::now_unix;
 use rocgw::config::IdentitySource;
 use rocgw::identity::{Identity, Role};
-use rocgw::clock::now_unix;
 use rocgw::wssec::{
     self, AssertionVerifier, AttributeSpec, ExistingSecurity, Profile, Signer, VerifyError,
 };

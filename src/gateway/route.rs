@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{HeaderMap, Request, Uri};
 
-use super::{parse_search_response, search_request, Answer, Directory, Lookup};
+use crate::annuaire::{self, parse_search_response, search_request, Answer, Directory, Lookup};
 use crate::config::Config;
 use crate::fault::{Fault, FaultCode};
 use crate::reload::Runtime;
@@ -41,7 +41,7 @@ impl Router {
         let directory = cfg.annuaire.as_ref().map(|a| {
             let rt = runtime.clone();
             let who = a.directory.requester.clone();
-            let fetch: super::Fetch = Arc::new(move |key: Lookup| {
+            let fetch: annuaire::Fetch = Arc::new(move |key: Lookup| {
                 let (rt, who) = (rt.clone(), who.clone());
                 Box::pin(async move { call(&rt, &who, &key).await })
             });
@@ -222,7 +222,7 @@ pub fn endpoint_allowed(url: &str, hosts: &[String]) -> Result<Uri, String> {
 }
 
 /// One lookup over the annuaire's mutual-TLS client.
-async fn call(rt: &Runtime, who: &super::Requester, key: &Lookup) -> Result<Answer, String> {
+async fn call(rt: &Runtime, who: &annuaire::Requester, key: &Lookup) -> Result<Answer, String> {
     let count = |o: &str| {
         crate::metrics::get()
             .annuaire_calls

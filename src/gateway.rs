@@ -1,0 +1,260 @@
+//! The gateway: what a SIH calls. A request takes these hops in order, one file each:
+//! `listener` (accept, header limits) → `access` (who may call) → [`target`] (what it asks,
+//! read once) → [`admission`] (request slot, AMC slot, body under the memory budget) →
+//! [`route`] (static route, explicit endpoint or annuaire) → [`stamp`] (signed assertion) →
+//! [`forward`] (to the AMC or the annuaire) → [`answer`] (the answer or a SOAP fault, metrics,
+//! audit). One [`VersionedFault`](crate::fault::VersionedFault) travels back from every hop. Bodies are never logged.
+//!
+//! Routes: `POST /amc/{numero_amc}/{service}` (an AMC web-service call) and
+//! `POST /annuaire[/…]` (a pass-through to the Annuaire AMC over mutual TLS).
+
+mod admission;
+mod answer;
+mod forward;
+mod route;
+mod stamp;
+mod target;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::http::request::Parts;
+use hyper::{HeaderMap, Method, Request};
+
+use crate::access::Access;
+use crate::audit::Audit;
+use crate::breaker::Breakers;
+use crate::fault::{Fault, FaultCode, StatusMode};
+use crate::listener::{HttpResponse, Peer};
+use crate::reload::Runtime;
+use crate::soap::{self, SoapVersion};
+use admission::{Admission, InFlight};
+use answer::{AmcCall, Finished, Outcome};
+use stamp::Stamper;
+use target::Target;
+
+pub use route::{endpoint_allowed, Router, ENDPOINT_HEADER, ROUTING_HEADERS};
+pub use target::DEADLINE_HEADER;
+
+/// What the gateway listener needs, built once from the configuration.
+#[derive(Debug)]
+pub struct Gateway {
+    runtime: Arc<Runtime>,
+    access: Access,
+    admission: Admission,
+    /// Static routes, explicit endpoints, the annuaire.
+    router: Router,
+    stamper: Stamper,
+    /// One circuit breaker per AMC endpoint.
+    breakers: Breakers,
+    /// One record per signed AMC call.
+    audit: Audit,
+    /// End-to-end deadline of a request.
+    deadline: Duration,
+    status_mode: StatusMode,
+    sandbox: bool,
+}
+
+impl Gateway {
+    pub fn new(runtime: Arc<Runtime>, sandbox: bool) -> Result<Gateway, String> {
+        let cfg = runtime.config();
+        Ok(Gateway {
+            audit: Audit::open(cfg.audit_file.as_deref())?,
+            admission: Admission::new(
+                cfg.server.max_concurrent_requests,
+                cfg.amc.max_concurrent_per_amc,
+                cfg.server.max_buffered_bytes,
+                cfg.server.max_body_bytes,
+            ),
+            breakers: Breakers::new(cfg.amc.breaker_failures, cfg.amc.breaker_open),
+            deadline: cfg.server.request_deadline,
+            status_mode: cfg.server.http_status,
+            access: Access::new(&cfg.access),
+            router: Router::new(cfg, &runtime),
+            stamper: Stamper::default(),
+            sandbox,
+            runtime,
+        })
+    }
+
+    /// The annuaire cache, for the admin status.
+    pub fn directory(&self) -> Option<Arc<crate::annuaire::Directory>> {
+        self.router.directory()
+    }
+
+    /// Handles one request; never fails: errors become SOAP faults.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: Peer) -> HttpResponse {
+        let started = Instant::now();
+        let mut in_flight = InFlight::enter();
+        let (parts, body) = req.into_parts();
+        let target = target::target(parts.uri.path());
+        let hint = target::version_hint(&parts.headers);
+        let (route, result) = match target::deadline(&parts.headers, self.deadline) {
+            Err(f) => {
+                self.admission.drain(body);
+                ("-", Err(f.in_version(hint)))
+            }
+            Ok(deadline) => {
+                let serving = self.serve(&parts, body, &peer, target.as_ref(), hint);
+                match tokio::time::timeout(deadline, serving).await {
+                    Ok(r) => r,
+                    // The upstream call is dropped with the future: nothing keeps running.
+                    Err(_) => answer::deadline_passed(target.as_ref(), deadline, hint),
+                }
+            }
+        };
+        in_flight.done = true;
+        let (amc, service) = match &target {
+            Some(Target::Amc { amc, service }) => self.router.labels(amc, service),
+            _ => ("-", "-".to_string()),
+        };
+        let done = Finished {
+            route,
+            amc,
+            service: &service,
+            peer: &peer,
+            started,
+        };
+        let resp = answer::respond(&done, result, self.status_mode, self.sandbox);
+        tracing::debug!(path = %parts.uri.path(), status = resp.status().as_u16(), "request done");
+        resp
+    }
+
+    /// The hops from the caller check to the answer; `target` and `hint` (the fault version
+    /// before the body is read) were read once by `handle`.
+    async fn serve(
+        &self,
+        parts: &Parts,
+        body: Incoming,
+        peer: &Peer,
+        target: Option<&Target<'_>>,
+        hint: SoapVersion,
+    ) -> (&'static str, Outcome) {
+        // A request refused before its body is read: the body is drained (not kept) in the
+        // background so the SIH, still sending, reads the fault instead of a reset.
+        let refuse = |body: Incoming, f: Fault| {
+            self.admission.drain(body);
+            Err(f.in_version(hint))
+        };
+        let caller = match self.access.check(peer, &parts.headers) {
+            Ok(c) => c,
+            Err(f) => return ("-", refuse(body, f)),
+        };
+        // Over capacity: say so at once rather than queue without bound.
+        let _admitted = match self.admission.request_slot() {
+            Ok(slot) => slot,
+            Err(f) => return ("-", refuse(body, f)),
+        };
+        let Some(target) = target else {
+            let f = Fault::with_detail(
+                FaultCode::NotFound,
+                "use POST /amc/{numero_amc}/{service} or POST /annuaire",
+            );
+            return ("-", refuse(body, f));
+        };
+        let route = target.route();
+        if parts.method != Method::POST {
+            let f = Fault::with_detail(FaultCode::NotFound, "only POST is served here");
+            return (route, refuse(body, f));
+        }
+        let (body, _held) = match self.admission.read_body(&parts.headers, body).await {
+            Ok(b) => b,
+            Err(f) => return (route, Err(f.in_version(hint))),
+        };
+        let version = match soap::sniff(&body) {
+            Ok(v) => v,
+            Err(e) => return (route, Err(e.into())),
+        };
+        let result = match *target {
+            Target::Amc { amc, service } => {
+                let call = Call {
+                    amc,
+                    service,
+                    headers: &parts.headers,
+                    caller: &caller,
+                    version,
+                };
+                self.amc(&call, &body).await
+            }
+            Target::Annuaire { suffix } => self
+                .annuaire(suffix, parts.uri.query(), &parts.headers, body)
+                .await
+                .map_err(|f| f.in_version(version)),
+        };
+        (route, result)
+    }
+
+    /// One AMC call: a slot for this AMC, the endpoint, the stamped body, the breaker, the
+    /// forward, the audit record.
+    async fn amc(&self, call: &Call<'_>, body: &Bytes) -> Outcome {
+        let in_version = |f: Fault| f.in_version(call.version);
+        let (label, _) = self.router.labels(call.amc, "-");
+        let _slot = self.admission.amc_slot(label).map_err(in_version)?;
+        let endpoint = self
+            .router
+            .resolve(call.amc, call.service, call.headers)
+            .await
+            .map_err(in_version)?;
+        // Refused before forwarding (stamping): the fault keeps the envelope's own version.
+        let (stamped, signed) = self.stamper.stamp(&self.runtime, body, &endpoint).await?;
+        let key = endpoint
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default();
+        self.breakers
+            .admit(&key, Instant::now())
+            .map_err(|open| in_version(forward::circuit_open(&key, &open)))?;
+        let started = Instant::now();
+        let upstreams = self.runtime.upstreams();
+        let budget = &self.admission.budget;
+        let r = forward::forward(&upstreams.amc, endpoint, call.headers, stamped, budget).await;
+        // An answer (even the AMC's SOAP fault, even one too large for the memory budget) means
+        // the AMC is alive.
+        let alive = match &r {
+            Ok(_) => true,
+            Err(f) => f.code == FaultCode::Overloaded,
+        };
+        self.breakers.record(&key, alive, Instant::now());
+        let record = AmcCall {
+            caller: call.caller,
+            amc: call.amc,
+            service: call.service,
+            signed: &signed,
+            started,
+        };
+        record.audit(&self.audit, &r);
+        r.map_err(in_version)
+    }
+
+    /// The annuaire pass-through: the path below `/annuaire` and the query, over the annuaire's
+    /// mutual-TLS client.
+    async fn annuaire(
+        &self,
+        suffix: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<HttpResponse, Fault> {
+        let upstreams = self.runtime.upstreams();
+        let Some((up, base)) = &upstreams.annuaire else {
+            return Err(Fault::with_detail(
+                FaultCode::AnnuaireUnavailable,
+                "no annuaire.url configured",
+            ));
+        };
+        let url = forward::join(base, suffix, query)?;
+        forward::forward(up, url, headers, body, &self.admission.budget).await
+    }
+}
+
+/// An AMC call's facts, read off the request.
+struct Call<'a> {
+    amc: &'a str,
+    service: &'a str,
+    headers: &'a HeaderMap,
+    caller: &'a str,
+    /// The envelope's SOAP version: every fault after the body was read speaks it.
+    version: SoapVersion,
+}

@@ -1,0 +1,124 @@
+//! The last hop: what the SIH gets back and what is counted. The AMC's answer or a SOAP fault
+//! in the request's version; request metrics, the refusal log line (never a body), and one audit
+//! record per signed AMC call.
+
+use std::time::{Duration, Instant};
+
+use hyper::header::HeaderValue;
+
+use super::stamp::Signed;
+use super::target::Target;
+use crate::audit::{Audit, Record};
+use crate::fault::{Fault, FaultCode, StatusMode, VersionedFault};
+use crate::listener::{HttpResponse, Peer, SANDBOX_HEADER};
+use crate::metrics;
+use crate::soap::SoapVersion;
+
+/// A request's result: the answer to pass on, or the fault to write.
+pub type Outcome = Result<HttpResponse, VersionedFault>;
+
+/// The fault of a request whose deadline passed (its upstream call was dropped with it).
+pub fn deadline_passed(
+    target: Option<&Target<'_>>,
+    deadline: Duration,
+    hint: SoapVersion,
+) -> (&'static str, Outcome) {
+    let annuaire = matches!(target, Some(Target::Annuaire { .. }));
+    let code = if annuaire {
+        FaultCode::AnnuaireUnavailable
+    } else {
+        FaultCode::AmcTimeout
+    };
+    let detail = format!(
+        "the request's deadline of {} ms passed",
+        deadline.as_millis()
+    );
+    let route = if annuaire { "annuaire" } else { "amc" };
+    (
+        route,
+        Err(Fault::with_detail(code, detail).in_version(hint)),
+    )
+}
+
+/// How a request ended, for its metrics and log line.
+pub struct Finished<'a> {
+    pub route: &'static str,
+    /// Bounded metric labels (`router.labels`).
+    pub amc: &'a str,
+    pub service: &'a str,
+    pub peer: &'a Peer,
+    pub started: Instant,
+}
+
+/// Counts the request and writes what the SIH gets.
+pub fn respond(
+    done: &Finished<'_>,
+    result: Outcome,
+    status_mode: StatusMode,
+    sandbox: bool,
+) -> HttpResponse {
+    let m = metrics::get();
+    m.request_seconds
+        .with_label_values(&[done.route])
+        .observe(done.started.elapsed().as_secs_f64());
+    let outcome = match &result {
+        Ok(r) if r.status().is_success() => "ok",
+        Ok(_) => "amc-error",
+        Err(f) => f.fault.code.as_str(),
+    };
+    m.requests
+        .with_label_values(&[done.route, done.amc, done.service, outcome])
+        .inc();
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(VersionedFault { fault, version }) => {
+            m.faults.with_label_values(&[fault.code.as_str()]).inc();
+            tracing::info!(
+                peer = %done.peer,
+                route = done.route,
+                fault = fault.code.as_str(),
+                detail = fault.detail.as_deref().unwrap_or(""),
+                latency_ms = done.started.elapsed().as_secs_f64() * 1000.0,
+                "request refused"
+            );
+            fault.to_response(version, status_mode)
+        }
+    };
+    if sandbox {
+        resp.headers_mut()
+            .insert(SANDBOX_HEADER, HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+/// One audit record for a signed AMC call, whatever its outcome.
+pub struct AmcCall<'a> {
+    pub caller: &'a str,
+    pub amc: &'a str,
+    pub service: &'a str,
+    pub signed: &'a Signed,
+    pub started: Instant,
+}
+
+impl AmcCall<'_> {
+    pub fn audit(&self, audit: &Audit, result: &Result<HttpResponse, Fault>) {
+        let (outcome, status) = match result {
+            Ok(resp) if resp.status().is_success() => ("ok", resp.status().as_u16()),
+            Ok(resp) => ("amc-error", resp.status().as_u16()),
+            Err(f) => (f.code.as_str(), 0),
+        };
+        audit.record(&Record {
+            time: crate::audit::now_rfc3339(),
+            caller: self.caller,
+            assertion_id: &self.signed.id,
+            reused: self.signed.reused,
+            audience: &self.signed.audience,
+            amc: self.amc,
+            service: self.service,
+            signer_serial: &self.signed.signer_serial,
+            outcome,
+            status,
+            latency_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+        });
+    }
+}

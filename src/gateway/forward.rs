@@ -1,0 +1,110 @@
+//! The upstream hop: the SIH's (stamped) body sent to the AMC or the annuaire with only the
+//! headers that belong to the call, and the answer brought back as it came; an error page that
+//! is not SOAP becomes an `…-unavailable` fault. The AMC's own SOAP faults pass untouched.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderName, USER_AGENT};
+use hyper::{HeaderMap, Request, Response, Uri};
+
+use crate::breaker::Open;
+use crate::budget::Budget;
+use crate::fault::{Fault, FaultCode};
+use crate::listener::HttpResponse;
+use crate::upstream::{Upstream, UpstreamError};
+
+/// Request headers passed on to the upstream; everything else (the local bearer token above
+/// all) stays here.
+const FORWARDED_REQUEST_HEADERS: [&str; 4] =
+    ["content-type", "soapaction", "accept", "accept-language"];
+/// Response headers passed back to the SIH.
+const FORWARDED_RESPONSE_HEADERS: [&str; 2] = ["content-type", "content-language"];
+
+/// The annuaire URL with the path below `/annuaire` appended and the SIH's query string.
+pub fn join(base: &Uri, suffix: &str, query: Option<&str>) -> Result<Uri, Fault> {
+    let mut path = base.path().trim_end_matches('/').to_string();
+    path.push_str(suffix);
+    if path.is_empty() {
+        path.push('/');
+    }
+    if let Some(q) = query.or(base.query()) {
+        path.push('?');
+        path.push_str(q);
+    }
+    let mut parts = base.clone().into_parts();
+    parts.path_and_query =
+        Some(path.parse().map_err(|_| {
+            Fault::with_detail(FaultCode::NotFound, "invalid path below /annuaire")
+        })?);
+    Uri::from_parts(parts).map_err(|_| Fault::new(FaultCode::Internal))
+}
+
+/// Sends the SIH's body to `url` through `up` and returns the upstream's answer as it came:
+/// status, content type and body (SOAP faults of the AMC pass through untouched). A non-2xx
+/// answer that is not SOAP becomes an `…-unavailable` fault.
+pub async fn forward(
+    up: &Upstream,
+    url: Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+    budget: &Budget,
+) -> Result<HttpResponse, Fault> {
+    let host = url.host().unwrap_or("").to_string();
+    let mut req = Request::post(url);
+    for name in FORWARDED_REQUEST_HEADERS {
+        for v in headers.get_all(name) {
+            req = req.header(HeaderName::from_static(name), v.clone());
+        }
+    }
+    let req = req
+        .header(USER_AGENT, crate::upstream::USER_AGENT)
+        .body(Full::new(body))
+        .map_err(|_| Fault::new(FaultCode::Internal))?;
+    match up.send_within(req, Some(budget)).await {
+        // An error page (a load balancer's 502/503 HTML, an empty 500) is not the AMC's answer:
+        // the SIH gets a SOAP fault that says what came back.
+        Ok(r) if !r.status.is_success() && crate::soap::sniff(&r.body).is_err() => {
+            let detail = format!(
+                "the {} answered HTTP {} without a SOAP envelope",
+                up.kind().label(),
+                r.status.as_u16()
+            );
+            tracing::warn!(upstream = up.kind().label(), host = %host, status = r.status.as_u16(), "upstream error without SOAP");
+            Err(Fault::with_detail(up.kind().unavailable(), detail))
+        }
+        Ok(r) => {
+            let mut resp = Response::new(Full::new(r.body));
+            *resp.status_mut() = r.status;
+            for name in FORWARDED_RESPONSE_HEADERS {
+                if let Some(v) = r.headers.get(name) {
+                    resp.headers_mut()
+                        .insert(HeaderName::from_static(name), v.clone());
+                }
+            }
+            Ok(resp)
+        }
+        Err(UpstreamError {
+            code,
+            reason,
+            detail,
+        }) => {
+            tracing::warn!(upstream = up.kind().label(), host = %host, reason, detail = %detail, "upstream failure");
+            // No Retry-After on an answer refused for memory: the AMC may have acted on the call.
+            Err(Fault::with_detail(code, detail))
+        }
+    }
+}
+
+/// The fault of a call refused because the endpoint's circuit is open, with its Retry-After.
+pub fn circuit_open(key: &str, open: &Open) -> Fault {
+    let retry_in = open.retry_in.as_secs().max(1);
+    let mut f = Fault::with_detail(
+        FaultCode::AmcUnavailable,
+        format!(
+            "circuit open for {key} after {} consecutive failures: next try in {retry_in} s",
+            open.failures
+        ),
+    );
+    f.retry_after = Some(retry_in as u32);
+    f
+}
