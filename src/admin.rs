@@ -16,7 +16,7 @@ use crate::access::Access;
 use crate::annuaire::Directory;
 use crate::listener::{text, HttpResponse, Peer, SANDBOX_HEADER};
 use crate::metrics;
-use crate::reload::Runtime;
+use crate::runtime::Runtime;
 
 /// State the admin endpoints report on.
 #[derive(Debug, Default)]

@@ -28,7 +28,7 @@ use crate::audit::Audit;
 use crate::breaker::Breakers;
 use crate::fault::{Fault, FaultCode, StatusMode};
 use crate::listener::{HttpResponse, Peer};
-use crate::reload::Runtime;
+use crate::runtime::Runtime;
 use crate::soap::{self, SoapVersion};
 use admission::{Admission, InFlight};
 use answer::{AmcCall, Finished, Outcome};

@@ -527,10 +527,21 @@ impl ReloadableIdentity {
     /// Reads the source again. On success the new identity replaces the old one and the result
     /// says whether the certificate changed; on failure the old identity stays.
     pub fn reload(&self, now: i64) -> Result<bool, IdentityError> {
-        let id = Self::read(self.source.as_ref(), self.role, now)?;
+        let id = self.read_again(now)?;
         let changed = id.chain != self.current.load().chain;
         self.current.store(Arc::new(id));
         Ok(changed)
+    }
+
+    /// Reads and checks the source without putting it in force (for a holder that must swap
+    /// the identity together with what it derives from it).
+    pub fn read_again(&self, now: i64) -> Result<Identity, IdentityError> {
+        Self::read(self.source.as_ref(), self.role, now)
+    }
+
+    /// Puts `id`, read by [`Self::read_again`], in force.
+    pub fn put(&self, id: Identity) {
+        self.current.store(Arc::new(id));
     }
 
     pub fn files(&self) -> Vec<PathBuf> {

@@ -41,7 +41,7 @@ pub mod local_tls;
 pub mod logging;
 pub mod metrics;
 pub mod pki;
-pub mod reload;
+pub mod runtime;
 pub mod sandbox;
 pub mod serve;
 pub mod sim;

@@ -58,3 +58,42 @@ pub fn tls_config(
             .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck))),
     )
 }
+
+/// The gateway listener's `[server.tls]` behind the swap point the listener reads at each
+/// accept, reloadable from its files.
+///
+/// Contract: if reloading fails, the old configuration is kept and keeps serving. It is rebuilt
+/// at every reload, changed files or not: the listener then checks each open connection's
+/// client certificate again (one that expired or was revoked since cannot keep its
+/// keep-alive connection), which a reload is the operator's way to ask for.
+#[derive(Debug)]
+pub struct ReloadableLocalTls {
+    cfg: ServerTls,
+    current: Arc<arc_swap::ArcSwap<LocalTls>>,
+}
+
+impl ReloadableLocalTls {
+    /// Builds the listener's TLS for the first time; a failure here is a start-up error.
+    pub fn new(cfg: &ServerTls) -> Result<Self, String> {
+        Ok(ReloadableLocalTls {
+            current: Arc::new(arc_swap::ArcSwap::from_pointee(load(cfg)?)),
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// The swap point, shared with the listener.
+    pub fn swap_point(&self) -> Arc<arc_swap::ArcSwap<LocalTls>> {
+        self.current.clone()
+    }
+
+    /// The files whose change calls for a reload.
+    pub fn files(&self) -> Vec<std::path::PathBuf> {
+        self.cfg.files()
+    }
+
+    /// Builds it again and puts it in force.
+    pub fn reload(&self) -> Result<(), String> {
+        self.current.store(Arc::new(load(&self.cfg)?));
+        Ok(())
+    }
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::admin::Admin;
 use crate::config::{Config, LogFormat, Overrides, ServerConfig, DEFAULT_CONFIG_PATH};
 use crate::gateway::Gateway;
-use crate::reload::Runtime;
+use crate::runtime::Runtime;
 use crate::{listener, logging, sandbox};
 
 /// Options of `rocgw serve`.
@@ -59,108 +59,127 @@ fn say(line: &str) {
 
 /// Runs `rocgw serve`. Returns only on a start-up failure.
 pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
-    match find_config(opts.config.as_deref()) {
-        Source::File(path) => {
-            let cfg =
-                Config::load(&path, &opts.overrides).map_err(|e| StartError(e.to_string()))?;
-            logging::init(
-                opts.log_format.unwrap_or(cfg.log_format),
-                opts.log_level.as_deref().or(cfg.log_level.as_deref()),
-            );
-            let runtime = Runtime::start(cfg.clone()).map_err(StartError)?;
-            let admin = Admin::new(false);
-            let _ = admin.access.set(crate::access::Access::new(&cfg.access));
-            let admin_l = listener::bind("server.admin_listen", cfg.server.admin_listen)
-                .await
-                .map_err(StartError)?;
-            let gw_ls = gateway_listeners(&runtime).await?;
-            tracing::info!(config = %path.display(), "configuration loaded");
-            let admin_task = spawn_admin(admin.clone(), admin_l);
-            for l in &gw_ls {
-                announce("gateway", &l.url());
-            }
-            runtime.spawn_watchers();
-            let gw = Gateway::new(runtime.clone(), false).map_err(StartError)?;
-            admin.attach(runtime, gw.directory());
-            let gw_task = spawn_gateway(gw_ls, gw, admin.clone(), &cfg.server);
-            admin.set_ready(true);
-            // The gateway task ends after a stop signal and its drain; the admin listener (and
-            // its failing readiness) lives until then.
-            let _ = gw_task.await;
-            admin_task.abort();
-        }
-        Source::Sandbox => {
-            logging::init(
-                opts.log_format.unwrap_or_default(),
-                opts.log_level.as_deref(),
-            );
-            let dir = sandbox::data_dir(opts.data_dir.as_deref());
-            say(&sandbox::banner(&dir));
-            tracing::warn!("SANDBOX — TEST CERTIFICATES, NOT FOR PATIENTS");
-            // Health first: the probe answers while the test PKI is being generated.
-            let admin = Admin::new(true);
-            let admin_addr = opts
-                .overrides
-                .admin_listen
-                .unwrap_or_else(|| crate::config::DEFAULT_ADMIN_LISTEN.parse().expect("valid"));
-            if !admin_addr.ip().is_loopback() {
-                return Err(StartError(format!(
-                    "--admin-listen: the sandbox listens on loopback only (got {admin_addr})"
-                )));
-            }
-            let admin_l = listener::bind("server.admin_listen", admin_addr)
-                .await
-                .map_err(StartError)?;
-            let admin_task = spawn_admin(admin.clone(), admin_l);
-            sandbox::check_overrides(&opts.overrides).map_err(StartError)?;
-            let (_, regenerated) = {
-                let dir = dir.clone();
-                tokio::task::spawn_blocking(move || sandbox::prepare_pki(&dir))
-                    .await
-                    .map_err(|e| StartError(format!("sandbox preparation failed: {e}")))?
-                    .map_err(StartError)?
-            };
-            if regenerated {
-                tracing::info!(dir = %dir.join("pki").display(), "generated a new test PKI");
-            }
-            // The simulator's ports are free ones when the gateway's is (tests run in parallel).
-            let ephemeral = opts.overrides.listen.is_some_and(|a| a.port() == 0);
-            let sim =
-                crate::sim::Sim::start(crate::sim::SimConfig::sandbox(&dir.join("pki"), ephemeral))
-                    .await
-                    .map_err(|e| StartError(format!("sandbox simulator: {e}")))?;
-            announce("simulator admin", &format!("http://{}", sim.admin));
-            let prep =
-                sandbox::prepare(&dir, &opts.overrides, &sim.annuaire_url(), &sim.endpoints())
-                    .map_err(StartError)?;
-            let runtime = Runtime::start(prep.config.clone()).map_err(StartError)?;
-            runtime.spawn_watchers();
-            let _ = admin
-                .access
-                .set(crate::access::Access::new(&prep.config.access));
-            let gw_l = listener::bind("server.listen", prep.config.server.listen)
-                .await
-                .map_err(StartError)?;
-            let gw_addr = local(&gw_l);
-            announce("gateway", &format!("http://{gw_addr}"));
-            say(&format!(
+    let start = match find_config(opts.config.as_deref()) {
+        Source::File(path) => production(&opts, &path).await?,
+        Source::Sandbox => sandbox(&opts).await?,
+    };
+    serve(start).await
+}
+
+/// What both start-ups hand to the one serving sequence.
+struct Start {
+    config: Config,
+    admin: Arc<Admin>,
+    admin_task: tokio::task::JoinHandle<()>,
+    sandbox: bool,
+    /// Printed once the gateway listens, with its address (the sandbox's sample curl).
+    hello: Option<Box<dyn FnOnce(SocketAddr) -> String + Send>>,
+}
+
+/// Production: the configuration file, the admin listener.
+async fn production(opts: &ServeOptions, path: &Path) -> Result<Start, StartError> {
+    let cfg = Config::load(path, &opts.overrides).map_err(|e| StartError(e.to_string()))?;
+    logging::init(
+        opts.log_format.unwrap_or(cfg.log_format),
+        opts.log_level.as_deref().or(cfg.log_level.as_deref()),
+    );
+    let admin = Admin::new(false);
+    let admin_l = listener::bind("server.admin_listen", cfg.server.admin_listen)
+        .await
+        .map_err(StartError)?;
+    tracing::info!(config = %path.display(), "configuration loaded");
+    Ok(Start {
+        config: cfg,
+        admin_task: spawn_admin(admin.clone(), admin_l),
+        admin,
+        sandbox: false,
+        hello: None,
+    })
+}
+
+/// The sandbox: health first (the probe answers while the test PKI is generated), then the
+/// test PKI, the in-process simulator, and a configuration written for them.
+async fn sandbox(opts: &ServeOptions) -> Result<Start, StartError> {
+    logging::init(
+        opts.log_format.unwrap_or_default(),
+        opts.log_level.as_deref(),
+    );
+    let dir = sandbox::data_dir(opts.data_dir.as_deref());
+    say(&sandbox::banner(&dir));
+    tracing::warn!("SANDBOX — TEST CERTIFICATES, NOT FOR PATIENTS");
+    let admin = Admin::new(true);
+    let admin_addr = opts
+        .overrides
+        .admin_listen
+        .unwrap_or_else(|| crate::config::DEFAULT_ADMIN_LISTEN.parse().expect("valid"));
+    if !admin_addr.ip().is_loopback() {
+        return Err(StartError(format!(
+            "--admin-listen: the sandbox listens on loopback only (got {admin_addr})"
+        )));
+    }
+    let admin_l = listener::bind("server.admin_listen", admin_addr)
+        .await
+        .map_err(StartError)?;
+    let admin_task = spawn_admin(admin.clone(), admin_l);
+    sandbox::check_overrides(&opts.overrides).map_err(StartError)?;
+    let (_, regenerated) = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || sandbox::prepare_pki(&dir))
+            .await
+            .map_err(|e| StartError(format!("sandbox preparation failed: {e}")))?
+            .map_err(StartError)?
+    };
+    if regenerated {
+        tracing::info!(dir = %dir.join("pki").display(), "generated a new test PKI");
+    }
+    // The simulator's ports are free ones when the gateway's is (tests run in parallel).
+    let ephemeral = opts.overrides.listen.is_some_and(|a| a.port() == 0);
+    let sim = crate::sim::Sim::start(crate::sim::SimConfig::sandbox(&dir.join("pki"), ephemeral))
+        .await
+        .map_err(|e| StartError(format!("sandbox simulator: {e}")))?;
+    announce("simulator admin", &format!("http://{}", sim.admin));
+    let prep = sandbox::prepare(&dir, &opts.overrides, &sim.annuaire_url(), &sim.endpoints())
+        .map_err(StartError)?;
+    let sample = prep.sample_request;
+    Ok(Start {
+        config: prep.config,
+        admin,
+        admin_task,
+        sandbox: true,
+        hello: Some(Box::new(move |addr| {
+            format!(
                 "Try it (sample IDB request for {}):\n  {}",
                 crate::sim::SANDBOX_AMCS[0].1,
-                sandbox::curl_example(gw_addr, &prep.sample_request)
-            ));
-            let gw = Gateway::new(runtime.clone(), true).map_err(StartError)?;
-            admin.attach(runtime, gw.directory());
-            let gw_task = spawn_gateway(
-                vec![listener::Bound::Tcp(gw_l)],
-                gw,
-                admin.clone(),
-                &prep.config.server,
-            );
-            admin.set_ready(true);
-            let _ = gw_task.await;
-            admin_task.abort();
-        }
+                sandbox::curl_example(addr, &sample)
+            )
+        })),
+    })
+}
+
+/// The one serving sequence: credentials loaded and checked, listeners bound, reload triggers
+/// started, the gateway served until a stop signal and its drain.
+async fn serve(start: Start) -> Result<(), StartError> {
+    let runtime = Runtime::start(start.config).map_err(StartError)?;
+    let admin = start.admin;
+    let _ = admin
+        .access
+        .set(crate::access::Access::new(&runtime.config().access));
+    let listeners = gateway_listeners(&runtime).await?;
+    for l in &listeners {
+        announce("gateway", &l.url());
     }
+    if let (Some(hello), Some(addr)) = (start.hello, listeners.first().and_then(|l| l.addr())) {
+        say(&hello(addr));
+    }
+    runtime.spawn_watchers();
+    let gw = Gateway::new(runtime.clone(), start.sandbox).map_err(StartError)?;
+    admin.attach(runtime.clone(), gw.directory());
+    let gw_task = spawn_gateway(listeners, gw, admin.clone(), &runtime.config().server);
+    admin.set_ready(true);
+    // The gateway task ends after a stop signal and its drain; the admin listener (and its
+    // failing readiness) lives until then.
+    let _ = gw_task.await;
+    start.admin_task.abort();
     Ok(())
 }
 

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
@@ -22,7 +24,7 @@ use rustls_pki_types::pem::PemObject;
 use x509_parser::prelude::*;
 
 use crate::clock::fmt_time;
-use crate::config::RevocationPolicy;
+use crate::config::{RevocationPolicy, TrustConfig};
 use crate::identity::{read_pem_certs, CertInfo};
 use crate::metrics;
 
@@ -294,6 +296,82 @@ fn parse_crl(
 pub struct TrustSet {
     pub anchors: Anchors,
     pub crls: Arc<CrlSet>,
+}
+
+/// The IGC OSI trust material of both upstreams: the AMC side and the annuaire side, sharing
+/// one CRL set.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    pub amc: TrustSet,
+    pub annuaire: TrustSet,
+}
+
+impl Trust {
+    /// Loads `[trust]`: anchors of each side (checked for dates), then the CRLs, each verified
+    /// against the anchors of either side.
+    pub fn load(cfg: &TrustConfig, now: i64) -> Result<Trust, String> {
+        let amc = Anchors::load("trust.amc_anchors", &cfg.amc_anchors, now)?;
+        let annuaire = Anchors::load("trust.annuaire_anchors", &cfg.annuaire_anchors, now)?;
+        let crls = Arc::new(CrlSet::load(
+            "trust.crls",
+            &cfg.crls,
+            &[&amc, &annuaire],
+            now,
+        )?);
+        Ok(Trust {
+            amc: TrustSet {
+                anchors: amc,
+                crls: crls.clone(),
+            },
+            annuaire: TrustSet {
+                anchors: annuaire,
+                crls,
+            },
+        })
+    }
+}
+
+/// The trust material of `[trust]` behind one swap point, reloadable from its files.
+///
+/// Contract: if reloading fails (a missing or expired anchor, a CRL that does not verify), the
+/// old anchors and CRLs are kept and keep being used. When no file changed, nothing is loaded
+/// again and the result says so.
+#[derive(Debug)]
+pub struct ReloadableTrust {
+    cfg: TrustConfig,
+    current: ArcSwap<Trust>,
+    seen: crate::crypto::FilesSeen,
+}
+
+impl ReloadableTrust {
+    /// Loads the trust material for the first time; a failure here is a start-up error.
+    pub fn new(cfg: &TrustConfig, now: i64) -> Result<Self, String> {
+        let mut files: Vec<PathBuf> = cfg.amc_anchors.clone();
+        files.extend(cfg.annuaire_anchors.iter().cloned());
+        files.extend(cfg.crls.iter().cloned());
+        let seen = crate::crypto::FilesSeen::new(files);
+        Ok(ReloadableTrust {
+            current: ArcSwap::from_pointee(Trust::load(cfg, now)?),
+            cfg: cfg.clone(),
+            seen,
+        })
+    }
+
+    /// The trust material in force.
+    pub fn current(&self) -> Arc<Trust> {
+        self.current.load_full()
+    }
+
+    /// The files whose change calls for a reload.
+    pub fn files(&self) -> &[PathBuf] {
+        self.seen.files()
+    }
+
+    /// Loads the files again when they changed; returns whether new material is in force.
+    pub fn reload(&self, now: i64) -> Result<bool, String> {
+        self.seen
+            .reload_if_changed(|| Ok(self.current.store(Arc::new(Trust::load(&self.cfg, now)?))))
+    }
 }
 
 /// Verifies upstream server certificates: chain to the anchors, validity dates and host name by

@@ -13,21 +13,20 @@
 //! exactly the assertion it then reads.
 
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use base64::Engine as _;
 use serde::Deserialize;
 use x509_parser::prelude::*;
 
 use crate::clock::fmt_time;
-use crate::identity::Identity;
 
 mod envelope;
+mod signer;
 pub mod verify;
 pub use envelope::{plan, stamp, Plan};
+pub use signer::{AssertionCache, ReloadableSigner, Signer};
 pub use verify::{AssertionVerifier, VerifiedAssertion, VerifyError};
 
 pub const SAML2_NS: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
@@ -107,58 +106,6 @@ impl Default for Profile {
             max_depth: 64,
             max_attributes: 64,
         }
-    }
-}
-
-/// The signing half of the SIGN identity, prepared once: parsed key, base64 certificate,
-/// issuer name. Rebuilt on reload, never per request.
-pub struct Signer {
-    key: RsaKeyPair,
-    rng: SystemRandom,
-    cert_b64: String,
-    /// The certificate's subject DN (RFC 4514), the assertion's `Issuer`.
-    pub issuer: String,
-    pub structure_id: String,
-    pub serial: String,
-}
-
-impl std::fmt::Debug for Signer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signer")
-            .field("issuer", &self.issuer)
-            .field("serial", &self.serial)
-            .field("key", &"<redacted>")
-            .finish()
-    }
-}
-
-impl Signer {
-    pub fn new(id: &Identity) -> Result<Signer, String> {
-        let key = RsaKeyPair::from_pkcs8(id.key_pkcs8())
-            .map_err(|_| format!("{}: the key cannot sign with RSA-SHA256", id.field))?;
-        let leaf = id
-            .chain
-            .first()
-            .ok_or_else(|| format!("{}: no certificate", id.field))?;
-        let (_, cert) = X509Certificate::from_der(leaf)
-            .map_err(|e| format!("{}: unreadable certificate: {e}", id.field))?;
-        Ok(Signer {
-            key,
-            rng: SystemRandom::new(),
-            cert_b64: base64::engine::general_purpose::STANDARD.encode(leaf.as_ref()),
-            issuer: rfc4514(cert.subject()),
-            structure_id: id.info.structure_id.clone().unwrap_or_default(),
-            serial: id.info.serial.clone(),
-        })
-    }
-
-    /// RSA-SHA256 (PKCS#1 v1.5) signature of `msg` with the SIGN key.
-    pub fn sign(&self, msg: &[u8]) -> Vec<u8> {
-        let mut sig = vec![0u8; self.key.public_modulus_len()];
-        self.key
-            .sign(&RSA_PKCS1_SHA256, &self.rng, msg, &mut sig)
-            .expect("RSA signing with a validated key");
-        sig
     }
 }
 
@@ -408,62 +355,5 @@ pub fn build_assertion_with(
         not_on_or_after: noa_unix,
         issued_at: now,
         xml: xml.into(),
-    }
-}
-
-/// Reuse of signed assertions per audience (off unless `Profile::reuse` > 0).
-#[derive(Debug, Default)]
-pub struct AssertionCache {
-    by_audience: Mutex<std::collections::HashMap<String, SignedAssertion>>,
-}
-
-impl AssertionCache {
-    /// A cached assertion for `audience` issued less than `reuse` ago and valid for at least
-    /// `reuse` more, else a fresh one (cached when reuse is on). Returns whether it was reused.
-    pub fn get(
-        &self,
-        profile: &Profile,
-        signer: &Signer,
-        audience: &str,
-        now: i64,
-    ) -> (SignedAssertion, bool) {
-        if let Some(a) = self.lookup(profile, audience, now) {
-            return (a, true);
-        }
-        let a = build_assertion(profile, signer, audience, now);
-        self.insert(profile, &a);
-        (a, false)
-    }
-
-    /// The reusable assertion for `audience`, if reuse is on and one is still fresh.
-    pub fn lookup(&self, profile: &Profile, audience: &str, now: i64) -> Option<SignedAssertion> {
-        let reuse = profile.reuse.as_secs() as i64;
-        if reuse == 0 {
-            return None;
-        }
-        let m = self.by_audience.lock().unwrap_or_else(|e| e.into_inner());
-        m.get(audience)
-            .filter(|a| now - a.issued_at < reuse && now + reuse <= a.not_on_or_after)
-            .cloned()
-    }
-
-    /// Keeps `a` for reuse (no-op when reuse is off).
-    pub fn insert(&self, profile: &Profile, a: &SignedAssertion) {
-        if profile.reuse.is_zero() {
-            return;
-        }
-        let mut m = self.by_audience.lock().unwrap_or_else(|e| e.into_inner());
-        if m.len() > 10_000 {
-            m.clear();
-        }
-        m.insert(a.audience.clone(), a.clone());
-    }
-
-    /// Forgets every cached assertion (after a reload of the SIGN identity).
-    pub fn clear(&self) {
-        self.by_audience
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
     }
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::clock::fmt_time;
 use crate::config::RevocationPolicy;
-use crate::reload::Runtime;
+use crate::runtime::{Runtime, Structure};
 use crate::trust::TrustSet;
 
 #[derive(Debug, Clone, Serialize)]
@@ -127,7 +127,7 @@ impl Status {
     pub fn problems(rt: &Runtime, now: i64) -> Vec<String> {
         let cfg = rt.config();
         let mut problems = Vec::new();
-        for id in [rt.auth_cli.current(), rt.sign.current()] {
+        for id in rt.structures().flat_map(Structure::identities) {
             if now >= id.info.not_after {
                 problems.push(format!(
                     "{}: certificate expired on {}",
@@ -147,9 +147,10 @@ impl Status {
                 }
             }
         };
-        stale(&rt.amc_trust(), cfg.amc.revocation, "");
+        let trust = rt.trust();
+        stale(&trust.amc, cfg.amc.revocation, "");
         if let Some(an) = &cfg.annuaire {
-            stale(&rt.annuaire_trust(), an.revocation, ", annuaire");
+            stale(&trust.annuaire, an.revocation, ", annuaire");
         }
         problems
     }
@@ -158,7 +159,7 @@ impl Status {
         let cfg = rt.config();
         let problems = Status::problems(rt, now);
         let mut identities = Vec::new();
-        for id in [rt.auth_cli.current(), rt.sign.current()] {
+        for id in rt.structures().flat_map(Structure::identities) {
             identities.push(IdentityStatus {
                 name: id.field.clone(),
                 role: id.role.as_str().into(),
@@ -170,14 +171,15 @@ impl Status {
                 expires_in_s: id.info.not_after - now,
             });
         }
-        let (amc, ann) = (rt.amc_trust(), rt.annuaire_trust());
+        let trust = rt.trust();
+        let (amc, ann) = (&trust.amc, &trust.annuaire);
         let mut a = Vec::new();
-        anchors("amc", &amc, now, &mut a);
-        anchors("annuaire", &ann, now, &mut a);
+        anchors("amc", amc, now, &mut a);
+        anchors("annuaire", ann, now, &mut a);
         let mut c = Vec::new();
-        crls("amc", &amc, now, &mut c);
+        crls("amc", amc, now, &mut c);
         if cfg.annuaire.is_some() {
-            crls("annuaire", &ann, now, &mut c);
+            crls("annuaire", ann, now, &mut c);
         }
         let mut upstreams = Vec::new();
         let outcomes = upstream_outcomes();

@@ -13,7 +13,7 @@ use hyper::{HeaderMap, Request, Uri};
 use crate::annuaire::{self, parse_search_response, search_request, Answer, Directory, Lookup};
 use crate::config::Config;
 use crate::fault::{Fault, FaultCode};
-use crate::reload::Runtime;
+use crate::runtime::Runtime;
 
 /// Optional request headers carrying the annuaire's other routing keys.
 pub const ROUTING_HEADERS: [(&str, &str); 3] = [

@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 
 use crate::fault::{Fault, FaultCode, VersionedFault};
 use crate::metrics;
-use crate::reload::Runtime;
+use crate::runtime::Runtime;
 use crate::wssec;
 
 /// What was signed for one AMC call (for the audit log).
@@ -59,7 +59,10 @@ impl Stamper {
             None => endpoint.to_string(),
         };
         let now = crate::clock::now_unix();
-        let (assertion, reused) = match rt.assertions.lookup(profile, &audience, now) {
+        let sign = &rt.structure().sign;
+        // The serial audited is the one of the key that signs (a reload swaps both together).
+        let signer = sign.signer();
+        let (assertion, reused) = match sign.assertions.lookup(profile, &audience, now) {
             Some(a) => (a, true),
             None => {
                 // An RSA-2048 signature takes 0.3–0.8 ms: it runs on the blocking pool so the
@@ -73,17 +76,17 @@ impl Stamper {
                     .acquire_owned()
                     .await
                     .map_err(|_| internal())?;
-                let rt = rt.clone();
+                let (rt, signer) = (rt.clone(), signer.clone());
                 let audience = audience.clone();
                 tokio::task::spawn_blocking(move || {
                     let profile = &rt.config().assertion;
                     let t = Instant::now();
-                    let a = wssec::build_assertion(profile, &rt.signer(), &audience, now);
+                    let a = wssec::build_assertion(profile, &signer, &audience, now);
                     metrics::get()
                         .signing_seconds
                         .observe(t.elapsed().as_secs_f64());
                     drop(permit);
-                    rt.assertions.insert(profile, &a);
+                    rt.structure().sign.assertions.insert(profile, &a);
                     a
                 })
                 .await
@@ -96,7 +99,7 @@ impl Stamper {
             id: assertion.id.clone(),
             reused,
             audience,
-            signer_serial: rt.sign.current().info.serial.clone(),
+            signer_serial: signer.serial.clone(),
         };
         let stamped = wssec::stamp(body, &plan, &assertion.xml, profile.must_understand);
         Ok((Bytes::from(stamped), signed))

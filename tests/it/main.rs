@@ -9,6 +9,7 @@ mod load;
 mod ops;
 mod packaging;
 mod pki;
+mod reload;
 mod resilience;
 mod routing;
 mod sandbox;

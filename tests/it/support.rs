@@ -639,3 +639,10 @@ pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// Puts a copy of `src` in place of `dst` in one rename, as an operator's deployment would.
+pub fn replace_file(src: &Path, dst: &Path) {
+    let tmp = dst.with_extension("new");
+    fs::copy(src, &tmp).unwrap();
+    fs::rename(&tmp, dst).unwrap();
+}

@@ -564,12 +564,6 @@ fn a_proxy_that_refuses_the_port_is_a_clear_fault() {
 }
 
 /// Replaces `dst` atomically with the content of `src`.
-fn replace_file(src: &Path, dst: &Path) {
-    let tmp = dst.with_extension("new");
-    fs::copy(src, &tmp).unwrap();
-    fs::rename(&tmp, dst).unwrap();
-}
-
 fn rotation(trigger_by_signal: bool) {
     let ann = TlsServer::fixture("osi/annuaire", Some(IGC_ROOTS), Behavior::Echo);
     let tmp = scratch();

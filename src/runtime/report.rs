@@ -1,0 +1,122 @@
+//! What the runtime says about the credentials in force: the procedure's expiry alerts (a
+//! warning under 30 days, an error under 7) and, after each load, what is in force and what
+//! looks wrong (readable key files, a CN other than the service name, mismatched structures).
+
+use std::sync::Arc;
+
+use super::{Runtime, Structure};
+use crate::clock::{fmt_time, now_unix};
+use crate::identity::{Identity, EXPIRY_WARNING_DAYS};
+
+impl Structure {
+    /// Both identities in force.
+    pub fn identities(&self) -> [Arc<Identity>; 2] {
+        [self.auth_cli.current(), self.sign.identity()]
+    }
+}
+
+impl Runtime {
+    /// Logs the expiry alerts of the procedure: a warning when an identity has fewer than 30
+    /// days left, an error under 7 (or once expired).
+    pub fn expiry_alerts(&self, now: i64) {
+        for id in self.structures().flat_map(Structure::identities) {
+            let days = id.days_left(now);
+            if days < 7 {
+                tracing::error!(
+                    identity = id.role.as_str(),
+                    days_left = days,
+                    not_after = %fmt_time(id.info.not_after),
+                    "certificate expires in less than 7 days: install its renewal now"
+                );
+            } else if days < EXPIRY_WARNING_DAYS {
+                tracing::warn!(
+                    identity = id.role.as_str(),
+                    days_left = days,
+                    not_after = %fmt_time(id.info.not_after),
+                    "certificate expires in less than {EXPIRY_WARNING_DAYS} days: order its renewal"
+                );
+            }
+        }
+    }
+
+    /// Logs what is in force, with the expiry warnings of the procedure (one month).
+    pub fn report(&self) {
+        let now = now_unix();
+        self.expiry_alerts(now);
+        let s = &self.cfg.server;
+        if s.max_buffered_bytes < s.max_body_bytes + self.cfg.upstream.max_response_bytes {
+            tracing::warn!(
+                max_buffered_bytes = s.max_buffered_bytes,
+                "server.max_buffered_bytes is below max_body_bytes + upstream.max_response_bytes: \
+                 a large AMC answer may be refused after the AMC has acted on the call"
+            );
+        }
+        self.warn_readable_secrets();
+        for st in self.structures() {
+            report_structure(st, now);
+        }
+        let trust = self.trust();
+        tracing::info!(
+            amc_anchors = trust.amc.anchors.len(),
+            annuaire_anchors = trust.annuaire.anchors.len(),
+            crls = trust.amc.crls.len(),
+            "trust material loaded"
+        );
+        for c in trust.amc.crls.crls() {
+            if c.is_stale(now) {
+                tracing::warn!(issuer = %c.issuer, source = %c.source.display(), "CRL is past its next update");
+            }
+        }
+    }
+
+    /// Keys, P12 files and password files are secrets: readable by rocgw only.
+    fn warn_readable_secrets(&self) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let local_key = self.cfg.server.tls.as_ref().map(|t| t.key.clone());
+        let identity_files = self
+            .structures()
+            .flat_map(|s| s.auth_cli.files().into_iter().chain(s.sign.files()));
+        for f in identity_files.chain(local_key) {
+            if let Ok(m) = std::fs::metadata(&f) {
+                let mode = m.permissions().mode() & 0o777;
+                if mode & 0o044 != 0 {
+                    tracing::warn!(
+                        file = %f.display(),
+                        mode = format!("{mode:o}"),
+                        "a key or password file is readable by its group or by everyone: chmod 600"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// One structure's identities as loaded, and what looks wrong in them.
+fn report_structure(st: &Structure, now: i64) {
+    let [auth, sign] = st.identities();
+    for id in [&auth, &sign] {
+        tracing::info!(
+            identity = id.role.as_str(),
+            subject = %id.info.subject,
+            serial = %id.info.serial,
+            not_after = %fmt_time(id.info.not_after),
+            days_left = id.days_left(now),
+            "identity loaded"
+        );
+        if id.info.common_name.as_deref() != Some(id.role.recommended_cn()) {
+            tracing::warn!(
+                identity = id.role.as_str(),
+                cn = id.info.common_name.as_deref().unwrap_or(""),
+                recommended = id.role.recommended_cn(),
+                "certificate CN differs from the recommended service name"
+            );
+        }
+    }
+    if auth.info.structure_id != sign.info.structure_id {
+        tracing::warn!(
+            auth_cli = auth.info.structure_id.as_deref().unwrap_or("?"),
+            sign = sign.info.structure_id.as_deref().unwrap_or("?"),
+            "AUTH_CLI and SIGN certificates name different structures"
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! What calls for a reload: SIGHUP at once, a timed check of the watched files (modification
+//! time and size), and the procedure's daily one-month expiry alert.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::Runtime;
+use crate::clock::now_unix;
+
+/// What the timed check compares: each watched file with its modification time and size.
+pub(super) type Fingerprint = Vec<(PathBuf, Option<(SystemTime, u64)>)>;
+
+impl Runtime {
+    /// Files whose change calls for a reload.
+    fn watched(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for s in self.structures() {
+            files.extend(s.auth_cli.files());
+            files.extend(s.sign.files());
+        }
+        files.extend(self.trust.files().iter().cloned());
+        if let Some(t) = &self.local_tls {
+            files.extend(t.files());
+        }
+        files.sort();
+        files.dedup();
+        files
+    }
+
+    pub(super) fn fingerprint_now(&self) -> Fingerprint {
+        self.watched()
+            .into_iter()
+            .map(|p| {
+                let m = std::fs::metadata(&p)
+                    .ok()
+                    .and_then(|m| Some((m.modified().ok()?, m.len())));
+                (p, m)
+            })
+            .collect()
+    }
+
+    /// Whether a watched file changed since the last look (and remembers what it saw).
+    fn files_changed(&self) -> bool {
+        let now = self.fingerprint_now();
+        let mut last = self.fingerprint.lock().unwrap_or_else(|e| e.into_inner());
+        if *last != now {
+            *last = now;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Starts the reload triggers: SIGHUP, and the timed check of the watched files.
+    pub fn spawn_watchers(self: &Arc<Self>) {
+        #[cfg(unix)]
+        {
+            let rt = self.clone();
+            tokio::spawn(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                    tracing::warn!("cannot listen for SIGHUP: reload by file check only");
+                    return;
+                };
+                while hup.recv().await.is_some() {
+                    rt.files_changed();
+                    rt.reload("SIGHUP").await;
+                }
+            });
+        }
+        // The procedure's one-month alert, every day: a warning under 30 days, an error under 7.
+        let rt = self.clone();
+        every(Duration::from_secs(86_400), move || {
+            rt.expiry_alerts(now_unix());
+            async {}
+        });
+        let secs = self.cfg.reload_check_interval_s;
+        if secs > 0 {
+            let rt = self.clone();
+            every(Duration::from_secs(secs), move || {
+                let rt = rt.clone();
+                async move {
+                    if rt.files_changed() {
+                        rt.reload("file change").await;
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Runs `tick` every `period`, the first time one period from now.
+fn every<F, Fut>(period: Duration, mut tick: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            tick().await;
+        }
+    });
+}
