@@ -277,7 +277,7 @@ pub fn main() -> ExitCode {
         }
         Some(Command::Sim(a)) => {
             crate::logging::init(cli.log_format.unwrap_or_default(), cli.log_level.as_deref());
-            block_on(crate::sim::run(a.config, a.data_dir))
+            block_on(crate::sandbox::run_sim(a.config, a.data_dir))
         }
         Some(Command::Cert(c)) => run_cert(c),
         Some(Command::Load(a)) => run_load(*a),

@@ -10,6 +10,7 @@ use crate::clock::now_unix;
 use crate::config::{Config, IdentitySource, Overrides};
 use crate::identity::EXPIRY_WARNING_DAYS;
 use crate::pki::{self, Manifest};
+use crate::sim::SimConfig;
 
 /// Where the sandbox keeps its test PKI: `--data-dir`, else `$ROCGW_DATA_DIR`, else
 /// `$XDG_DATA_HOME/rocgw/sandbox`, else `~/.local/share/rocgw/sandbox`, else `./rocgw-sandbox`.
@@ -27,6 +28,30 @@ pub fn data_dir(explicit: Option<&Path>) -> PathBuf {
         return PathBuf::from(h).join(".local/share/rocgw/sandbox");
     }
     PathBuf::from("rocgw-sandbox")
+}
+
+/// `rocgw sim`: starts the simulator from `config`, or the sandbox's test AMCs over the
+/// sandbox's test PKI (in `data_dir`, see [`data_dir`]), and serves until stopped.
+pub async fn run_sim(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> Result<(), String> {
+    let cfg = match config {
+        Some(p) => SimConfig::load(&p).map_err(|e| e.to_string())?,
+        None => {
+            let dir = self::data_dir(data_dir.as_deref());
+            let d = dir.clone();
+            let (_, generated) = tokio::task::spawn_blocking(move || prepare_pki(&d))
+                .await
+                .map_err(|e| e.to_string())??;
+            if generated {
+                tracing::info!(dir = %dir.join("pki").display(), "generated a new test PKI");
+            }
+            println!(
+                "rocgw sim: TEST AMCs over the sandbox test PKI in {}",
+                dir.join("pki").display()
+            );
+            SimConfig::sandbox(&dir.join("pki"), false)
+        }
+    };
+    crate::sim::run(cfg).await
 }
 
 /// What the sandbox prepared.
