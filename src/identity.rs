@@ -192,16 +192,49 @@ impl fmt::Debug for Identity {
 }
 
 /// A refused identity: one line naming the config field and the problem. Never holds a secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdentityError(pub String);
-
-impl fmt::Display for IdentityError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// The file could not be read or opened (I/O, password, format); `why` names the file.
+    #[error("{field}: {why}")]
+    Unreadable { field: String, why: String },
+    #[error("{field}: no private key")]
+    NoKey { field: String },
+    #[error("{field}: no certificate")]
+    NoCertificate { field: String },
+    #[error("{field}: {why}")]
+    BadCertificate { field: String, why: String },
+    #[error("{field}: the private key is not an RSA key (IGC-Santé ORG certificates use RSA)")]
+    NotRsa { field: String },
+    #[error("{field}: the private key does not match the certificate (subject {subject}, serial {serial})")]
+    KeyMismatch {
+        field: String,
+        subject: String,
+        serial: String,
+    },
+    #[error("{field}: certificate expired on {} (subject {subject}, serial {serial})", fmt_time(*not_after))]
+    Expired {
+        field: String,
+        not_after: i64,
+        subject: String,
+        serial: String,
+    },
+    #[error("{field}: certificate not valid before {} (subject {subject})", fmt_time(*not_before))]
+    NotYetValid {
+        field: String,
+        not_before: i64,
+        subject: String,
+    },
+    /// The key usage or extended key usage does not fit the role (AUTH_CLI vs SIGN).
+    #[error("{field}: {problem} (subject {subject})")]
+    WrongRole {
+        field: String,
+        problem: String,
+        subject: String,
+    },
+    /// Loaded, but the signing layer cannot use the key; `why` names the field.
+    #[error("{why}")]
+    Unusable { why: String },
 }
-
-impl std::error::Error for IdentityError {}
 
 /// Key and certificates as read from a file, before any check.
 pub struct RawIdentity {
@@ -330,9 +363,10 @@ impl Identity {
     /// Loads and checks the identity named by `source` for `role`, at time `now` (Unix seconds).
     pub fn load(source: &IdentitySource, role: Role, now: i64) -> Result<Identity, IdentityError> {
         let src = open(source);
-        let raw = src
-            .read()
-            .map_err(|m| IdentityError(format!("{}: {m}", src.field())))?;
+        let raw = src.read().map_err(|why| IdentityError::Unreadable {
+            field: src.field().to_string(),
+            why,
+        })?;
         Identity::check(raw, role, src.field().to_string(), now)
     }
 
@@ -343,40 +377,49 @@ impl Identity {
         field: String,
         now: i64,
     ) -> Result<Identity, IdentityError> {
-        let fail = |m: String| IdentityError(format!("{field}: {m}"));
-        let key = raw.key_pkcs8.ok_or_else(|| fail("no private key".into()))?;
+        let field_ = || field.clone();
+        let key = raw
+            .key_pkcs8
+            .ok_or_else(|| IdentityError::NoKey { field: field_() })?;
         let leaf = raw
             .chain
             .first()
-            .ok_or_else(|| fail("no certificate".into()))?;
-        let info = CertInfo::parse(leaf).map_err(fail)?;
-        let kp = aws_lc_rs::rsa::KeyPair::from_pkcs8(&key).map_err(|_| {
-            fail("the private key is not an RSA key (IGC-Santé ORG certificates use RSA)".into())
+            .ok_or_else(|| IdentityError::NoCertificate { field: field_() })?;
+        let info = CertInfo::parse(leaf).map_err(|why| IdentityError::BadCertificate {
+            field: field_(),
+            why,
         })?;
+        let kp = aws_lc_rs::rsa::KeyPair::from_pkcs8(&key)
+            .map_err(|_| IdentityError::NotRsa { field: field_() })?;
         use aws_lc_rs::signature::KeyPair as _;
         if kp.public_key().as_ref() != info.public_key.as_slice() {
-            return Err(fail(format!(
-                "the private key does not match the certificate (subject {}, serial {})",
-                info.subject, info.serial
-            )));
+            return Err(IdentityError::KeyMismatch {
+                field,
+                subject: info.subject,
+                serial: info.serial,
+            });
         }
         if now >= info.not_after {
-            return Err(fail(format!(
-                "certificate expired on {} (subject {}, serial {})",
-                fmt_time(info.not_after),
-                info.subject,
-                info.serial
-            )));
+            return Err(IdentityError::Expired {
+                field,
+                not_after: info.not_after,
+                subject: info.subject,
+                serial: info.serial,
+            });
         }
         if now < info.not_before {
-            return Err(fail(format!(
-                "certificate not valid before {} (subject {})",
-                fmt_time(info.not_before),
-                info.subject
-            )));
+            return Err(IdentityError::NotYetValid {
+                field,
+                not_before: info.not_before,
+                subject: info.subject,
+            });
         }
-        if let Some(p) = info.role_problem(role) {
-            return Err(fail(format!("{p} (subject {})", info.subject)));
+        if let Some(problem) = info.role_problem(role) {
+            return Err(IdentityError::WrongRole {
+                field,
+                problem,
+                subject: info.subject,
+            });
         }
         Ok(Identity {
             role,
@@ -513,9 +556,10 @@ impl ReloadableIdentity {
     }
 
     fn read(source: &dyn Source, role: Role, now: i64) -> Result<Identity, IdentityError> {
-        let raw = source
-            .read()
-            .map_err(|m| IdentityError(format!("{}: {m}", source.field())))?;
+        let raw = source.read().map_err(|why| IdentityError::Unreadable {
+            field: source.field().to_string(),
+            why,
+        })?;
         Identity::check(raw, role, source.field().to_string(), now)
     }
 

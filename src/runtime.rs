@@ -96,9 +96,9 @@ impl Runtime {
     pub fn start(cfg: Config) -> Result<Arc<Runtime>, String> {
         let now = now_unix();
         let ids = &cfg.identities;
-        let auth_cli =
-            ReloadableIdentity::new(&ids.auth_cli, Role::AuthCli, now).map_err(|e| e.0)?;
-        let sign = ReloadableSigner::new(&ids.sign, now).map_err(|e| e.0)?;
+        let auth_cli = ReloadableIdentity::new(&ids.auth_cli, Role::AuthCli, now)
+            .map_err(|e| e.to_string())?;
+        let sign = ReloadableSigner::new(&ids.sign, now).map_err(|e| e.to_string())?;
         let id = sign
             .identity()
             .info

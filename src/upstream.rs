@@ -325,12 +325,81 @@ impl tower_service::Service<Uri> for Connector {
     }
 }
 
+/// Why an upstream exchange failed. `as_str` is the stable metric label and log word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Timeout,
+    Proxy,
+    NotHttps,
+    Connect,
+    ClosedDuringHandshake,
+    TlsError,
+    Io,
+    CertExpired,
+    CertNotYetValid,
+    CertRevoked,
+    UnknownCa,
+    WrongHost,
+    RevocationUnknown,
+    PeerRejectedClientCert,
+    TlsAlert,
+    ResponseTooLarge,
+    MemoryBudget,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Timeout => "timeout",
+            Reason::Proxy => "proxy",
+            Reason::NotHttps => "not-https",
+            Reason::Connect => "connect",
+            Reason::ClosedDuringHandshake => "closed-during-handshake",
+            Reason::TlsError => "tls-error",
+            Reason::Io => "io",
+            Reason::CertExpired => "cert-expired",
+            Reason::CertNotYetValid => "cert-not-yet-valid",
+            Reason::CertRevoked => "cert-revoked",
+            Reason::UnknownCa => "unknown-ca",
+            Reason::WrongHost => "wrong-host",
+            Reason::RevocationUnknown => "revocation-unknown",
+            Reason::PeerRejectedClientCert => "peer-rejected-client-cert",
+            Reason::TlsAlert => "tls-alert",
+            Reason::ResponseTooLarge => "response-too-large",
+            Reason::MemoryBudget => "memory-budget",
+        }
+    }
+
+    /// A failure of the TLS handshake (counted in `rocgw_upstream_tls_failures_total`).
+    pub fn is_tls(self) -> bool {
+        matches!(
+            self,
+            Reason::CertExpired
+                | Reason::CertRevoked
+                | Reason::UnknownCa
+                | Reason::WrongHost
+                | Reason::CertNotYetValid
+                | Reason::RevocationUnknown
+                | Reason::PeerRejectedClientCert
+                | Reason::TlsAlert
+                | Reason::ClosedDuringHandshake
+                | Reason::TlsError
+        )
+    }
+
+    /// Nothing reached the upstream (the TCP connection could not be opened): the only case
+    /// where a call may be tried again, since the AMC cannot have acted on it.
+    pub fn nothing_sent(self) -> bool {
+        self == Reason::Connect
+    }
+}
+
 /// An upstream failure, classified for the SIH.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{detail}")]
 pub struct UpstreamError {
     pub code: FaultCode,
-    /// Short stable reason, used as a metric label (`cert-expired`, `timeout`, …).
-    pub reason: &'static str,
+    pub reason: Reason,
     /// One sentence for the fault detail and the log; no secrets, no bodies.
     pub detail: String,
 }
@@ -430,7 +499,7 @@ impl Upstream {
                 )
                 .await;
             match r {
-                Err(e) if e.reason == "connect" && attempt < self.connect_retries => {
+                Err(e) if e.reason.nothing_sent() && attempt < self.connect_retries => {
                     attempt += 1;
                     metrics::get()
                         .upstream_retries
@@ -454,10 +523,10 @@ impl Upstream {
             .with_label_values(&[self.kind.label()])
             .observe(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
-            if is_tls_reason(e.reason) {
+            if e.reason.is_tls() {
                 metrics::get()
                     .tls_failures
-                    .with_label_values(&[self.kind.label(), e.reason])
+                    .with_label_values(&[self.kind.label(), e.reason.as_str()])
                     .inc();
             }
         }
@@ -472,7 +541,7 @@ impl Upstream {
     ) -> Result<UpstreamResponse, UpstreamError> {
         let timeout = |what: &str| UpstreamError {
             code: self.kind.timeout(),
-            reason: "timeout",
+            reason: Reason::Timeout,
             detail: format!("no {what} from the {} in time", self.kind.label()),
         };
         let resp =
@@ -518,12 +587,12 @@ impl Upstream {
             .map_err(|e| match e {
                 ReadError::TooLarge => UpstreamError {
                     code: self.kind.unavailable(),
-                    reason: "response-too-large",
+                    reason: Reason::ResponseTooLarge,
                     detail: format!("the {label} response exceeds {max} bytes"),
                 },
                 ReadError::OverBudget => UpstreamError {
                     code: FaultCode::Overloaded,
-                    reason: "memory-budget",
+                    reason: Reason::MemoryBudget,
                     detail: format!(
                         "the {label} answered, but its answer did not fit in the memory for \
                          bodies in progress (server.max_buffered_bytes): the call may have been \
@@ -543,22 +612,6 @@ fn jitter(attempt: u32) -> Duration {
     Duration::from_micros(u64::from_le_bytes(b) % cap_us)
 }
 
-fn is_tls_reason(reason: &str) -> bool {
-    matches!(
-        reason,
-        "cert-expired"
-            | "cert-revoked"
-            | "unknown-ca"
-            | "wrong-host"
-            | "cert-not-yet-valid"
-            | "revocation-unknown"
-            | "peer-rejected-client-cert"
-            | "tls-alert"
-            | "closed-during-handshake"
-            | "tls-error"
-    )
-}
-
 /// Walks an error's sources and says what the SIH should hear.
 pub fn classify(kind: Kind, err: &(dyn StdError + 'static)) -> UpstreamError {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
@@ -569,28 +622,28 @@ pub fn classify(kind: Kind, err: &(dyn StdError + 'static)) -> UpstreamError {
                 ConnectError::ConnectTimeout | ConnectError::TlsTimeout => {
                     return UpstreamError {
                         code: kind.timeout(),
-                        reason: "timeout",
+                        reason: Reason::Timeout,
                         detail: format!("{} {ce}", kind.label()),
                     }
                 }
                 ConnectError::ProxyRefused(_) | ConnectError::Proxy(_) => {
                     return UpstreamError {
                         code: kind.unavailable(),
-                        reason: "proxy",
+                        reason: Reason::Proxy,
                         detail: ce.to_string(),
                     }
                 }
                 ConnectError::NotHttps => {
                     return UpstreamError {
                         code: kind.unavailable(),
-                        reason: "not-https",
+                        reason: Reason::NotHttps,
                         detail: ce.to_string(),
                     }
                 }
                 ConnectError::Connect(_) => {
                     return UpstreamError {
                         code: kind.unavailable(),
-                        reason: "connect",
+                        reason: Reason::Connect,
                         detail: format!("{} {ce}", kind.label()),
                     }
                 }
@@ -614,7 +667,7 @@ pub fn classify(kind: Kind, err: &(dyn StdError + 'static)) -> UpstreamError {
             {
                 return UpstreamError {
                     code: FaultCode::UpstreamTls,
-                    reason: "closed-during-handshake",
+                    reason: Reason::ClosedDuringHandshake,
                     detail: format!(
                         "the {} closed the connection during the TLS handshake",
                         kind.label()
@@ -630,7 +683,7 @@ pub fn classify(kind: Kind, err: &(dyn StdError + 'static)) -> UpstreamError {
         } else {
             kind.unavailable()
         },
-        reason: if in_tls { "tls-error" } else { "io" },
+        reason: if in_tls { Reason::TlsError } else { Reason::Io },
         detail: format!("{} exchange failed: {}", kind.label(), short_chain(err)),
     }
 }
@@ -641,27 +694,27 @@ fn tls_error(kind: Kind, e: &rustls::Error) -> UpstreamError {
     let (code, reason, detail) = match e {
         E::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => (
             FaultCode::UpstreamCertExpired,
-            "cert-expired",
+            Reason::CertExpired,
             format!("the {who} server certificate has expired"),
         ),
         E::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => (
             FaultCode::UpstreamTls,
-            "cert-not-yet-valid",
+            Reason::CertNotYetValid,
             format!("the {who} server certificate is not valid yet"),
         ),
         E::InvalidCertificate(C::Revoked) => (
             FaultCode::UpstreamCertRevoked,
-            "cert-revoked",
+            Reason::CertRevoked,
             format!("the {who} server certificate is revoked"),
         ),
         E::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => (
             FaultCode::UpstreamCertUnknownCa,
-            "unknown-ca",
+            Reason::UnknownCa,
             format!("the {who} server certificate does not chain to a configured IGC OSI anchor"),
         ),
         E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => (
             FaultCode::UpstreamTls,
-            "wrong-host",
+            Reason::WrongHost,
             format!("the {who} server certificate does not name the host"),
         ),
         E::InvalidCertificate(
@@ -670,7 +723,7 @@ fn tls_error(kind: Kind, e: &rustls::Error) -> UpstreamError {
             | C::ExpiredRevocationListContext { .. },
         ) => (
             FaultCode::UpstreamTls,
-            "revocation-unknown",
+            Reason::RevocationUnknown,
             format!(
                 "the revocation status of the {who} server certificate is unknown (hard policy)"
             ),
@@ -686,17 +739,17 @@ fn tls_error(kind: Kind, e: &rustls::Error) -> UpstreamError {
             | A::CertificateExpired,
         ) => (
             FaultCode::UpstreamTls,
-            "peer-rejected-client-cert",
+            Reason::PeerRejectedClientCert,
             format!("the {who} server rejected our client certificate ({e})"),
         ),
         E::AlertReceived(_) => (
             FaultCode::UpstreamTls,
-            "tls-alert",
+            Reason::TlsAlert,
             format!("the {who} server sent a TLS alert ({e})"),
         ),
         _ => (
             FaultCode::UpstreamTls,
-            "tls-error",
+            Reason::TlsError,
             format!("TLS with the {who} server failed: {e}"),
         ),
     };

@@ -88,7 +88,7 @@ pub async fn forward(
             reason,
             detail,
         }) => {
-            tracing::warn!(upstream = up.kind().label(), host = %host, reason, detail = %detail, "upstream failure");
+            tracing::warn!(upstream = up.kind().label(), host = %host, reason = reason.as_str(), detail = %detail, "upstream failure");
             // No Retry-After on an answer refused for memory: the AMC may have acted on the call.
             Err(Fault::with_detail(code, detail))
         }

@@ -244,7 +244,7 @@ async fn call(rt: &Runtime, who: &annuaire::Requester, key: &Lookup) -> Result<A
         Ok(r) => r,
         Err(e) => {
             count("error");
-            tracing::warn!(reason = e.reason, detail = %e.detail, "annuaire unreachable");
+            tracing::warn!(reason = e.reason.as_str(), detail = %e.detail, "annuaire unreachable");
             return Err(e.detail);
         }
     };

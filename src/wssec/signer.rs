@@ -149,7 +149,8 @@ impl ReloadableSigner {
     /// Loads the SIGN identity and prepares its key; a failure here is a start-up error.
     pub fn new(cfg: &IdentitySource, now: i64) -> Result<Self, IdentityError> {
         let identity = ReloadableIdentity::new(cfg, Role::Sign, now)?;
-        let signer = Signer::new(&identity.current()).map_err(IdentityError)?;
+        let signer =
+            Signer::new(&identity.current()).map_err(|why| IdentityError::Unusable { why })?;
         Ok(ReloadableSigner {
             identity,
             signer: ArcSwap::from_pointee(signer),
@@ -178,7 +179,7 @@ impl ReloadableSigner {
         if id.chain == self.identity.current().chain {
             return Ok(false);
         }
-        let signer = Signer::new(&id).map_err(IdentityError)?;
+        let signer = Signer::new(&id).map_err(|why| IdentityError::Unusable { why })?;
         self.identity.put(id);
         self.signer.store(Arc::new(signer));
         self.assertions.clear();
