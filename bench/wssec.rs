@@ -11,8 +11,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
+use rocgw::config::Profile;
 use rocgw::identity::now_unix;
-use rocgw::wssec::{self, AssertionCache, Profile, Signer};
+use rocgw::wssec::{self, AssertionCache, Signer};
 
 /// A SOAP 1.2 envelope of about `size` bytes: WS-Addressing headers and a body of nested,
 /// attributed, accented elements (an IDB-like request repeated).

@@ -6,11 +6,9 @@
 use std::fs;
 use std::path::Path;
 
-use rocgw::config::IdentitySource;
+use rocgw::config::{AttributeSpec, ExistingSecurity, IdentitySource, Profile};
 use rocgw::identity::{now_unix, Identity, Role};
-use rocgw::wssec::{
-    self, AssertionVerifier, AttributeSpec, ExistingSecurity, Profile, Signer, VerifyError,
-};
+use rocgw::wssec::{self, AssertionVerifier, Signer, VerifyError};
 
 use crate::support::*;
 
