@@ -64,14 +64,18 @@ pub(super) fn validate(v: &Validator<'_>, raw: &RawAmc) -> Result<AmcConfig, Con
         present_client_cert: raw.present_client_cert,
         explicit_endpoints: raw.explicit_endpoints,
         endpoint_hosts,
-        breaker_failures: raw.breaker_failures.unwrap_or(5),
-        breaker_open: Duration::from_secs(raw.breaker_open_s.unwrap_or(30).clamp(1, 3_600)),
-        max_concurrent_per_amc: match raw.max_concurrent_per_amc {
-            None => 128,
-            Some(n) if (1..=100_000).contains(&n) => n,
-            Some(_) => {
-                return Err(v.err("amc.max_concurrent_per_amc", "must be between 1 and 100000"))
-            }
-        },
+        breaker_failures: v.ranged("amc.breaker_failures", raw.breaker_failures, 5, 0..=1_000)?,
+        breaker_open: v.secs(
+            "amc.breaker_open_s",
+            raw.breaker_open_s,
+            Duration::from_secs(30),
+            1..=3_600,
+        )?,
+        max_concurrent_per_amc: v.ranged(
+            "amc.max_concurrent_per_amc",
+            raw.max_concurrent_per_amc,
+            128,
+            1..=100_000,
+        )?,
     })
 }

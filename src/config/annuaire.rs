@@ -91,31 +91,29 @@ pub(super) fn validate(v: &Validator<'_>, a: &RawAnnuaire) -> Result<AnnuaireCon
         Some(t) => Ok(t.trim().to_string()),
         None => Ok(default.to_string()),
     };
-    let secs = |field: &str, value: Option<u64>, default: Duration, min: u64| match value {
-        None => Ok(default),
-        Some(s) if s < min || s > MAX_CACHE_S => Err(v.err(
-            &format!("annuaire.{field}"),
-            format!("must be between {min} and 2592000 seconds (30 days)"),
-        )),
-        Some(s) => Ok(Duration::from_secs(s)),
-    };
-    let max_entries = match a.cache_max_entries {
-        None => d.max_entries,
-        Some(n) if (1..=10_000_000).contains(&n) => n,
-        Some(_) => {
-            return Err(v.err(
-                "annuaire.cache_max_entries",
-                "must be between 1 and 10000000",
-            ))
-        }
-    };
+    let max_entries = v.ranged(
+        "annuaire.cache_max_entries",
+        a.cache_max_entries,
+        d.max_entries,
+        1..=10_000_000,
+    )?;
     Ok(AnnuaireConfig {
         url: v.https_uri("annuaire.url", &a.url)?,
         revocation: a.revocation,
         directory: DirectoryConfig {
-            ttl: secs("cache_ttl_s", a.cache_ttl_s, d.ttl, 1)?,
-            stale: secs("stale_s", a.stale_s, d.stale, 0)?,
-            negative_ttl: secs("negative_ttl_s", a.negative_ttl_s, d.negative_ttl, 0)?,
+            ttl: v.secs(
+                "annuaire.cache_ttl_s",
+                a.cache_ttl_s,
+                d.ttl,
+                1..=MAX_CACHE_S,
+            )?,
+            stale: v.secs("annuaire.stale_s", a.stale_s, d.stale, 0..=MAX_CACHE_S)?,
+            negative_ttl: v.secs(
+                "annuaire.negative_ttl_s",
+                a.negative_ttl_s,
+                d.negative_ttl,
+                0..=MAX_CACHE_S,
+            )?,
             max_entries,
             requester: Requester {
                 version: text("message_version", &a.message_version, &d.requester.version)?,

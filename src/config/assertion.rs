@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::{ConfigError, Validator};
 
-/// Longest assertion validity: one hour.
+/// Longest assertion validity (one hour); a `NotBefore` skew beyond it would mean nothing either.
 const MAX_VALIDITY_S: u64 = 3_600;
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,11 +105,24 @@ impl Default for Profile {
 
 pub(super) fn validate(v: &Validator<'_>, raw: &RawAssertion) -> Result<Profile, ConfigError> {
     let d = Profile::default();
-    let validity = Duration::from_secs(raw.validity_s.unwrap_or(d.validity.as_secs()));
-    if validity.is_zero() || validity > Duration::from_secs(MAX_VALIDITY_S) {
-        return Err(v.err("assertion.validity_s", "must be between 1 and 3600 seconds"));
-    }
-    let reuse = Duration::from_secs(raw.reuse_s.unwrap_or(d.reuse.as_secs()));
+    let validity = v.secs(
+        "assertion.validity_s",
+        raw.validity_s,
+        d.validity,
+        1..=MAX_VALIDITY_S,
+    )?;
+    let not_before_skew = v.secs(
+        "assertion.not_before_skew_s",
+        raw.not_before_skew_s,
+        d.not_before_skew,
+        0..=MAX_VALIDITY_S,
+    )?;
+    let reuse = v.secs(
+        "assertion.reuse_s",
+        raw.reuse_s,
+        d.reuse,
+        0..=MAX_VALIDITY_S / 2,
+    )?;
     if reuse * 2 > validity {
         return Err(v.err(
             "assertion.reuse_s",
@@ -132,19 +145,16 @@ pub(super) fn validate(v: &Validator<'_>, raw: &RawAssertion) -> Result<Profile,
             }
         }
     }
-    let max_depth = raw.max_depth.unwrap_or(d.max_depth);
-    let max_attributes = raw.max_attributes.unwrap_or(d.max_attributes);
-    if !(8..=1024).contains(&max_depth) {
-        return Err(v.err("assertion.max_depth", "must be between 8 and 1024"));
-    }
-    if !(4..=1024).contains(&max_attributes) {
-        return Err(v.err("assertion.max_attributes", "must be between 4 and 1024"));
-    }
+    let max_depth = v.ranged("assertion.max_depth", raw.max_depth, d.max_depth, 8..=1024)?;
+    let max_attributes = v.ranged(
+        "assertion.max_attributes",
+        raw.max_attributes,
+        d.max_attributes,
+        4..=1024,
+    )?;
     Ok(Profile {
         validity,
-        not_before_skew: Duration::from_secs(
-            raw.not_before_skew_s.unwrap_or(d.not_before_skew.as_secs()),
-        ),
+        not_before_skew,
         audience: raw.audience.clone().filter(|a| a != "endpoint"),
         name_id: raw.name_id.clone(),
         name_id_format: raw.name_id_format.clone().unwrap_or(d.name_id_format),

@@ -357,7 +357,9 @@ impl Validator<'_> {
         Ok(Some(t))
     }
 
-    /// A whole number within `range`, or `default` when absent.
+    /// A whole number within `range`, or `default` when absent. Every numeric setting goes
+    /// through here: a value out of range is refused, never clamped, so what runs is what the
+    /// file says, and every such error reads the same.
     fn ranged<T>(
         &self,
         field: &str,

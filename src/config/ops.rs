@@ -52,7 +52,13 @@ pub(super) fn validate(
     Ok(Ops {
         log_format: log.format.unwrap_or_default(),
         log_level: log.level,
-        reload_check_interval_s: reload.check_interval_s.unwrap_or(30),
+        // Up to a day: 0 turns the check off, and a longer period is no check in practice.
+        reload_check_interval_s: v.ranged(
+            "reload.check_interval_s",
+            reload.check_interval_s,
+            30,
+            0..=86_400,
+        )?,
         audit_file: audit.file.as_ref().map(|p| v.resolve(p)),
     })
 }

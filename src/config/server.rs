@@ -136,13 +136,12 @@ pub(super) fn validate(
             DEFAULT_ADMIN_LISTEN,
         )?,
     };
-    let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
-    if !(1024..=64 * 1024 * 1024).contains(&max_body_bytes) {
-        return Err(v.err(
-            "server.max_body_bytes",
-            "must be between 1024 and 67108864 bytes",
-        ));
-    }
+    let max_body_bytes = v.ranged(
+        "server.max_body_bytes",
+        raw.max_body_bytes,
+        DEFAULT_MAX_BODY_BYTES,
+        1024..=64 * 1024 * 1024,
+    )?;
     let tls = raw.tls.as_ref().map(|t| tls(v, t)).transpose()?;
     let unix_socket = match &raw.unix_socket {
         None => None,

@@ -146,3 +146,77 @@ fn proxy_url_must_be_http_without_credentials() {
     let e = parse("[proxy]\nurl = \"https://proxy:3128\"\n").unwrap_err();
     assert_eq!(e.field, "proxy.url");
 }
+
+#[test]
+fn numbers_out_of_range_are_refused_never_clamped() {
+    let (dir, required) = scratch("range");
+    let file = dir.join("rocgw.toml");
+    for (section, setting, range) in [
+        // Formerly clamped to 1..=3600.
+        ("amc", "breaker_open_s = 0", "1 and 3600"),
+        ("amc", "breaker_open_s = 1000000", "1 and 3600"),
+        // Formerly unchecked.
+        ("amc", "breaker_failures = 1001", "0 and 1000"),
+        ("upstream", "max_response_bytes = 0", "1024 and 1073741824"),
+        (
+            "upstream",
+            "max_connections_per_host = 1000000000",
+            "1 and 100000",
+        ),
+        ("assertion", "not_before_skew_s = 86400", "0 and 3600"),
+        ("reload", "check_interval_s = 86401", "0 and 86400"),
+        // Formerly checked with a message of their own.
+        ("upstream", "connect_timeout_ms = 0", "1 and 600000"),
+        ("assertion", "validity_s = 3601", "1 and 3600"),
+        ("annuaire", "cache_ttl_s = 0", "1 and 2592000"),
+    ] {
+        let mut text = format!("{required}[{section}]\n{setting}\n");
+        if section == "annuaire" {
+            text.push_str("url = \"https://annuaire.example/\"\n");
+        }
+        let e = parse_in(&dir, &text).unwrap_err();
+        let key = setting.split(' ').next().unwrap();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: {section}.{key}: must be between {range}",
+                file.display()
+            )
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn numbers_at_their_bounds_are_accepted() {
+    let (dir, required) = scratch("bounds");
+    let at = |server: u64, amc: (u64, u64), upstream: (u64, u64), skew: u64, reload: u64| {
+        let text = format!(
+            "{required}[server]\nmax_headers = {server}\n\
+             [amc]\nbreaker_failures = {}\nbreaker_open_s = {}\n\
+             [upstream]\nmax_response_bytes = {}\nmax_connections_per_host = {}\n\
+             [assertion]\nvalidity_s = 3600\nnot_before_skew_s = {skew}\nreuse_s = 1800\n\
+             [reload]\ncheck_interval_s = {reload}\n",
+            amc.0, amc.1, upstream.0, upstream.1
+        );
+        parse_in(&dir, &text).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let low = at(8, (0, 1), (1024, 1), 0, 0);
+    assert_eq!(low.server.limits.max_headers, 8);
+    assert_eq!(low.amc.breaker_failures, 0);
+    assert_eq!(low.amc.breaker_open, Duration::from_secs(1));
+    assert_eq!(low.upstream.max_response_bytes, 1024);
+    assert_eq!(low.upstream.max_connections_per_host, 1);
+    assert_eq!(low.assertion.not_before_skew, Duration::ZERO);
+    assert_eq!(low.reload_check_interval_s, 0);
+    let high = at(1_000, (1_000, 3_600), (1 << 30, 100_000), 3_600, 86_400);
+    assert_eq!(high.server.limits.max_headers, 1_000);
+    assert_eq!(high.amc.breaker_failures, 1_000);
+    assert_eq!(high.amc.breaker_open, Duration::from_secs(3_600));
+    assert_eq!(high.upstream.max_response_bytes, 1 << 30);
+    assert_eq!(high.upstream.max_connections_per_host, 100_000);
+    assert_eq!(high.assertion.not_before_skew, Duration::from_secs(3_600));
+    assert_eq!(high.assertion.reuse, Duration::from_secs(1_800));
+    assert_eq!(high.reload_check_interval_s, 86_400);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -56,14 +56,13 @@ pub(super) fn validate(
     raw: &RawUpstream,
 ) -> Result<UpstreamConfig, ConfigError> {
     let d = UpstreamConfig::default();
-    let ms = |field: &str, value: Option<u64>, default: Duration| match value {
-        None => Ok(default),
-        Some(0) => Err(v.err(&format!("upstream.{field}"), "must be greater than 0")),
-        Some(ms) if ms > MAX_TIMEOUT_MS => Err(v.err(
+    let ms = |field: &str, value: Option<u64>, default: Duration| {
+        v.millis(
             &format!("upstream.{field}"),
-            "must be at most 600000 ms (10 minutes)",
-        )),
-        Some(ms) => Ok(Duration::from_millis(ms)),
+            value,
+            default,
+            1..=MAX_TIMEOUT_MS,
+        )
     };
     let u = UpstreamConfig {
         connect_timeout: ms(
@@ -83,10 +82,18 @@ pub(super) fn validate(
             raw.pool_idle_timeout_ms,
             d.pool_idle_timeout,
         )?,
-        max_connections_per_host: raw
-            .max_connections_per_host
-            .unwrap_or(d.max_connections_per_host),
-        max_response_bytes: raw.max_response_bytes.unwrap_or(d.max_response_bytes),
+        max_connections_per_host: v.ranged(
+            "upstream.max_connections_per_host",
+            raw.max_connections_per_host,
+            d.max_connections_per_host,
+            1..=100_000,
+        )?,
+        max_response_bytes: v.ranged(
+            "upstream.max_response_bytes",
+            raw.max_response_bytes,
+            d.max_response_bytes,
+            1024..=1024 * 1024 * 1024,
+        )?,
         connect_retries: v.ranged(
             "upstream.connect_retries",
             raw.connect_retries,
@@ -94,12 +101,6 @@ pub(super) fn validate(
             0..=5,
         )? as u32,
     };
-    if u.max_connections_per_host == 0 {
-        return Err(v.err(
-            "upstream.max_connections_per_host",
-            "must be greater than 0",
-        ));
-    }
     if u.total_timeout < u.first_byte_timeout {
         return Err(v.err(
             "upstream.total_timeout_ms",
