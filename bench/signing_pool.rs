@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rocgw::clock::now_unix;
-use rocgw::wssec::{self, Profile, Signer};
+use rocgw::config::Profile;
+use rocgw::wssec::{self, Signer};
 
 const ENVELOPE: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soap:Envelope xmlns:soap=\"http://www.w3.org/2003/05/soap-envelope\" xmlns:wsa=\"http://www.w3.org/2005/08/addressing\"><soap:Header><wsa:Action>urn:roc:idb</wsa:Action><wsa:MessageID>urn:uuid:00000000-0000-4000-8000-000000000001</wsa:MessageID></soap:Header><soap:Body><idb:identificationDroits xmlns:idb=\"urn:roc:idb\"><idb:nir>2990199999999</idb:nir><idb:nom>PATIENT-TEST</idb:nom></idb:identificationDroits></soap:Body></soap:Envelope>";
 

@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
 use rocgw::clock::now_unix;
-use rocgw::wssec::{self, AssertionCache, Profile, Signer};
+use rocgw::config::Profile;
+use rocgw::wssec::{self, AssertionCache, Signer};
 
 /// A SOAP 1.2 envelope of about `size` bytes: WS-Addressing headers and a body of nested,
 /// attributed, accented elements (an IDB-like request repeated).

@@ -10,7 +10,7 @@
 //! A caller that passes gets an identity for the audit log: its certificate's common name, else
 //! its token's name, else its user id, else its address.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use aws_lc_rs::{constant_time, digest};
@@ -21,22 +21,6 @@ use ipnet::IpNet;
 use crate::config::AccessConfig;
 use crate::fault::{Fault, FaultCode};
 use crate::listener::Peer;
-
-/// Refuses a listen address that is reachable from other machines unless a caller check exists
-/// on it. Client certificates count only on the listener that has them (`tls_here`): the admin
-/// listener is plain HTTP.
-pub fn check_bind(addr: SocketAddr, access: &AccessConfig, tls_here: bool) -> Result<(), String> {
-    let tls = tls_here && access.client_certs;
-    if addr.ip().is_loopback() || access.has_caller_check() || tls {
-        Ok(())
-    } else {
-        Err(format!(
-            "{addr} is not a loopback address: configure a caller check first \
-             ([access] token_env/token_file, [[access.callers]] or allow_cidrs; \
-             [server.tls] client certificates protect server.listen only), or listen on 127.0.0.1"
-        ))
-    }
-}
 
 /// The caller checks of one process, ready for the request path.
 #[derive(Clone, Default)]
@@ -149,7 +133,10 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
+    use crate::config::check_bind;
     use zeroize::Zeroizing;
 
     fn headers(auth: Option<&str>) -> HeaderMap {

@@ -24,10 +24,11 @@
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
+use crate::config::Requester;
 use crate::fault::escape;
 
 mod directory;
-pub use directory::{Directory, DirectoryConfig, Fetch};
+pub use directory::{Directory, Fetch};
 
 /// Namespace of the lookup messages (rocgw's placeholder until the contract is public).
 pub const NS: &str = "urn:rocgw:annuaire-amc:1";
@@ -35,26 +36,6 @@ pub const NS: &str = "urn:rocgw:annuaire-amc:1";
 pub const FOUND: &str = "0";
 /// Result code of an unknown AMC.
 pub const UNKNOWN_AMC: &str = "1";
-
-/// Who is asking (`requete`): version of the message and software identity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Requester {
-    pub version: String,
-    pub editeur: String,
-    pub logiciel: String,
-    pub version_logiciel: String,
-}
-
-impl Default for Requester {
-    fn default() -> Self {
-        Requester {
-            version: "1.0".into(),
-            editeur: "rocgw".into(),
-            logiciel: "rocgw".into(),
-            version_logiciel: env!("CARGO_PKG_VERSION").into(),
-        }
-    }
-}
 
 /// The routing keys of a lookup (`adressage`); empty keys are left out of the request. Also
 /// the cache key: one cached answer per AMC, service and routing keys.

@@ -23,10 +23,9 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
+use crate::config::Limits;
 use crate::local_tls::LocalTls;
 
-/// Time a client gets to send its request headers (default).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time a client gets to complete a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -34,34 +33,6 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const SANDBOX_HEADER: &str = "x-rocgw-sandbox";
 
 pub type HttpResponse = Response<Full<Bytes>>;
-
-/// Per-connection limits. Beyond them hyper answers `431` (headers too large) or closes the
-/// connection (headers too slow) before any handler runs.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub header_read_timeout: Duration,
-    /// Header fields per request.
-    pub max_headers: usize,
-    /// Bytes of request line and headers (hyper's read buffer; at least 8192).
-    pub max_header_bytes: usize,
-    /// Connections open at once on one listener; beyond, new ones are closed at once.
-    pub max_connections: usize,
-    /// A connection whose writes make no progress this long (a client that stopped reading
-    /// its answer) is cut.
-    pub write_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            header_read_timeout: HEADER_READ_TIMEOUT,
-            max_headers: 64,
-            max_header_bytes: 32 * 1024,
-            max_connections: 1024,
-            write_timeout: Duration::from_secs(30),
-        }
-    }
-}
 
 /// Who is on the other end of a connection, as far as the transport can tell.
 #[derive(Debug, Clone, Default)]

@@ -14,13 +14,12 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
-use serde::Deserialize;
 use x509_parser::prelude::*;
 
 use crate::clock::fmt_time;
+use crate::config::Profile;
 
 mod envelope;
 mod signer;
@@ -37,77 +36,6 @@ pub const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 pub const XS_NS: &str = "http://www.w3.org/2001/XMLSchema";
 pub const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
 const X509_SUBJECT_NAME: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName";
-
-/// What to do with a `wsse:Security` header the SIH already sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ExistingSecurity {
-    /// Remove it and insert rocgw's.
-    #[default]
-    Replace,
-    /// Refuse the request (`security-header-present`).
-    Reject,
-}
-
-/// One extra SAML attribute of the profile.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AttributeSpec {
-    pub name: String,
-    #[serde(default)]
-    pub name_format: Option<String>,
-    /// `xsi:type` of the values, e.g. `xs:string` (prefix `xs` is declared by rocgw).
-    #[serde(default, rename = "type")]
-    pub xsi_type: Option<String>,
-    pub values: Vec<String>,
-}
-
-/// The assertion profile (`[assertion]` in the configuration).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Profile {
-    /// `NotOnOrAfter` = now + validity.
-    pub validity: Duration,
-    /// `NotBefore` = now − skew.
-    pub not_before_skew: Duration,
-    /// Fixed audience; `None`: the resolved AMC endpoint URL.
-    pub audience: Option<String>,
-    /// `Subject/NameID`; `None`: the structure identifier of the SIGN certificate.
-    pub name_id: Option<String>,
-    pub name_id_format: String,
-    pub subject_confirmation_method: String,
-    pub authn_context_class_ref: String,
-    /// `Identifiant_Structure` and `Authentification_mode=DIRECTE` first, unless disabled.
-    pub default_attributes: bool,
-    pub attributes: Vec<AttributeSpec>,
-    pub existing_security: ExistingSecurity,
-    pub must_understand: bool,
-    /// Reuse one signed assertion per audience this long (0: a fresh assertion per request).
-    pub reuse: Duration,
-    /// Envelope parsing limits.
-    pub max_depth: usize,
-    pub max_attributes: usize,
-}
-
-impl Default for Profile {
-    fn default() -> Self {
-        Profile {
-            validity: Duration::from_secs(300),
-            not_before_skew: Duration::from_secs(60),
-            audience: None,
-            name_id: None,
-            name_id_format: "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified".into(),
-            subject_confirmation_method: "urn:oasis:names:tc:SAML:2.0:cm:sender-vouches".into(),
-            authn_context_class_ref: "urn:oasis:names:tc:SAML:2.0:ac:classes:X509".into(),
-            default_attributes: true,
-            attributes: Vec::new(),
-            existing_security: ExistingSecurity::Replace,
-            must_understand: false,
-            reuse: Duration::ZERO,
-            max_depth: 64,
-            max_attributes: 64,
-        }
-    }
-}
 
 /// RFC 4514 string of a name: last RDN first, `,` between RDNs, special characters escaped.
 pub fn rfc4514(name: &X509Name<'_>) -> String {

@@ -5,7 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rocgw::wssec::{self, Profile};
+use rocgw::config::Profile;
+use rocgw::wssec;
 
 const ASSERTION: &str = "<saml2:Assertion xmlns:saml2=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"_f\" IssueInstant=\"2026-01-01T00:00:00Z\" Version=\"2.0\"><saml2:Issuer>CN=Hôpital</saml2:Issuer></saml2:Assertion>";
 

@@ -4,40 +4,12 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use super::{Answer, Lookup, Requester};
-
-/// How lookups are cached (`[annuaire]` in the configuration).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirectoryConfig {
-    /// A found AMC's answer is used without asking again for this long.
-    pub ttl: Duration,
-    /// After `ttl`, the last good answer is still served for this long while a background
-    /// refresh asks the annuaire (stale-while-revalidate); beyond it, a caller waits for a
-    /// fresh answer or gets `annuaire-unavailable`.
-    pub stale: Duration,
-    /// An "AMC inconnue" answer is remembered this long.
-    pub negative_ttl: Duration,
-    /// Cached answers at most; the oldest goes first.
-    pub max_entries: usize,
-    pub requester: Requester,
-}
-
-impl Default for DirectoryConfig {
-    fn default() -> Self {
-        DirectoryConfig {
-            ttl: Duration::from_secs(3_600),
-            stale: Duration::from_secs(86_400),
-            negative_ttl: Duration::from_secs(60),
-            max_entries: 10_000,
-            requester: Requester::default(),
-        }
-    }
-}
+use super::{Answer, Lookup};
+use crate::config::{DirectoryConfig, Requester};
 
 /// Asks the annuaire (the gateway passes a closure over its mutual-TLS client).
 pub type Fetch = Arc<
@@ -219,6 +191,8 @@ enum Freshness {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::annuaire::Entry;
 

@@ -222,7 +222,11 @@ pub fn endpoint_allowed(url: &str, hosts: &[String]) -> Result<Uri, String> {
 }
 
 /// One lookup over the annuaire's mutual-TLS client.
-async fn call(rt: &Runtime, who: &annuaire::Requester, key: &Lookup) -> Result<Answer, String> {
+async fn call(
+    rt: &Runtime,
+    who: &crate::config::Requester,
+    key: &Lookup,
+) -> Result<Answer, String> {
     let count = |o: &str| {
         crate::metrics::get()
             .annuaire_calls

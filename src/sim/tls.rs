@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 
 use super::server::Amc;
 use super::{CertKey, CertMode, Certificates, SimConfig};
-use crate::listener::{self, HttpResponse};
+use crate::listener::HttpResponse;
 use crate::trust::Anchors;
 
 fn certified(c: &CertKey) -> Result<Arc<CertifiedKey>, String> {
@@ -217,7 +217,7 @@ where
             };
             let mut b = hyper::server::conn::http1::Builder::new();
             b.timer(TokioTimer::new())
-                .header_read_timeout(listener::HEADER_READ_TIMEOUT);
+                .header_read_timeout(crate::config::HEADER_READ_TIMEOUT);
             let conn = b.serve_connection(TokioIo::new(tls), svc);
             tokio::select! {
                 _ = conn => {}

@@ -9,7 +9,8 @@
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-use super::{ExistingSecurity, Profile, WSSE_NS};
+use super::WSSE_NS;
+use crate::config::{ExistingSecurity, Profile};
 use crate::fault::{Fault, FaultCode};
 use crate::soap::SoapVersion;
 

@@ -7,10 +7,10 @@ use std::fs;
 use std::path::Path;
 
 use rocgw::clock::now_unix;
-use rocgw::config::IdentitySource;
+use rocgw::config::{IdentitySource, Profile};
 use rocgw::identity::{Identity, Role};
 use rocgw::sim::{CertMode, Faults, Sim, SimConfig};
-use rocgw::wssec::{self, Profile, Signer};
+use rocgw::wssec::{self, Signer};
 
 use crate::support::*;
 
@@ -511,7 +511,8 @@ impl Drop for SimProc {
 
 #[test]
 fn the_simulated_annuaire_wants_an_auth_cli_certificate_and_answers_lookups() {
-    use rocgw::annuaire::{self, Answer, Lookup, Requester};
+    use rocgw::annuaire::{self, Answer, Lookup};
+    use rocgw::config::Requester;
     let s = SimFixture::start(|cfg| {
         cfg.annuaire.entries.push(rocgw::sim::DirectoryEntry {
             numero: "77777771".into(),

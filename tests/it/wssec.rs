@@ -7,11 +7,9 @@ use std::fs;
 use std::path::Path;
 
 use rocgw::clock::now_unix;
-use rocgw::config::IdentitySource;
+use rocgw::config::{AttributeSpec, ExistingSecurity, IdentitySource, Profile};
 use rocgw::identity::{Identity, Role};
-use rocgw::wssec::{
-    self, AssertionVerifier, AttributeSpec, ExistingSecurity, Profile, Signer, VerifyError,
-};
+use rocgw::wssec::{self, AssertionVerifier, Signer, VerifyError};
 
 use crate::support::*;
 

@@ -1,0 +1,178 @@
+//! `[access]`: the caller checks of the gateway's listeners (tokens, client networks, Unix user
+//! ids), and the rule that a listener reachable from other machines has one.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use super::{ConfigError, ServerConfig, Validator};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccess {
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+    #[serde(default)]
+    allow_cidrs: Vec<String>,
+    #[serde(default)]
+    callers: Vec<RawCaller>,
+    #[serde(default)]
+    unix_uids: Vec<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCaller {
+    name: String,
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+}
+
+/// Caller checks for the listeners. Empty means loopback-only operation.
+#[derive(Clone, Default)]
+pub struct AccessConfig {
+    pub token: Option<Zeroizing<String>>,
+    pub allow_cidrs: Vec<IpNet>,
+    /// Named tokens, one per SIH application: the name goes to the audit log.
+    pub callers: Vec<(String, Zeroizing<String>)>,
+    /// User ids allowed on the Unix socket (peer credentials); empty: file permissions only.
+    pub unix_uids: Vec<u32>,
+    /// Client certificates from the local CA are required (`[server.tls]`).
+    pub client_certs: bool,
+}
+
+impl fmt::Debug for AccessConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessConfig")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("allow_cidrs", &self.allow_cidrs)
+            .field(
+                "callers",
+                &self.callers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("unix_uids", &self.unix_uids)
+            .field("client_certs", &self.client_certs)
+            .finish()
+    }
+}
+
+impl AccessConfig {
+    /// A check that applies on every listener (client certificates apply to `listen` only).
+    pub fn has_caller_check(&self) -> bool {
+        self.token.is_some() || !self.callers.is_empty() || !self.allow_cidrs.is_empty()
+    }
+}
+
+/// Refuses a listen address that is reachable from other machines unless a caller check exists
+/// on it. Client certificates count only on the listener that has them (`tls_here`): the admin
+/// listener is plain HTTP.
+pub fn check_bind(addr: SocketAddr, access: &AccessConfig, tls_here: bool) -> Result<(), String> {
+    let tls = tls_here && access.client_certs;
+    if addr.ip().is_loopback() || access.has_caller_check() || tls {
+        Ok(())
+    } else {
+        Err(format!(
+            "{addr} is not a loopback address: configure a caller check first \
+             ([access] token_env/token_file, [[access.callers]] or allow_cidrs; \
+             [server.tls] client certificates protect server.listen only), or listen on 127.0.0.1"
+        ))
+    }
+}
+
+/// `server` is the validated `[server]`: whether its listeners are guarded depends on both.
+pub(super) fn validate(
+    v: &Validator<'_>,
+    raw: &RawAccess,
+    server: &ServerConfig,
+) -> Result<AccessConfig, ConfigError> {
+    let token = v.token(
+        "access",
+        raw.token_env.as_deref(),
+        raw.token_file.as_deref(),
+        false,
+    )?;
+    let mut allow_cidrs = Vec::new();
+    for (i, c) in raw.allow_cidrs.iter().enumerate() {
+        let net = c
+            .parse::<IpNet>()
+            .or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from))
+            .map_err(|_| {
+                v.err(
+                    &format!("access.allow_cidrs[{i}]"),
+                    format!("not an IP network (like 10.1.0.0/16): {c:?}"),
+                )
+            })?;
+        allow_cidrs.push(net);
+    }
+    let callers = callers(v, &raw.callers, token.as_ref())?;
+    if !raw.unix_uids.is_empty() && server.unix_socket.is_none() {
+        return Err(v.err(
+            "access.unix_uids",
+            "applies to the Unix socket: set [server] unix_socket, or remove it",
+        ));
+    }
+    let access = AccessConfig {
+        token,
+        allow_cidrs,
+        callers,
+        unix_uids: raw.unix_uids.clone(),
+        client_certs: server.tls.is_some(),
+    };
+    for (field, addr, tls_here) in [
+        ("server.listen", server.listen, true),
+        ("server.admin_listen", server.admin_listen, false),
+    ] {
+        check_bind(addr, &access, tls_here).map_err(|m| v.err(field, m))?;
+    }
+    Ok(access)
+}
+
+/// The named tokens; `shared` is the `[access]` token, which none of them may repeat.
+fn callers(
+    v: &Validator<'_>,
+    raw: &[RawCaller],
+    shared: Option<&Zeroizing<String>>,
+) -> Result<Vec<(String, Zeroizing<String>)>, ConfigError> {
+    let mut callers: Vec<(String, Zeroizing<String>)> = Vec::new();
+    for (i, c) in raw.iter().enumerate() {
+        let field = format!("access.callers[{i}]");
+        let name = c.name.trim();
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(v.err(
+                &format!("{field}.name"),
+                "1 to 64 letters, digits, '-', '_' or '.'",
+            ));
+        }
+        if name == "token" {
+            return Err(v.err(
+                &format!("{field}.name"),
+                "\"token\" names the shared [access] token in the audit log: choose another",
+            ));
+        }
+        if callers.iter().any(|(n, _)| n == name) {
+            return Err(v.err(&format!("{field}.name"), format!("{name:?} appears twice")));
+        }
+        let t = v
+            .token(
+                &field,
+                c.token_env.as_deref(),
+                c.token_file.as_deref(),
+                true,
+            )?
+            .expect("required");
+        if shared == Some(&t) || callers.iter().any(|(_, o)| *o == t) {
+            return Err(v.err(&field, "two callers share a token"));
+        }
+        callers.push((name.to_string(), t));
+    }
+    Ok(callers)
+}
