@@ -48,8 +48,7 @@ impl Stamper {
         endpoint: &Uri,
     ) -> Result<(Bytes, Signed), VersionedFault> {
         let profile = &rt.config().assertion;
-        let plan = wssec::plan(body, profile)
-            .map_err(|(fault, version)| VersionedFault { fault, version })?;
+        let plan = wssec::plan(body, profile)?;
         let internal = || VersionedFault {
             fault: Fault::new(FaultCode::Internal),
             version: plan.version,

@@ -6,13 +6,16 @@
 //! walked by [`skim`]: a well-formedness and limits check that jumps between markup with
 //! `memchr` (about 3x faster than quick-xml's event loop on a 50 KB body; `bench/README.md`).
 
-use quick_xml::events::Event;
+mod skim;
+
+use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
 use super::WSSE_NS;
 use crate::config::{ExistingSecurity, Profile};
-use crate::fault::{Fault, FaultCode};
+use crate::fault::{Fault, FaultCode, VersionedFault};
 use crate::soap::SoapVersion;
+use skim::{reference_ok, references_ok, skim};
 
 /// Where, in the SIH's envelope, the security header goes.
 #[derive(Debug, PartialEq, Eq)]
@@ -29,18 +32,16 @@ pub struct Plan {
     ascii_only: bool,
 }
 
-fn refuse(code: FaultCode, detail: impl Into<String>) -> (Fault, SoapVersion) {
-    (
-        Fault::with_detail(code, detail),
-        crate::soap::DEFAULT_FAULT_VERSION,
-    )
+/// A refusal before the envelope's version is known: written in SOAP 1.2.
+fn refuse(code: FaultCode, detail: impl Into<String>) -> VersionedFault {
+    Fault::with_detail(code, detail).in_version(crate::soap::DEFAULT_FAULT_VERSION)
 }
 
 /// Reads the envelope once and says where the header goes, or why the request is refused.
 /// Checks: well-formed XML, no DOCTYPE, a SOAP 1.1/1.2 `Envelope` root, one `Body`, a
 /// `Header` (if any) before it, nesting and attribute limits, UTF-8 or a Latin-1 family
 /// encoding, and the policy for an existing `wsse:Security`.
-pub fn plan(body: &[u8], profile: &Profile) -> Result<Plan, (Fault, SoapVersion)> {
+pub fn plan(body: &[u8], profile: &Profile) -> Result<Plan, VersionedFault> {
     if body.starts_with(&[0xFE, 0xFF]) || body.starts_with(&[0xFF, 0xFE]) {
         return Err(refuse(
             FaultCode::NotSoap,
@@ -55,30 +56,30 @@ pub fn plan(body: &[u8], profile: &Profile) -> Result<Plan, (Fault, SoapVersion)
         return Err(refuse(FaultCode::NotSoap, "repeated byte order mark"));
     }
     let mut reader = Reader::from_reader(&body[skip..]);
-    // Bytes of the Body's payload walked by `skim` rather than by the reader.
-    let mut skimmed = 0usize;
     let cfg = reader.config_mut();
     cfg.check_end_names = true;
     cfg.check_comments = true;
-    let mut version: Option<SoapVersion> = None;
-    let mut prefix = String::new();
-    let mut depth = 0usize;
-    let mut ascii_only = false;
-    let mut utf8_checked = false;
-    let mut header: Option<(usize, usize, bool)> = None; // (start, end of start tag, empty)
-    let mut body_start: Option<usize> = None;
-    let mut bodies = 0;
-    let mut security: Vec<std::ops::Range<usize>> = Vec::new();
-    let mut sec_start = 0usize;
-    let mut in_header = false;
-    let mut root_done = false;
-    // Namespace declarations of the three outer levels only (Envelope, Header/Body,
-    // Security): nothing deeper can change what those names resolve to, and skipping
-    // namespace processing below keeps the walk cheap on large bodies.
-    let mut scopes = Scopes::default();
-    let v = |version: Option<SoapVersion>| version.unwrap_or(crate::soap::DEFAULT_FAULT_VERSION);
+    let mut p = Planner {
+        body,
+        profile,
+        skip,
+        skimmed: 0,
+        version: None,
+        prefix: String::new(),
+        depth: 0,
+        ascii_only: false,
+        utf8_checked: false,
+        header: None,
+        body_start: None,
+        bodies: 0,
+        security: Vec::new(),
+        sec_start: 0,
+        in_header: false,
+        root_done: false,
+        scopes: Scopes::default(),
+    };
     loop {
-        let before = reader.buffer_position() as usize + skip + skimmed;
+        let before = reader.buffer_position() as usize + p.skip + p.skimmed;
         let ev = match reader.read_event() {
             Ok(e) => e,
             Err(e) => {
@@ -88,479 +89,292 @@ pub fn plan(body: &[u8], profile: &Profile) -> Result<Plan, (Fault, SoapVersion)
                     quick_xml::Error::Encoding(_) => "invalid text encoding",
                     _ => "parse error",
                 };
-                return Err((
-                    Fault::with_detail(FaultCode::NotSoap, format!("not well-formed XML: {what}")),
-                    v(version),
-                ));
+                return Err(p.fail(FaultCode::NotSoap, format!("not well-formed XML: {what}")));
             }
         };
-        let after = reader.buffer_position() as usize + skip + skimmed;
+        let after = reader.buffer_position() as usize + p.skip + p.skimmed;
         match ev {
-            Event::Decl(d) => {
-                if let Some(Ok(enc)) = d.encoding() {
-                    let enc = String::from_utf8_lossy(&enc).to_ascii_lowercase();
-                    match enc.as_str() {
-                        "utf-8" | "utf8" => {}
-                        "iso-8859-1" | "latin1" | "latin-1" | "iso-8859-15" | "windows-1252"
-                        | "cp1252" | "us-ascii" | "ascii" => {
-                            ascii_only = true;
-                            utf8_checked = true;
-                        }
-                        other => {
-                            return Err(refuse(
-                                FaultCode::NotSoap,
-                                format!("unsupported encoding {other:?} (UTF-8 or ISO-8859-1)"),
-                            ))
-                        }
-                    }
-                }
-            }
+            Event::Decl(d) => p.declaration(&d)?,
             Event::DocType(_) => {
                 // The root element's SOAP version is read from the same bytes by `soap::sniff`.
                 let version = crate::soap::sniff(body).err().map(|e| e.version());
-                return Err((
-                    Fault::with_detail(FaultCode::DtdForbidden, "the request contains a DOCTYPE"),
-                    version.unwrap_or(crate::soap::DEFAULT_FAULT_VERSION),
-                ));
+                return Err(Fault::with_detail(
+                    FaultCode::DtdForbidden,
+                    "the request contains a DOCTYPE",
+                )
+                .in_version(version.unwrap_or(crate::soap::DEFAULT_FAULT_VERSION)));
             }
-            Event::Start(ref e) | Event::Empty(ref e) => {
-                let empty = matches!(ev, Event::Empty(_));
-                if root_done {
-                    return Err((
-                        Fault::with_detail(FaultCode::NotSoap, "content after the envelope"),
-                        v(version),
-                    ));
-                }
-                if !utf8_checked {
-                    if std::str::from_utf8(body).is_err() {
-                        return Err(refuse(FaultCode::NotSoap, "invalid UTF-8"));
-                    }
-                    utf8_checked = true;
-                }
-                depth += 1;
-                if depth > profile.max_depth {
-                    return Err((
-                        Fault::with_detail(
-                            FaultCode::XmlLimit,
-                            format!("nesting deeper than {} elements", profile.max_depth),
-                        ),
-                        v(version),
-                    ));
-                }
-                let mut n = 0;
-                let mut attrs = e.attributes();
-                attrs.with_checks(depth <= 3);
-                for a in attrs {
-                    let Ok(a) = a else {
-                        return Err((
-                            Fault::with_detail(
-                                FaultCode::NotSoap,
-                                "not well-formed XML: bad attribute",
-                            ),
-                            v(version),
-                        ));
-                    };
-                    n += 1;
-                    if !references_ok(&a.value) {
-                        return Err((
-                            Fault::with_detail(
-                                FaultCode::NotSoap,
-                                "reference to an undeclared entity",
-                            ),
-                            v(version),
-                        ));
-                    }
-                    if depth <= 3 {
-                        scopes.declare(depth, a.key.as_ref(), &a.value);
-                    }
-                }
-                if n > profile.max_attributes {
-                    return Err((
-                        Fault::with_detail(
-                            FaultCode::XmlLimit,
-                            format!(
-                                "more than {} attributes on an element",
-                                profile.max_attributes
-                            ),
-                        ),
-                        v(version),
-                    ));
-                }
-                if depth <= 3 {
-                    let name = e.name();
-                    let Some(ns) = scopes.resolve(name.prefix().map(|p| p.into_inner())) else {
-                        return Err((
-                            Fault::with_detail(FaultCode::NotSoap, "undeclared namespace prefix"),
-                            v(version),
-                        ));
-                    };
-                    let ns = ns.to_vec();
-                    let local = name.local_name();
-                    let local = local.as_ref();
-                    match depth {
-                        1 => {
-                            version = if local == b"Envelope" {
-                                SoapVersion::from_namespace(&ns)
-                            } else {
-                                None
-                            };
-                            if version.is_none() {
-                                return Err(refuse(
-                                    FaultCode::NotSoap,
-                                    "the root element is not a SOAP Envelope",
-                                ));
-                            }
-                            prefix = e
-                                .name()
-                                .prefix()
-                                .map(|p| String::from_utf8_lossy(p.as_ref()).to_string())
-                                .unwrap_or_default();
-                        }
-                        2 => {
-                            let soap_ns =
-                                version.map(|v| v.namespace().as_bytes()) == Some(ns.as_slice());
-                            if soap_ns && local == b"Header" {
-                                if header.is_some() || body_start.is_some() {
-                                    return Err((
-                                        Fault::with_detail(
-                                            FaultCode::NotSoap,
-                                            "misplaced or repeated Header",
-                                        ),
-                                        v(version),
-                                    ));
-                                }
-                                header = Some((before, after, empty));
-                                in_header = !empty;
-                            } else if soap_ns && local == b"Body" {
-                                bodies += 1;
-                                if bodies > 1 {
-                                    return Err((
-                                        Fault::with_detail(FaultCode::NotSoap, "two Body elements"),
-                                        v(version),
-                                    ));
-                                }
-                                body_start = Some(before);
-                                if !empty {
-                                    // The payload: checked by the fast walk, then quick-xml
-                                    // resumes at the Body's end tag (still on its name stack).
-                                    let end = skim(&body[after..], depth, profile).map_err(
-                                        |(code, detail)| {
-                                            (Fault::with_detail(code, detail), v(version))
-                                        },
-                                    )?;
-                                    let rest = reader.get_mut();
-                                    *rest = &rest[end..];
-                                    skimmed += end;
-                                }
-                            }
-                        }
-                        3 if in_header && ns == WSSE_NS.as_bytes() && local == b"Security" => {
-                            if profile.existing_security == ExistingSecurity::Reject {
-                                return Err((
-                                    Fault::new(FaultCode::SecurityHeaderPresent),
-                                    v(version),
-                                ));
-                            }
-                            if empty {
-                                security.push(before..after);
-                            } else {
-                                sec_start = before;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                if empty {
-                    scopes.leave(depth);
-                    depth -= 1;
-                    if depth == 0 {
-                        root_done = true;
-                    }
+            Event::Start(ref e) => {
+                if let Some(end) = p.start(e, false, before..after)? {
+                    // The payload was checked by the fast walk: quick-xml resumes at the Body's
+                    // end tag (still on its name stack).
+                    let rest = reader.get_mut();
+                    *rest = &rest[end..];
+                    p.skimmed += end;
                 }
             }
-            Event::End(ref e) => {
-                if depth == 3 && in_header && sec_start > 0 {
-                    let name = e.name();
-                    let ns = scopes.resolve(name.prefix().map(|p| p.into_inner()));
-                    if ns == Some(WSSE_NS.as_bytes()) && name.local_name().as_ref() == b"Security" {
-                        security.push(sec_start..after);
-                        sec_start = 0;
-                    }
-                }
-                if depth == 2 && in_header {
-                    in_header = false;
-                }
-                scopes.leave(depth);
-                depth -= 1;
-                if depth == 0 {
-                    root_done = true;
-                }
+            Event::Empty(ref e) => {
+                p.start(e, true, before..after)?;
             }
+            Event::End(ref e) => p.end(e, after),
             Event::Text(ref t) => {
-                if depth == 0 && !t.iter().all(u8::is_ascii_whitespace) {
-                    return Err((
-                        Fault::with_detail(FaultCode::NotSoap, "text outside the envelope"),
-                        v(version),
-                    ));
+                if p.depth == 0 && !t.iter().all(u8::is_ascii_whitespace) {
+                    return Err(p.fail(FaultCode::NotSoap, "text outside the envelope"));
                 }
             }
             Event::GeneralRef(ref r) => {
                 if !reference_ok(r) {
-                    return Err((
-                        Fault::with_detail(FaultCode::NotSoap, "reference to an undeclared entity"),
-                        v(version),
-                    ));
+                    return Err(p.fail(FaultCode::NotSoap, "reference to an undeclared entity"));
                 }
             }
             Event::CData(_) | Event::Comment(_) | Event::PI(_) => {}
             Event::Eof => break,
         }
     }
-    let version =
-        version.ok_or_else(|| refuse(FaultCode::NotSoap, "empty or truncated document"))?;
-    if !root_done {
-        return Err((
-            Fault::with_detail(FaultCode::NotSoap, "truncated envelope"),
-            version,
-        ));
-    }
-    let Some(body_at) = body_start else {
-        return Err((
-            Fault::with_detail(FaultCode::NotSoap, "no Body element"),
-            version,
-        ));
-    };
-    let (insert_at, wrap_header, mut remove) = match header {
-        Some((start, end, true)) => (start, true, std::iter::once(start..end).collect()),
-        Some((_, end, false)) => (end, false, Vec::new()),
-        None => (body_at, true, Vec::new()),
-    };
-    remove.append(&mut security);
-    remove.sort_by_key(|r| r.start);
-    Ok(Plan {
-        version,
-        prefix,
-        insert_at,
-        remove,
-        wrap_header,
-        ascii_only,
-    })
+    p.finish()
 }
 
-/// Walks the content of an element at `depth` (the SOAP Body) up to its end tag and returns the
-/// offset of that end tag's `<`. Checks what the quick-xml walk checks below the outer levels:
-/// matching tags, attribute syntax and count, nesting depth, comments, CDATA, processing
-/// instructions, references (predefined entities and character references only) and no
-/// DOCTYPE. Text is skipped with `memchr`. The input has already been checked as UTF-8 (or a
-/// Latin-1 family encoding): every delimiter is ASCII, so a byte walk is exact.
-fn skim(s: &[u8], depth: usize, profile: &Profile) -> Result<usize, (FaultCode, String)> {
-    fn bad(what: &str) -> (FaultCode, String) {
-        (FaultCode::NotSoap, format!("not well-formed XML: {what}"))
+/// What the read of the outer levels has found so far.
+struct Planner<'a> {
+    body: &'a [u8],
+    profile: &'a Profile,
+    /// A UTF-8 byte order mark's length, not counted by quick-xml.
+    skip: usize,
+    /// Bytes of the Body's payload walked by `skim` rather than by the reader.
+    skimmed: usize,
+    version: Option<SoapVersion>,
+    prefix: String,
+    depth: usize,
+    ascii_only: bool,
+    utf8_checked: bool,
+    /// (start, end of start tag, empty)
+    header: Option<(usize, usize, bool)>,
+    body_start: Option<usize>,
+    bodies: usize,
+    security: Vec<std::ops::Range<usize>>,
+    sec_start: usize,
+    in_header: bool,
+    root_done: bool,
+    /// Namespace declarations of the three outer levels only (Envelope, Header/Body,
+    /// Security): nothing deeper can change what those names resolve to, and skipping
+    /// namespace processing below keeps the walk cheap on large bodies.
+    scopes: Scopes,
+}
+
+impl Planner<'_> {
+    /// A refusal in the envelope's version once it is known.
+    fn fail(&self, code: FaultCode, detail: impl Into<String>) -> VersionedFault {
+        Fault::with_detail(code, detail).in_version(self.fault_version())
     }
-    let truncated = || bad("truncated element");
-    let mut open: Vec<&[u8]> = Vec::with_capacity(16);
-    let mut i = 0;
-    loop {
-        // Text between tags is mostly short (a NIR, a date, a code): a plain look at the next
-        // bytes beats a SIMD search's set-up; long text goes to memchr.
-        let near = s.len().min(i + 24);
-        match s[i..near].iter().position(|&b| b == b'<' || b == b'&') {
-            Some(k) => i += k,
-            None => i = near + memchr::memchr2(b'<', b'&', &s[near..]).ok_or_else(truncated)?,
-        }
-        if s[i] == b'&' {
-            i = reference_end(s, i).ok_or_else(|| {
-                (
-                    FaultCode::NotSoap,
-                    "reference to an undeclared entity".to_string(),
-                )
-            })?;
-            continue;
-        }
-        match s.get(i + 1) {
-            None => return Err(truncated()),
-            Some(b'/') => {
-                let start = i + 2;
-                let end = start + name_len(&s[start..]);
-                let name = &s[start..end];
-                let close = end + whitespace_len(&s[end..]);
-                if s.get(close) != Some(&b'>') {
-                    return Err(bad("bad end tag"));
+
+    fn fault_version(&self) -> SoapVersion {
+        self.version.unwrap_or(crate::soap::DEFAULT_FAULT_VERSION)
+    }
+
+    /// The XML declaration: UTF-8, or a Latin-1 family encoding (then written as ASCII).
+    fn declaration(&mut self, d: &quick_xml::events::BytesDecl<'_>) -> Result<(), VersionedFault> {
+        if let Some(Ok(enc)) = d.encoding() {
+            let enc = String::from_utf8_lossy(&enc).to_ascii_lowercase();
+            match enc.as_str() {
+                "utf-8" | "utf8" => {}
+                "iso-8859-1" | "latin1" | "latin-1" | "iso-8859-15" | "windows-1252" | "cp1252"
+                | "us-ascii" | "ascii" => {
+                    self.ascii_only = true;
+                    self.utf8_checked = true;
                 }
-                match open.pop() {
-                    Some(o) if o == name => i = close + 1,
-                    Some(_) => return Err(bad("mismatched end tag")),
-                    // The enclosing element's end tag: its name is checked by the caller.
-                    None => return Ok(i),
+                other => {
+                    return Err(refuse(
+                        FaultCode::NotSoap,
+                        format!("unsupported encoding {other:?} (UTF-8 or ISO-8859-1)"),
+                    ))
                 }
             }
-            Some(b'!') => {
-                let rest = &s[i + 2..];
-                if rest.starts_with(b"--") {
-                    let from = i + 4;
-                    let dashes =
-                        memchr::memmem::find(&s[from..], b"--").ok_or_else(truncated)? + from;
-                    if s.get(dashes + 2) != Some(&b'>') {
-                        return Err(bad("'--' inside a comment"));
-                    }
-                    i = dashes + 3;
-                } else if rest.starts_with(b"[CDATA[") {
-                    let from = i + 9;
-                    i = memchr::memmem::find(&s[from..], b"]]>").ok_or_else(truncated)? + from + 3;
-                } else if rest.starts_with(b"DOCTYPE") {
-                    return Err((
-                        FaultCode::DtdForbidden,
-                        "the request contains a DOCTYPE".to_string(),
-                    ));
+        }
+        Ok(())
+    }
+
+    /// A start (or empty) tag at `at`: limits, attributes, and the outer levels' names.
+    /// Returns, for a Body with content, where the payload walk stopped.
+    fn start(
+        &mut self,
+        e: &BytesStart<'_>,
+        empty: bool,
+        at: std::ops::Range<usize>,
+    ) -> Result<Option<usize>, VersionedFault> {
+        if self.root_done {
+            return Err(self.fail(FaultCode::NotSoap, "content after the envelope"));
+        }
+        if !self.utf8_checked {
+            if std::str::from_utf8(self.body).is_err() {
+                return Err(refuse(FaultCode::NotSoap, "invalid UTF-8"));
+            }
+            self.utf8_checked = true;
+        }
+        self.depth += 1;
+        if self.depth > self.profile.max_depth {
+            let detail = format!("nesting deeper than {} elements", self.profile.max_depth);
+            return Err(self.fail(FaultCode::XmlLimit, detail));
+        }
+        self.attributes(e)?;
+        let skimmed = if self.depth <= 3 {
+            self.outer(e, empty, at)?
+        } else {
+            None
+        };
+        if empty {
+            self.leave();
+        }
+        Ok(skimmed)
+    }
+
+    /// Attribute syntax, references and count; namespace declarations of the outer levels.
+    fn attributes(&mut self, e: &BytesStart<'_>) -> Result<(), VersionedFault> {
+        let outer = self.depth <= 3;
+        let mut n = 0;
+        let mut attrs = e.attributes();
+        attrs.with_checks(outer);
+        for a in attrs {
+            let Ok(a) = a else {
+                return Err(self.fail(FaultCode::NotSoap, "not well-formed XML: bad attribute"));
+            };
+            n += 1;
+            if !references_ok(&a.value) {
+                return Err(self.fail(FaultCode::NotSoap, "reference to an undeclared entity"));
+            }
+            if outer {
+                self.scopes.declare(self.depth, a.key.as_ref(), &a.value);
+            }
+        }
+        if n > self.profile.max_attributes {
+            let detail = format!(
+                "more than {} attributes on an element",
+                self.profile.max_attributes
+            );
+            return Err(self.fail(FaultCode::XmlLimit, detail));
+        }
+        Ok(())
+    }
+
+    /// Envelope, Header, Body and Security, by namespace and local name.
+    fn outer(
+        &mut self,
+        e: &BytesStart<'_>,
+        empty: bool,
+        at: std::ops::Range<usize>,
+    ) -> Result<Option<usize>, VersionedFault> {
+        let name = e.name();
+        let Some(ns) = self.scopes.resolve(name.prefix().map(|p| p.into_inner())) else {
+            return Err(self.fail(FaultCode::NotSoap, "undeclared namespace prefix"));
+        };
+        let ns = ns.to_vec();
+        let local = name.local_name();
+        let local = local.as_ref();
+        match self.depth {
+            1 => {
+                self.version = if local == b"Envelope" {
+                    SoapVersion::from_namespace(&ns)
                 } else {
-                    return Err(bad("unknown markup declaration"));
-                }
-            }
-            Some(b'?') => {
-                let from = i + 2;
-                let target = &s[from..from + name_len(&s[from..])];
-                if target.is_empty() || target.eq_ignore_ascii_case(b"xml") {
-                    return Err(bad("misplaced XML declaration or processing instruction"));
-                }
-                i = memchr::memmem::find(&s[from..], b"?>").ok_or_else(truncated)? + from + 2;
-            }
-            Some(_) => {
-                let start = i + 1;
-                let mut j = start + name_len(&s[start..]);
-                if j == start {
-                    return Err(bad("element without a name"));
-                }
-                let name = &s[start..j];
-                let mut attributes = 0;
-                let empty = loop {
-                    let ws = whitespace_len(&s[j..]);
-                    j += ws;
-                    match s.get(j) {
-                        None => return Err(truncated()),
-                        Some(b'>') => break false,
-                        Some(b'/') if s.get(j + 1) == Some(&b'>') => break true,
-                        Some(_) if ws == 0 => return Err(bad("bad attribute")),
-                        Some(_) => {}
-                    }
-                    let key = name_len(&s[j..]);
-                    j += key;
-                    j += whitespace_len(&s[j..]);
-                    if key == 0 || s.get(j) != Some(&b'=') {
-                        return Err(bad("bad attribute"));
-                    }
-                    j += 1;
-                    j += whitespace_len(&s[j..]);
-                    let quote = match s.get(j) {
-                        Some(&q @ (b'"' | b'\'')) => q,
-                        _ => return Err(bad("bad attribute")),
-                    };
-                    let from = j + 1;
-                    let to = memchr::memchr(quote, &s[from..]).ok_or_else(truncated)? + from;
-                    let value = &s[from..to];
-                    if memchr::memchr(b'<', value).is_some() {
-                        return Err(bad("'<' in an attribute value"));
-                    }
-                    if !references_ok(value) {
-                        return Err((
-                            FaultCode::NotSoap,
-                            "reference to an undeclared entity".to_string(),
-                        ));
-                    }
-                    attributes += 1;
-                    if attributes > profile.max_attributes {
-                        return Err((
-                            FaultCode::XmlLimit,
-                            format!(
-                                "more than {} attributes on an element",
-                                profile.max_attributes
-                            ),
-                        ));
-                    }
-                    j = to + 1;
+                    None
                 };
-                if depth + open.len() + 1 > profile.max_depth {
-                    return Err((
-                        FaultCode::XmlLimit,
-                        format!("nesting deeper than {} elements", profile.max_depth),
+                if self.version.is_none() {
+                    return Err(refuse(
+                        FaultCode::NotSoap,
+                        "the root element is not a SOAP Envelope",
                     ));
+                }
+                self.prefix = name
+                    .prefix()
+                    .map(|p| String::from_utf8_lossy(p.as_ref()).to_string())
+                    .unwrap_or_default();
+            }
+            2 => {
+                let soap_ns = self.version.map(|v| v.namespace().as_bytes()) == Some(ns.as_slice());
+                if soap_ns && local == b"Header" {
+                    if self.header.is_some() || self.body_start.is_some() {
+                        return Err(self.fail(FaultCode::NotSoap, "misplaced or repeated Header"));
+                    }
+                    self.header = Some((at.start, at.end, empty));
+                    self.in_header = !empty;
+                } else if soap_ns && local == b"Body" {
+                    self.bodies += 1;
+                    if self.bodies > 1 {
+                        return Err(self.fail(FaultCode::NotSoap, "two Body elements"));
+                    }
+                    self.body_start = Some(at.start);
+                    if !empty {
+                        let end = skim(&self.body[at.end..], self.depth, self.profile)
+                            .map_err(|(code, detail)| self.fail(code, detail))?;
+                        return Ok(Some(end));
+                    }
+                }
+            }
+            3 if self.in_header && ns == WSSE_NS.as_bytes() && local == b"Security" => {
+                if self.profile.existing_security == ExistingSecurity::Reject {
+                    return Err(Fault::new(FaultCode::SecurityHeaderPresent)
+                        .in_version(self.fault_version()));
                 }
                 if empty {
-                    i = j + 2;
+                    self.security.push(at);
                 } else {
-                    open.push(name);
-                    i = j + 1;
+                    self.sec_start = at.start;
                 }
             }
+            _ => {}
+        }
+        Ok(None)
+    }
+
+    /// An end tag ending at `after`: closes an existing `wsse:Security` or the Header.
+    fn end(&mut self, e: &quick_xml::events::BytesEnd<'_>, after: usize) {
+        if self.depth == 3 && self.in_header && self.sec_start > 0 {
+            let name = e.name();
+            let ns = self.scopes.resolve(name.prefix().map(|p| p.into_inner()));
+            if ns == Some(WSSE_NS.as_bytes()) && name.local_name().as_ref() == b"Security" {
+                self.security.push(self.sec_start..after);
+                self.sec_start = 0;
+            }
+        }
+        if self.depth == 2 && self.in_header {
+            self.in_header = false;
+        }
+        self.leave();
+    }
+
+    fn leave(&mut self) {
+        self.scopes.leave(self.depth);
+        self.depth -= 1;
+        if self.depth == 0 {
+            self.root_done = true;
         }
     }
-}
 
-/// Bytes that end an XML name in markup.
-static NAME_END: [bool; 256] = {
-    let mut t = [false; 256];
-    let stops = b" \t\r\n/>=<&\"'";
-    let mut k = 0;
-    while k < stops.len() {
-        t[stops[k] as usize] = true;
-        k += 1;
-    }
-    t
-};
-
-fn name_len(s: &[u8]) -> usize {
-    s.iter()
-        .position(|&b| NAME_END[b as usize])
-        .unwrap_or(s.len())
-}
-
-fn whitespace_len(s: &[u8]) -> usize {
-    s.iter()
-        .position(|&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-        .unwrap_or(s.len())
-}
-
-/// A predefined entity or a character reference to an XML character (the name between `&`
-/// and `;`). Any other entity would need a DTD, which requests may not have.
-fn reference_ok(name: &[u8]) -> bool {
-    if matches!(name, b"amp" | b"lt" | b"gt" | b"quot" | b"apos") {
-        return true;
-    }
-    let code = match name {
-        [b'#', b'x', hex @ ..] if !hex.is_empty() && hex.iter().all(u8::is_ascii_hexdigit) => {
-            std::str::from_utf8(hex)
-                .ok()
-                .and_then(|h| u32::from_str_radix(h, 16).ok())
+    /// The plan, once the whole envelope was read.
+    fn finish(mut self) -> Result<Plan, VersionedFault> {
+        let version = self
+            .version
+            .ok_or_else(|| refuse(FaultCode::NotSoap, "empty or truncated document"))?;
+        if !self.root_done {
+            return Err(self.fail(FaultCode::NotSoap, "truncated envelope"));
         }
-        [b'#', dec @ ..] if !dec.is_empty() && dec.iter().all(u8::is_ascii_digit) => {
-            std::str::from_utf8(dec)
-                .ok()
-                .and_then(|d| d.parse::<u32>().ok())
-        }
-        _ => None,
-    };
-    code.is_some_and(
-        |c| matches!(c, 0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x10000..=0x10FFFF),
-    )
-}
-
-/// Where the reference starting at `s[at] == b'&'` ends (after its `;`), if it is allowed.
-fn reference_end(s: &[u8], at: usize) -> Option<usize> {
-    // The longest allowed reference is `&#x10FFFF;` give or take leading zeros.
-    let window = &s[at + 1..s.len().min(at + 1 + 32)];
-    let semi = memchr::memchr(b';', window)?;
-    reference_ok(&window[..semi]).then_some(at + 1 + semi + 1)
-}
-
-/// Every `&` in an attribute value starts an allowed reference.
-fn references_ok(value: &[u8]) -> bool {
-    let mut i = 0;
-    while let Some(k) = memchr::memchr(b'&', &value[i..]) {
-        match reference_end(value, i + k) {
-            Some(end) => i = end,
-            None => return false,
-        }
+        let Some(body_at) = self.body_start else {
+            return Err(self.fail(FaultCode::NotSoap, "no Body element"));
+        };
+        let (insert_at, wrap_header, mut remove) = match self.header {
+            Some((start, end, true)) => (start, true, std::iter::once(start..end).collect()),
+            Some((_, end, false)) => (end, false, Vec::new()),
+            None => (body_at, true, Vec::new()),
+        };
+        remove.append(&mut self.security);
+        remove.sort_by_key(|r| r.start);
+        Ok(Plan {
+            version,
+            prefix: self.prefix,
+            insert_at,
+            remove,
+            wrap_header,
+            ascii_only: self.ascii_only,
+        })
     }
-    true
 }
 
 /// Namespace bindings declared on the outer levels of the envelope.
@@ -687,7 +501,7 @@ mod tests {
     use super::*;
 
     fn stamped(input: &[u8]) -> String {
-        let p = plan(input, &Profile::default()).unwrap_or_else(|(f, _)| panic!("{f:?}"));
+        let p = plan(input, &Profile::default()).unwrap_or_else(|e| panic!("{:?}", e.fault));
         String::from_utf8(stamp(input, &p, "<A/>", false)).unwrap()
     }
 
@@ -705,7 +519,7 @@ mod tests {
         assert_eq!(
             plan(twice.as_bytes(), &Profile::default())
                 .unwrap_err()
-                .0
+                .fault
                 .code,
             FaultCode::NotSoap
         );
@@ -713,7 +527,7 @@ mod tests {
 
     fn in_body(payload: &str) -> Result<String, FaultCode> {
         let env = format!("<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body>{payload}</s:Body><!-- end --></s:Envelope>");
-        let p = plan(env.as_bytes(), &Profile::default()).map_err(|(f, _)| f.code)?;
+        let p = plan(env.as_bytes(), &Profile::default()).map_err(|e| e.fault.code)?;
         Ok(String::from_utf8(stamp(env.as_bytes(), &p, "<A/>", false)).unwrap())
     }
 

@@ -24,8 +24,8 @@ fn signer() -> Signer {
 }
 
 fn stamp_with(envelope: &str, profile: &Profile) -> String {
-    let plan =
-        wssec::plan(envelope.as_bytes(), profile).unwrap_or_else(|(f, _)| panic!("refused: {f:?}"));
+    let plan = wssec::plan(envelope.as_bytes(), profile)
+        .unwrap_or_else(|e| panic!("refused: {:?}", e.fault));
     let a = wssec::build_assertion(
         profile,
         &signer(),
@@ -174,7 +174,7 @@ fn iso_8859_1_envelopes_are_stamped_without_corruption() {
     env.extend_from_slice(&[b'H', 0xF4, b'p', b'i', b't', b'a', b'l']); // "Hôpital" in Latin-1
     env.extend_from_slice(b"</nom></soap:Body></soap:Envelope>");
     let profile = Profile::default();
-    let plan = wssec::plan(&env, &profile).unwrap_or_else(|(f, _)| panic!("{f:?}"));
+    let plan = wssec::plan(&env, &profile).unwrap_or_else(|e| panic!("{:?}", e.fault));
     let a = wssec::build_assertion(
         &profile,
         &signer(),
@@ -197,7 +197,7 @@ fn iso_8859_1_envelopes_are_stamped_without_corruption() {
     // UTF-16 is refused with a clear fault.
     let utf16 = [0xFF, 0xFE, b'<', 0];
     assert_eq!(
-        wssec::plan(&utf16, &profile).unwrap_err().0.code,
+        wssec::plan(&utf16, &profile).unwrap_err().fault.code,
         rocgw::fault::FaultCode::NotSoap
     );
 }
@@ -214,7 +214,10 @@ fn an_existing_security_header_is_replaced_or_refused() {
         existing_security: ExistingSecurity::Reject,
         ..Profile::default()
     };
-    let (f, v) = wssec::plan(env.as_bytes(), &reject).unwrap_err();
+    let rocgw::fault::VersionedFault {
+        fault: f,
+        version: v,
+    } = wssec::plan(env.as_bytes(), &reject).unwrap_err();
     assert_eq!(f.code, rocgw::fault::FaultCode::SecurityHeaderPresent);
     assert_eq!(v, rocgw::soap::SoapVersion::V11);
 }
@@ -378,7 +381,7 @@ fn bad_envelopes_are_refused_with_the_fault_model() {
     for (name, body, code) in cases {
         match wssec::plan(&body, &p) {
             Ok(_) => panic!("{name}: accepted"),
-            Err((f, _)) => assert_eq!(f.code, code, "{name}: {f:?}"),
+            Err(e) => assert_eq!(e.fault.code, code, "{name}: {:?}", e.fault),
         }
     }
 }
