@@ -3,7 +3,10 @@
 
 use std::sync::OnceLock;
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// The process's metrics.
 pub struct Metrics {
@@ -55,181 +58,188 @@ pub struct Metrics {
     pub crl_next_update: prometheus::IntGaugeVec,
 }
 
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::IntGaugeVec {
-    let g = prometheus::IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(g.clone())).expect("unique metric");
-    g
+/// Every metric's name and help text, in one place (the exposition's `# HELP` lines).
+const HELP: &[(&str, &str)] = &[
+    (
+        "rocgw_requests_total",
+        "Gateway requests by route, AMC, service and outcome.",
+    ),
+    (
+        "rocgw_request_duration_seconds",
+        "End-to-end latency of gateway requests, by route.",
+    ),
+    (
+        "rocgw_upstream_duration_seconds",
+        "Latency of upstream exchanges, by upstream.",
+    ),
+    (
+        "rocgw_signing_duration_seconds",
+        "Time to build and sign a fresh SAML assertion.",
+    ),
+    (
+        "rocgw_certificate_expiry_seconds",
+        "Seconds until a certificate in force expires (identities and trust anchors).",
+    ),
+    (
+        "rocgw_crl_age_seconds",
+        "Seconds since the thisUpdate of each CRL in force.",
+    ),
+    (
+        "rocgw_crl_next_update_seconds",
+        "Seconds until the nextUpdate of each CRL in force (negative: stale).",
+    ),
+    (
+        "rocgw_annuaire_lookups_total",
+        "Endpoint resolutions through the annuaire cache, by result.",
+    ),
+    (
+        "rocgw_annuaire_calls_total",
+        "Lookup requests sent to the annuaire, by outcome (found, unknown-amc, error).",
+    ),
+    (
+        "rocgw_upstream_requests_total",
+        "Requests sent upstream, by upstream and outcome.",
+    ),
+    (
+        "rocgw_upstream_retries_total",
+        "Requests re-sent because their connection could not be opened (nothing sent).",
+    ),
+    (
+        "rocgw_upstream_connections_opened_total",
+        "Upstream connections opened (TCP and TLS handshake), by upstream.",
+    ),
+    (
+        "rocgw_upstream_tls_failures_total",
+        "TLS handshake failures and TLS rejections, by upstream and reason.",
+    ),
+    (
+        "rocgw_revocation_unknown_total",
+        "Handshakes allowed by the soft revocation policy with an unknown status.",
+    ),
+    (
+        "rocgw_reloads_total",
+        "Reloads of certificates and CRLs, by outcome.",
+    ),
+    (
+        "rocgw_faults_total",
+        "SOAP faults returned by the gateway, by code.",
+    ),
+    (
+        "rocgw_upstream_connections_open",
+        "Upstream connections currently open.",
+    ),
+    ("rocgw_in_flight_requests", "Requests currently handled."),
+    (
+        "rocgw_circuits_open",
+        "AMC endpoints whose circuit breaker is open or half-open (calls fail fast).",
+    ),
+    (
+        "rocgw_connections_refused_total",
+        "Connections closed at once because a listener had max_connections open.",
+    ),
+    (
+        "rocgw_write_timeouts_total",
+        "Connections cut because the client stopped reading its answer.",
+    ),
+    (
+        "rocgw_credentials_generation_total",
+        "Successful loads of certificates and CRLs since start.",
+    ),
+];
+
+/// Latency buckets of the request and upstream histograms (seconds).
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Buckets of the signing histogram: an RSA-2048 signature takes a fraction of a millisecond.
+const SIGNING_BUCKETS: [f64; 9] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+];
+
+fn opts(name: &str) -> Opts {
+    let help = HELP
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, h)| *h)
+        .expect("every metric has a help text");
+    Opts::new(name, help)
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+/// Registers `c` in `r` and returns it.
+fn registered<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
     r.register(Box::new(c.clone())).expect("unique metric");
     c
+}
+
+fn counter(r: &Registry, name: &str) -> IntCounter {
+    registered(r, IntCounter::with_opts(opts(name)).expect("valid metric"))
+}
+
+fn gauge(r: &Registry, name: &str) -> IntGauge {
+    registered(r, IntGauge::with_opts(opts(name)).expect("valid metric"))
+}
+
+fn counter_vec(r: &Registry, name: &str, labels: &[&str]) -> IntCounterVec {
+    registered(
+        r,
+        IntCounterVec::new(opts(name), labels).expect("valid metric"),
+    )
+}
+
+fn gauge_vec(r: &Registry, name: &str, labels: &[&str]) -> IntGaugeVec {
+    registered(
+        r,
+        IntGaugeVec::new(opts(name), labels).expect("valid metric"),
+    )
+}
+
+fn histogram_opts(name: &str, buckets: &[f64]) -> HistogramOpts {
+    HistogramOpts::from(opts(name)).buckets(buckets.to_vec())
+}
+
+fn histogram_vec(r: &Registry, name: &str, labels: &[&str]) -> HistogramVec {
+    let o = histogram_opts(name, &LATENCY_BUCKETS);
+    registered(r, HistogramVec::new(o, labels).expect("valid metric"))
 }
 
 impl Metrics {
     fn new() -> Metrics {
         let r = Registry::new();
-        let upstream_open = prometheus::IntGaugeVec::new(
-            Opts::new(
-                "rocgw_upstream_connections_open",
-                "Upstream connections currently open.",
-            ),
-            &["upstream"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(upstream_open.clone())).expect("unique");
-        let in_flight = IntGauge::new("rocgw_in_flight_requests", "Requests currently handled.")
-            .expect("valid");
-        r.register(Box::new(in_flight.clone())).expect("unique");
-        let circuits_open = IntGauge::new(
-            "rocgw_circuits_open",
-            "AMC endpoints whose circuit breaker is open or half-open (calls fail fast).",
-        )
-        .expect("valid");
-        r.register(Box::new(circuits_open.clone())).expect("unique");
-        let connections_refused = IntCounter::new(
-            "rocgw_connections_refused_total",
-            "Connections closed at once because a listener had max_connections open.",
-        )
-        .expect("valid");
-        r.register(Box::new(connections_refused.clone()))
-            .expect("unique");
-        let write_timeouts = IntCounter::new(
-            "rocgw_write_timeouts_total",
-            "Connections cut because the client stopped reading its answer.",
-        )
-        .expect("valid");
-        r.register(Box::new(write_timeouts.clone()))
-            .expect("unique");
-        let generation = IntCounter::new(
-            "rocgw_credentials_generation_total",
-            "Successful loads of certificates and CRLs since start.",
-        )
-        .expect("valid");
-        r.register(Box::new(generation.clone())).expect("unique");
-        let buckets = vec![
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-        ];
-        let hist = |name: &str, help: &str, labels: &[&str]| {
-            let h = prometheus::HistogramVec::new(
-                prometheus::HistogramOpts::new(name, help).buckets(buckets.clone()),
-                labels,
-            )
-            .expect("valid metric");
-            r.register(Box::new(h.clone())).expect("unique metric");
-            h
-        };
-        let request_seconds = hist(
-            "rocgw_request_duration_seconds",
-            "End-to-end latency of gateway requests, by route.",
-            &["route"],
-        );
-        let upstream_seconds = hist(
-            "rocgw_upstream_duration_seconds",
-            "Latency of upstream exchanges, by upstream.",
-            &["upstream"],
-        );
-        let signing_seconds = prometheus::Histogram::with_opts(
-            prometheus::HistogramOpts::new(
-                "rocgw_signing_duration_seconds",
-                "Time to build and sign a fresh SAML assertion.",
-            )
-            .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
-            ]),
-        )
-        .expect("valid metric");
-        r.register(Box::new(signing_seconds.clone()))
-            .expect("unique");
+        let signing = histogram_opts("rocgw_signing_duration_seconds", &SIGNING_BUCKETS);
+        let up = &["upstream"][..];
+        let by_issuer = &["sphere", "issuer"][..];
+        let by_reason = &["upstream", "reason"][..];
         Metrics {
             requests: counter_vec(
                 &r,
                 "rocgw_requests_total",
-                "Gateway requests by route, AMC, service and outcome.",
                 &["route", "amc", "service", "outcome"],
             ),
-            request_seconds,
-            upstream_seconds,
-            signing_seconds,
-            cert_expiry: gauge_vec(
-                &r,
-                "rocgw_certificate_expiry_seconds",
-                "Seconds until a certificate in force expires (identities and trust anchors).",
-                &["kind", "name"],
-            ),
-            crl_age: gauge_vec(
-                &r,
-                "rocgw_crl_age_seconds",
-                "Seconds since the thisUpdate of each CRL in force.",
-                &["sphere", "issuer"],
-            ),
-            crl_next_update: gauge_vec(
-                &r,
-                "rocgw_crl_next_update_seconds",
-                "Seconds until the nextUpdate of each CRL in force (negative: stale).",
-                &["sphere", "issuer"],
-            ),
-            annuaire_lookups: counter_vec(
-                &r,
-                "rocgw_annuaire_lookups_total",
-                "Endpoint resolutions through the annuaire cache, by result.",
-                &["result"],
-            ),
-            annuaire_calls: counter_vec(
-                &r,
-                "rocgw_annuaire_calls_total",
-                "Lookup requests sent to the annuaire, by outcome (found, unknown-amc, error).",
-                &["outcome"],
-            ),
+            request_seconds: histogram_vec(&r, "rocgw_request_duration_seconds", &["route"]),
+            upstream_seconds: histogram_vec(&r, "rocgw_upstream_duration_seconds", up),
+            signing_seconds: registered(&r, Histogram::with_opts(signing).expect("valid metric")),
+            cert_expiry: gauge_vec(&r, "rocgw_certificate_expiry_seconds", &["kind", "name"]),
+            crl_age: gauge_vec(&r, "rocgw_crl_age_seconds", by_issuer),
+            crl_next_update: gauge_vec(&r, "rocgw_crl_next_update_seconds", by_issuer),
+            annuaire_lookups: counter_vec(&r, "rocgw_annuaire_lookups_total", &["result"]),
+            annuaire_calls: counter_vec(&r, "rocgw_annuaire_calls_total", &["outcome"]),
             upstream_requests: counter_vec(
                 &r,
                 "rocgw_upstream_requests_total",
-                "Requests sent upstream, by upstream and outcome.",
                 &["upstream", "outcome"],
             ),
-            upstream_retries: counter_vec(
-                &r,
-                "rocgw_upstream_retries_total",
-                "Requests re-sent because their connection could not be opened (nothing sent).",
-                &["upstream"],
-            ),
-            upstream_connections: counter_vec(
-                &r,
-                "rocgw_upstream_connections_opened_total",
-                "Upstream connections opened (TCP and TLS handshake), by upstream.",
-                &["upstream"],
-            ),
-            tls_failures: counter_vec(
-                &r,
-                "rocgw_upstream_tls_failures_total",
-                "TLS handshake failures and TLS rejections, by upstream and reason.",
-                &["upstream", "reason"],
-            ),
-            revocation_unknown: counter_vec(
-                &r,
-                "rocgw_revocation_unknown_total",
-                "Handshakes allowed by the soft revocation policy with an unknown status.",
-                &["upstream", "reason"],
-            ),
-            reloads: counter_vec(
-                &r,
-                "rocgw_reloads_total",
-                "Reloads of certificates and CRLs, by outcome.",
-                &["outcome"],
-            ),
-            faults: counter_vec(
-                &r,
-                "rocgw_faults_total",
-                "SOAP faults returned by the gateway, by code.",
-                &["code"],
-            ),
-            upstream_open,
-            in_flight,
-            circuits_open,
-            connections_refused,
-            write_timeouts,
-            generation,
+            upstream_retries: counter_vec(&r, "rocgw_upstream_retries_total", up),
+            upstream_connections: counter_vec(&r, "rocgw_upstream_connections_opened_total", up),
+            tls_failures: counter_vec(&r, "rocgw_upstream_tls_failures_total", by_reason),
+            revocation_unknown: counter_vec(&r, "rocgw_revocation_unknown_total", by_reason),
+            reloads: counter_vec(&r, "rocgw_reloads_total", &["outcome"]),
+            faults: counter_vec(&r, "rocgw_faults_total", &["code"]),
+            upstream_open: gauge_vec(&r, "rocgw_upstream_connections_open", up),
+            in_flight: gauge(&r, "rocgw_in_flight_requests"),
+            circuits_open: gauge(&r, "rocgw_circuits_open"),
+            connections_refused: counter(&r, "rocgw_connections_refused_total"),
+            write_timeouts: counter(&r, "rocgw_write_timeouts_total"),
+            generation: counter(&r, "rocgw_credentials_generation_total"),
             registry: r,
         }
         .with_zero_series()

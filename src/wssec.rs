@@ -128,6 +128,129 @@ pub struct SignedAssertion {
     pub xml: Arc<str>,
 }
 
+/// The assertion's times, formatted once.
+struct Times<'a> {
+    issued: &'a str,
+    not_before: &'a str,
+    not_on_or_after: &'a str,
+}
+
+/// The canonical assertion up to and including its `Issuer` (the signer's subject DN).
+fn assertion_head(id: &str, issued: &str, issuer: &str) -> String {
+    let mut head = String::with_capacity(512);
+    head.push_str("<saml2:Assertion xmlns:saml2=\"");
+    head.push_str(SAML2_NS);
+    head.push_str("\" xmlns:xs=\"");
+    head.push_str(XS_NS);
+    head.push_str("\" ID=\"");
+    head.push_str(id);
+    head.push_str("\" IssueInstant=\"");
+    head.push_str(issued);
+    head.push_str("\" Version=\"2.0\"><saml2:Issuer Format=\"");
+    head.push_str(X509_SUBJECT_NAME);
+    head.push_str("\">");
+    text(&mut head, issuer);
+    head.push_str("</saml2:Issuer>");
+    head
+}
+
+/// The canonical assertion after its `Issuer`: subject, conditions, authentication statement
+/// and attributes.
+fn assertion_tail(profile: &Profile, structure: &str, audience: &str, t: &Times<'_>) -> String {
+    let mut tail = String::with_capacity(1024);
+    tail.push_str("<saml2:Subject><saml2:NameID Format=\"");
+    attr(&mut tail, &profile.name_id_format);
+    tail.push_str("\">");
+    text(&mut tail, profile.name_id.as_deref().unwrap_or(structure));
+    tail.push_str("</saml2:NameID><saml2:SubjectConfirmation Method=\"");
+    attr(&mut tail, &profile.subject_confirmation_method);
+    tail.push_str("\"></saml2:SubjectConfirmation></saml2:Subject><saml2:Conditions NotBefore=\"");
+    tail.push_str(t.not_before);
+    tail.push_str("\" NotOnOrAfter=\"");
+    tail.push_str(t.not_on_or_after);
+    tail.push_str("\"><saml2:AudienceRestriction><saml2:Audience>");
+    text(&mut tail, audience);
+    tail.push_str("</saml2:Audience></saml2:AudienceRestriction></saml2:Conditions><saml2:AuthnStatement AuthnInstant=\"");
+    tail.push_str(t.issued);
+    tail.push_str("\"><saml2:AuthnContext><saml2:AuthnContextClassRef>");
+    text(&mut tail, &profile.authn_context_class_ref);
+    tail.push_str("</saml2:AuthnContextClassRef></saml2:AuthnContext></saml2:AuthnStatement><saml2:AttributeStatement>");
+    if profile.default_attributes {
+        let string = Some("xs:string");
+        saml_attribute(
+            &mut tail,
+            "Identifiant_Structure",
+            None,
+            string,
+            &[structure],
+        );
+        saml_attribute(
+            &mut tail,
+            "Authentification_mode",
+            None,
+            string,
+            &["DIRECTE"],
+        );
+    }
+    for a in &profile.attributes {
+        let values: Vec<&str> = a.values.iter().map(String::as_str).collect();
+        let (format, ty) = (a.name_format.as_deref(), a.xsi_type.as_deref());
+        saml_attribute(&mut tail, &a.name, format, ty, &values);
+    }
+    tail.push_str("</saml2:AttributeStatement></saml2:Assertion>");
+    tail
+}
+
+/// One `saml2:Attribute`, its values typed with `xsi:type` when `ty` is given.
+fn saml_attribute(
+    out: &mut String,
+    name: &str,
+    name_format: Option<&str>,
+    ty: Option<&str>,
+    values: &[&str],
+) {
+    out.push_str("<saml2:Attribute Name=\"");
+    attr(out, name);
+    if let Some(f) = name_format {
+        out.push_str("\" NameFormat=\"");
+        attr(out, f);
+    }
+    out.push_str("\">");
+    for v in values {
+        match ty {
+            Some(t) => {
+                out.push_str("<saml2:AttributeValue xmlns:xsi=\"");
+                out.push_str(XSI_NS);
+                out.push_str("\" xsi:type=\"");
+                attr(out, t);
+                out.push_str("\">");
+            }
+            None => out.push_str("<saml2:AttributeValue>"),
+        }
+        text(out, v);
+        out.push_str("</saml2:AttributeValue>");
+    }
+    out.push_str("</saml2:Attribute>");
+}
+
+/// The `ds:SignedInfo` over the assertion `id` with its `digest` (enveloped signature,
+/// exclusive c14n with `xs` inclusive for typed values, RSA-SHA256).
+fn signed_info(id: &str, digest: &str) -> String {
+    let mut si = String::with_capacity(1024);
+    si.push_str("<ds:SignedInfo><ds:CanonicalizationMethod Algorithm=\"");
+    si.push_str(EXC_C14N);
+    si.push_str("\"></ds:CanonicalizationMethod><ds:SignatureMethod Algorithm=\"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256\"></ds:SignatureMethod><ds:Reference URI=\"#");
+    si.push_str(id);
+    si.push_str("\"><ds:Transforms><ds:Transform Algorithm=\"http://www.w3.org/2000/09/xmldsig#enveloped-signature\"></ds:Transform><ds:Transform Algorithm=\"");
+    si.push_str(EXC_C14N);
+    si.push_str("\"><ec:InclusiveNamespaces xmlns:ec=\"");
+    si.push_str(EXC_C14N);
+    si.push_str("\" PrefixList=\"xs\"></ec:InclusiveNamespaces></ds:Transform></ds:Transforms><ds:DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"></ds:DigestMethod><ds:DigestValue>");
+    si.push_str(digest);
+    si.push_str("</ds:DigestValue></ds:Reference></ds:SignedInfo>");
+    si
+}
+
 /// Writes the assertion in canonical form and signs it (enveloped, exclusive c14n,
 /// RSA-SHA256, SHA-256 digest, `KeyInfo` with the certificate).
 pub fn build_assertion(
@@ -150,114 +273,22 @@ pub fn build_assertion_with(
 ) -> SignedAssertion {
     let id = new_id();
     let issued = fmt_time(now);
-    let nb = fmt_time(now - profile.not_before_skew.as_secs() as i64);
     let noa_unix = now + profile.validity.as_secs() as i64;
-    let noa = fmt_time(noa_unix);
-    let structure = signer.structure_id.as_str();
-
+    let times = Times {
+        issued: &issued,
+        not_before: &fmt_time(now - profile.not_before_skew.as_secs() as i64),
+        not_on_or_after: &fmt_time(noa_unix),
+    };
     // Head: up to and including Issuer; tail: everything after it. The signature goes between.
-    let mut head = String::with_capacity(512);
-    head.push_str("<saml2:Assertion xmlns:saml2=\"");
-    head.push_str(SAML2_NS);
-    head.push_str("\" xmlns:xs=\"");
-    head.push_str(XS_NS);
-    head.push_str("\" ID=\"");
-    head.push_str(&id);
-    head.push_str("\" IssueInstant=\"");
-    head.push_str(&issued);
-    head.push_str("\" Version=\"2.0\"><saml2:Issuer Format=\"");
-    head.push_str(X509_SUBJECT_NAME);
-    head.push_str("\">");
-    text(&mut head, &signer.issuer);
-    head.push_str("</saml2:Issuer>");
-
-    let mut tail = String::with_capacity(1024);
-    tail.push_str("<saml2:Subject><saml2:NameID Format=\"");
-    attr(&mut tail, &profile.name_id_format);
-    tail.push_str("\">");
-    text(&mut tail, profile.name_id.as_deref().unwrap_or(structure));
-    tail.push_str("</saml2:NameID><saml2:SubjectConfirmation Method=\"");
-    attr(&mut tail, &profile.subject_confirmation_method);
-    tail.push_str("\"></saml2:SubjectConfirmation></saml2:Subject><saml2:Conditions NotBefore=\"");
-    tail.push_str(&nb);
-    tail.push_str("\" NotOnOrAfter=\"");
-    tail.push_str(&noa);
-    tail.push_str("\"><saml2:AudienceRestriction><saml2:Audience>");
-    text(&mut tail, audience);
-    tail.push_str("</saml2:Audience></saml2:AudienceRestriction></saml2:Conditions><saml2:AuthnStatement AuthnInstant=\"");
-    tail.push_str(&issued);
-    tail.push_str("\"><saml2:AuthnContext><saml2:AuthnContextClassRef>");
-    text(&mut tail, &profile.authn_context_class_ref);
-    tail.push_str("</saml2:AuthnContextClassRef></saml2:AuthnContext></saml2:AuthnStatement><saml2:AttributeStatement>");
-    let mut write_attr =
-        |name: &str, name_format: Option<&str>, ty: Option<&str>, values: &[&str]| {
-            tail.push_str("<saml2:Attribute Name=\"");
-            attr(&mut tail, name);
-            if let Some(f) = name_format {
-                tail.push_str("\" NameFormat=\"");
-                attr(&mut tail, f);
-            }
-            tail.push_str("\">");
-            for v in values {
-                match ty {
-                    Some(t) => {
-                        tail.push_str("<saml2:AttributeValue xmlns:xsi=\"");
-                        tail.push_str(XSI_NS);
-                        tail.push_str("\" xsi:type=\"");
-                        attr(&mut tail, t);
-                        tail.push_str("\">");
-                    }
-                    None => tail.push_str("<saml2:AttributeValue>"),
-                }
-                text(&mut tail, v);
-                tail.push_str("</saml2:AttributeValue>");
-            }
-            tail.push_str("</saml2:Attribute>");
-        };
-    if profile.default_attributes {
-        write_attr(
-            "Identifiant_Structure",
-            None,
-            Some("xs:string"),
-            &[structure],
-        );
-        write_attr(
-            "Authentification_mode",
-            None,
-            Some("xs:string"),
-            &["DIRECTE"],
-        );
-    }
-    for a in &profile.attributes {
-        let values: Vec<&str> = a.values.iter().map(String::as_str).collect();
-        write_attr(
-            &a.name,
-            a.name_format.as_deref(),
-            a.xsi_type.as_deref(),
-            &values,
-        );
-    }
-    tail.push_str("</saml2:AttributeStatement></saml2:Assertion>");
+    let head = assertion_head(&id, &issued, &signer.issuer);
+    let tail = assertion_tail(profile, &signer.structure_id, audience, &times);
 
     // Digest of the canonical assertion without its signature (the enveloped transform).
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     ctx.update(head.as_bytes());
     ctx.update(tail.as_bytes());
     let b64 = &base64::engine::general_purpose::STANDARD;
-    let digest = b64.encode(ctx.finish().as_ref());
-
-    let mut signed_info = String::with_capacity(1024);
-    signed_info.push_str("<ds:SignedInfo><ds:CanonicalizationMethod Algorithm=\"");
-    signed_info.push_str(EXC_C14N);
-    signed_info.push_str("\"></ds:CanonicalizationMethod><ds:SignatureMethod Algorithm=\"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256\"></ds:SignatureMethod><ds:Reference URI=\"#");
-    signed_info.push_str(&id);
-    signed_info.push_str("\"><ds:Transforms><ds:Transform Algorithm=\"http://www.w3.org/2000/09/xmldsig#enveloped-signature\"></ds:Transform><ds:Transform Algorithm=\"");
-    signed_info.push_str(EXC_C14N);
-    signed_info.push_str("\"><ec:InclusiveNamespaces xmlns:ec=\"");
-    signed_info.push_str(EXC_C14N);
-    signed_info.push_str("\" PrefixList=\"xs\"></ec:InclusiveNamespaces></ds:Transform></ds:Transforms><ds:DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"></ds:DigestMethod><ds:DigestValue>");
-    signed_info.push_str(&digest);
-    signed_info.push_str("</ds:DigestValue></ds:Reference></ds:SignedInfo>");
+    let signed_info = signed_info(&id, &b64.encode(ctx.finish().as_ref()));
     // Canonical SignedInfo as its own apex carries the ds declaration it uses.
     let canonical_si = format!(
         "<ds:SignedInfo xmlns:ds=\"{DSIG_NS}\">{}",

@@ -279,33 +279,8 @@ impl Report {
         t
     }
 
-    /// The one-page HTML report.
-    pub fn to_html(&self) -> String {
-        let l = &self.latency_ms;
-        let rows: String = self
-            .errors_by_kind
-            .iter()
-            .map(|(k, v)| format!("<tr><td>{}</td><td>{v}</td></tr>", esc(k)))
-            .collect();
-        let routes: String = self
-            .by_route
-            .iter()
-            .map(|(k, [o, e])| format!("<tr><td>{}</td><td>{o}</td><td>{e}</td></tr>", esc(k)))
-            .collect();
-        let verdicts: String = self
-            .thresholds
-            .iter()
-            .map(|v| {
-                format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
-                    esc(&v.name),
-                    fmt_num(v.limit),
-                    fmt_num(v.measured),
-                    if v.passed { "ok" } else { "bad" },
-                    if v.passed { "ok" } else { "EXCEEDED" }
-                )
-            })
-            .collect();
+    /// The report's two plots: latency over time, and the latency distribution.
+    fn charts(&self) -> (String, String) {
         let last = self.timeline.len().saturating_sub(1).max(1);
         let step = (last / 10).max(1);
         let time_ticks: Vec<(f64, String)> = (0..=last)
@@ -360,6 +335,37 @@ impl Report {
                     .collect(),
             )],
         );
+        (over_time, dist)
+    }
+
+    /// The one-page HTML report.
+    pub fn to_html(&self) -> String {
+        let l = &self.latency_ms;
+        let rows: String = self
+            .errors_by_kind
+            .iter()
+            .map(|(k, v)| format!("<tr><td>{}</td><td>{v}</td></tr>", esc(k)))
+            .collect();
+        let routes: String = self
+            .by_route
+            .iter()
+            .map(|(k, [o, e])| format!("<tr><td>{}</td><td>{o}</td><td>{e}</td></tr>", esc(k)))
+            .collect();
+        let verdicts: String = self
+            .thresholds
+            .iter()
+            .map(|v| {
+                format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+                    esc(&v.name),
+                    fmt_num(v.limit),
+                    fmt_num(v.measured),
+                    if v.passed { "ok" } else { "bad" },
+                    if v.passed { "ok" } else { "EXCEEDED" }
+                )
+            })
+            .collect();
+        let (over_time, dist) = self.charts();
         format!(
             r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>rocgw load report</title>

@@ -120,9 +120,7 @@ fn code_only(src: &str) -> String {
             while k < b.len() && b[k] != b'\'' {
                 k += 1;
             }
-            for _ in i..=k.min(b.len() - 1) {
-                out.push(b' ');
-            }
+            out.extend(std::iter::repeat_n(b' ', k.min(b.len() - 1) + 1 - i));
             i = k + 1;
         } else {
             out.push(b[i]);
@@ -202,7 +200,7 @@ fn uses_in(code: &str, module: &[String]) -> Vec<(String, usize)> {
             .chain(inline.iter().map(|(m, _)| m.clone()))
             .collect();
         let mut i = 0;
-        while let Some(p) = line[i..].find(|c| c == 'c' || c == 's') {
+        while let Some(p) = line[i..].find(['c', 's']) {
             let at = i + p;
             let prev_ok = at == 0 || {
                 let c = line.as_bytes()[at - 1];

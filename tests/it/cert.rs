@@ -156,6 +156,11 @@ fn csr_and_bundle_make_files_openssl_accepts() {
     );
     assert_eq!(again.status.code(), Some(2));
 
+    bundle_makes_a_p12_openssl_reads(tmp.path());
+}
+
+/// `cert bundle`: the test SIGN certificate with its key and chain, into `dir`.
+fn bundle_makes_a_p12_openssl_reads(dir: &Path) {
     // Bundle the test SIGN certificate with its key and chain.
     let pw = pki_path("secrets/p12-password");
     let p = |r: &str| pki_path(r).display().to_string();
@@ -180,7 +185,7 @@ fn csr_and_bundle_make_files_openssl_accepts() {
         ]);
         run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
     };
-    let out = tmp.path().join("sign.p12");
+    let out = dir.join("sign.p12");
     let made = bundle(
         "org/sign.key",
         &["igc-sante/acr.pem", "igc-sante/aci-el-org.pem"],
@@ -213,11 +218,7 @@ fn csr_and_bundle_make_files_openssl_accepts() {
     assert_eq!(v["chain_in_order"], true);
 
     // Without the ACI-EL-ORG, or with another key: refused, saying what is wrong.
-    let missing = bundle(
-        "org/sign.key",
-        &["igc-sante/acr.pem"],
-        &tmp.path().join("x.p12"),
-    );
+    let missing = bundle("org/sign.key", &["igc-sante/acr.pem"], &dir.join("x.p12"));
     let err = String::from_utf8_lossy(&missing.stderr);
     assert_eq!(missing.status.code(), Some(2));
     assert!(
@@ -227,10 +228,10 @@ fn csr_and_bundle_make_files_openssl_accepts() {
     let wrong = bundle(
         "org2/sign.key",
         &["igc-sante/chain.pem"],
-        &tmp.path().join("y.p12"),
+        &dir.join("y.p12"),
     );
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("does not match"));
-    assert!(!tmp.path().join("x.p12").exists() && !tmp.path().join("y.p12").exists());
+    assert!(!dir.join("x.p12").exists() && !dir.join("y.p12").exists());
 }
 
 /// A configuration on the test PKI with these identity files.

@@ -98,6 +98,13 @@ fn metrics_and_status_follow_the_traffic() {
             &[("upstream", "amc")]
         ) >= 1.0
     );
+    certificate_and_crl_gauges(&m);
+    status_follows_the_traffic(gw.admin);
+}
+
+/// Seconds to expiry of the identities and anchors, and the CRLs' ages, in a scrape.
+fn certificate_and_crl_gauges(m: &[Sample]) {
+    let v = |name: &str, labels: &[(&str, &str)]| metric(m, name, labels);
     // Certificates: seconds to expiry of both identities (3-year test certificates) and anchors.
     for role in ["auth_cli", "sign"] {
         let secs = v(
@@ -127,9 +134,12 @@ fn metrics_and_status_follow_the_traffic() {
         ) >= 0.0
     );
     assert!(m.iter().any(|s| s.name == "rocgw_crl_age_seconds"));
+}
 
+/// `/status` as JSON and HTML, and `/readyz`, after the traffic above.
+fn status_follows_the_traffic(admin: std::net::SocketAddr) {
     // /status, JSON and HTML.
-    let st = http(gw.admin, "GET", "/status", &[], b"");
+    let st = http(admin, "GET", "/status", &[], b"");
     assert_eq!(st.status, 200);
     let j: serde_json::Value = serde_json::from_str(&st.body).unwrap();
     assert_eq!(j["ready"], true);
@@ -152,13 +162,13 @@ fn metrics_and_status_follow_the_traffic() {
     assert_eq!(amc["requests_ok"], 3);
     assert!(j["annuaire_cache_entries"].as_u64().unwrap() >= 2);
     assert_eq!(j["version"], env!("CARGO_PKG_VERSION"));
-    let page = http(gw.admin, "GET", "/status", &[("Accept", "text/html")], b"");
+    let page = http(admin, "GET", "/status", &[("Accept", "text/html")], b"");
     assert!(page
         .header("content-type")
         .unwrap()
         .starts_with("text/html"));
     assert!(page.body.contains("<table>") && page.body.contains("Client_ROC_WebServices_AMC"));
-    assert_eq!(http(gw.admin, "GET", "/readyz", &[], b"").status, 200);
+    assert_eq!(http(admin, "GET", "/readyz", &[], b"").status, 200);
 }
 
 #[test]

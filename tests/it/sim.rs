@@ -280,46 +280,10 @@ fn idb(gw: std::net::SocketAddr, amc: &str) -> Resp {
     )
 }
 
-#[test]
-fn gateway_requests_pass_and_each_injected_fault_reaches_the_sih_as_the_right_error() {
-    // One AMC per server certificate: a certificate is presented at the handshake, and the
-    // gateway keeps its connections.
-    let extra_amcs = [
-        ("88888881", CertMode::Expired),
-        ("88888882", CertMode::Revoked),
-        ("88888883", CertMode::UnknownCa),
-        ("88888884", CertMode::WrongHost),
-    ];
-    let s = SimFixture::start(|cfg| {
-        let template = cfg.amcs[0].clone();
-        for (numero, mode) in extra_amcs {
-            let mut a = template.clone();
-            a.numero = numero.into();
-            a.faults.certificate = mode;
-            cfg.amcs.push(a);
-        }
-    });
-    let (gw, _t) = gateway_for(&s, 1_500);
-
-    let r = idb(gw.gateway, "99999991");
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.body.contains("Droits ouverts"), "{}", r.body);
-    let unknown = post(
-        gw.gateway,
-        "/amc/99999991/idb",
-        CT12,
-        &envelope12("<nir>INCONNU</nir>"),
-    );
-    assert!(
-        unknown.body.contains("Bénéficiaire inconnu"),
-        "{}",
-        unknown.body
-    );
-    assert_eq!(s.counter("accepted", ""), 2.0);
-
-    // Run-time injection through the admin API, then back to normal. Statuses follow the
-    // SOAP 1.2 binding (the gateway's default): every one of these faults is a 500.
-    let cases: [(Faults, u16, Option<&str>, &str); 5] = [
+/// Faults injected at run time, with the status, `X-Rocgw-Error` and body text the SIH gets.
+/// Statuses follow the SOAP 1.2 binding (the gateway's default): every one of these is a 500.
+fn injected_faults() -> [(Faults, u16, Option<&'static str>, &'static str); 5] {
+    [
         (
             Faults {
                 http_500_rate: 1.0,
@@ -365,7 +329,49 @@ fn gateway_requests_pass_and_each_injected_fault_reaches_the_sih_as_the_right_er
             Some("amc-timeout"),
             "",
         ),
+    ]
+}
+
+#[test]
+fn gateway_requests_pass_and_each_injected_fault_reaches_the_sih_as_the_right_error() {
+    // One AMC per server certificate: a certificate is presented at the handshake, and the
+    // gateway keeps its connections.
+    let extra_amcs = [
+        ("88888881", CertMode::Expired),
+        ("88888882", CertMode::Revoked),
+        ("88888883", CertMode::UnknownCa),
+        ("88888884", CertMode::WrongHost),
     ];
+    let s = SimFixture::start(|cfg| {
+        let template = cfg.amcs[0].clone();
+        for (numero, mode) in extra_amcs {
+            let mut a = template.clone();
+            a.numero = numero.into();
+            a.faults.certificate = mode;
+            cfg.amcs.push(a);
+        }
+    });
+    let (gw, _t) = gateway_for(&s, 1_500);
+
+    let r = idb(gw.gateway, "99999991");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Droits ouverts"), "{}", r.body);
+    let unknown = post(
+        gw.gateway,
+        "/amc/99999991/idb",
+        CT12,
+        &envelope12("<nir>INCONNU</nir>"),
+    );
+    assert!(
+        unknown.body.contains("Bénéficiaire inconnu"),
+        "{}",
+        unknown.body
+    );
+    assert_eq!(s.counter("accepted", ""), 2.0);
+
+    // Run-time injection through the admin API, then back to normal. Statuses follow the
+    // SOAP 1.2 binding (the gateway's default): every one of these faults is a 500.
+    let cases = injected_faults();
     for (faults, status, code, needle) in cases {
         s.set_faults("99999991", &faults);
         let r = idb(gw.gateway, "99999991");

@@ -53,6 +53,38 @@ pub struct TlsServer {
     _rt: tokio::runtime::Runtime,
 }
 
+/// The server's TLS: `cert` (chain PEM) and `key` from the test PKI, client certificates
+/// chaining to `client_roots` required when given.
+fn server_config(cert: &str, key: &str, client_roots: Option<&[&str]>) -> ServerConfig {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki_path(cert))
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(pki_path(key)).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match client_roots {
+        Some(roots) => {
+            let mut store = RootCertStore::empty();
+            for r in roots {
+                for c in CertificateDer::pem_file_iter(pki_path(r)).unwrap() {
+                    store.add(c.unwrap()).unwrap();
+                }
+            }
+            let v = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider)
+                .build()
+                .unwrap();
+            builder.with_client_cert_verifier(v)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder.with_single_cert(certs, key).unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg
+}
+
 impl TlsServer {
     /// Starts a server with `cert` (chain PEM) and `key` from the test PKI, demanding a client
     /// certificate chaining to `client_roots` when given.
@@ -62,32 +94,7 @@ impl TlsServer {
         client_roots: Option<&[&str]>,
         behavior: Behavior,
     ) -> TlsServer {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki_path(cert))
-            .unwrap()
-            .map(|c| c.unwrap())
-            .collect();
-        let key = PrivateKeyDer::from_pem_file(pki_path(key)).unwrap();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .unwrap();
-        let builder = match client_roots {
-            Some(roots) => {
-                let mut store = RootCertStore::empty();
-                for r in roots {
-                    for c in CertificateDer::pem_file_iter(pki_path(r)).unwrap() {
-                        store.add(c.unwrap()).unwrap();
-                    }
-                }
-                let v = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider)
-                    .build()
-                    .unwrap();
-                builder.with_client_cert_verifier(v)
-            }
-            None => builder.with_no_client_auth(),
-        };
-        let mut cfg = builder.with_single_cert(certs, key).unwrap();
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let cfg = server_config(cert, key, client_roots);
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
 
         let rt = tokio::runtime::Builder::new_multi_thread()
