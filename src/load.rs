@@ -9,6 +9,8 @@
 //! no coordinated omission).
 
 mod report;
+mod template;
+mod transport;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
@@ -20,13 +22,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::sync::Semaphore;
 
 pub use report::Report;
+pub use template::{builtin_template, render};
+use transport::Pool;
+pub use transport::{tls_transport, Transport};
 
 /// One (AMC, service) pair of the traffic mix and its weight.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,250 +137,6 @@ pub struct Options {
     pub html: Option<PathBuf>,
     pub max_error_rate: Option<f64>,
     pub max_p99: Option<Duration>,
-}
-
-// ---------------------------------------------------------------------------------------------
-// Request bodies
-// ---------------------------------------------------------------------------------------------
-
-/// The built-in body of a service: a SOAP 1.2 request with WS-Addressing and placeholders.
-pub fn builtin_template(service: &str) -> String {
-    let body = match service {
-        "idb" => "<r:identificationDroits xmlns:r=\"urn:rocgw:load\"><r:numeroAmc>{{amc}}</r:numeroAmc><r:beneficiaire><r:nir>{{nir}}</r:nir><r:dateNaissance>{{birthdate}}</r:dateNaissance><r:rang>1</r:rang></r:beneficiaire><r:dateSoins>{{date}}</r:dateSoins></r:identificationDroits>",
-        "clc" | "simulation" => "<r:calcul xmlns:r=\"urn:rocgw:load\"><r:numeroAmc>{{amc}}</r:numeroAmc><r:nir>{{nir}}</r:nir><r:dateSoins>{{date}}</r:dateSoins><r:acte code=\"GHS\" montant=\"{{amount}}\"/></r:calcul>",
-        "annulation" => "<r:annulation xmlns:r=\"urn:rocgw:load\"><r:numeroAmc>{{amc}}</r:numeroAmc><r:referenceDossier>{{uuid}}</r:referenceDossier></r:annulation>",
-        _ => "<r:requete xmlns:r=\"urn:rocgw:load\"><r:numeroAmc>{{amc}}</r:numeroAmc><r:nir>{{nir}}</r:nir></r:requete>",
-    };
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soap:Envelope xmlns:soap=\"http://www.w3.org/2003/05/soap-envelope\" xmlns:wsa=\"http://www.w3.org/2005/08/addressing\"><soap:Header><wsa:Action>urn:rocgw:load:{{{{service}}}}</wsa:Action><wsa:MessageID>urn:uuid:{{{{uuid}}}}</wsa:MessageID></soap:Header><soap:Body>{body}</soap:Body></soap:Envelope>"
-    )
-}
-
-/// Fills a template's placeholders: `{{amc}}`, `{{service}}`, `{{seq}}`, `{{uuid}}`, `{{nir}}`
-/// (a fictitious, well-formed NIR with its key), `{{birthdate}}`, `{{date}}` (today),
-/// `{{amount}}` (euros).
-pub fn render(
-    template: &str,
-    amc: &str,
-    service: &str,
-    seq: u64,
-    rng: &mut fastrand::Rng,
-) -> String {
-    let mut out = String::with_capacity(template.len() + 64);
-    let mut rest = template;
-    while let Some(i) = rest.find("{{") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        let Some(j) = after.find("}}") else {
-            out.push_str(&rest[i..]);
-            rest = "";
-            break;
-        };
-        match after[..j].trim() {
-            "amc" => out.push_str(amc),
-            "service" => out.push_str(service),
-            "seq" => out.push_str(&seq.to_string()),
-            "uuid" => out.push_str(&uuid(rng)),
-            "nir" => out.push_str(&nir(rng)),
-            "birthdate" => out.push_str(&format!(
-                "{}-{:02}-{:02}",
-                rng.u32(1940..2024),
-                rng.u32(1..13),
-                rng.u32(1..29)
-            )),
-            "date" => out.push_str(&crate::clock::fmt_time(crate::clock::now_unix())[..10]),
-            "amount" => out.push_str(&format!("{}.{:02}", rng.u32(20..2000), rng.u32(0..100))),
-            other => {
-                out.push_str("{{");
-                out.push_str(other);
-                out.push_str("}}");
-            }
-        }
-        rest = &after[j + 2..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn uuid(rng: &mut fastrand::Rng) -> String {
-    let (a, b) = (rng.u64(..), rng.u64(..));
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xfff,
-        0x8000 | (b >> 48) & 0x3fff,
-        b & 0xffff_ffff_ffff
-    )
-}
-
-/// A fictitious NIR: sex, year, month, département 99 (born abroad), and its key.
-fn nir(rng: &mut fastrand::Rng) -> String {
-    let n = format!(
-        "{}{:02}{:02}99{:03}{:03}",
-        rng.u32(1..3),
-        rng.u32(0..100),
-        rng.u32(1..13),
-        rng.u32(1..1000),
-        rng.u32(1..1000)
-    );
-    let key = 97 - n.parse::<u64>().unwrap_or(0) % 97;
-    format!("{n}{key:02}")
-}
-
-// ---------------------------------------------------------------------------------------------
-// Connections
-// ---------------------------------------------------------------------------------------------
-
-/// How the load reaches the gateway: the listeners it may have.
-#[derive(Clone, Default)]
-pub enum Transport {
-    /// Plain HTTP over TCP to `target`.
-    #[default]
-    Tcp,
-    /// Plain HTTP over the gateway's Unix socket.
-    Unix(PathBuf),
-    /// HTTPS to `target` (`[server.tls]`), with the client certificate of the configuration.
-    Tls {
-        config: Arc<rustls::ClientConfig>,
-        name: rustls::pki_types::ServerName<'static>,
-    },
-}
-
-impl std::fmt::Debug for Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Transport::Tcp => f.write_str("tcp"),
-            Transport::Unix(p) => write!(f, "unix:{}", p.display()),
-            Transport::Tls { name, .. } => write!(f, "tls ({})", name.to_str()),
-        }
-    }
-}
-
-/// HTTPS to the gateway's `[server.tls]` listener: its certificate checked against `ca` for
-/// `name`, with a client certificate and key when given.
-pub fn tls_transport(
-    ca: &std::path::Path,
-    client: Option<(&std::path::Path, &std::path::Path)>,
-    name: &str,
-) -> Result<Transport, String> {
-    let roots =
-        crate::trust::Anchors::load("--tls-ca", &[ca.to_path_buf()], crate::clock::now_unix())?
-            .root_store()?;
-    let builder = rustls::ClientConfig::builder_with_provider(crate::crypto::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots);
-    let mut config = match client {
-        Some((cert, key)) => {
-            let ck = crate::identity::certified_key_from_pem(cert, key)
-                .map_err(|e| format!("--tls-cert: {e}"))?;
-            builder.with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck)))
-        }
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let name = rustls::pki_types::ServerName::try_from(name.to_string())
-        .map_err(|_| format!("--tls-name {name:?}: not a host name or address"))?;
-    Ok(Transport::Tls {
-        config: Arc::new(config),
-        name,
-    })
-}
-
-/// A connection of any transport.
-trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
-
-/// At most `connections` HTTP/1.1 connections to the target, reused unless told otherwise.
-struct Pool {
-    target: SocketAddr,
-    transport: Transport,
-    authorization: Option<hyper::header::HeaderValue>,
-    permits: Semaphore,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
-    reuse: bool,
-    opened: AtomicU64,
-}
-
-impl Pool {
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, &'static str> {
-        let tcp = || async {
-            let tcp = tokio::net::TcpStream::connect(self.target)
-                .await
-                .map_err(|_| "connect")?;
-            let _ = tcp.set_nodelay(true);
-            Ok::<_, &'static str>(tcp)
-        };
-        let io: Box<dyn Io> = match &self.transport {
-            Transport::Tcp => Box::new(tcp().await?),
-            Transport::Unix(path) => Box::new(
-                tokio::net::UnixStream::connect(path)
-                    .await
-                    .map_err(|_| "connect")?,
-            ),
-            Transport::Tls { config, name } => Box::new(
-                tokio_rustls::TlsConnector::from(config.clone())
-                    .connect(name.clone(), tcp().await?)
-                    .await
-                    .map_err(|_| "tls")?,
-            ),
-        };
-        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|_| "connect")?;
-        tokio::spawn(conn);
-        self.opened.fetch_add(1, Ordering::Relaxed);
-        Ok(send)
-    }
-
-    /// Sends one request; returns the status and the gateway's `X-Rocgw-Error`, or an error
-    /// kind for a transport failure.
-    async fn send(
-        &self,
-        body: Bytes,
-        path: &str,
-    ) -> Result<(StatusCode, Option<String>), &'static str> {
-        let _permit = self.permits.acquire().await.map_err(|_| "closed")?;
-        let reused = if self.reuse {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            std::iter::from_fn(|| idle.pop()).find(|s| !s.is_closed())
-        } else {
-            None
-        };
-        let mut sender = match reused {
-            Some(s) => s,
-            None => self.connect().await?,
-        };
-        sender.ready().await.map_err(|_| "io")?;
-        let mut req = Request::post(path);
-        if let Some(auth) = &self.authorization {
-            req = req.header(hyper::header::AUTHORIZATION, auth.clone());
-        }
-        let req = req
-            .header(hyper::header::HOST, self.target.to_string())
-            .header(
-                hyper::header::CONTENT_TYPE,
-                "application/soap+xml; charset=utf-8",
-            )
-            .body(Full::new(body))
-            .map_err(|_| "request")?;
-        let resp = sender.send_request(req).await.map_err(|_| "io")?;
-        let status = resp.status();
-        let code = resp
-            .headers()
-            .get("x-rocgw-error")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        resp.into_body().collect().await.map_err(|_| "io")?;
-        if self.reuse {
-            self.idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(sender);
-        }
-        Ok((status, code))
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -733,6 +490,7 @@ fn progress_text(r: &Recorder, now: Instant) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::template::nir;
     use super::*;
 
     #[test]

@@ -1,0 +1,87 @@
+//! The request bodies `rocgw load` sends: built-in SOAP 1.2 templates per service, or the
+//! integrator's own, with placeholders varied per request (NIR with a valid key, dates, ids).
+
+/// The built-in body of a service: a SOAP 1.2 request with WS-Addressing and placeholders.
+pub fn builtin_template(service: &str) -> String {
+    let body = match service {
+        "idb" => "<r:identificationDroits xmlns:r=\"urn:rocgw:load\"><r:numeroAmc>{{amc}}</r:numeroAmc><r:beneficiaire><r:nir>{{nir}}</r:nir><r:dateNaissance>{{birthdate}}</r:dateNaissance><r:rang>1</r:rang></r:beneficiaire><r:dateSoins>{{date}}</r:dateSoins></r:identificationDroits>",
+        "clc" | "simulation" => "<r:calcul xmlns:r=\"urn:rocgw:load\"><r:numeroAmc>{{amc}}</r:numeroAmc><r:nir>{{nir}}</r:nir><r:dateSoins>{{date}}</r:dateSoins><r:acte code=\"GHS\" montant=\"{{amount}}\"/></r:calcul>",
+        "annulation" => "<r:annulation xmlns:r=\"urn:rocgw:load\"><r:numeroAmc>{{amc}}</r:numeroAmc><r:referenceDossier>{{uuid}}</r:referenceDossier></r:annulation>",
+        _ => "<r:requete xmlns:r=\"urn:rocgw:load\"><r:numeroAmc>{{amc}}</r:numeroAmc><r:nir>{{nir}}</r:nir></r:requete>",
+    };
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soap:Envelope xmlns:soap=\"http://www.w3.org/2003/05/soap-envelope\" xmlns:wsa=\"http://www.w3.org/2005/08/addressing\"><soap:Header><wsa:Action>urn:rocgw:load:{{{{service}}}}</wsa:Action><wsa:MessageID>urn:uuid:{{{{uuid}}}}</wsa:MessageID></soap:Header><soap:Body>{body}</soap:Body></soap:Envelope>"
+    )
+}
+
+/// Fills a template's placeholders: `{{amc}}`, `{{service}}`, `{{seq}}`, `{{uuid}}`, `{{nir}}`
+/// (a fictitious, well-formed NIR with its key), `{{birthdate}}`, `{{date}}` (today),
+/// `{{amount}}` (euros).
+pub fn render(
+    template: &str,
+    amc: &str,
+    service: &str,
+    seq: u64,
+    rng: &mut fastrand::Rng,
+) -> String {
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(j) = after.find("}}") else {
+            out.push_str(&rest[i..]);
+            rest = "";
+            break;
+        };
+        match after[..j].trim() {
+            "amc" => out.push_str(amc),
+            "service" => out.push_str(service),
+            "seq" => out.push_str(&seq.to_string()),
+            "uuid" => out.push_str(&uuid(rng)),
+            "nir" => out.push_str(&nir(rng)),
+            "birthdate" => out.push_str(&format!(
+                "{}-{:02}-{:02}",
+                rng.u32(1940..2024),
+                rng.u32(1..13),
+                rng.u32(1..29)
+            )),
+            "date" => out.push_str(&crate::clock::fmt_time(crate::clock::now_unix())[..10]),
+            "amount" => out.push_str(&format!("{}.{:02}", rng.u32(20..2000), rng.u32(0..100))),
+            other => {
+                out.push_str("{{");
+                out.push_str(other);
+                out.push_str("}}");
+            }
+        }
+        rest = &after[j + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn uuid(rng: &mut fastrand::Rng) -> String {
+    let (a, b) = (rng.u64(..), rng.u64(..));
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | (b >> 48) & 0x3fff,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// A fictitious NIR: sex, year, month, département 99 (born abroad), and its key.
+pub(super) fn nir(rng: &mut fastrand::Rng) -> String {
+    let n = format!(
+        "{}{:02}{:02}99{:03}{:03}",
+        rng.u32(1..3),
+        rng.u32(0..100),
+        rng.u32(1..13),
+        rng.u32(1..1000),
+        rng.u32(1..1000)
+    );
+    let key = 97 - n.parse::<u64>().unwrap_or(0) % 97;
+    format!("{n}{key:02}")
+}

@@ -1,0 +1,255 @@
+//! How rocgw reaches an upstream host: TCP (or an HTTP `CONNECT` tunnel through the proxy),
+//! then TLS with the client's configuration, under the per-host connection cap and the connect
+//! and handshake timeouts. hyper's pool asks this connector for every new connection.
+
+use crate::config::ProxyConfig;
+use crate::metrics;
+use base64::Engine as _;
+use hyper::Uri;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use super::Kind;
+
+/// Why a connection could not be made.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// Only https upstreams exist.
+    NotHttps,
+    Connect(std::io::Error),
+    ConnectTimeout,
+    TlsTimeout,
+    Tls(std::io::Error),
+    ProxyRefused(String),
+    Proxy(String),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::NotHttps => f.write_str("only https upstreams are used"),
+            ConnectError::Connect(e) => write!(f, "connection failed: {e}"),
+            ConnectError::ConnectTimeout => f.write_str("connection timed out"),
+            ConnectError::TlsTimeout => f.write_str("TLS handshake timed out"),
+            ConnectError::Tls(e) => write!(f, "TLS handshake failed: {e}"),
+            ConnectError::ProxyRefused(s) => write!(f, "proxy refused CONNECT: {s}"),
+            ConnectError::Proxy(s) => write!(f, "proxy error: {s}"),
+        }
+    }
+}
+
+impl StdError for ConnectError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            ConnectError::Connect(e) | ConnectError::Tls(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// An established upstream connection; holds its per-host permit until it closes.
+pub struct Conn {
+    io: TokioIo<TlsStream<TcpStream>>,
+    _permit: OwnedSemaphorePermit,
+    kind: Kind,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        metrics::get()
+            .upstream_open
+            .with_label_values(&[self.kind.label()])
+            .dec();
+    }
+}
+
+impl Connection for Conn {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl hyper::rt::Read for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
+
+/// Makes TLS connections for the pool: TCP (directly or through the proxy), then TLS.
+#[derive(Clone)]
+pub struct Connector {
+    pub(super) tls: TlsConnector,
+    pub(super) proxy: Option<Arc<ProxyConfig>>,
+    pub(super) connect_timeout: Duration,
+    pub(super) tls_timeout: Duration,
+    pub(super) max_per_host: usize,
+    pub(super) limits: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    pub(super) kind: Kind,
+}
+
+impl Connector {
+    fn semaphore(&self, key: &str) -> Arc<Semaphore> {
+        let mut m = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(key.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.max_per_host)))
+            .clone()
+    }
+
+    async fn connect(self, uri: Uri) -> Result<Conn, ConnectError> {
+        if uri.scheme_str() != Some("https") {
+            return Err(ConnectError::NotHttps);
+        }
+        let host = uri
+            .host()
+            .ok_or(ConnectError::NotHttps)?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri.port_u16().unwrap_or(443);
+        let permit = self
+            .semaphore(&format!("{host}:{port}"))
+            .acquire_owned()
+            .await
+            .map_err(|_| ConnectError::Proxy("connection limiter closed".into()))?;
+        let tcp = match &self.proxy {
+            Some(p) if !p.bypass(&host) => self.tunnel(p, &host, port).await?,
+            _ => tokio::time::timeout(
+                self.connect_timeout,
+                TcpStream::connect((host.as_str(), port)),
+            )
+            .await
+            .map_err(|_| ConnectError::ConnectTimeout)?
+            .map_err(ConnectError::Connect)?,
+        };
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(host.clone())
+            .map_err(|_| ConnectError::Proxy(format!("invalid server name {host:?}")))?;
+        let tls = tokio::time::timeout(self.tls_timeout, self.tls.connect(name, tcp))
+            .await
+            .map_err(|_| ConnectError::TlsTimeout)?
+            .map_err(ConnectError::Tls)?;
+        let m = metrics::get();
+        m.upstream_connections
+            .with_label_values(&[self.kind.label()])
+            .inc();
+        m.upstream_open
+            .with_label_values(&[self.kind.label()])
+            .inc();
+        Ok(Conn {
+            io: TokioIo::new(tls),
+            _permit: permit,
+            kind: self.kind,
+        })
+    }
+
+    /// Opens a `CONNECT` tunnel through the proxy.
+    async fn tunnel(
+        &self,
+        p: &ProxyConfig,
+        host: &str,
+        port: u16,
+    ) -> Result<TcpStream, ConnectError> {
+        let work = async {
+            let mut s = TcpStream::connect((p.host.as_str(), p.port))
+                .await
+                .map_err(ConnectError::Connect)?;
+            let authority = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+            let mut req = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
+            if let Some(c) = &p.credentials {
+                let token = base64::engine::general_purpose::STANDARD.encode(c.as_bytes());
+                req.push_str(&format!("Proxy-Authorization: Basic {token}\r\n"));
+            }
+            req.push_str("\r\n");
+            s.write_all(req.as_bytes())
+                .await
+                .map_err(ConnectError::Connect)?;
+            let mut buf = Vec::with_capacity(512);
+            let mut chunk = [0u8; 512];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                if buf.len() > 16 * 1024 {
+                    return Err(ConnectError::Proxy("response headers too long".into()));
+                }
+                let n = s.read(&mut chunk).await.map_err(ConnectError::Connect)?;
+                if n == 0 {
+                    return Err(ConnectError::Proxy("closed during CONNECT".into()));
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let head = String::from_utf8_lossy(&buf);
+            let status_line = head.lines().next().unwrap_or("").trim().to_string();
+            let code = status_line.split_whitespace().nth(1).unwrap_or("");
+            if code != "200" {
+                return Err(ConnectError::ProxyRefused(status_line));
+            }
+            Ok(s)
+        };
+        tokio::time::timeout(self.connect_timeout + self.tls_timeout, work)
+            .await
+            .map_err(|_| ConnectError::ConnectTimeout)?
+    }
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = Conn;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Conn, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        Box::pin(self.clone().connect(uri))
+    }
+}
