@@ -75,7 +75,8 @@ pub struct LoadArgs {
     /// The gateway to load (its SIH listener).
     #[arg(long, default_value = "127.0.0.1:8580")]
     pub target: SocketAddr,
-    /// Traffic mix: `AMC/service[=weight]`, comma-separated [default: the sandbox's AMCs].
+    /// Traffic mix: `AMC/service[=weight]` (or `annuaire/AMC[=weight]`: a lookup through the
+    /// `/annuaire` pass-through), comma-separated [default: the sandbox's AMCs].
     #[arg(long)]
     pub mix: Option<String>,
     /// Read the mix from a file (one `AMC/service[=weight]` per line, `#` comments).

@@ -29,12 +29,27 @@ pub use template::{builtin_template, render};
 use transport::Pool;
 pub use transport::{tls_transport, Transport};
 
-/// One (AMC, service) pair of the traffic mix and its weight.
+/// One (AMC, service) pair of the traffic mix and its weight. The service [`ANNUAIRE`] is a
+/// lookup of the AMC through the gateway's `/annuaire` pass-through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MixEntry {
     pub amc: String,
     pub service: String,
     pub weight: u32,
+}
+
+/// The mix's name for the annuaire pass-through: `annuaire/AMC` looks the AMC up.
+pub const ANNUAIRE: &str = "annuaire";
+
+impl MixEntry {
+    /// The gateway path this entry's requests go to.
+    pub fn path(&self) -> String {
+        if self.service == ANNUAIRE {
+            "/annuaire".to_string()
+        } else {
+            format!("/amc/{}/{}", self.amc, self.service)
+        }
+    }
 }
 
 /// Parses `AMC/service[=weight]` items separated by commas or new lines (`#` starts a comment).
@@ -62,6 +77,12 @@ pub fn parse_mix(text: &str) -> Result<Vec<MixEntry>, String> {
         if amc.is_empty() || service.is_empty() || service.contains('/') {
             return Err(format!("{item:?}: expected AMC/service[=weight]"));
         }
+        // `annuaire/AMC`: a lookup of AMC through the pass-through.
+        let (amc, service) = if amc == ANNUAIRE {
+            (service, ANNUAIRE)
+        } else {
+            (amc, service)
+        };
         if weight > 0 {
             out.push(MixEntry {
                 amc: amc.to_string(),
@@ -290,7 +311,7 @@ impl Shared {
             .cloned()
             .unwrap_or_else(|| builtin_template(&e.service));
         let body = Bytes::from(render(&template, &e.amc, &e.service, seq, rng));
-        let path = format!("/amc/{}/{}", e.amc, e.service);
+        let path = e.path();
         let route = format!("{}/{}", e.amc, e.service);
         let result = tokio::time::timeout(self.opts.timeout, self.pool.send(body, &path)).await;
         let error = match result {
@@ -499,6 +520,23 @@ mod tests {
         assert_eq!(m.len(), 2);
         assert_eq!((m[0].service.as_str(), m[0].weight), ("idb", 3));
         assert_eq!(m[1].weight, 1);
+        let a = parse_mix("annuaire/99999991").unwrap();
+        assert_eq!(
+            (a[0].amc.as_str(), a[0].path()),
+            ("99999991", "/annuaire".to_string())
+        );
+        assert_eq!(m[0].path(), "/amc/99999991/idb");
+        let lookup = render(
+            &builtin_template(ANNUAIRE),
+            "99999991",
+            ANNUAIRE,
+            1,
+            &mut fastrand::Rng::with_seed(1),
+        );
+        assert!(
+            lookup.contains("<ann:numero_amc>99999991</ann:numero_amc>"),
+            "{lookup}"
+        );
         assert!(parse_mix("nope").is_err());
         assert!(parse_mix("1/idb=x").is_err());
         assert!(parse_mix("").is_err());

@@ -1,8 +1,18 @@
 //! The request bodies `rocgw load` sends: built-in SOAP 1.2 templates per service, or the
 //! integrator's own, with placeholders varied per request (NIR with a valid key, dates, ids).
 
-/// The built-in body of a service: a SOAP 1.2 request with WS-Addressing and placeholders.
+/// The built-in body of a service: a SOAP 1.2 request with WS-Addressing and placeholders; for
+/// the annuaire pass-through, the lookup message of the AMC (`annuaire` module).
 pub fn builtin_template(service: &str) -> String {
+    if service == super::ANNUAIRE {
+        let lookup = crate::annuaire::Lookup {
+            numero_amc: "{{amc}}".into(),
+            code_service: "idb".into(),
+            ..Default::default()
+        };
+        let who = crate::config::Requester::default();
+        return crate::annuaire::search_request(&who, &lookup, crate::clock::now_unix());
+    }
     let body = match service {
         "idb" => "<r:identificationDroits xmlns:r=\"urn:rocgw:load\"><r:numeroAmc>{{amc}}</r:numeroAmc><r:beneficiaire><r:nir>{{nir}}</r:nir><r:dateNaissance>{{birthdate}}</r:dateNaissance><r:rang>1</r:rang></r:beneficiaire><r:dateSoins>{{date}}</r:dateSoins></r:identificationDroits>",
         "clc" | "simulation" => "<r:calcul xmlns:r=\"urn:rocgw:load\"><r:numeroAmc>{{amc}}</r:numeroAmc><r:nir>{{nir}}</r:nir><r:dateSoins>{{date}}</r:dateSoins><r:acte code=\"GHS\" montant=\"{{amount}}\"/></r:calcul>",
