@@ -222,7 +222,7 @@ fn load_crls(paths: &[PathBuf], r: &mut Report) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> 
         let ders = match crate::trust::read_crl_file(p) {
             Ok(d) => d,
             Err(e) => {
-                r.add(Level::Fail, "trust.identity_crls", e, None);
+                r.add(Level::Fail, "trust.identity_crls", e.to_string(), None);
                 continue;
             }
         };
@@ -496,7 +496,7 @@ fn file_mode(r: &mut Report, name: &str, path: &Path) {
 /// The IGC OSI anchors and CRLs the AMC side needs.
 fn anchors(r: &mut Report, cfg: &Config, now: i64) {
     match Anchors::load("trust.amc_anchors", &cfg.trust.amc_anchors, now) {
-        Err(e) => r.add(Level::Fail, "trust.amc_anchors", e, None),
+        Err(e) => r.add(Level::Fail, "trust.amc_anchors", e.to_string(), None),
         Ok(a) => {
             for (name, needle) in [
                 ("AC-SERVEUR", "AC-SERVEUR"),
@@ -533,7 +533,7 @@ fn anchors(r: &mut Report, cfg: &Config, now: i64) {
             }
             let issuers = [&a];
             match CrlSet::load("trust.crls", &cfg.trust.crls, &issuers, now) {
-                Err(e) => r.add(Level::Fail, "trust.crls", e, None),
+                Err(e) => r.add(Level::Fail, "trust.crls", e.to_string(), None),
                 Ok(set) => {
                     for c in set.crls() {
                         let hard = cfg.amc.revocation == crate::config::RevocationPolicy::Hard;
