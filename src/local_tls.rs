@@ -20,8 +20,9 @@ pub struct LocalTls {
 /// (end-entity certificates checked). Reloaded with the other credentials.
 pub fn load(cfg: &ServerTls) -> Result<LocalTls, String> {
     let now = crate::clock::now_unix();
-    let roots =
-        crate::trust::Anchors::load("server.tls.client_ca", &cfg.client_ca, now)?.root_store()?;
+    let roots = crate::trust::Anchors::load("server.tls.client_ca", &cfg.client_ca, now)
+        .and_then(|a| a.root_store())
+        .map_err(|e| e.to_string())?;
     let crls = crate::trust::crl_ders(&cfg.client_crls)
         .map_err(|e| format!("server.tls.client_crls: {e}"))?;
     let mut verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(

@@ -66,11 +66,13 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    pub fn load(dir: &Path) -> Result<Manifest, String> {
-        let p = dir.join(MANIFEST);
-        let text =
-            fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: invalid manifest: {e}", p.display()))
+    pub fn load(dir: &Path) -> Result<Manifest, PkiError> {
+        let path = dir.join(MANIFEST);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(error) => return Err(PkiError::Read { path, error }),
+        };
+        serde_json::from_str(&text).map_err(|error| PkiError::InvalidManifest { path, error })
     }
 
     /// The entry with this role and kind.
@@ -84,27 +86,69 @@ impl Manifest {
     }
 }
 
-/// Errors of `pki init`, one line each.
-#[derive(Debug)]
-pub struct PkiError(pub String);
-
-impl std::fmt::Display for PkiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Errors of `pki init` and of reading its manifest, one line each.
+///
+/// Inner errors are shown in the line rather than chained as `source` (hence the hand-written
+/// `From`s: thiserror's `#[from]` would chain them), so a reporter walking the chain does not
+/// print them twice.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// rcgen refused a key, certificate or CRL.
+    #[error("certificate generation failed: {0}")]
+    Generation(rcgen::Error),
+    /// p12-keystore refused a certificate, the key or the PKCS#12 writing.
+    #[error("PKCS#12 generation failed: {0}")]
+    P12(p12_keystore::error::Error),
+    #[error("unknown P12 encryption {0}")]
+    UnknownP12Encryption(String),
+    /// The table uses a CA before the entry that makes it (a bug of the table).
+    #[error("test PKI table: no CA {0} made before")]
+    NoSuchCa(String),
+    /// The table uses a certificate before the entry that makes it (a bug of the table).
+    #[error("test PKI table: no certificate {0} made before")]
+    NoSuchCertificate(String),
+    /// The target folder holds files and `--force` was not given.
+    #[error(
+        "{} is not empty: refusing to write a PKI into it (use --force to replace a previous test PKI)",
+        dir.display()
+    )]
+    NotEmpty { dir: PathBuf },
+    #[error("cannot remove {}: {error}", path.display())]
+    Remove {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot create {}: {error}", path.display())]
+    Create {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot read {}: {error}", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot write {}: {error}", path.display())]
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{}: invalid manifest: {error}", path.display())]
+    InvalidManifest {
+        path: PathBuf,
+        error: serde_json::Error,
+    },
 }
-
-impl std::error::Error for PkiError {}
 
 impl From<rcgen::Error> for PkiError {
     fn from(e: rcgen::Error) -> Self {
-        PkiError(format!("certificate generation failed: {e}"))
+        PkiError::Generation(e)
     }
 }
 
 impl From<p12_keystore::error::Error> for PkiError {
     fn from(e: p12_keystore::error::Error) -> Self {
-        PkiError(format!("PKCS#12 generation failed: {e}"))
+        PkiError::P12(e)
     }
 }
 
@@ -154,11 +198,9 @@ fn prepare_dir(dir: &Path, force: bool) -> Result<(), PkiError> {
         Ok(mut entries) => {
             if entries.next().is_some() {
                 if !force {
-                    return Err(PkiError(format!(
-                        "{} is not empty: refusing to write a PKI into it (use --force to \
-                         replace a previous test PKI)",
-                        dir.display()
-                    )));
+                    return Err(PkiError::NotEmpty {
+                        dir: dir.to_path_buf(),
+                    });
                 }
                 for name in OWNED {
                     let p = dir.join(name);
@@ -169,13 +211,45 @@ fn prepare_dir(dir: &Path, force: bool) -> Result<(), PkiError> {
                     } else {
                         Ok(())
                     };
-                    r.map_err(|e| PkiError(format!("cannot remove {}: {e}", p.display())))?;
+                    r.map_err(|error| PkiError::Remove { path: p, error })?;
                 }
             }
             Ok(())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::create_dir_all(dir)
-            .map_err(|e| PkiError(format!("cannot create {}: {e}", dir.display()))),
-        Err(e) => Err(PkiError(format!("cannot read {}: {e}", dir.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir).map_err(|error| PkiError::Create {
+                path: dir.to_path_buf(),
+                error,
+            })
+        }
+        Err(error) => Err(PkiError::Read {
+            path: dir.to_path_buf(),
+            error,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_with_files_is_refused_without_force_and_the_manifest_error_names_its_path() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        fs::write(dir.path().join("other"), b"x").expect("write");
+        let err = prepare_dir(dir.path(), false).expect_err("not empty");
+        assert!(matches!(&err, PkiError::NotEmpty { dir: d } if d == dir.path()));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} is not empty: refusing to write a PKI into it (use --force to replace a \
+                 previous test PKI)",
+                dir.path().display()
+            )
+        );
+        fs::write(dir.path().join(MANIFEST), b"{").expect("write");
+        let err = Manifest::load(dir.path()).expect_err("invalid JSON");
+        assert!(matches!(&err, PkiError::InvalidManifest { path, .. } if path.ends_with(MANIFEST)));
+        assert!(err.to_string().contains(": invalid manifest: "), "{err}");
     }
 }

@@ -66,7 +66,8 @@ pub struct Runtime {
 
 fn build_upstreams(cfg: &Config, s: &Structure, trust: &Trust) -> Result<Upstreams, String> {
     let auth = s.auth_cli.current();
-    let amc_verifier = OsiVerifier::new(&trust.amc, cfg.amc.revocation, Kind::Amc.label())?;
+    let amc_verifier = OsiVerifier::new(&trust.amc, cfg.amc.revocation, Kind::Amc.label())
+        .map_err(|e| e.to_string())?;
     let amc_tls = client_config(
         amc_verifier,
         cfg.amc.present_client_cert.then_some(auth.as_ref()),
@@ -74,7 +75,8 @@ fn build_upstreams(cfg: &Config, s: &Structure, trust: &Trust) -> Result<Upstrea
     let amc = Upstream::new(Kind::Amc, amc_tls, &cfg.upstream, cfg.proxy.as_ref());
     let annuaire = match &cfg.annuaire {
         Some(a) => {
-            let v = OsiVerifier::new(&trust.annuaire, a.revocation, Kind::Annuaire.label())?;
+            let v = OsiVerifier::new(&trust.annuaire, a.revocation, Kind::Annuaire.label())
+                .map_err(|e| e.to_string())?;
             let tls = client_config(v, Some(auth.as_ref()))?;
             Some((
                 Upstream::new(Kind::Annuaire, tls, &cfg.upstream, cfg.proxy.as_ref()),
@@ -110,7 +112,7 @@ impl Runtime {
             auth_cli,
             sign,
         };
-        let trust = ReloadableTrust::new(&cfg.trust, now)?;
+        let trust = ReloadableTrust::new(&cfg.trust, now).map_err(|e| e.to_string())?;
         let upstreams = build_upstreams(&cfg, &structure, &trust.current())?;
         let local_tls = cfg
             .server

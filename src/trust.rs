@@ -28,6 +28,91 @@ use crate::config::{RevocationPolicy, TrustConfig};
 use crate::identity::{read_pem_certs, CertInfo};
 use crate::metrics;
 
+/// A refused anchor, CRL or verifier: one line naming the file and what is wrong with it.
+///
+/// The texts are those start-up prints and the integration tests match, so a variant's
+/// `Display` is the contract; the fields let callers and tests tell the failures apart. Inner
+/// errors are shown in the line rather than chained as `source`, so that a reporter walking the
+/// chain does not print them twice.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    /// A file error, from the `index`-th file of the config list `field` (`trust.crls[2]: …`).
+    #[error("{field}[{index}]: {inner}")]
+    InField {
+        field: String,
+        index: usize,
+        inner: Box<TrustError>,
+    },
+    /// A certificate file that `identity::read_pem_certs` refused (unreadable, invalid PEM, no
+    /// certificate): its message, which names the file.
+    #[error("{0}")]
+    CertificateFile(String),
+    /// A certificate that does not parse.
+    #[error("{}: {why}", path.display())]
+    BadCertificate { path: PathBuf, why: String },
+    #[error("{}: {subject} is not a CA certificate (basicConstraints CA:TRUE missing)", path.display())]
+    NotCa { path: PathBuf, subject: String },
+    #[error("{}: anchor {subject} expired on {}", path.display(), fmt_time(*not_after))]
+    AnchorExpired {
+        path: PathBuf,
+        subject: String,
+        not_after: i64,
+    },
+    /// An anchor that rustls will not take into a root store.
+    #[error("{}: unusable anchor: {error}", path.display())]
+    UnusableAnchor { path: PathBuf, error: TlsError },
+    #[error("cannot read {}: {error}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{}: invalid PEM: {error}", path.display())]
+    InvalidPem {
+        path: PathBuf,
+        error: rustls_pki_types::pem::Error,
+    },
+    #[error("{}: no CRL found", path.display())]
+    NoCrl { path: PathBuf },
+    #[error("{}: not a valid CRL: {error}", path.display())]
+    InvalidCrl { path: PathBuf, error: X509Failure },
+    #[error("{}: CRL issuer {issuer} is not among the trust anchors", path.display())]
+    UnknownCrlIssuer { path: PathBuf, issuer: String },
+    /// The public key of the anchor named as the CRL's issuer does not parse.
+    #[error("{}: issuer key unreadable: {error}", path.display())]
+    IssuerKeyUnreadable { path: PathBuf, error: X509Failure },
+    /// The line does not show why (it never did); the x509-parser error is kept as the source.
+    #[error("{}: CRL signature does not verify with the key of {issuer}", path.display())]
+    CrlSignature {
+        path: PathBuf,
+        issuer: String,
+        #[source]
+        error: X509Error,
+    },
+    /// thisUpdate is more than five minutes ahead of our clock.
+    #[error("{}: CRL of {issuer} is not valid before {}", path.display(), fmt_time(*this_update))]
+    CrlNotYetValid {
+        path: PathBuf,
+        issuer: String,
+        this_update: i64,
+    },
+    #[error("cannot build the certificate verifier: {0}")]
+    Verifier(rustls::client::VerifierBuilderError),
+}
+
+/// What x509-parser returns when DER does not parse.
+pub type X509Failure = x509_parser::nom::Err<X509Error>;
+
+impl TrustError {
+    /// Adds the config list and position of the file the error is about.
+    fn in_field(field: &str, index: usize) -> impl FnOnce(TrustError) -> TrustError + '_ {
+        move |inner| TrustError::InField {
+            field: field.to_string(),
+            index,
+            inner: Box::new(inner),
+        }
+    }
+}
+
 /// One anchor certificate and where it came from.
 #[derive(Debug, Clone)]
 pub struct Anchor {
@@ -45,34 +130,11 @@ pub struct Anchors {
 impl Anchors {
     /// Loads every certificate of every file; each must be a CA certificate inside its validity.
     /// Errors name the config `field` and the file.
-    pub fn load(field: &str, paths: &[PathBuf], now: i64) -> Result<Anchors, String> {
+    pub fn load(field: &str, paths: &[PathBuf], now: i64) -> Result<Anchors, TrustError> {
         let mut anchors = Vec::new();
         for (i, p) in paths.iter().enumerate() {
-            let f = format!("{field}[{i}]");
-            for der in read_pem_certs(p).map_err(|m| format!("{f}: {m}"))? {
-                let info =
-                    CertInfo::parse(&der).map_err(|m| format!("{f}: {}: {m}", p.display()))?;
-                if !info.is_ca {
-                    return Err(format!(
-                        "{f}: {}: {} is not a CA certificate (basicConstraints CA:TRUE missing)",
-                        p.display(),
-                        info.subject
-                    ));
-                }
-                if now >= info.not_after {
-                    return Err(format!(
-                        "{f}: {}: anchor {} expired on {}",
-                        p.display(),
-                        info.subject,
-                        fmt_time(info.not_after)
-                    ));
-                }
-                anchors.push(Anchor {
-                    source: p.clone(),
-                    der,
-                    info,
-                });
-            }
+            let file = load_anchor_file(p, now).map_err(TrustError::in_field(field, i))?;
+            anchors.extend(file);
         }
         Ok(Anchors { anchors })
     }
@@ -86,12 +148,15 @@ impl Anchors {
     }
 
     /// A rustls root store of these anchors.
-    pub fn root_store(&self) -> Result<RootCertStore, String> {
+    pub fn root_store(&self) -> Result<RootCertStore, TrustError> {
         let mut store = RootCertStore::empty();
         for a in &self.anchors {
             store
                 .add(a.der.clone())
-                .map_err(|e| format!("{}: unusable anchor: {e}", a.source.display()))?;
+                .map_err(|error| TrustError::UnusableAnchor {
+                    path: a.source.clone(),
+                    error,
+                })?;
         }
         Ok(store)
     }
@@ -107,6 +172,36 @@ impl Anchors {
             })
             .collect()
     }
+}
+
+/// The certificates of one anchor file, each a CA certificate inside its validity at `now`.
+fn load_anchor_file(p: &Path, now: i64) -> Result<Vec<Anchor>, TrustError> {
+    let mut anchors = Vec::new();
+    for der in read_pem_certs(p).map_err(TrustError::CertificateFile)? {
+        let info = CertInfo::parse(&der).map_err(|why| TrustError::BadCertificate {
+            path: p.to_path_buf(),
+            why,
+        })?;
+        if !info.is_ca {
+            return Err(TrustError::NotCa {
+                path: p.to_path_buf(),
+                subject: info.subject,
+            });
+        }
+        if now >= info.not_after {
+            return Err(TrustError::AnchorExpired {
+                path: p.to_path_buf(),
+                subject: info.subject,
+                not_after: info.not_after,
+            });
+        }
+        anchors.push(Anchor {
+            source: p.to_path_buf(),
+            der,
+            info,
+        });
+    }
+    Ok(anchors)
 }
 
 /// A CRL checked once at load time: signature by a known authority, dates; then only serials.
@@ -136,7 +231,7 @@ impl Crl {
 /// Every CRL of these files, for a rustls verifier (which checks them itself).
 pub fn crl_ders(
     paths: &[PathBuf],
-) -> Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>, String> {
+) -> Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>, TrustError> {
     let mut out = Vec::new();
     for p in paths {
         out.extend(
@@ -149,18 +244,26 @@ pub fn crl_ders(
 }
 
 /// Every CRL of a PEM file, or the one CRL of a DER file (DER bytes, not yet checked).
-pub fn read_crl_file(p: &Path) -> Result<Vec<Vec<u8>>, String> {
-    let data = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+pub fn read_crl_file(p: &Path) -> Result<Vec<Vec<u8>>, TrustError> {
+    let data = std::fs::read(p).map_err(|error| TrustError::Unreadable {
+        path: p.to_path_buf(),
+        error,
+    })?;
     let ders: Vec<Vec<u8>> = if data.first() == Some(&0x30) {
         vec![data]
     } else {
         CertificateRevocationListDer::pem_slice_iter(&data)
             .map(|r| r.map(|d| d.as_ref().to_vec()))
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("{}: invalid PEM: {e}", p.display()))?
+            .map_err(|error| TrustError::InvalidPem {
+                path: p.to_path_buf(),
+                error,
+            })?
     };
     if ders.is_empty() {
-        return Err(format!("{}: no CRL found", p.display()));
+        return Err(TrustError::NoCrl {
+            path: p.to_path_buf(),
+        });
     }
     Ok(ders)
 }
@@ -200,13 +303,12 @@ impl CrlSet {
         paths: &[PathBuf],
         issuers: &[&Anchors],
         now: i64,
-    ) -> Result<CrlSet, String> {
+    ) -> Result<CrlSet, TrustError> {
         let mut by_issuer = HashMap::new();
         for (i, p) in paths.iter().enumerate() {
-            let f = format!("{field}[{i}]");
-            for der in read_crl_file(p).map_err(|m| format!("{f}: {m}"))? {
-                let (raw_issuer, crl) =
-                    parse_crl(&der, p, issuers, now).map_err(|m| format!("{f}: {m}"))?;
+            let in_field = || TrustError::in_field(field, i);
+            for der in read_crl_file(p).map_err(in_field())? {
+                let (raw_issuer, crl) = parse_crl(&der, p, issuers, now).map_err(in_field())?;
                 by_issuer.insert(raw_issuer, crl);
             }
         }
@@ -236,14 +338,18 @@ impl CrlSet {
     }
 }
 
+/// Checks one CRL (issuer among `issuers`, signature, thisUpdate) and keeps its serials.
 fn parse_crl(
     der: &[u8],
-    path: &std::path::Path,
+    path: &Path,
     issuers: &[&Anchors],
     now: i64,
-) -> Result<(Vec<u8>, Crl), String> {
-    let (_, crl) = CertificateRevocationList::from_der(der)
-        .map_err(|e| format!("{}: not a valid CRL: {e}", path.display()))?;
+) -> Result<(Vec<u8>, Crl), TrustError> {
+    let (_, crl) =
+        CertificateRevocationList::from_der(der).map_err(|error| TrustError::InvalidCrl {
+            path: path.to_path_buf(),
+            error,
+        })?;
     let issuer_raw = crl.issuer().as_raw().to_vec();
     let issuer = crl.issuer().to_string();
     let signer = issuers
@@ -253,27 +359,29 @@ fn parse_crl(
             let (_, c) = X509Certificate::from_der(&a.der).ok()?;
             (c.subject().as_raw() == issuer_raw.as_slice()).then(|| c.public_key().raw.to_vec())
         })
-        .ok_or_else(|| {
-            format!(
-                "{}: CRL issuer {issuer} is not among the trust anchors",
-                path.display()
-            )
+        .ok_or_else(|| TrustError::UnknownCrlIssuer {
+            path: path.to_path_buf(),
+            issuer: issuer.clone(),
         })?;
-    let (_, spki) = SubjectPublicKeyInfo::from_der(&signer)
-        .map_err(|e| format!("{}: issuer key unreadable: {e}", path.display()))?;
-    crl.verify_signature(&spki).map_err(|_| {
-        format!(
-            "{}: CRL signature does not verify with the key of {issuer}",
-            path.display()
-        )
+    let (_, spki) = SubjectPublicKeyInfo::from_der(&signer).map_err(|error| {
+        TrustError::IssuerKeyUnreadable {
+            path: path.to_path_buf(),
+            error,
+        }
     })?;
+    crl.verify_signature(&spki)
+        .map_err(|error| TrustError::CrlSignature {
+            path: path.to_path_buf(),
+            issuer: issuer.clone(),
+            error,
+        })?;
     let this_update = crl.last_update().timestamp();
     if this_update > now + 300 {
-        return Err(format!(
-            "{}: CRL of {issuer} is not valid before {}",
-            path.display(),
-            fmt_time(this_update)
-        ));
+        return Err(TrustError::CrlNotYetValid {
+            path: path.to_path_buf(),
+            issuer,
+            this_update,
+        });
     }
     let serials = crl
         .iter_revoked_certificates()
@@ -309,7 +417,7 @@ pub struct Trust {
 impl Trust {
     /// Loads `[trust]`: anchors of each side (checked for dates), then the CRLs, each verified
     /// against the anchors of either side.
-    pub fn load(cfg: &TrustConfig, now: i64) -> Result<Trust, String> {
+    pub fn load(cfg: &TrustConfig, now: i64) -> Result<Trust, TrustError> {
         let amc = Anchors::load("trust.amc_anchors", &cfg.amc_anchors, now)?;
         let annuaire = Anchors::load("trust.annuaire_anchors", &cfg.annuaire_anchors, now)?;
         let crls = Arc::new(CrlSet::load(
@@ -345,7 +453,7 @@ pub struct ReloadableTrust {
 
 impl ReloadableTrust {
     /// Loads the trust material for the first time; a failure here is a start-up error.
-    pub fn new(cfg: &TrustConfig, now: i64) -> Result<Self, String> {
+    pub fn new(cfg: &TrustConfig, now: i64) -> Result<Self, TrustError> {
         let mut files: Vec<PathBuf> = cfg.amc_anchors.clone();
         files.extend(cfg.annuaire_anchors.iter().cloned());
         files.extend(cfg.crls.iter().cloned());
@@ -368,9 +476,12 @@ impl ReloadableTrust {
     }
 
     /// Loads the files again when they changed; returns whether new material is in force.
-    pub fn reload(&self, now: i64) -> Result<bool, String> {
-        self.seen
-            .reload_if_changed(|| Ok(self.current.store(Arc::new(Trust::load(&self.cfg, now)?))))
+    pub fn reload(&self, now: i64) -> Result<bool, TrustError> {
+        self.seen.reload_if_changed(|| {
+            let trust = Trust::load(&self.cfg, now)?;
+            self.current.store(Arc::new(trust));
+            Ok(())
+        })
     }
 }
 
@@ -402,11 +513,11 @@ impl OsiVerifier {
         trust: &TrustSet,
         policy: RevocationPolicy,
         upstream: &'static str,
-    ) -> Result<Arc<OsiVerifier>, String> {
+    ) -> Result<Arc<OsiVerifier>, TrustError> {
         let roots = Arc::new(trust.anchors.root_store()?);
         let inner = WebPkiServerVerifier::builder_with_provider(roots, crate::crypto::provider())
             .build()
-            .map_err(|e| format!("cannot build the certificate verifier: {e}"))?;
+            .map_err(TrustError::Verifier)?;
         Ok(Arc::new(OsiVerifier {
             inner,
             anchor_subjects: trust.anchors.subjects(),
@@ -560,5 +671,75 @@ mod tests {
         assert_eq!(set.status(b"issuer", &[0x9b], 2_000), Status::Stale);
         assert_eq!(set.status(b"issuer", &[0x9a], 2_000), Status::Revoked);
         assert_eq!(set.status(b"other", &[0x9a], 10), Status::NoCrl);
+    }
+
+    /// A CA named `CN=TEST ROCGW CA`, with a key of its own: two of them share a name only.
+    fn test_ca() -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "TEST ROCGW CA");
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let key = rcgen::KeyPair::generate().expect("key");
+        rcgen::CertifiedIssuer::self_signed(p, key).expect("CA certificate")
+    }
+
+    /// An empty CRL signed by `ca`, as DER.
+    fn empty_crl(ca: &rcgen::Issuer<'_, rcgen::KeyPair>) -> Vec<u8> {
+        // `::time`: the x509-parser prelude brings a `time` module of its own.
+        let now = ::time::OffsetDateTime::now_utc();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now - ::time::Duration::hours(1),
+            next_update: now + ::time::Duration::days(7),
+            crl_number: rcgen::SerialNumber::from(vec![1u8]),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params.signed_by(ca).expect("CRL").der().to_vec()
+    }
+
+    #[test]
+    fn a_crl_signed_by_another_key_gives_the_signature_error_with_its_field() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (anchor, impostor) = (test_ca(), test_ca());
+        let anchor_file = dir.path().join("anchor.pem");
+        std::fs::write(&anchor_file, anchor.pem()).expect("write");
+        let good = dir.path().join("good.crl");
+        std::fs::write(&good, empty_crl(&anchor)).expect("write");
+        let forged = dir.path().join("forged.crl");
+        std::fs::write(&forged, empty_crl(&impostor)).expect("write");
+        let now = crate::clock::now_unix();
+        let anchors = Anchors::load("trust.amc_anchors", &[anchor_file], now).expect("anchor");
+        let set = CrlSet::load("trust.crls", std::slice::from_ref(&good), &[&anchors], now)
+            .expect("good");
+        assert_eq!(set.len(), 1);
+
+        let err = CrlSet::load("trust.crls", &[good, forged.clone()], &[&anchors], now)
+            .expect_err("a CRL signed by another key");
+        let TrustError::InField {
+            field,
+            index,
+            inner,
+        } = &err
+        else {
+            panic!("not wrapped with its field: {err:?}");
+        };
+        assert_eq!((field.as_str(), *index), ("trust.crls", 1));
+        assert!(
+            matches!(inner.as_ref(), TrustError::CrlSignature { path, issuer, .. }
+                if *path == forged && issuer == "CN=TEST ROCGW CA"),
+            "{inner:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "trust.crls[1]: {}: CRL signature does not verify with the key of CN=TEST ROCGW CA",
+                forged.display()
+            )
+        );
     }
 }

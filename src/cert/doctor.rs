@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use rustls::pki_types::CertificateDer;
 use x509_parser::prelude::*;
 
 use super::{chain_up, is_test, key_matches, missing_is_aci_el_org, Chain};
@@ -222,7 +223,7 @@ fn load_crls(paths: &[PathBuf], r: &mut Report) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> 
         let ders = match crate::trust::read_crl_file(p) {
             Ok(d) => d,
             Err(e) => {
-                r.add(Level::Fail, "trust.identity_crls", e, None);
+                r.add(Level::Fail, "trust.identity_crls", e.to_string(), None);
                 continue;
             }
         };
@@ -283,15 +284,27 @@ fn identity(
         format!("{} (serial {})", info.subject, info.serial),
         None,
     );
-    let what = |check: &str| format!("{name}: {check}");
-    // Role.
+    // One line per check, in this order.
+    role_fit(r, name, role, &info);
+    key_pair(r, name, raw.key_pkcs8.as_deref().map(Vec::as_slice), leaf);
+    chain(r, name, leaf, &raw.chain[1..]);
+    validity(r, name, &info, now);
+    common_name(r, name, role, &info);
+    hierarchy(r, name, &info, test_pki_expected);
+    revocation(r, name, leaf, &info, crls);
+    info.structure_id
+}
+
+/// `<name>: <check>`, the `what` of an identity's check.
+fn what(name: &str, check: &str) -> String {
+    format!("{name}: {check}")
+}
+
+/// The key usages fit `role`; when they fit the other role, the two files are swapped.
+fn role_fit(r: &mut Report, name: &str, role: Role, info: &CertInfo) {
+    let what = what(name, "role");
     match info.role_problem(role) {
-        None => r.add(
-            Level::Ok,
-            &what("role"),
-            format!("fits {}", role.as_str()),
-            None,
-        ),
+        None => r.add(Level::Ok, &what, format!("fits {}", role.as_str()), None),
         Some(p) => {
             let other = match role {
                 Role::AuthCli => Role::Sign,
@@ -300,7 +313,7 @@ fn identity(
             let swapped = info.role_problem(other).is_none();
             r.add(
                 Level::Fail,
-                &what("role"),
+                &what,
                 p,
                 Some(if swapped {
                     "this is the other certificate of the pair: swap the AUTH_CLI and SIGN files"
@@ -310,29 +323,32 @@ fn identity(
             );
         }
     }
-    // Key.
-    match &raw.key_pkcs8 {
+}
+
+/// The private key (PKCS#8, when the file has one) is the certificate's.
+fn key_pair(r: &mut Report, name: &str, key: Option<&[u8]>, leaf: &[u8]) {
+    let what = what(name, "key");
+    match key {
         Some(k) if key_matches(k, leaf) => r.add(
             Level::Ok,
-            &what("key"),
+            &what,
             "the private key matches the certificate",
             None,
         ),
         Some(_) => r.add(
             Level::Fail,
-            &what("key"),
+            &what,
             "the private key does not match the certificate",
             Some("bundle the certificate with the key its CSR was made from (rocgw cert bundle)"),
         ),
-        None => r.add(Level::Fail, &what("key"), "no private key", None),
+        None => r.add(Level::Fail, &what, "no private key", None),
     }
-    // Chain up to the IGC-Santé root.
-    let pool: Vec<Vec<u8>> = raw
-        .chain
-        .iter()
-        .skip(1)
-        .map(|c| c.as_ref().to_vec())
-        .collect();
+}
+
+/// The certificates of the file chain `leaf` up to an IGC-Santé root.
+fn chain(r: &mut Report, name: &str, leaf: &[u8], rest: &[CertificateDer<'_>]) {
+    let what = what(name, "chain");
+    let pool: Vec<Vec<u8>> = rest.iter().map(|c| c.as_ref().to_vec()).collect();
     match chain_up(leaf, &pool) {
         Chain::Complete(chain) => {
             let root = chain
@@ -343,14 +359,14 @@ fn identity(
             if root.to_ascii_uppercase().contains("IGC-SANTE") {
                 r.add(
                     Level::Ok,
-                    &what("chain"),
+                    &what,
                     format!("complete up to {root} ({} certificates)", chain.len()),
                     None,
                 );
             } else {
                 r.add(
                     Level::Fail,
-                    &what("chain"),
+                    &what,
                     format!("ends at {root}, not at an IGC-Santé root"),
                     Some("ORG certificates for ROC come from IGC-Santé (gamme élémentaire)"),
                 );
@@ -364,7 +380,7 @@ fn identity(
                 .unwrap_or_default();
             r.add(
                 Level::Fail,
-                &what("chain"),
+                &what,
                 format!("incomplete: the certificate of {issuer} is missing"),
                 Some(if missing_is_aci_el_org(&issuer) {
                     "add the intermediate ACI-EL-ORG (AC IGC-SANTE ELEMENTAIRE ORGANISATIONS) to the file, as the procedure says for a certificate made from a CSR: rocgw cert bundle --chain"
@@ -374,21 +390,25 @@ fn identity(
             );
         }
     }
-    // Validity.
+}
+
+/// Inside its validity, and how long it has left (a warning within the renewal alert).
+fn validity(r: &mut Report, name: &str, info: &CertInfo, now: i64) {
+    let what = what(name, "validity");
     let days = info.days_left(now);
     if now >= info.not_after {
         r.add(
             Level::Fail,
-            &what("validity"),
+            &what,
             format!("expired on {}", crate::clock::fmt_time(info.not_after)),
             Some("order a new certificate (3-year validity) and install it; rocgw reloads it without a restart"),
         );
     } else if now < info.not_before {
-        r.add(Level::Fail, &what("validity"), "not yet valid", None);
+        r.add(Level::Fail, &what, "not yet valid", None);
     } else if days <= EXPIRY_WARNING_DAYS {
         r.add(
             Level::Warn,
-            &what("validity"),
+            &what,
             format!(
                 "expires in {days} days ({})",
                 crate::clock::fmt_time(info.not_after)
@@ -396,21 +416,20 @@ fn identity(
             Some("order the renewal now (the procedure's one-month alert)"),
         );
     } else {
-        r.add(
-            Level::Ok,
-            &what("validity"),
-            format!("{days} days left"),
-            None,
-        );
+        r.add(Level::Ok, &what, format!("{days} days left"), None);
     }
-    // Common name.
+}
+
+/// The common name the procedure recommends for the role (a warning only).
+fn common_name(r: &mut Report, name: &str, role: Role, info: &CertInfo) {
+    let what = what(name, "name");
     match info.common_name.as_deref() {
         Some(cn) if cn == role.recommended_cn() => {
-            r.add(Level::Ok, &what("name"), format!("CN={cn}"), None)
+            r.add(Level::Ok, &what, format!("CN={cn}"), None)
         }
         other => r.add(
             Level::Warn,
-            &what("name"),
+            &what,
             format!(
                 "CN={} (recommended: {})",
                 other.unwrap_or("-"),
@@ -419,53 +438,67 @@ fn identity(
             Some("not blocking; the procedure suggests this service name"),
         ),
     }
-    // TEST vs production.
-    let test = is_test(&info);
+}
+
+/// TEST certificates in the sandbox only, production ones outside it only.
+fn hierarchy(r: &mut Report, name: &str, info: &CertInfo, test_pki_expected: bool) {
+    let what = what(name, "hierarchy");
+    let test = is_test(info);
     match (test, test_pki_expected) {
         (true, false) => r.add(
             Level::Fail,
-            &what("hierarchy"),
+            &what,
             "a TEST IGC-Santé certificate in a production configuration",
             Some("install the production certificate (or run the sandbox for tests)"),
         ),
         (false, true) => r.add(
             Level::Fail,
-            &what("hierarchy"),
+            &what,
             "a production certificate in the sandbox",
             Some("the sandbox is for TEST certificates only: write a production configuration"),
         ),
         _ => r.add(
             Level::Ok,
-            &what("hierarchy"),
+            &what,
             if test { "TEST (sandbox)" } else { "production" },
             None,
         ),
     }
-    // Revocation.
-    if !crls.is_empty() {
-        let revoked = X509Certificate::from_der(leaf).is_ok_and(|(_, c)| {
-            crls.iter().any(|(issuer, serials)| {
-                issuer.as_slice() == c.issuer().as_raw()
-                    && serials.iter().any(|s| s.as_slice() == c.raw_serial())
-            })
-        });
-        if revoked {
-            r.add(
-                Level::Fail,
-                &what("revocation"),
-                format!("serial {} is in the IGC-Santé CRL", info.serial),
-                Some("this certificate was revoked: order and install a new one"),
-            );
-        } else {
-            r.add(
-                Level::Ok,
-                &what("revocation"),
-                "not in the configured IGC-Santé CRLs",
-                None,
-            );
-        }
+}
+
+/// Not listed by the configured IGC-Santé CRLs; no line when none is configured.
+fn revocation(
+    r: &mut Report,
+    name: &str,
+    leaf: &[u8],
+    info: &CertInfo,
+    crls: &[(Vec<u8>, Vec<Vec<u8>>)],
+) {
+    if crls.is_empty() {
+        return;
     }
-    info.structure_id
+    let what = what(name, "revocation");
+    let revoked = X509Certificate::from_der(leaf).is_ok_and(|(_, c)| {
+        crls.iter().any(|(issuer, serials)| {
+            issuer.as_slice() == c.issuer().as_raw()
+                && serials.iter().any(|s| s.as_slice() == c.raw_serial())
+        })
+    });
+    if revoked {
+        r.add(
+            Level::Fail,
+            &what,
+            format!("serial {} is in the IGC-Santé CRL", info.serial),
+            Some("this certificate was revoked: order and install a new one"),
+        );
+    } else {
+        r.add(
+            Level::Ok,
+            &what,
+            "not in the configured IGC-Santé CRLs",
+            None,
+        );
+    }
 }
 
 /// Secret files must not be readable by others.
@@ -496,7 +529,7 @@ fn file_mode(r: &mut Report, name: &str, path: &Path) {
 /// The IGC OSI anchors and CRLs the AMC side needs.
 fn anchors(r: &mut Report, cfg: &Config, now: i64) {
     match Anchors::load("trust.amc_anchors", &cfg.trust.amc_anchors, now) {
-        Err(e) => r.add(Level::Fail, "trust.amc_anchors", e, None),
+        Err(e) => r.add(Level::Fail, "trust.amc_anchors", e.to_string(), None),
         Ok(a) => {
             for (name, needle) in [
                 ("AC-SERVEUR", "AC-SERVEUR"),
@@ -533,7 +566,7 @@ fn anchors(r: &mut Report, cfg: &Config, now: i64) {
             }
             let issuers = [&a];
             match CrlSet::load("trust.crls", &cfg.trust.crls, &issuers, now) {
-                Err(e) => r.add(Level::Fail, "trust.crls", e, None),
+                Err(e) => r.add(Level::Fail, "trust.crls", e.to_string(), None),
                 Ok(set) => {
                     for c in set.crls() {
                         let hard = cfg.amc.revocation == crate::config::RevocationPolicy::Hard;

@@ -44,9 +44,10 @@ pub fn tls_transport(
     client: Option<(&std::path::Path, &std::path::Path)>,
     name: &str,
 ) -> Result<Transport, String> {
-    let roots =
-        crate::trust::Anchors::load("--tls-ca", &[ca.to_path_buf()], crate::clock::now_unix())?
-            .root_store()?;
+    let now = crate::clock::now_unix();
+    let roots = crate::trust::Anchors::load("--tls-ca", &[ca.to_path_buf()], now)
+        .and_then(|a| a.root_store())
+        .map_err(|e| e.to_string())?;
     let builder = rustls::ClientConfig::builder_with_provider(crate::crypto::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?

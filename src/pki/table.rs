@@ -456,7 +456,7 @@ impl Made {
     fn ca(&self, id: &str) -> Result<&Ca, PkiError> {
         self.cas
             .get(id)
-            .ok_or_else(|| PkiError(format!("test PKI table: no CA {id} made before")))
+            .ok_or_else(|| PkiError::NoSuchCa(id.to_string()))
     }
 
     fn chain(&self, ids: &[&str]) -> Result<Vec<&Ca>, PkiError> {
@@ -499,9 +499,10 @@ pub(super) fn make(
                 chain,
                 defect,
             } => {
-                let leaf = made.leaves.get(of).ok_or_else(|| {
-                    PkiError(format!("test PKI table: no certificate {of} made before"))
-                })?;
+                let leaf = made
+                    .leaves
+                    .get(of)
+                    .ok_or_else(|| PkiError::NoSuchCertificate(of.to_string()))?;
                 let (key, der) = (leaf.key.serialized_der(), &leaf.der);
                 w.p12(
                     file,

@@ -37,8 +37,10 @@ impl Writer {
     pub(super) fn write(&self, rel: &str, data: &[u8], private: bool) -> Result<(), PkiError> {
         let path = self.dir.join(rel);
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)
-                .map_err(|e| PkiError(format!("cannot create {}: {e}", parent.display())))?;
+            fs::create_dir_all(parent).map_err(|error| PkiError::Create {
+                path: parent.to_path_buf(),
+                error,
+            })?;
         }
         let mut opts = fs::OpenOptions::new();
         opts.write(true).create(true).truncate(true);
@@ -47,11 +49,9 @@ impl Writer {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(if private { 0o600 } else { 0o644 });
         }
-        let mut f = opts
-            .open(&path)
-            .map_err(|e| PkiError(format!("cannot write {}: {e}", path.display())))?;
-        f.write_all(data)
-            .map_err(|e| PkiError(format!("cannot write {}: {e}", path.display())))
+        opts.open(&path)
+            .and_then(|mut f| f.write_all(data))
+            .map_err(|error| PkiError::Write { path, error })
     }
 
     pub(super) fn ca(&mut self, rel: &str, role: &str, ca: &Ca) -> Result<(), PkiError> {
@@ -144,7 +144,7 @@ impl Writer {
                 .encryption_iterations(2048)
                 .mac_algorithm(MacAlgorithm::HmacSha1)
                 .mac_iterations(2048),
-            other => return Err(PkiError(format!("unknown P12 encryption {other}"))),
+            other => return Err(PkiError::UnknownP12Encryption(other.to_string())),
         };
         let data = w.write()?;
         self.write(rel, &data, true)?;

@@ -163,15 +163,17 @@ impl Sim {
 /// annuaire's client verifier needs them too).
 fn checker(cfg: &SimConfig) -> Result<(Checker, Anchors), String> {
     let now = now_unix();
-    let anchors = Anchors::load("igc_sante.anchors", &cfg.igc_sante.anchors, now)?;
-    let intermediates =
-        Anchors::load("igc_sante.intermediates", &cfg.igc_sante.intermediates, now)?;
+    let anchors = Anchors::load("igc_sante.anchors", &cfg.igc_sante.anchors, now)
+        .map_err(|e| e.to_string())?;
+    let intermediates = Anchors::load("igc_sante.intermediates", &cfg.igc_sante.intermediates, now)
+        .map_err(|e| e.to_string())?;
     let crls = CrlSet::load(
         "igc_sante.crls",
         &cfg.igc_sante.crls,
         &[&anchors, &intermediates],
         now,
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     let der = |a: &Anchors| -> Vec<Vec<u8>> {
         a.anchors.iter().map(|x| x.der.as_ref().to_vec()).collect()
     };

@@ -90,8 +90,8 @@ pub(super) fn annuaire_tls(
     cfg: &SimConfig,
     anchors: &Anchors,
 ) -> Result<Arc<ServerConfig>, String> {
-    let roots = Arc::new(anchors.root_store()?);
-    let crls = crate::trust::crl_ders(&cfg.igc_sante.crls)?;
+    let roots = Arc::new(anchors.root_store().map_err(|e| e.to_string())?);
+    let crls = crate::trust::crl_ders(&cfg.igc_sante.crls).map_err(|e| e.to_string())?;
     let inner = WebPkiClientVerifier::builder_with_provider(roots, crate::crypto::provider())
         .with_crls(crls)
         .allow_unknown_revocation_status()
