@@ -68,31 +68,43 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
 
 /// What both start-ups hand to the one serving sequence.
 struct Start {
-    config: Config,
+    /// Credentials loaded and checked: a wrong certificate stops the start before anything
+    /// listens or logs.
+    runtime: Arc<Runtime>,
     admin: Arc<Admin>,
-    admin_task: tokio::task::JoinHandle<()>,
+    admin_listener: AdminListener,
     sandbox: bool,
+    /// The configuration file, logged once the listeners are bound.
+    config_path: Option<PathBuf>,
     /// Printed once the gateway listens, with its address (the sandbox's sample curl).
     hello: Option<Box<dyn FnOnce(SocketAddr) -> String + Send>>,
 }
 
-/// Production: the configuration file, the admin listener.
+/// The admin listener: bound and served with the gateway (production), or already serving
+/// (the sandbox answers its health probe while the test PKI is generated).
+enum AdminListener {
+    Bound(tokio::net::TcpListener),
+    Serving(tokio::task::JoinHandle<()>),
+}
+
+/// Production: the configuration file, its credentials, the admin listener.
 async fn production(opts: &ServeOptions, path: &Path) -> Result<Start, StartError> {
     let cfg = Config::load(path, &opts.overrides).map_err(|e| StartError(e.to_string()))?;
     logging::init(
         opts.log_format.unwrap_or(cfg.log_format),
         opts.log_level.as_deref().or(cfg.log_level.as_deref()),
     );
-    let admin = Admin::new(false);
-    let admin_l = listener::bind("server.admin_listen", cfg.server.admin_listen)
+    let admin_addr = cfg.server.admin_listen;
+    let runtime = Runtime::start(cfg).map_err(StartError)?;
+    let admin_l = listener::bind("server.admin_listen", admin_addr)
         .await
         .map_err(StartError)?;
-    tracing::info!(config = %path.display(), "configuration loaded");
     Ok(Start {
-        config: cfg,
-        admin_task: spawn_admin(admin.clone(), admin_l),
-        admin,
+        runtime,
+        admin: Admin::new(false),
+        admin_listener: AdminListener::Bound(admin_l),
         sandbox: false,
+        config_path: Some(path.to_path_buf()),
         hello: None,
     })
 }
@@ -142,10 +154,11 @@ async fn sandbox(opts: &ServeOptions) -> Result<Start, StartError> {
         .map_err(StartError)?;
     let sample = prep.sample_request;
     Ok(Start {
-        config: prep.config,
+        runtime: Runtime::start(prep.config).map_err(StartError)?,
         admin,
-        admin_task,
+        admin_listener: AdminListener::Serving(admin_task),
         sandbox: true,
+        config_path: None,
         hello: Some(Box::new(move |addr| {
             format!(
                 "Try it (sample IDB request for {}):\n  {}",
@@ -156,30 +169,43 @@ async fn sandbox(opts: &ServeOptions) -> Result<Start, StartError> {
     })
 }
 
-/// The one serving sequence: credentials loaded and checked, listeners bound, reload triggers
-/// started, the gateway served until a stop signal and its drain.
+/// The one serving sequence: listeners bound, reload triggers started, the gateway served
+/// until a stop signal and its drain.
 async fn serve(start: Start) -> Result<(), StartError> {
-    let runtime = Runtime::start(start.config).map_err(StartError)?;
-    let admin = start.admin;
+    let Start {
+        runtime,
+        admin,
+        admin_listener,
+        sandbox,
+        config_path,
+        hello,
+    } = start;
     let _ = admin
         .access
         .set(crate::access::Access::new(&runtime.config().access));
     let listeners = gateway_listeners(&runtime).await?;
+    if let Some(path) = &config_path {
+        tracing::info!(config = %path.display(), "configuration loaded");
+    }
+    let admin_task = match admin_listener {
+        AdminListener::Bound(l) => spawn_admin(admin.clone(), l),
+        AdminListener::Serving(task) => task,
+    };
     for l in &listeners {
         announce("gateway", &l.url());
     }
-    if let (Some(hello), Some(addr)) = (start.hello, listeners.first().and_then(|l| l.addr())) {
+    if let (Some(hello), Some(addr)) = (hello, listeners.first().and_then(|l| l.addr())) {
         say(&hello(addr));
     }
     runtime.spawn_watchers();
-    let gw = Gateway::new(runtime.clone(), start.sandbox).map_err(StartError)?;
+    let gw = Gateway::new(runtime.clone(), sandbox).map_err(StartError)?;
     admin.attach(runtime.clone(), gw.directory());
     let gw_task = spawn_gateway(listeners, gw, admin.clone(), &runtime.config().server);
     admin.set_ready(true);
     // The gateway task ends after a stop signal and its drain; the admin listener (and its
     // failing readiness) lives until then.
     let _ = gw_task.await;
-    start.admin_task.abort();
+    admin_task.abort();
     Ok(())
 }
 
