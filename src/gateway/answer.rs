@@ -40,6 +40,16 @@ pub fn deadline_passed(
     )
 }
 
+/// `ok`, `amc-error` (the AMC answered an error) or the gateway's fault code: the `outcome`
+/// of the request metric and of the audit record.
+fn outcome(result: Result<&HttpResponse, &Fault>) -> &'static str {
+    match result {
+        Ok(r) if r.status().is_success() => "ok",
+        Ok(_) => "amc-error",
+        Err(f) => f.code.as_str(),
+    }
+}
+
 /// How a request ended, for its metrics and log line.
 pub struct Finished<'a> {
     pub route: &'static str,
@@ -61,11 +71,7 @@ pub fn respond(
     m.request_seconds
         .with_label_values(&[done.route])
         .observe(done.started.elapsed().as_secs_f64());
-    let outcome = match &result {
-        Ok(r) if r.status().is_success() => "ok",
-        Ok(_) => "amc-error",
-        Err(f) => f.fault.code.as_str(),
-    };
+    let outcome = outcome(result.as_ref().map_err(|f| &f.fault));
     m.requests
         .with_label_values(&[done.route, done.amc, done.service, outcome])
         .inc();
@@ -102,11 +108,8 @@ pub struct AmcCall<'a> {
 
 impl AmcCall<'_> {
     pub fn audit(&self, audit: &Audit, result: &Result<HttpResponse, Fault>) {
-        let (outcome, status) = match result {
-            Ok(resp) if resp.status().is_success() => ("ok", resp.status().as_u16()),
-            Ok(resp) => ("amc-error", resp.status().as_u16()),
-            Err(f) => (f.code.as_str(), 0),
-        };
+        let outcome = outcome(result.as_ref());
+        let status = result.as_ref().map_or(0, |r| r.status().as_u16());
         audit.record(&Record {
             time: crate::audit::now_rfc3339(),
             caller: self.caller,

@@ -237,22 +237,10 @@ fn idb_body() -> String {
 
 /// The `caller` of each audit record, once there are `n`.
 fn audit_callers(audit: &std::path::Path, n: usize) -> Vec<String> {
-    let read = || -> Vec<String> {
-        fs::read_to_string(audit)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                v["caller"].as_str().unwrap().to_string()
-            })
-            .collect()
-    };
-    wait_for(
-        "the audit records",
-        std::time::Duration::from_secs(5),
-        || read().len() >= n,
-    );
-    read()
+    audit_records(audit, n)
+        .iter()
+        .map(|v| v["caller"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]

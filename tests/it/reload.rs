@@ -2,26 +2,10 @@
 //! signer and the assertions it signed for reuse; a new SIGN certificate replaces both at once.
 
 use std::fs;
-use std::path::Path;
 use std::time::Duration;
 
 use crate::support::*;
 use crate::tls_server::{Behavior, TlsServer};
-
-/// The audit records once there are `n`.
-fn audit_records(file: &Path, n: usize) -> Vec<serde_json::Value> {
-    let read = || -> Vec<serde_json::Value> {
-        fs::read_to_string(file)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
-    wait_for("the audit records", Duration::from_secs(5), || {
-        read().len() >= n
-    });
-    read()
-}
 
 fn serial_of(p12_pem: &str) -> String {
     let der = rocgw::identity::read_pem_certs(&pki_path(p12_pem)).unwrap();

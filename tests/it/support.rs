@@ -646,3 +646,18 @@ pub fn replace_file(src: &Path, dst: &Path) {
     fs::copy(src, &tmp).unwrap();
     fs::rename(&tmp, dst).unwrap();
 }
+
+/// The audit records once there are `n`.
+pub fn audit_records(file: &Path, n: usize) -> Vec<serde_json::Value> {
+    let read = || -> Vec<serde_json::Value> {
+        fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    wait_for("the audit records", Duration::from_secs(5), || {
+        read().len() >= n
+    });
+    read()
+}
