@@ -45,6 +45,7 @@ fn main() {
         client_config(verifier, None).unwrap(),
         &cfg,
         None,
+        Default::default(),
     ));
     let url: hyper::Uri = format!("https://localhost:{}/idb", addr.port())
         .parse()

@@ -30,6 +30,8 @@ pub struct Access {
     tokens: Vec<([u8; 32], Arc<str>)>,
     allow: Vec<IpNet>,
     unix_uids: Vec<u32>,
+    /// A token identifies its caller when presented, but may be absent (`require_token = false`).
+    token_optional: bool,
 }
 
 impl std::fmt::Debug for Access {
@@ -72,12 +74,13 @@ impl Access {
             tokens,
             allow: cfg.allow_cidrs.clone(),
             unix_uids: cfg.unix_uids.clone(),
+            token_optional: cfg.token_optional,
         }
     }
 
     /// Checks one request and names its caller. The fault's detail says which check failed,
     /// never what was presented.
-    pub fn check(&self, peer: &Peer, headers: &HeaderMap) -> Result<String, Fault> {
+    pub fn check(&self, peer: &Peer, headers: &HeaderMap) -> Result<Caller, Fault> {
         if let Some(ip) = peer.ip() {
             if !self.allow.is_empty() {
                 let ip = canonical(ip);
@@ -99,27 +102,56 @@ impl Access {
                     v.strip_prefix("Bearer ")
                         .or_else(|| v.strip_prefix("bearer "))
                 });
-            let Some(presented) = presented else {
-                return Err(refused("missing bearer token (Authorization: Bearer …)"));
-            };
-            let presented = sha256(presented.trim().as_bytes());
-            // Every token is compared, so the time taken does not say which one came close.
-            for (expected, name) in &self.tokens {
-                if constant_time::verify_slices_are_equal(&presented, expected).is_ok() {
-                    token_name = Some(name.clone());
+            match presented {
+                None if self.token_optional => {}
+                None => return Err(refused("missing bearer token (Authorization: Bearer …)")),
+                Some(presented) => {
+                    let presented = sha256(presented.trim().as_bytes());
+                    // Every token is compared, so the time taken does not say which one came
+                    // close.
+                    for (expected, name) in &self.tokens {
+                        if constant_time::verify_slices_are_equal(&presented, expected).is_ok() {
+                            token_name = Some(name.clone());
+                        }
+                    }
+                    if token_name.is_none() {
+                        return Err(refused("invalid bearer token"));
+                    }
                 }
             }
-            if token_name.is_none() {
-                return Err(refused("invalid bearer token"));
-            }
         }
-        Ok(match (&peer.tls_client, token_name, peer.uid, peer.ip()) {
-            (Some(cn), ..) => format!("cert:{cn}"),
-            (None, Some(name), ..) => format!("token:{name}"),
-            (None, None, Some(uid), _) => format!("uid:{uid}"),
+        Ok(Caller::new(peer, token_name.as_deref()))
+    }
+}
+
+/// Who called: the name the audit log gives it, and its identities — the client certificate,
+/// the named token and the Unix user id that came with the request — each of which may be
+/// granted structures (`[[access.grants]]`). The shared token and a client address identify
+/// nobody.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub name: String,
+    pub identities: Vec<String>,
+}
+
+impl Caller {
+    fn new(peer: &Peer, token: Option<&str>) -> Caller {
+        let cert = peer.tls_client.as_ref().map(|cn| format!("cert:{cn}"));
+        let named = token
+            .filter(|t| *t != "token")
+            .map(|t| format!("token:{t}"));
+        let uid = peer.uid.map(|u| format!("uid:{u}"));
+        let name = match (&cert, token, &uid, peer.ip()) {
+            (Some(c), ..) => c.clone(),
+            (None, Some(t), ..) => format!("token:{t}"),
+            (None, None, Some(u), _) => u.clone(),
             (None, None, None, Some(ip)) => format!("ip:{}", canonical(ip)),
             (None, None, None, None) => "unix".to_string(),
-        })
+        };
+        Caller {
+            name,
+            identities: [cert, named, uid].into_iter().flatten().collect(),
+        }
     }
 }
 
@@ -160,7 +192,10 @@ mod tests {
         };
         let a = Access::new(&cfg);
         let good = headers(Some("Bearer 0123456789abcdef-token"));
-        assert_eq!(a.check(&tcp("10.1.2.3"), &good).unwrap(), "token:token");
+        assert_eq!(
+            a.check(&tcp("10.1.2.3"), &good).unwrap().name,
+            "token:token"
+        );
         assert!(a.check(&tcp("10.2.0.1"), &good).is_err());
         assert!(a.check(&tcp("10.1.2.3"), &headers(None)).is_err());
         assert!(a
@@ -184,26 +219,70 @@ mod tests {
         };
         let a = Access::new(&cfg);
         let gap = headers(Some("Bearer gap-token-0123456789"));
-        assert_eq!(a.check(&tcp("127.0.0.1"), &gap).unwrap(), "token:gap");
+        assert_eq!(a.check(&tcp("127.0.0.1"), &gap).unwrap().name, "token:gap");
         let mut tls = tcp("127.0.0.1");
         tls.tls_client = Some("SIH DPI".into());
-        assert_eq!(a.check(&tls, &gap).unwrap(), "cert:SIH DPI");
+        assert_eq!(a.check(&tls, &gap).unwrap().name, "cert:SIH DPI");
         let sock = |uid| Peer {
             uid: Some(uid),
             ..Peer::default()
         };
-        assert_eq!(a.check(&sock(1001), &gap).unwrap(), "token:gap");
+        assert_eq!(a.check(&sock(1001), &gap).unwrap().name, "token:gap");
         let f = a.check(&sock(1002), &gap).unwrap_err();
         assert!(f.detail.unwrap().contains("unix_uids"));
         assert!(a.check(&tcp("127.0.0.1"), &headers(None)).is_err());
 
         let open = Access::new(&AccessConfig::default());
-        assert_eq!(open.check(&sock(7), &headers(None)).unwrap(), "uid:7");
+        assert_eq!(open.check(&sock(7), &headers(None)).unwrap().name, "uid:7");
         assert_eq!(
             open.check(&tcp("::ffff:127.0.0.1"), &headers(None))
-                .unwrap(),
+                .unwrap()
+                .name,
             "ip:127.0.0.1"
         );
+    }
+
+    #[test]
+    fn identities_are_the_certificate_the_named_token_and_the_user_id() {
+        let cfg = AccessConfig {
+            token: Some(Zeroizing::new("shared-token-0123456789".into())),
+            callers: vec![("gap".into(), Zeroizing::new("gap-token-0123456789".into()))],
+            token_optional: true,
+            ..AccessConfig::default()
+        };
+        let a = Access::new(&cfg);
+        let mut tls = tcp("127.0.0.1");
+        tls.tls_client = Some("SIH DPI".into());
+        let gap = headers(Some("Bearer gap-token-0123456789"));
+        assert_eq!(
+            a.check(&tls, &gap).unwrap().identities,
+            ["cert:SIH DPI", "token:gap"]
+        );
+        let sock = Peer {
+            uid: Some(1001),
+            ..Peer::default()
+        };
+        assert_eq!(
+            a.check(&sock, &gap).unwrap().identities,
+            ["token:gap", "uid:1001"]
+        );
+        // The shared token and an address identify nobody.
+        let shared = headers(Some("Bearer shared-token-0123456789"));
+        assert!(a
+            .check(&tcp("127.0.0.1"), &shared)
+            .unwrap()
+            .identities
+            .is_empty());
+        // An optional token may be absent (anonymous), never wrong.
+        let anonymous = a.check(&tcp("127.0.0.1"), &headers(None)).unwrap();
+        assert_eq!(
+            (anonymous.name.as_str(), anonymous.identities.len()),
+            ("ip:127.0.0.1", 0)
+        );
+        assert!(a
+            .check(&tcp("127.0.0.1"), &headers(Some("Bearer nope")))
+            .is_err());
+        assert!(!cfg.has_caller_check(), "an optional token guards nothing");
     }
 
     #[test]

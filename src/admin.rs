@@ -27,7 +27,7 @@ pub struct Admin {
     /// Caller checks for everything but the probes; set once the configuration is loaded.
     pub access: std::sync::OnceLock<Access>,
     /// The credentials in force and the annuaire cache, once loaded.
-    pub runtime: std::sync::OnceLock<(Arc<Runtime>, Option<Arc<Directory>>)>,
+    pub runtime: std::sync::OnceLock<(Arc<Runtime>, Vec<Arc<Directory>>)>,
 }
 
 impl Admin {
@@ -41,8 +41,8 @@ impl Admin {
     }
 
     /// What `/status`, `/readyz` and the certificate gauges report on.
-    pub fn attach(&self, runtime: Arc<Runtime>, directory: Option<Arc<Directory>>) {
-        let _ = self.runtime.set((runtime, directory));
+    pub fn attach(&self, runtime: Arc<Runtime>, directories: Vec<Arc<Directory>>) {
+        let _ = self.runtime.set((runtime, directories));
     }
 
     fn status(&self) -> Option<status::Status> {
@@ -50,7 +50,7 @@ impl Admin {
         Some(status::Status::snapshot(
             rt,
             self.sandbox,
-            dir.as_ref().map(|d| d.len()),
+            (!dir.is_empty()).then(|| dir.iter().map(|d| d.len()).sum()),
             crate::clock::now_unix(),
         ))
     }

@@ -20,6 +20,8 @@ pub struct Record<'a> {
     pub time: String,
     /// Which SIH application asked (`access`): certificate, token name, user id or address.
     pub caller: &'a str,
+    /// The hospital structure (EJ or EG) that signed.
+    pub structure: &'a str,
     pub assertion_id: &'a str,
     pub reused: bool,
     pub audience: &'a str,

@@ -30,6 +30,7 @@ pub enum FaultCode {
     XmlLimit,
     SecurityHeaderPresent,
     UnknownAmc,
+    UnknownStructure,
     UnknownService,
     AnnuaireUnavailable,
     AmcUnavailable,
@@ -66,13 +67,14 @@ pub enum StatusMode {
 
 impl FaultCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [FaultCode; 18] = [
+    pub const ALL: [FaultCode; 19] = [
         FaultCode::NotSoap,
         FaultCode::DtdForbidden,
         FaultCode::BodyTooLarge,
         FaultCode::XmlLimit,
         FaultCode::SecurityHeaderPresent,
         FaultCode::UnknownAmc,
+        FaultCode::UnknownStructure,
         FaultCode::UnknownService,
         FaultCode::AnnuaireUnavailable,
         FaultCode::AmcUnavailable,
@@ -95,6 +97,7 @@ impl FaultCode {
             FaultCode::XmlLimit => "xml-limit-exceeded",
             FaultCode::SecurityHeaderPresent => "security-header-present",
             FaultCode::UnknownAmc => "unknown-amc",
+            FaultCode::UnknownStructure => "unknown-structure",
             FaultCode::UnknownService => "unknown-service",
             FaultCode::AnnuaireUnavailable => "annuaire-unavailable",
             FaultCode::AmcUnavailable => "amc-unavailable",
@@ -118,6 +121,7 @@ impl FaultCode {
             | FaultCode::XmlLimit
             | FaultCode::SecurityHeaderPresent
             | FaultCode::UnknownAmc
+            | FaultCode::UnknownStructure
             | FaultCode::UnknownService
             | FaultCode::Unauthorized
             | FaultCode::NotFound => Side::Sender,
@@ -133,9 +137,10 @@ impl FaultCode {
             | FaultCode::XmlLimit
             | FaultCode::SecurityHeaderPresent => StatusCode::BAD_REQUEST,
             FaultCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            FaultCode::UnknownAmc | FaultCode::UnknownService | FaultCode::NotFound => {
-                StatusCode::NOT_FOUND
-            }
+            FaultCode::UnknownAmc
+            | FaultCode::UnknownStructure
+            | FaultCode::UnknownService
+            | FaultCode::NotFound => StatusCode::NOT_FOUND,
             FaultCode::Unauthorized => StatusCode::UNAUTHORIZED,
             FaultCode::AnnuaireUnavailable | FaultCode::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -190,6 +195,10 @@ impl FaultCode {
                 "The request already carries a wsse:Security header.",
             ),
             FaultCode::UnknownAmc => ("AMC inconnue.", "Unknown AMC."),
+            FaultCode::UnknownStructure => (
+                "Structure (EJ ou EG) inconnue de cette passerelle.",
+                "Structure (EJ or EG) unknown to this gateway.",
+            ),
             FaultCode::UnknownService => (
                 "Service non proposé par cette AMC.",
                 "Service not offered by this AMC.",

@@ -1,6 +1,7 @@
 //! The gateway: what a SIH calls. A request takes these hops in order, one file each:
-//! `listener` (accept, header limits) → `access` (who may call) → [`target`] (what it asks,
-//! read once) → [`admission`] (request slot, AMC slot, body under the memory budget) →
+//! `listener` (accept, header limits) → `access` (who may call) → [`structure`] (which hospital
+//! structure signs, and whether this caller may) → [`target`] (what it asks, read once) →
+//! [`admission`] (request slot, AMC slot, body under the memory budget) →
 //! [`route`] (static route, explicit endpoint or annuaire) → [`stamp`] (signed assertion) →
 //! [`forward`] (to the AMC or the annuaire) → [`answer`] (the answer or a SOAP fault, metrics,
 //! audit). One [`VersionedFault`](crate::fault::VersionedFault) travels back from every hop. Bodies are never logged.
@@ -13,6 +14,7 @@ mod answer;
 mod forward;
 mod route;
 mod stamp;
+mod structure;
 mod target;
 
 use std::sync::Arc;
@@ -33,9 +35,11 @@ use crate::soap::{self, SoapVersion};
 use admission::{Admission, InFlight};
 use answer::{AmcCall, Finished, Outcome};
 use stamp::Stamper;
+use structure::Selector;
 use target::Target;
 
 pub use route::{endpoint_allowed, Router, ENDPOINT_HEADER, ROUTING_HEADERS};
+pub use structure::STRUCTURE_HEADER;
 pub use target::DEADLINE_HEADER;
 
 /// What the gateway listener needs, built once from the configuration.
@@ -43,6 +47,8 @@ pub use target::DEADLINE_HEADER;
 pub struct Gateway {
     runtime: Arc<Runtime>,
     access: Access,
+    /// Which structure signs, and who may use which.
+    structures: Selector,
     admission: Admission,
     /// Static routes, explicit endpoints, the annuaire.
     router: Router,
@@ -72,6 +78,11 @@ impl Gateway {
             deadline: cfg.server.request_deadline,
             status_mode: cfg.server.http_status,
             access: Access::new(&cfg.access),
+            structures: Selector::new(
+                runtime.structures().map(|s| s.id.clone()).collect(),
+                runtime.structure().id.clone(),
+                cfg.access.grants.clone(),
+            ),
             router: Router::new(cfg, &runtime),
             stamper: Stamper::default(),
             sandbox,
@@ -79,9 +90,9 @@ impl Gateway {
         })
     }
 
-    /// The annuaire cache, for the admin status.
-    pub fn directory(&self) -> Option<Arc<crate::annuaire::Directory>> {
-        self.router.directory()
+    /// The annuaire caches (one per structure), for the admin status.
+    pub fn directories(&self) -> Vec<Arc<crate::annuaire::Directory>> {
+        self.router.directories()
     }
 
     /// Handles one request; never fails: errors become SOAP faults.
@@ -91,17 +102,20 @@ impl Gateway {
         let (parts, body) = req.into_parts();
         let target = target::target(parts.uri.path());
         let hint = target::version_hint(&parts.headers);
-        let (route, result) = match target::deadline(&parts.headers, self.deadline) {
+        let (route, structure, result) = match target::deadline(&parts.headers, self.deadline) {
             Err(f) => {
                 self.admission.drain(body);
-                ("-", Err(f.in_version(hint)))
+                ("-", "-", Err(f.in_version(hint)))
             }
             Ok(deadline) => {
                 let serving = self.serve(&parts, body, &peer, target.as_ref(), hint);
                 match tokio::time::timeout(deadline, serving).await {
                     Ok(r) => r,
                     // The upstream call is dropped with the future: nothing keeps running.
-                    Err(_) => answer::deadline_passed(target.as_ref(), deadline, hint),
+                    Err(_) => {
+                        let (route, r) = answer::deadline_passed(target.as_ref(), deadline, hint);
+                        (route, "-", r)
+                    }
                 }
             }
         };
@@ -112,6 +126,7 @@ impl Gateway {
         };
         let done = Finished {
             route,
+            structure,
             amc,
             service: &service,
             peer: &peer,
@@ -131,7 +146,7 @@ impl Gateway {
         peer: &Peer,
         target: Option<&Target<'_>>,
         hint: SoapVersion,
-    ) -> (&'static str, Outcome) {
+    ) -> (&'static str, &str, Outcome) {
         // A request refused before its body is read: the body is drained (not kept) in the
         // background so the SIH, still sending, reads the fault instead of a reset.
         let refuse = |body: Incoming, f: Fault| {
@@ -140,50 +155,55 @@ impl Gateway {
         };
         let caller = match self.access.check(peer, &parts.headers) {
             Ok(c) => c,
-            Err(f) => return ("-", refuse(body, f)),
+            Err(f) => return ("-", "-", refuse(body, f)),
+        };
+        let structure = match self.structures.select(&caller, &parts.headers) {
+            Ok(s) => s,
+            Err(f) => return ("-", "-", refuse(body, f)),
         };
         // Over capacity: say so at once rather than queue without bound.
         let _admitted = match self.admission.request_slot() {
             Ok(slot) => slot,
-            Err(f) => return ("-", refuse(body, f)),
+            Err(f) => return ("-", structure, refuse(body, f)),
         };
         let Some(target) = target else {
             let f = Fault::with_detail(
                 FaultCode::NotFound,
                 "use POST /amc/{numero_amc}/{service} or POST /annuaire",
             );
-            return ("-", refuse(body, f));
+            return ("-", structure, refuse(body, f));
         };
         let route = target.route();
         if parts.method != Method::POST {
             let f = Fault::with_detail(FaultCode::NotFound, "only POST is served here");
-            return (route, refuse(body, f));
+            return (route, structure, refuse(body, f));
         }
         let (body, _held) = match self.admission.read_body(&parts.headers, body).await {
             Ok(b) => b,
-            Err(f) => return (route, Err(f.in_version(hint))),
+            Err(f) => return (route, structure, Err(f.in_version(hint))),
         };
         let version = match soap::sniff(&body) {
             Ok(v) => v,
-            Err(e) => return (route, Err(e.into())),
+            Err(e) => return (route, structure, Err(e.into())),
         };
         let result = match *target {
             Target::Amc { amc, service } => {
                 let call = Call {
                     amc,
                     service,
+                    structure,
                     headers: &parts.headers,
-                    caller: &caller,
+                    caller: &caller.name,
                     version,
                 };
                 self.amc(&call, &body).await
             }
             Target::Annuaire { suffix } => self
-                .annuaire(suffix, parts.uri.query(), &parts.headers, body)
+                .annuaire(structure, suffix, parts.uri.query(), &parts.headers, body)
                 .await
                 .map_err(|f| f.in_version(version)),
         };
-        (route, result)
+        (route, structure, result)
     }
 
     /// One AMC call: a slot for this AMC, the endpoint, the stamped body, the breaker, the
@@ -194,11 +214,14 @@ impl Gateway {
         let _slot = self.admission.amc_slot(label).map_err(in_version)?;
         let endpoint = self
             .router
-            .resolve(call.amc, call.service, call.headers)
+            .resolve(call.structure, call.amc, call.service, call.headers)
             .await
             .map_err(in_version)?;
         // Refused before forwarding (stamping): the fault keeps the envelope's own version.
-        let (stamped, signed) = self.stamper.stamp(&self.runtime, body, &endpoint).await?;
+        let stamping = self
+            .stamper
+            .stamp(&self.runtime, call.structure, body, &endpoint);
+        let (stamped, signed) = stamping.await?;
         let key = endpoint
             .authority()
             .map(|a| a.as_str().to_string())
@@ -209,7 +232,8 @@ impl Gateway {
         let started = Instant::now();
         let upstreams = self.runtime.upstreams();
         let budget = &self.admission.budget;
-        let r = forward::forward(&upstreams.amc, endpoint, call.headers, stamped, budget).await;
+        let amc = &upstreams.of(call.structure).amc;
+        let r = forward::forward(amc, endpoint, call.headers, stamped, budget).await;
         // An answer (even the AMC's SOAP fault, even one too large for the memory budget) means
         // the AMC is alive.
         let alive = match &r {
@@ -219,6 +243,7 @@ impl Gateway {
         self.breakers.record(&key, alive, Instant::now());
         let record = AmcCall {
             caller: call.caller,
+            structure: call.structure,
             amc: call.amc,
             service: call.service,
             signed: &signed,
@@ -232,13 +257,14 @@ impl Gateway {
     /// mutual-TLS client.
     async fn annuaire(
         &self,
+        structure: &str,
         suffix: &str,
         query: Option<&str>,
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<HttpResponse, Fault> {
         let upstreams = self.runtime.upstreams();
-        let Some((up, base)) = &upstreams.annuaire else {
+        let Some((up, base)) = &upstreams.of(structure).annuaire else {
             return Err(Fault::with_detail(
                 FaultCode::AnnuaireUnavailable,
                 "no annuaire.url configured",
@@ -253,6 +279,8 @@ impl Gateway {
 struct Call<'a> {
     amc: &'a str,
     service: &'a str,
+    /// The hospital structure that signs (`structure`).
+    structure: &'a str,
     headers: &'a HeaderMap,
     caller: &'a str,
     /// The envelope's SOAP version: every fault after the body was read speaks it.

@@ -62,7 +62,7 @@ pub struct Metrics {
 const HELP: &[(&str, &str)] = &[
     (
         "rocgw_requests_total",
-        "Gateway requests by route, AMC, service and outcome.",
+        "Gateway requests by route, AMC, service, outcome and signing structure.",
     ),
     (
         "rocgw_request_duration_seconds",
@@ -78,7 +78,7 @@ const HELP: &[(&str, &str)] = &[
     ),
     (
         "rocgw_certificate_expiry_seconds",
-        "Seconds until a certificate in force expires (identities and trust anchors).",
+        "Seconds until a certificate in force expires (identities, by structure, and trust anchors).",
     ),
     (
         "rocgw_crl_age_seconds",
@@ -213,12 +213,16 @@ impl Metrics {
             requests: counter_vec(
                 &r,
                 "rocgw_requests_total",
-                &["route", "amc", "service", "outcome"],
+                &["route", "amc", "service", "outcome", "structure"],
             ),
             request_seconds: histogram_vec(&r, "rocgw_request_duration_seconds", &["route"]),
             upstream_seconds: histogram_vec(&r, "rocgw_upstream_duration_seconds", up),
             signing_seconds: registered(&r, Histogram::with_opts(signing).expect("valid metric")),
-            cert_expiry: gauge_vec(&r, "rocgw_certificate_expiry_seconds", &["kind", "name"]),
+            cert_expiry: gauge_vec(
+                &r,
+                "rocgw_certificate_expiry_seconds",
+                &["kind", "name", "structure"],
+            ),
             crl_age: gauge_vec(&r, "rocgw_crl_age_seconds", by_issuer),
             crl_next_update: gauge_vec(&r, "rocgw_crl_next_update_seconds", by_issuer),
             annuaire_lookups: counter_vec(&r, "rocgw_annuaire_lookups_total", &["result"]),

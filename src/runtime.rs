@@ -3,12 +3,14 @@
 //! `trust::ReloadableTrust`, `local_tls::ReloadableLocalTls`).
 //!
 //! The hospital's credentials are held per structure (EJ or EG), keyed by structure
-//! identifier; one structure today, the gateway default. A reload rebuilds only what changed:
-//! new upstream clients when an AUTH_CLI certificate or the trust material changed (which clears
-//! the TLS session cache and retires pooled connections: TLS 1.3 resumption skips the
-//! certificate check and does not resend the client certificate); the signer and its reused
-//! assertions only when the SIGN certificate changed. In-flight requests finish on what they
-//! started with. Triggers (SIGHUP, file check, daily expiry alert) are in [`watch`].
+//! identifier, one of them the gateway default. A reload rebuilds only what changed: a
+//! structure's upstream clients when its AUTH_CLI certificate changed, every structure's when
+//! the trust material changed (new clients clear the TLS session cache and retire pooled
+//! connections: TLS 1.3 resumption skips the certificate check and does not resend the client
+//! certificate); a structure's signer and its reused assertions only when its SIGN certificate
+//! changed. A structure whose file is wrong keeps its old material and touches no other.
+//! In-flight requests finish on what they started with. Triggers (SIGHUP, file check, daily
+//! expiry alert) are in [`watch`].
 
 mod report;
 mod watch;
@@ -19,31 +21,90 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use crate::clock::{fmt_time, now_unix};
-use crate::config::Config;
+use crate::config::{Config, Profile, StructureConfig};
 use crate::identity::{Identity, ReloadableIdentity, Role};
 use crate::local_tls::{LocalTls, ReloadableLocalTls};
 use crate::metrics;
 use crate::trust::{OsiVerifier, ReloadableTrust, Trust};
-use crate::upstream::{client_config, Kind, Upstream};
+use crate::upstream::{client_config, HostLimits, Kind, Upstream};
 use crate::wssec::ReloadableSigner;
 
-/// The upstream clients in force.
+/// One structure's upstream clients. Only clients that present the structure's AUTH_CLI are
+/// its own (the annuaire; the AMCs with `present_client_cert`): a TLS session opened with one
+/// AUTH_CLI is never reused for another. Otherwise the AMC client is shared.
+#[derive(Debug)]
+pub struct Clients {
+    /// The AMC client (IGC OSI verified).
+    pub amc: Arc<Upstream>,
+    /// The annuaire client (this structure's AUTH_CLI presented), when an annuaire is configured.
+    pub annuaire: Option<(Arc<Upstream>, hyper::Uri)>,
+}
+
+/// The upstream clients in force, by structure.
 #[derive(Debug)]
 pub struct Upstreams {
-    /// The annuaire client (AUTH_CLI presented), when an annuaire is configured.
-    pub annuaire: Option<(Upstream, hyper::Uri)>,
-    /// The AMC client (IGC OSI verified).
-    pub amc: Upstream,
+    by_structure: BTreeMap<String, Arc<Clients>>,
+}
+
+impl Upstreams {
+    /// The clients of `structure` (a configured structure: the gateway resolved it).
+    pub fn of(&self, structure: &str) -> &Clients {
+        &self.by_structure[structure]
+    }
 }
 
 /// One hospital structure's credentials: ORG AUTH_CLI for the annuaire's mutual TLS, ORG SIGN
-/// for the assertions.
+/// for the assertions, and what its assertions say of it.
 #[derive(Debug)]
 pub struct Structure {
-    /// `1`+FINESS or `3`+SIRET, from the SIGN certificate (`default` when it names none).
+    /// `1`+FINESS or `3`+SIRET (in the `[identity.*]` form, the SIGN certificate's; `default`
+    /// when it names none).
     pub id: String,
     pub auth_cli: ReloadableIdentity,
     pub sign: ReloadableSigner,
+    /// `[assertion]` with this structure's NameID and attributes.
+    pub profile: Profile,
+}
+
+impl Structure {
+    /// Loads a structure's identities; in the `[structures.*]` form both certificates must name
+    /// the configured identifier.
+    fn load(cfg: &StructureConfig, global: &Profile, now: i64) -> Result<Structure, String> {
+        let auth_cli = ReloadableIdentity::new(&cfg.auth_cli, Role::AuthCli, now)
+            .map_err(|e| e.to_string())?;
+        let sign = ReloadableSigner::new(&cfg.sign, now).map_err(|e| e.to_string())?;
+        let named = |id: &Identity| id.info.structure_id.clone().unwrap_or_default();
+        let id = match &cfg.id {
+            Some(id) => {
+                for (field, cert) in [
+                    (cfg.auth_cli.field(), named(&auth_cli.current())),
+                    (cfg.sign.field(), named(&sign.identity())),
+                ] {
+                    if cert != *id {
+                        return Err(format!(
+                            "{field}: the certificate is structure {cert:?}, not {id} (the \
+                             section's key must be the structure its certificates name, their OU)"
+                        ));
+                    }
+                }
+                id.clone()
+            }
+            None => Some(named(&sign.identity()))
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "default".into()),
+        };
+        let mut profile = global.clone();
+        if cfg.name_id.is_some() {
+            profile.name_id.clone_from(&cfg.name_id);
+        }
+        profile.attributes.extend(cfg.attributes.iter().cloned());
+        Ok(Structure {
+            id,
+            auth_cli,
+            sign,
+            profile,
+        })
+    }
 }
 
 /// Everything that can be reloaded, composed.
@@ -56,36 +117,14 @@ pub struct Runtime {
     default_structure: String,
     trust: ReloadableTrust,
     upstreams: ArcSwap<Upstreams>,
+    /// Per-host connection caps, one set per upstream kind, kept across structures and reloads.
+    limits: [HostLimits; 2],
     /// The gateway listener's TLS (`[server.tls]`), shared with the listener.
     local_tls: Option<ReloadableLocalTls>,
     /// What the timed check saw last (`watch`).
     fingerprint: Mutex<watch::Fingerprint>,
     /// Serialises reloads (SIGHUP and the timer may fire together).
     reloading: tokio::sync::Mutex<()>,
-}
-
-fn build_upstreams(cfg: &Config, s: &Structure, trust: &Trust) -> Result<Upstreams, String> {
-    let auth = s.auth_cli.current();
-    let amc_verifier = OsiVerifier::new(&trust.amc, cfg.amc.revocation, Kind::Amc.label())
-        .map_err(|e| e.to_string())?;
-    let amc_tls = client_config(
-        amc_verifier,
-        cfg.amc.present_client_cert.then_some(auth.as_ref()),
-    )?;
-    let amc = Upstream::new(Kind::Amc, amc_tls, &cfg.upstream, cfg.proxy.as_ref());
-    let annuaire = match &cfg.annuaire {
-        Some(a) => {
-            let v = OsiVerifier::new(&trust.annuaire, a.revocation, Kind::Annuaire.label())
-                .map_err(|e| e.to_string())?;
-            let tls = client_config(v, Some(auth.as_ref()))?;
-            Some((
-                Upstream::new(Kind::Annuaire, tls, &cfg.upstream, cfg.proxy.as_ref()),
-                a.url.clone(),
-            ))
-        }
-        None => None,
-    };
-    Ok(Upstreams { annuaire, amc })
 }
 
 /// Logs a reload step that failed: the part named keeps its old state.
@@ -97,23 +136,23 @@ impl Runtime {
     /// Loads every credential for the first time; any failure is a start-up error (one line).
     pub fn start(cfg: Config) -> Result<Arc<Runtime>, String> {
         let now = now_unix();
-        let ids = &cfg.identities;
-        let auth_cli = ReloadableIdentity::new(&ids.auth_cli, Role::AuthCli, now)
-            .map_err(|e| e.to_string())?;
-        let sign = ReloadableSigner::new(&ids.sign, now).map_err(|e| e.to_string())?;
-        let id = sign
-            .identity()
-            .info
-            .structure_id
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let structure = Structure {
-            id: id.clone(),
-            auth_cli,
-            sign,
+        let mut structures = BTreeMap::new();
+        for st in &cfg.identities.structures {
+            let s = Structure::load(st, &cfg.assertion, now)?;
+            if structures.contains_key(&s.id) {
+                return Err(format!(
+                    "{}: structure {} is configured twice",
+                    st.field, s.id
+                ));
+            }
+            structures.insert(s.id.clone(), s);
+        }
+        // In the `[identity.*]` form the one structure is named by its certificates.
+        let default_structure = match &cfg.identities.default_structure().id {
+            Some(id) => id.clone(),
+            None => structures.keys().next().cloned().expect("one structure"),
         };
         let trust = ReloadableTrust::new(&cfg.trust, now).map_err(|e| e.to_string())?;
-        let upstreams = build_upstreams(&cfg, &structure, &trust.current())?;
         let local_tls = cfg
             .server
             .tls
@@ -121,28 +160,106 @@ impl Runtime {
             .map(ReloadableLocalTls::new)
             .transpose()?;
         let rt = Runtime {
-            structures: BTreeMap::from([(id.clone(), structure)]),
-            default_structure: id,
+            upstreams: ArcSwap::from_pointee(Upstreams {
+                by_structure: BTreeMap::new(),
+            }),
+            limits: Default::default(),
+            structures,
+            default_structure,
             trust,
-            upstreams: ArcSwap::from_pointee(upstreams),
             local_tls,
             fingerprint: Mutex::new(Vec::new()),
             reloading: tokio::sync::Mutex::new(()),
             cfg,
         };
+        let all: Vec<&str> = rt.structures.keys().map(String::as_str).collect();
+        rt.upstreams
+            .store(Arc::new(rt.build_upstreams(&all, None)?));
         *rt.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = rt.fingerprint_now();
         metrics::get().generation.inc();
         rt.report();
         Ok(Arc::new(rt))
     }
 
+    /// New clients for the structures in `changed`; the others keep theirs from `old`.
+    fn build_upstreams(
+        &self,
+        changed: &[&str],
+        old: Option<&Upstreams>,
+    ) -> Result<Upstreams, String> {
+        let cfg = &self.cfg;
+        let trust = self.trust.current();
+        let [amc_limits, annuaire_limits] = &self.limits;
+        let amc_verifier = || {
+            OsiVerifier::new(&trust.amc, cfg.amc.revocation, Kind::Amc.label())
+                .map_err(|e| e.to_string())
+        };
+        let amc_client = |auth: Option<&Identity>| -> Result<Arc<Upstream>, String> {
+            let tls = client_config(amc_verifier()?, auth)?;
+            let (up, proxy) = (&cfg.upstream, cfg.proxy.as_ref());
+            Ok(Arc::new(Upstream::new(
+                Kind::Amc,
+                tls,
+                up,
+                proxy,
+                amc_limits.clone(),
+            )))
+        };
+        // Without a client certificate, one AMC client serves every structure; it changes only
+        // with the trust material (which changes every structure).
+        let all_changed = changed.len() == self.structures.len();
+        let shared = match old.and_then(|o| o.by_structure.values().next()) {
+            _ if cfg.amc.present_client_cert => None,
+            Some(c) if !all_changed => Some(c.amc.clone()),
+            _ => Some(amc_client(None)?),
+        };
+        let mut by_structure = BTreeMap::new();
+        for (id, s) in &self.structures {
+            if let (false, Some(old)) = (changed.contains(&id.as_str()), old) {
+                if let Some(c) = old.by_structure.get(id) {
+                    by_structure.insert(id.clone(), c.clone());
+                    continue;
+                }
+            }
+            let auth = s.auth_cli.current();
+            let amc = match &shared {
+                Some(c) => c.clone(),
+                None => amc_client(Some(&auth))?,
+            };
+            let annuaire = match &cfg.annuaire {
+                Some(a) => {
+                    let v = OsiVerifier::new(&trust.annuaire, a.revocation, Kind::Annuaire.label())
+                        .map_err(|e| e.to_string())?;
+                    let tls = client_config(v, Some(auth.as_ref()))?;
+                    let limits = annuaire_limits.clone();
+                    let up = Upstream::new(
+                        Kind::Annuaire,
+                        tls,
+                        &cfg.upstream,
+                        cfg.proxy.as_ref(),
+                        limits,
+                    );
+                    Some((Arc::new(up), a.url.clone()))
+                }
+                None => None,
+            };
+            by_structure.insert(id.clone(), Arc::new(Clients { amc, annuaire }));
+        }
+        Ok(Upstreams { by_structure })
+    }
+
     pub fn config(&self) -> &Config {
         &self.cfg
     }
 
-    /// The gateway's default structure (the one every request uses today).
+    /// The gateway's default structure.
     pub fn structure(&self) -> &Structure {
         &self.structures[&self.default_structure]
+    }
+
+    /// A configured structure, by identifier.
+    pub fn structure_by_id(&self, id: &str) -> Option<&Structure> {
+        self.structures.get(id)
     }
 
     /// Every structure served, by identifier.
@@ -171,15 +288,14 @@ impl Runtime {
         let _guard = self.reloading.lock().await;
         let now = now_unix();
         let mut ok = true;
-        let mut new_clients = false;
+        let mut new_auth = Vec::new();
         for s in self.structures.values() {
             match s.auth_cli.reload(now) {
-                Ok(changed) => {
-                    if changed {
-                        new_certificate(s, &s.auth_cli.current());
-                    }
-                    new_clients |= changed;
+                Ok(true) => {
+                    new_certificate(s, &s.auth_cli.current());
+                    new_auth.push(s.id.as_str());
                 }
+                Ok(false) => {}
                 Err(e) => {
                     ok = false;
                     kept("identity", &e);
@@ -194,15 +310,17 @@ impl Runtime {
                 }
             }
         }
-        match self.trust.reload(now) {
-            Ok(changed) => new_clients |= changed,
+        let changed: Vec<&str> = match self.trust.reload(now) {
+            Ok(true) => self.structures.keys().map(String::as_str).collect(),
+            Ok(false) => new_auth,
             Err(e) => {
                 ok = false;
                 kept("anchors and CRLs", &e);
+                new_auth
             }
-        }
-        if new_clients {
-            match build_upstreams(&self.cfg, self.structure(), &self.trust.current()) {
+        };
+        if !changed.is_empty() {
+            match self.build_upstreams(&changed, Some(&self.upstreams.load())) {
                 Ok(u) => self.upstreams.store(Arc::new(u)),
                 Err(e) => {
                     ok = false;

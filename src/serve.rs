@@ -199,7 +199,7 @@ async fn serve(start: Start) -> Result<(), StartError> {
     }
     runtime.spawn_watchers();
     let gw = Gateway::new(runtime.clone(), sandbox).map_err(StartError)?;
-    admin.attach(runtime.clone(), gw.directory());
+    admin.attach(runtime.clone(), gw.directories());
     let gw_task = spawn_gateway(listeners, gw, admin.clone(), &runtime.config().server);
     admin.set_ready(true);
     // The gateway task ends after a stop signal and its drain; the admin listener (and its

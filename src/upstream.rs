@@ -9,8 +9,7 @@
 //! end through the tunnel. A reload builds new clients: a fresh session cache and pool, so new
 //! handshakes use the new material, while in-flight requests finish on their old connections.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -30,7 +29,7 @@ use crate::trust::OsiVerifier;
 mod classify;
 mod connect;
 pub use classify::{classify, Reason, UpstreamError};
-pub use connect::{Conn, ConnectError, Connector};
+pub use connect::{Conn, ConnectError, Connector, HostLimits};
 
 /// The User-Agent of rocgw's upstream requests.
 pub const USER_AGENT: &str = concat!("rocgw/", env!("CARGO_PKG_VERSION"));
@@ -123,6 +122,7 @@ impl Upstream {
         tls: Arc<ClientConfig>,
         cfg: &UpstreamConfig,
         proxy: Option<&ProxyConfig>,
+        limits: HostLimits,
     ) -> Upstream {
         let connector = Connector {
             tls: TlsConnector::from(tls),
@@ -130,7 +130,7 @@ impl Upstream {
             connect_timeout: cfg.connect_timeout,
             tls_timeout: cfg.tls_timeout,
             max_per_host: cfg.max_connections_per_host,
-            limits: Arc::new(Mutex::new(HashMap::new())),
+            limits,
             kind,
         };
         let client = Client::builder(TokioExecutor::new())

@@ -302,13 +302,14 @@ impl Status {
         let cn = |dn: &str| dn.rsplit("CN=").next().unwrap_or(dn).to_string();
         m.cert_expiry.reset();
         for i in &s.identities {
+            let structure = i.structure_id.as_deref().unwrap_or("-");
             m.cert_expiry
-                .with_label_values(&["identity", i.role.as_str()])
+                .with_label_values(&["identity", i.role.as_str(), structure])
                 .set(i.expires_in_s);
         }
         for a in &s.anchors {
             m.cert_expiry
-                .with_label_values(&[&format!("anchor-{}", a.sphere), &cn(&a.subject)])
+                .with_label_values(&[&format!("anchor-{}", a.sphere), &cn(&a.subject), "-"])
                 .set(a.expires_in_s);
         }
         m.crl_age.reset();

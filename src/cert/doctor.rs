@@ -8,7 +8,7 @@ use x509_parser::prelude::*;
 
 use super::{chain_up, is_test, key_matches, missing_is_aci_el_org, Chain};
 use crate::clock::now_unix;
-use crate::config::{Config, IdentitySource, Overrides};
+use crate::config::{Config, IdentitySource, Overrides, StructureConfig};
 use crate::identity::{CertInfo, Role, EXPIRY_WARNING_DAYS};
 use crate::trust::{Anchors, CrlSet};
 
@@ -76,43 +76,52 @@ pub fn run(path: &Path, test_pki_expected: bool) -> Vec<Check> {
     r.add(Level::Ok, "configuration", path.display().to_string(), None);
     let now = now_unix();
     let identity_crls = load_crls(&cfg.trust.identity_crls, &mut r);
-    let mut structures = Vec::new();
-    for (name, role, source) in [
-        ("identity.auth_cli", Role::AuthCli, &cfg.identities.auth_cli),
-        ("identity.sign", Role::Sign, &cfg.identities.sign),
-    ] {
-        if let Some(s) = identity(
-            &mut r,
-            name,
-            role,
-            source,
-            now,
-            test_pki_expected,
-            &identity_crls,
-        ) {
-            structures.push((name, s));
-        }
-    }
-    if let [(_, a), (_, b)] = structures.as_slice() {
-        if a == b {
-            r.add(
-                Level::Ok,
-                "structure",
-                format!("both identities are structure {a}"),
-                None,
-            );
-        } else {
-            r.add(
-                Level::Fail,
-                "structure",
-                format!("AUTH_CLI is structure {a}, SIGN is structure {b}"),
-                Some("both certificates must identify the structure (EJ or EG) that signed the ROC contract: order them for the same OU"),
-            );
-        }
+    for st in &cfg.identities.structures {
+        structure(&mut r, st, now, test_pki_expected, &identity_crls);
     }
     anchors(&mut r, &cfg, now);
     local_listener(&mut r, &cfg, now);
     r.0
+}
+
+/// One structure's two identities, and that both certificates name the structure (the
+/// configured identifier, in the `[structures.*]` form).
+fn structure(
+    r: &mut Report,
+    st: &StructureConfig,
+    now: i64,
+    test_pki_expected: bool,
+    identity_crls: &[(Vec<u8>, Vec<Vec<u8>>)],
+) {
+    let mut found = Vec::new();
+    for (role, source) in [(Role::AuthCli, &st.auth_cli), (Role::Sign, &st.sign)] {
+        let name = source.field();
+        if let Some(s) = identity(r, name, role, source, now, test_pki_expected, identity_crls) {
+            found.push(s);
+        }
+    }
+    let [a, b] = found.as_slice() else { return };
+    let field = format!("{}: structure", st.field);
+    let label = if st.id.is_some() {
+        field.as_str()
+    } else {
+        "structure"
+    };
+    match &st.id {
+        Some(id) if a != id || b != id => r.add(
+            Level::Fail,
+            label,
+            format!("configured as {id}; AUTH_CLI is structure {a}, SIGN is structure {b}"),
+            Some("the key of [structures.\"…\"] must be the structure both certificates name (their OU)"),
+        ),
+        _ if a == b => r.add(Level::Ok, label, format!("both identities are structure {a}"), None),
+        _ => r.add(
+            Level::Fail,
+            label,
+            format!("AUTH_CLI is structure {a}, SIGN is structure {b}"),
+            Some("both certificates must identify the structure (EJ or EG) that signed the ROC contract: order them for the same OU"),
+        ),
+    }
 }
 
 /// The local listener's own credentials: `[server.tls]` (usable, not expiring) and the Unix

@@ -1,6 +1,8 @@
 //! `[access]`: the caller checks of the gateway's listeners (tokens, client networks, Unix user
-//! ids), and the rule that a listener reachable from other machines has one.
+//! ids), the rule that a listener reachable from other machines has one, and which hospital
+//! structures each identified caller may sign as (`[[access.grants]]`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +11,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::{ConfigError, ServerConfig, Validator};
+use super::{ConfigError, Identities, ServerConfig, Validator};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,6 +24,26 @@ pub(super) struct RawAccess {
     callers: Vec<RawCaller>,
     #[serde(default)]
     unix_uids: Vec<u32>,
+    /// `false`: a token identifies its caller when presented but is not required (the
+    /// sandbox); requests without one are anonymous. Not a caller check then.
+    require_token: Option<bool>,
+    #[serde(default)]
+    grants: Vec<RawGrant>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrant {
+    caller: String,
+    structures: Vec<String>,
+    default: Option<String>,
+}
+
+/// The structures an identified caller may sign as, and the one it uses when it names none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub structures: Vec<String>,
+    pub default: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +65,10 @@ pub struct AccessConfig {
     pub unix_uids: Vec<u32>,
     /// Client certificates from the local CA are required (`[server.tls]`).
     pub client_certs: bool,
+    /// Tokens identify callers but a request may come without one (`require_token = false`).
+    pub token_optional: bool,
+    /// By caller identity (`cert:<CN>`, `token:<name>`, `uid:<n>`): the structures it may use.
+    pub grants: BTreeMap<String, Grant>,
 }
 
 impl fmt::Debug for AccessConfig {
@@ -56,6 +82,8 @@ impl fmt::Debug for AccessConfig {
             )
             .field("unix_uids", &self.unix_uids)
             .field("client_certs", &self.client_certs)
+            .field("token_optional", &self.token_optional)
+            .field("grants", &self.grants)
             .finish()
     }
 }
@@ -63,7 +91,8 @@ impl fmt::Debug for AccessConfig {
 impl AccessConfig {
     /// A check that applies on every listener (client certificates apply to `listen` only).
     pub fn has_caller_check(&self) -> bool {
-        self.token.is_some() || !self.callers.is_empty() || !self.allow_cidrs.is_empty()
+        let tokens = self.token.is_some() || !self.callers.is_empty();
+        (tokens && !self.token_optional) || !self.allow_cidrs.is_empty()
     }
 }
 
@@ -121,6 +150,8 @@ pub(super) fn validate(
         callers,
         unix_uids: raw.unix_uids.clone(),
         client_certs: server.tls.is_some(),
+        token_optional: raw.require_token == Some(false),
+        grants: BTreeMap::new(),
     };
     for (field, addr, tls_here) in [
         ("server.listen", server.listen, true),
@@ -175,4 +206,72 @@ fn callers(
         callers.push((name.to_string(), t));
     }
     Ok(callers)
+}
+
+/// `[[access.grants]]`: each names an identified caller and structures of `[structures.*]`
+/// (checked once the structures are known).
+pub(super) fn grants(
+    v: &Validator<'_>,
+    raw: &RawAccess,
+    callers: &[(String, Zeroizing<String>)],
+    identities: &Identities,
+) -> Result<BTreeMap<String, Grant>, ConfigError> {
+    let raw = &raw.grants;
+    let known: Vec<&str> = identities
+        .structures
+        .iter()
+        .filter_map(|s| s.id.as_deref())
+        .collect();
+    let mut out = BTreeMap::new();
+    for (i, g) in raw.iter().enumerate() {
+        let field = format!("access.grants[{i}]");
+        if known.is_empty() {
+            return Err(v.err(&field, "grants name structures: configure [structures.*]"));
+        }
+        let caller = g.caller.trim();
+        let identified = match caller.split_once(':') {
+            Some(("cert", cn)) => !cn.is_empty(),
+            Some(("uid", n)) => n.parse::<u32>().is_ok(),
+            Some(("token", name)) => callers.iter().any(|(n, _)| n == name),
+            _ => false,
+        };
+        if !identified {
+            return Err(v.err(
+                &format!("{field}.caller"),
+                "cert:<CN>, token:<name of an [[access.callers]]> or uid:<user id> \
+                 (the shared token and client addresses do not identify a caller)",
+            ));
+        }
+        if out.contains_key(caller) {
+            return Err(v.err(
+                &format!("{field}.caller"),
+                format!("{caller:?} appears twice"),
+            ));
+        }
+        if g.structures.is_empty() {
+            return Err(v.err(
+                &format!("{field}.structures"),
+                "name at least one structure",
+            ));
+        }
+        for s in &g.structures {
+            if !known.contains(&s.as_str()) {
+                return Err(v.err(
+                    &format!("{field}.structures"),
+                    format!("{s:?} is not in [structures.*]"),
+                ));
+            }
+        }
+        if let Some(d) = &g.default {
+            if !g.structures.contains(d) {
+                return Err(v.err(&format!("{field}.default"), "must be one of its structures"));
+            }
+        }
+        let grant = Grant {
+            structures: g.structures.clone(),
+            default: g.default.clone(),
+        };
+        out.insert(caller.to_string(), grant);
+    }
+    Ok(out)
 }

@@ -129,22 +129,7 @@ pub(super) fn validate(v: &Validator<'_>, raw: &RawAssertion) -> Result<Profile,
             "must be at most half of validity_s (a reused assertion must stay valid)",
         ));
     }
-    for (i, a) in raw.attributes.iter().enumerate() {
-        if a.name.trim().is_empty() || a.values.is_empty() {
-            return Err(v.err(
-                &format!("assertion.attributes[{i}]"),
-                "an attribute needs a name and at least one value",
-            ));
-        }
-        if let Some(t) = &a.xsi_type {
-            if t.contains(':') && !t.starts_with("xs:") {
-                return Err(v.err(
-                    &format!("assertion.attributes[{i}].type"),
-                    "only the xs: prefix is declared (e.g. xs:string)",
-                ));
-            }
-        }
-    }
+    attributes(v, "assertion.attributes", &raw.attributes)?;
     let max_depth = v.ranged("assertion.max_depth", raw.max_depth, d.max_depth, 8..=1024)?;
     let max_attributes = v.ranged(
         "assertion.max_attributes",
@@ -174,4 +159,29 @@ pub(super) fn validate(v: &Validator<'_>, raw: &RawAssertion) -> Result<Profile,
         max_depth,
         max_attributes,
     })
+}
+
+/// Checks extra attributes (`field` names the list: `assertion.attributes`, or a structure's).
+pub(super) fn attributes(
+    v: &Validator<'_>,
+    field: &str,
+    list: &[AttributeSpec],
+) -> Result<(), ConfigError> {
+    for (i, a) in list.iter().enumerate() {
+        if a.name.trim().is_empty() || a.values.is_empty() {
+            return Err(v.err(
+                &format!("{field}[{i}]"),
+                "an attribute needs a name and at least one value",
+            ));
+        }
+        if let Some(t) = &a.xsi_type {
+            if t.contains(':') && !t.starts_with("xs:") {
+                return Err(v.err(
+                    &format!("{field}[{i}].type"),
+                    "only the xs: prefix is declared (e.g. xs:string)",
+                ));
+            }
+        }
+    }
+    Ok(())
 }

@@ -34,11 +34,11 @@ mod tests;
 mod trust;
 mod upstream;
 
-pub use access::{check_bind, AccessConfig};
+pub use access::{check_bind, AccessConfig, Grant};
 pub use amc::AmcConfig;
 pub use annuaire::{AnnuaireConfig, DirectoryConfig, Requester};
 pub use assertion::{AttributeSpec, ExistingSecurity, Profile};
-pub use identities::{Identities, IdentitySource};
+pub use identities::{is_structure_id, Identities, IdentitySource, StructureConfig};
 pub use ops::LogFormat;
 pub use proxy::ProxyConfig;
 pub use routes::DEFAULT_SERVICES;
@@ -91,6 +91,8 @@ struct RawConfig {
     log: ops::RawLog,
     #[serde(default)]
     identity: identities::RawIdentities,
+    #[serde(default)]
+    structures: BTreeMap<String, identities::RawStructure>,
     #[serde(default)]
     trust: trust::RawTrust,
     #[serde(default)]
@@ -429,7 +431,7 @@ impl Validator<'_> {
     /// listen address is allowed depends on both.
     fn validate(&self, raw: RawConfig, ov: &Overrides) -> Result<Config, ConfigError> {
         let server = server::validate(self, &raw.server, ov)?;
-        let access = access::validate(self, &raw.access, &server)?;
+        let mut access = access::validate(self, &raw.access, &server)?;
         let upstream = upstream::validate(self, &raw.upstream)?;
         let assertion = assertion::validate(self, &raw.assertion)?;
         let proxy = raw
@@ -437,7 +439,15 @@ impl Validator<'_> {
             .as_ref()
             .map(|p| proxy::validate(self, p))
             .transpose()?;
-        let identities = identities::validate(self, raw.identity)?;
+        let identities = identities::validate(self, raw.identity, raw.structures)?;
+        access.grants = access::grants(self, &raw.access, &access.callers, &identities)?;
+        if assertion.name_id.is_some() && identities.structures.len() > 1 {
+            return Err(self.err(
+                "assertion.name_id",
+                "one fixed NameID for several structures would let one claim to be another: \
+                 set name_id per structure ([structures.\"<id>\"] name_id)",
+            ));
+        }
         let trust = trust::validate(self, &raw.trust)?;
         let annuaire = raw
             .annuaire

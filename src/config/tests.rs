@@ -97,7 +97,7 @@ fn debug_output_never_shows_secrets() {
          [[access.callers]]\nname = \"dpi\"\ntoken_file = \"tok2\"\n{required}"
     );
     let cfg = parse_in(&dir, &text).unwrap();
-    let IdentitySource::P12 { password, .. } = &cfg.identities.sign else {
+    let IdentitySource::P12 { password, .. } = &cfg.identities.structures[0].sign else {
         panic!("p12 expected")
     };
     assert_eq!(
@@ -219,4 +219,105 @@ fn numbers_at_their_bounds_are_accepted() {
     assert_eq!(high.assertion.reuse, Duration::from_secs(1_800));
     assert_eq!(high.reload_check_interval_s, 86_400);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Two structures in the `[structures.*]` form (files from `scratch`), plus `extra`.
+fn two_structures(dir: &Path, extra: &str) -> Result<Config, ConfigError> {
+    let s = |id: &str, default: bool| {
+        format!(
+            "[structures.\"{id}\"]\ndefault = {default}\n\
+             auth_cli = {{ p12 = \"a.p12\", password_file = \"pw\" }}\n\
+             sign = {{ p12 = \"s.p12\", password_file = \"pw\" }}\n"
+        )
+    };
+    let text = format!(
+        "{}{}[trust]\namc_anchors = [\"anchor.pem\"]\n{extra}",
+        s("1990000012", true),
+        s("1990000020", false)
+    );
+    parse_in(dir, &text)
+}
+
+#[test]
+fn structures_name_their_identities_and_one_default() {
+    let (dir, required) = scratch("structures");
+    let cfg = two_structures(&dir, "").unwrap();
+    let ids = &cfg.identities;
+    assert_eq!(ids.structures.len(), 2);
+    assert_eq!(ids.default_structure().id.as_deref(), Some("1990000012"));
+    assert_eq!(ids.structures[1].sign.field(), "structures.1990000020.sign");
+    // The one-structure form: one default structure named by its certificates.
+    let one = parse_in(&dir, required).unwrap();
+    assert_eq!(
+        (
+            one.identities.structures.len(),
+            one.identities.structures[0].id.clone()
+        ),
+        (1, None)
+    );
+
+    let both_default = parse_in(
+        &dir,
+        &format!(
+            "[structures.\"1990000012\"]\ndefault = true\nauth_cli = {{ p12 = \"a.p12\", password_file = \"pw\" }}\nsign = {{ p12 = \"s.p12\", password_file = \"pw\" }}\n\
+             [structures.\"1990000020\"]\ndefault = true\nauth_cli = {{ p12 = \"a.p12\", password_file = \"pw\" }}\nsign = {{ p12 = \"s.p12\", password_file = \"pw\" }}\n\
+             [trust]\namc_anchors = [\"anchor.pem\"]\n"
+        ),
+    )
+    .unwrap_err();
+    assert_eq!(both_default.field, "structures");
+    let bad_key = parse_in(
+        &dir,
+        "[structures.\"12345\"]\nauth_cli = { p12 = \"a.p12\", password_file = \"pw\" }\nsign = { p12 = \"s.p12\", password_file = \"pw\" }\n[trust]\namc_anchors = [\"anchor.pem\"]\n",
+    )
+    .unwrap_err();
+    assert_eq!(bad_key.field, "structures.12345");
+    let mixed = parse_in(&dir, &format!("{required}[structures.\"1990000012\"]\nauth_cli = {{ p12 = \"a.p12\", password_file = \"pw\" }}\nsign = {{ p12 = \"s.p12\", password_file = \"pw\" }}\n")).unwrap_err();
+    assert_eq!(mixed.field, "identity");
+}
+
+#[test]
+fn a_fixed_name_id_cannot_speak_for_several_structures() {
+    let (dir, _) = scratch("name-id");
+    let e = two_structures(&dir, "[assertion]\nname_id = \"CH TEST\"\n").unwrap_err();
+    assert_eq!(e.field, "assertion.name_id");
+    assert!(e.message.contains("per structure"), "{e}");
+}
+
+#[test]
+fn grants_name_identified_callers_and_configured_structures() {
+    let (dir, _) = scratch("grants");
+    std::fs::write(dir.join("tok"), "dpi-token-0123456789\n").unwrap();
+    let caller = "[access]\n[[access.callers]]\nname = \"dpi\"\ntoken_file = \"tok\"\n";
+    let grant = |g: &str| two_structures(&dir, &format!("{caller}[[access.grants]]\n{g}\n"));
+    let ok = grant("caller = \"token:dpi\"\nstructures = [\"1990000012\", \"1990000020\"]\ndefault = \"1990000020\"").unwrap();
+    let g = &ok.access.grants["token:dpi"];
+    assert_eq!(
+        (g.structures.len(), g.default.as_deref()),
+        (2, Some("1990000020"))
+    );
+    for (bad, field) in [
+        (
+            "caller = \"token:nobody\"\nstructures = [\"1990000012\"]",
+            "access.grants[0].caller",
+        ),
+        (
+            "caller = \"token:token\"\nstructures = [\"1990000012\"]",
+            "access.grants[0].caller",
+        ),
+        (
+            "caller = \"ip:127.0.0.1\"\nstructures = [\"1990000012\"]",
+            "access.grants[0].caller",
+        ),
+        (
+            "caller = \"uid:1000\"\nstructures = [\"1990000099\"]",
+            "access.grants[0].structures",
+        ),
+        (
+            "caller = \"cert:SIH\"\nstructures = [\"1990000012\"]\ndefault = \"1990000020\"",
+            "access.grants[0].default",
+        ),
+    ] {
+        assert_eq!(grant(bad).unwrap_err().field, field, "{bad}");
+    }
 }

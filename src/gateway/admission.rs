@@ -166,7 +166,7 @@ impl Drop for InFlight {
         m.in_flight.dec();
         if !self.done {
             m.requests
-                .with_label_values(&["-", "-", "-", "client-gone"])
+                .with_label_values(&["-", "-", "-", "client-gone", "-"])
                 .inc();
             tracing::info!("the SIH closed its connection before the answer: call abandoned");
         }

@@ -53,6 +53,8 @@ fn outcome(result: Result<&HttpResponse, &Fault>) -> &'static str {
 /// How a request ended, for its metrics and log line.
 pub struct Finished<'a> {
     pub route: &'static str,
+    /// The structure that signed (`-` when refused before it was chosen).
+    pub structure: &'a str,
     /// Bounded metric labels (`router.labels`).
     pub amc: &'a str,
     pub service: &'a str,
@@ -73,7 +75,7 @@ pub fn respond(
         .observe(done.started.elapsed().as_secs_f64());
     let outcome = outcome(result.as_ref().map_err(|f| &f.fault));
     m.requests
-        .with_label_values(&[done.route, done.amc, done.service, outcome])
+        .with_label_values(&[done.route, done.amc, done.service, outcome, done.structure])
         .inc();
     let mut resp = match result {
         Ok(r) => r,
@@ -100,6 +102,7 @@ pub fn respond(
 /// One audit record for a signed AMC call, whatever its outcome.
 pub struct AmcCall<'a> {
     pub caller: &'a str,
+    pub structure: &'a str,
     pub amc: &'a str,
     pub service: &'a str,
     pub signed: &'a Signed,
@@ -113,6 +116,7 @@ impl AmcCall<'_> {
         audit.record(&Record {
             time: crate::audit::now_rfc3339(),
             caller: self.caller,
+            structure: self.structure,
             assertion_id: &self.signed.id,
             reused: self.signed.reused,
             audience: &self.signed.audience,

@@ -31,26 +31,30 @@ pub const ENDPOINT_HEADER: &str = "x-rocgw-endpoint";
 pub struct Router {
     services: Vec<String>,
     routes: BTreeMap<String, BTreeMap<String, Uri>>,
-    directory: Option<Arc<Directory>>,
+    /// One annuaire cache per structure: answers may differ with the AUTH_CLI that asked.
+    directories: BTreeMap<String, Arc<Directory>>,
     explicit: bool,
     hosts: Vec<String>,
 }
 
 impl Router {
     pub fn new(cfg: &Config, runtime: &Arc<Runtime>) -> Router {
-        let directory = cfg.annuaire.as_ref().map(|a| {
+        let mut directories = BTreeMap::new();
+        for id in runtime.structures().map(|s| s.id.clone()) {
+            let Some(a) = &cfg.annuaire else { break };
             let rt = runtime.clone();
             let who = a.directory.requester.clone();
+            let structure = id.clone();
             let fetch: annuaire::Fetch = Arc::new(move |key: Lookup| {
-                let (rt, who) = (rt.clone(), who.clone());
-                Box::pin(async move { call(&rt, &who, &key).await })
+                let (rt, who, structure) = (rt.clone(), who.clone(), structure.clone());
+                Box::pin(async move { call(&rt, &structure, &who, &key).await })
             });
-            Directory::new(a.directory.clone(), fetch)
-        });
+            directories.insert(id, Directory::new(a.directory.clone(), fetch));
+        }
         Router {
             services: cfg.services.clone(),
             routes: cfg.routes.clone(),
-            directory,
+            directories,
             explicit: cfg.amc.explicit_endpoints,
             hosts: cfg.amc.endpoint_hosts.clone(),
         }
@@ -60,7 +64,7 @@ impl Router {
     /// annuaire, else `other`; the service when it is configured, else `other`.
     pub fn labels<'a>(&self, amc: &'a str, service: &'a str) -> (&'a str, String) {
         let known =
-            self.routes.contains_key(amc) || self.directory.as_ref().is_some_and(|d| d.knows(amc));
+            self.routes.contains_key(amc) || self.directories.values().any(|d| d.knows(amc));
         let service = service.to_ascii_lowercase();
         (
             if known { amc } else { "other" },
@@ -72,14 +76,15 @@ impl Router {
         )
     }
 
-    /// The annuaire cache, when an annuaire is configured.
-    pub fn directory(&self) -> Option<Arc<Directory>> {
-        self.directory.clone()
+    /// The annuaire caches, one per structure, when an annuaire is configured.
+    pub fn directories(&self) -> Vec<Arc<Directory>> {
+        self.directories.values().cloned().collect()
     }
 
-    /// The endpoint of `service` at AMC `amc`, given the SIH's request headers.
+    /// The endpoint of `service` at AMC `amc` for `structure`, given the SIH's request headers.
     pub async fn resolve(
         &self,
+        structure: &str,
         amc: &str,
         service: &str,
         headers: &HeaderMap,
@@ -116,7 +121,7 @@ impl Router {
                 "an AMC number is made of 1 to 16 digits",
             ));
         }
-        let Some(directory) = &self.directory else {
+        let Some(directory) = self.directories.get(structure) else {
             return Err(if self.routes.contains_key(amc) {
                 Fault::with_detail(
                     FaultCode::UnknownService,
@@ -221,9 +226,10 @@ pub fn endpoint_allowed(url: &str, hosts: &[String]) -> Result<Uri, String> {
     Ok(uri)
 }
 
-/// One lookup over the annuaire's mutual-TLS client.
+/// One lookup over the annuaire's mutual-TLS client of `structure` (its AUTH_CLI).
 async fn call(
     rt: &Runtime,
+    structure: &str,
     who: &crate::config::Requester,
     key: &Lookup,
 ) -> Result<Answer, String> {
@@ -234,7 +240,7 @@ async fn call(
             .inc()
     };
     let upstreams = rt.upstreams();
-    let Some((up, url)) = &upstreams.annuaire else {
+    let Some((up, url)) = &upstreams.of(structure).annuaire else {
         return Err("no annuaire configured".into());
     };
     let body = search_request(who, key, crate::clock::now_unix());

@@ -44,10 +44,14 @@ impl Stamper {
     pub async fn stamp(
         &self,
         rt: &Arc<Runtime>,
+        structure: &str,
         body: &Bytes,
         endpoint: &Uri,
     ) -> Result<(Bytes, Signed), VersionedFault> {
-        let profile = &rt.config().assertion;
+        let st = rt
+            .structure_by_id(structure)
+            .unwrap_or_else(|| rt.structure());
+        let profile = &st.profile;
         let plan = wssec::plan(body, profile)?;
         let internal = || VersionedFault {
             fault: Fault::new(FaultCode::Internal),
@@ -58,7 +62,7 @@ impl Stamper {
             None => endpoint.to_string(),
         };
         let now = crate::clock::now_unix();
-        let sign = &rt.structure().sign;
+        let sign = &st.sign;
         // The serial audited is the one of the key that signs (a reload swaps both together).
         let signer = sign.signer();
         let (assertion, reused) = match sign.assertions.lookup(profile, &audience, now) {
@@ -76,16 +80,16 @@ impl Stamper {
                     .await
                     .map_err(|_| internal())?;
                 let (rt, signer) = (rt.clone(), signer.clone());
-                let audience = audience.clone();
+                let (audience, id) = (audience.clone(), st.id.clone());
                 tokio::task::spawn_blocking(move || {
-                    let profile = &rt.config().assertion;
+                    let st = rt.structure_by_id(&id).expect("a configured structure");
                     let t = Instant::now();
-                    let a = wssec::build_assertion(profile, &signer, &audience, now);
+                    let a = wssec::build_assertion(&st.profile, &signer, &audience, now);
                     metrics::get()
                         .signing_seconds
                         .observe(t.elapsed().as_secs_f64());
                     drop(permit);
-                    rt.structure().sign.assertions.insert(profile, &a);
+                    st.sign.assertions.insert(&st.profile, &a);
                     a
                 })
                 .await

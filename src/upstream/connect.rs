@@ -24,6 +24,12 @@ use tokio_rustls::TlsConnector;
 
 use super::Kind;
 
+/// The per-host connection caps of one upstream kind, shared by every client of that kind
+/// (one per hospital structure, one per reload generation): the cap protects the host, whoever
+/// connects.
+#[derive(Debug, Clone, Default)]
+pub struct HostLimits(Arc<Mutex<HashMap<String, Arc<Semaphore>>>>);
+
 /// Why a connection could not be made.
 #[derive(Debug)]
 pub enum ConnectError {
@@ -130,13 +136,13 @@ pub struct Connector {
     pub(super) connect_timeout: Duration,
     pub(super) tls_timeout: Duration,
     pub(super) max_per_host: usize,
-    pub(super) limits: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    pub(super) limits: HostLimits,
     pub(super) kind: Kind,
 }
 
 impl Connector {
     fn semaphore(&self, key: &str) -> Arc<Semaphore> {
-        let mut m = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self.limits.0.lock().unwrap_or_else(|e| e.into_inner());
         m.entry(key.to_string())
             .or_insert_with(|| Arc::new(Semaphore::new(self.max_per_host)))
             .clone()
