@@ -256,12 +256,19 @@ fn structures_name_their_identities_and_one_default() {
         (1, None)
     );
 
+    let one_default = |id: &str| {
+        format!(
+            "[structures.\"{id}\"]\ndefault = true\n\
+             auth_cli = {{ p12 = \"a.p12\", password_file = \"pw\" }}\n\
+             sign = {{ p12 = \"s.p12\", password_file = \"pw\" }}\n"
+        )
+    };
     let both_default = parse_in(
         &dir,
         &format!(
-            "[structures.\"1990000012\"]\ndefault = true\nauth_cli = {{ p12 = \"a.p12\", password_file = \"pw\" }}\nsign = {{ p12 = \"s.p12\", password_file = \"pw\" }}\n\
-             [structures.\"1990000020\"]\ndefault = true\nauth_cli = {{ p12 = \"a.p12\", password_file = \"pw\" }}\nsign = {{ p12 = \"s.p12\", password_file = \"pw\" }}\n\
-             [trust]\namc_anchors = [\"anchor.pem\"]\n"
+            "{}{}[trust]\namc_anchors = [\"anchor.pem\"]\n",
+            one_default("1990000012"),
+            one_default("1990000020")
         ),
     )
     .unwrap_err();
