@@ -59,7 +59,12 @@ pub struct Prepared {
     pub config: Config,
     pub manifest: Manifest,
     pub sample_request: PathBuf,
+    /// `Authorization: Bearer …` of the sandbox's named caller, for `curl -H @file`.
+    pub caller_header: PathBuf,
 }
+
+/// The sandbox's two structures (the test PKI's `org` and `org2`), the first the default.
+pub const SANDBOX_STRUCTURES: [(&str, &str); 2] = [("1990000012", "org"), ("1990000020", "org2")];
 
 /// Makes sure a usable test PKI exists under `dir/pki` (reusing one that is still valid for
 /// more than a month). Returns its manifest and whether it was generated now.
@@ -105,6 +110,8 @@ pub fn prepare(
     check_overrides(overrides)?;
     let manifest =
         Manifest::load(&dir.join("pki")).map_err(|e| format!("sandbox test PKI: {e}"))?;
+    let caller_header = dir.join("caller.header");
+    caller_token(dir, &caller_header)?;
     let config_path = dir.join("rocgw-sandbox.toml");
     write(&config_path, &config_text(annuaire_url, endpoints))?;
     let sample_request = dir.join("idb-request.xml");
@@ -114,11 +121,41 @@ pub fn prepare(
         config,
         manifest,
         sample_request,
+        caller_header,
     })
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// The sandbox caller's token (`caller-token`, made once) and the header that carries it;
+/// both readable by their owner only.
+fn caller_token(dir: &Path, header: &Path) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = dir.join("caller-token");
+    let token = match std::fs::read_to_string(&path) {
+        Ok(t) if t.trim().len() >= 16 => t.trim().to_string(),
+        _ => {
+            let mut b = [0u8; 16];
+            aws_lc_rs::rand::fill(&mut b).map_err(|_| "no randomness for the sandbox token")?;
+            b.iter().map(|x| format!("{x:02x}")).collect()
+        }
+    };
+    for (p, text) in [
+        (&path, format!("{token}\n")),
+        (&header.to_path_buf(), format!("Authorization: Bearer {token}\n")),
+    ] {
+        let _ = std::fs::remove_file(p);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(p)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+            .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+    }
+    Ok(())
 }
 
 /// An existing sandbox PKI is reused while its ORG certificates have more than a month left.
@@ -149,13 +186,32 @@ fn reusable(pki_dir: &Path) -> Option<Manifest> {
 /// The sandbox's configuration, written next to its PKI so it can serve as a starting point.
 /// AMC calls resolve through the simulator's annuaire; its AMCs are listed as comments.
 fn config_text(annuaire_url: &str, endpoints: &[(String, String, String)]) -> String {
+    let mut structures = String::new();
+    for (i, (id, dir)) in SANDBOX_STRUCTURES.iter().enumerate() {
+        structures.push_str(&format!(
+            "[structures.\"{id}\"]\ndefault = {}\n\
+             auth_cli = {{ p12 = \"pki/{dir}/auth_cli.p12\", password_file = \"pki/secrets/p12-password\" }}\n\
+             sign = {{ p12 = \"pki/{dir}/sign.p12\", password_file = \"pki/secrets/p12-password\" }}\n\n",
+            i == 0
+        ));
+    }
+    let granted = SANDBOX_STRUCTURES
+        .iter()
+        .map(|(id, _)| format!("\"{id}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut t = format!(
         "# rocgw SANDBOX configuration, written by `rocgw serve` when no configuration exists.\n\
          # TEST CERTIFICATES, NOT FOR PATIENTS. See config/rocgw.example.toml for production.\n\
          # The annuaire and the AMCs are rocgw's simulator, running in the same process.\n\n\
          [server]\nlisten = \"127.0.0.1:8580\"\nadmin_listen = \"127.0.0.1:9580\"\n\n\
-         [identity.auth_cli]\np12 = \"pki/org/auth_cli.p12\"\npassword_file = \"pki/secrets/p12-password\"\n\n\
-         [identity.sign]\np12 = \"pki/org/sign.p12\"\npassword_file = \"pki/secrets/p12-password\"\n\n\
+         # Two structures of a test hospital group; requests name one with X-Rocgw-Structure.\n\
+         {structures}\n\
+         # The local caller: its token (caller-token) is granted both structures. It is optional\n\
+         # here: a request without it is anonymous and signs as the default structure only.\n\
+         [access]\nrequire_token = false\n\n\
+         [[access.callers]]\nname = \"sandbox\"\ntoken_file = \"caller-token\"\n\n\
+         [[access.grants]]\ncaller = \"token:sandbox\"\nstructures = [{granted}]\n\n\
          [trust]\namc_anchors = [\"pki/osi/anchors.pem\"]\n\
          crls = [\"pki/osi/root.crl.pem\", \"pki/osi/ac-serveur.crl.pem\", \"pki/osi/ac-services-applicatifs.crl.pem\"]\n\
          identity_crls = [\"pki/igc-sante/aci-el-org.crl.pem\", \"pki/igc-sante/acr.crl.pem\"]\n\n\
@@ -185,10 +241,17 @@ pub fn banner(dir: &Path) -> String {
     )
 }
 
-/// A ready-to-paste command that sends the sample IDB request through the gateway.
-pub fn curl_example(gateway: std::net::SocketAddr, sample: &Path) -> String {
+/// A ready-to-paste command that sends the sample IDB request through the gateway as the
+/// sandbox's caller (`caller_header`), signed as `structure`.
+pub fn curl_example(
+    gateway: std::net::SocketAddr,
+    sample: &Path,
+    caller_header: &Path,
+    structure: &str,
+) -> String {
     format!(
-        "curl -sS -i -H 'Content-Type: application/soap+xml; charset=utf-8' --data-binary {} http://{}/amc/{}/idb",
+        "curl -sS -i -H 'Content-Type: application/soap+xml; charset=utf-8' -H {} -H 'X-Rocgw-Structure: {structure}' --data-binary {} http://{}/amc/{}/idb",
+        shell_quote(&format!("@{}", caller_header.display())),
         shell_quote(&format!("@{}", sample.display())),
         gateway,
         crate::sim::SANDBOX_AMCS[0].0
@@ -236,9 +299,11 @@ mod tests {
     #[test]
     fn curl_example_quotes_unusual_paths() {
         let addr = "127.0.0.1:8580".parse().unwrap();
-        let plain = curl_example(addr, Path::new("/home/a/idb-request.xml"));
+        let h = Path::new("/home/a/caller.header");
+        let plain = curl_example(addr, Path::new("/home/a/idb-request.xml"), h, "1990000020");
         assert!(plain.contains(" @/home/a/idb-request.xml http://127.0.0.1:8580/amc/99999991/idb"));
-        let odd = curl_example(addr, Path::new("/home/J O'Neil/idb.xml"));
+        assert!(plain.contains("-H @/home/a/caller.header -H 'X-Rocgw-Structure: 1990000020'"));
+        let odd = curl_example(addr, Path::new("/home/J O'Neil/idb.xml"), h, "1990000012");
         assert!(odd.contains(r"'@/home/J O'\''Neil/idb.xml'"), "{odd}");
     }
 }

@@ -152,7 +152,7 @@ async fn sandbox(opts: &ServeOptions) -> Result<Start, StartError> {
     announce("simulator admin", &format!("http://{}", sim.admin));
     let prep = sandbox::prepare(&dir, &opts.overrides, &sim.annuaire_url(), &sim.endpoints())
         .map_err(StartError)?;
-    let sample = prep.sample_request;
+    let (sample, header) = (prep.sample_request, prep.caller_header);
     Ok(Start {
         runtime: Runtime::start(prep.config).map_err(StartError)?,
         admin,
@@ -160,11 +160,15 @@ async fn sandbox(opts: &ServeOptions) -> Result<Start, StartError> {
         sandbox: true,
         config_path: None,
         hello: Some(Box::new(move |addr| {
-            format!(
-                "Try it (sample IDB request for {}):\n  {}",
-                crate::sim::SANDBOX_AMCS[0].1,
-                sandbox::curl_example(addr, &sample)
-            )
+            let mut t = format!(
+                "Try it (sample IDB request for {}, signed as each structure of the test group):",
+                crate::sim::SANDBOX_AMCS[0].1
+            );
+            for (id, _) in sandbox::SANDBOX_STRUCTURES {
+                t.push_str("\n  ");
+                t.push_str(&sandbox::curl_example(addr, &sample, &header, id));
+            }
+            t
         })),
     })
 }

@@ -47,36 +47,52 @@ fn sandbox_runs_marked_and_its_curl_example_works_as_printed() {
     assert_eq!(h.header("x-rocgw-sandbox"), Some("1"));
     assert_eq!(http(p.admin, "GET", "/readyz", &[], b"").status, 200);
 
-    let curl = p
+    // One curl per structure of the test group, each signed as its structure.
+    let curls: Vec<&str> = p
         .stdout
         .lines()
         .map(str::trim)
-        .find(|l| l.starts_with("curl "))
-        .unwrap_or_else(|| panic!("no curl example in {}", p.stdout));
-    let url = format!("http://{}/amc/", p.gateway);
-    assert!(curl.contains(&url), "{curl} should target {url}");
-
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(curl)
-        .output()
-        .unwrap_or_else(|e| panic!("sh: {e}"));
-    assert!(
-        out.status.success(),
-        "curl failed (is curl installed? `bash .ci/run` installs it): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
-    assert!(text.contains("x-rocgw-sandbox: 1"), "{text}");
-    // The gateway found the endpoint through the simulated annuaire; the simulated AMC
-    // verified the stamped request and answered.
-    assert!(text.starts_with("http/1.1 200"), "{text}");
-    assert!(text.contains("droits ouverts"), "{text}");
+        .filter(|l| l.starts_with("curl "))
+        .collect();
+    assert_eq!(curls.len(), 2, "one curl per structure in {}", p.stdout);
+    for (curl, structure) in curls.iter().zip(["1990000012", "1990000020"]) {
+        let url = format!("http://{}/amc/", p.gateway);
+        assert!(curl.contains(&url), "{curl} should target {url}");
+        assert!(curl.contains(&format!("X-Rocgw-Structure: {structure}")), "{curl}");
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(curl)
+            .output()
+            .unwrap_or_else(|e| panic!("sh: {e}"));
+        assert!(
+            out.status.success(),
+            "curl failed (is curl installed? `bash .ci/run` installs it): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        assert!(text.contains("x-rocgw-sandbox: 1"), "{text}");
+        // The gateway found the endpoint through the simulated annuaire; the simulated AMC
+        // verified the stamped request and answered.
+        assert!(text.starts_with("http/1.1 200"), "{text}");
+        assert!(text.contains("droits ouverts"), "{text}");
+    }
+    // Each structure asks the annuaire with its own AUTH_CLI, into its own cache.
     let m = scrape(p.admin);
     assert_eq!(
         metric(&m, "rocgw_annuaire_calls_total", &[("outcome", "found")]),
-        1.0
+        2.0
     );
+    for structure in ["1990000012", "1990000020"] {
+        let signed = [("structure", structure), ("outcome", "ok")];
+        assert_eq!(metric(&m, "rocgw_requests_total", &signed), 1.0, "{structure}");
+    }
+    // The rule holds in the sandbox: an anonymous caller signs as the default structure only.
+    let ask = |structure: &str| {
+        let h = [("X-Rocgw-Structure", structure), ("Content-Type", CT12)];
+        http(p.gateway, "POST", "/amc/99999991/idb", &h, envelope12("<a/>").as_bytes())
+    };
+    assert_eq!(ask("1990000012").status, 200);
+    assert_eq!(ask("1990000020").header("x-rocgw-error"), Some("unauthorized"));
 
     // Every gateway response is marked, faults included.
     let r = post(p.gateway, "/amc/00000000/idb", CT12, &envelope12("<a/>"));
