@@ -144,7 +144,10 @@ fn caller_token(dir: &Path, header: &Path) -> Result<(), String> {
     };
     for (p, text) in [
         (&path, format!("{token}\n")),
-        (&header.to_path_buf(), format!("Authorization: Bearer {token}\n")),
+        (
+            &header.to_path_buf(),
+            format!("Authorization: Bearer {token}\n"),
+        ),
     ] {
         let _ = std::fs::remove_file(p);
         std::fs::OpenOptions::new()

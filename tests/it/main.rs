@@ -15,6 +15,7 @@ mod routing;
 mod sandbox;
 mod sim;
 mod startup;
+mod structures;
 mod support;
 mod tls_server;
 mod upstream;

@@ -58,7 +58,10 @@ fn sandbox_runs_marked_and_its_curl_example_works_as_printed() {
     for (curl, structure) in curls.iter().zip(["1990000012", "1990000020"]) {
         let url = format!("http://{}/amc/", p.gateway);
         assert!(curl.contains(&url), "{curl} should target {url}");
-        assert!(curl.contains(&format!("X-Rocgw-Structure: {structure}")), "{curl}");
+        assert!(
+            curl.contains(&format!("X-Rocgw-Structure: {structure}")),
+            "{curl}"
+        );
         let out = Command::new("sh")
             .arg("-c")
             .arg(curl)
@@ -84,15 +87,28 @@ fn sandbox_runs_marked_and_its_curl_example_works_as_printed() {
     );
     for structure in ["1990000012", "1990000020"] {
         let signed = [("structure", structure), ("outcome", "ok")];
-        assert_eq!(metric(&m, "rocgw_requests_total", &signed), 1.0, "{structure}");
+        assert_eq!(
+            metric(&m, "rocgw_requests_total", &signed),
+            1.0,
+            "{structure}"
+        );
     }
     // The rule holds in the sandbox: an anonymous caller signs as the default structure only.
     let ask = |structure: &str| {
         let h = [("X-Rocgw-Structure", structure), ("Content-Type", CT12)];
-        http(p.gateway, "POST", "/amc/99999991/idb", &h, envelope12("<a/>").as_bytes())
+        http(
+            p.gateway,
+            "POST",
+            "/amc/99999991/idb",
+            &h,
+            envelope12("<a/>").as_bytes(),
+        )
     };
     assert_eq!(ask("1990000012").status, 200);
-    assert_eq!(ask("1990000020").header("x-rocgw-error"), Some("unauthorized"));
+    assert_eq!(
+        ask("1990000020").header("x-rocgw-error"),
+        Some("unauthorized")
+    );
 
     // Every gateway response is marked, faults included.
     let r = post(p.gateway, "/amc/00000000/idb", CT12, &envelope12("<a/>"));

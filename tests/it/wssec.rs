@@ -46,7 +46,7 @@ fn stamp(envelope: &str) -> String {
 }
 
 /// Runs `xmlsec1 --verify` on a document; returns (ok, output).
-fn xmlsec_verify(doc: &[u8]) -> (bool, String) {
+pub fn xmlsec_verify(doc: &[u8]) -> (bool, String) {
     let tmp = scratch();
     let f = tmp.path().join("doc.xml");
     fs::write(&f, doc).unwrap();
