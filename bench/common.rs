@@ -154,18 +154,28 @@ pub fn tls_server(pki: &MiniPki, threads: usize) -> (SocketAddr, tokio::runtime:
 
 /// The ORG SIGN signer of a freshly generated test PKI (kept alive by the returned folder).
 pub fn sign_signer() -> (rocgw::wssec::Signer, tempfile::TempDir) {
+    let ([first, _], dir) = sign_signers();
+    (first, dir)
+}
+
+/// The ORG SIGN signers of the test PKI's two structures (`org`, `org2`).
+pub fn sign_signers() -> ([rocgw::wssec::Signer; 2], tempfile::TempDir) {
     use rocgw::clock::now_unix;
     use rocgw::config::IdentitySource;
     use rocgw::identity::{Identity, Role};
     let dir = tempfile::tempdir().unwrap();
     let m = rocgw::pki::init(dir.path(), true).unwrap();
     let pw = std::fs::read_to_string(dir.path().join(&m.password_file)).unwrap();
-    let src = IdentitySource::P12 {
-        field: "identity.sign".into(),
-        path: dir.path().join("org/sign.p12"),
-        password: zeroize::Zeroizing::new(pw.trim().to_string()),
-        password_file: None,
+    let signer = |structure: &str| {
+        let src = IdentitySource::P12 {
+            field: "identity.sign".into(),
+            path: dir.path().join(structure).join("sign.p12"),
+            password: zeroize::Zeroizing::new(pw.trim().to_string()),
+            password_file: None,
+        };
+        let id = Identity::load(&src, Role::Sign, now_unix()).unwrap();
+        rocgw::wssec::Signer::new(&id).unwrap()
     };
-    let id = Identity::load(&src, Role::Sign, now_unix()).unwrap();
-    (rocgw::wssec::Signer::new(&id).unwrap(), dir)
+    let signers = [signer("org"), signer("org2")];
+    (signers, dir)
 }

@@ -1,6 +1,7 @@
 //! WS-Security stamping: the XML work alone (envelope parse, canonical assertion, digest,
 //! insertion; RSA replaced by a constant), full stamping against raw RSA-2048 signatures in the
-//! same run, and stamping with assertion reuse.
+//! same run, stamping with assertion reuse, and stamping for two structures of a hospital group
+//! (alternating keys and profiles) against one, in the same run.
 //!
 //! cargo bench --bench wssec
 
@@ -45,7 +46,7 @@ fn full(profile: &Profile, signer: &Signer, env: &[u8]) -> usize {
 }
 
 fn main() {
-    let (signer, _dir) = common::sign_signer();
+    let ([signer, signer2], _dir) = common::sign_signers();
     let profile = Profile::default();
     let small = envelope(2 * 1024);
     let large = envelope(50 * 1024);
@@ -121,8 +122,42 @@ fn main() {
         })
     });
     g.finish();
+
+    // Two structures: each request alternates key and profile (its NameID), as a gateway
+    // serving an EJ and an EG does; against one structure.
+    let profile2 = Profile {
+        name_id: Some("1990000020".into()),
+        ..Profile::default()
+    };
+    let structures = [(&profile, &signer), (&profile2, &signer2)];
+    let mut g = c.benchmark_group("structures_2KB");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("one_structure", |b| {
+        b.iter(|| black_box(full(&profile, &signer, &small)))
+    });
+    let mut k = 0usize;
+    g.bench_function("two_structures", |b| {
+        b.iter(|| {
+            k += 1;
+            let (p, s) = structures[k % 2];
+            black_box(full(p, s, &small))
+        })
+    });
+    g.finish();
     c.final_summary();
 
+    same_run_ratios(&signer, &msg, &small, structures);
+}
+
+/// Full stamping against raw RSA signatures, and two structures against one, each pair in
+/// alternating blocks of one run (a ratio both sides of which met the same machine).
+fn same_run_ratios(
+    signer: &Signer,
+    msg: &[u8],
+    small: &[u8],
+    structures: [(&Profile, &Signer); 2],
+) {
+    let profile = structures[0].0;
     // Full stamping as a ratio of raw RSA signatures, measured in alternating blocks of one run.
     let rounds: usize = std::env::var("ROCGW_BENCH_ROUNDS")
         .ok()
@@ -133,12 +168,12 @@ fn main() {
     for _ in 0..rounds {
         let t = Instant::now();
         for _ in 0..block {
-            black_box(signer.sign(&msg));
+            black_box(signer.sign(msg));
         }
         t_rsa += t.elapsed().as_secs_f64();
         let t = Instant::now();
         for _ in 0..block {
-            black_box(full(&profile, &signer, &small));
+            black_box(full(profile, signer, small));
         }
         t_full += t.elapsed().as_secs_f64();
     }
@@ -149,5 +184,27 @@ fn main() {
         n / t_rsa,
         n / t_full,
         t_rsa / t_full
+    );
+
+    // Two structures against one, in alternating blocks of the same run.
+    let (mut t_one, mut t_two) = (0.0f64, 0.0f64);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for _ in 0..block {
+            black_box(full(profile, signer, small));
+        }
+        t_one += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for i in 0..block {
+            let (p, s) = structures[i % 2];
+            black_box(full(p, s, small));
+        }
+        t_two += t.elapsed().as_secs_f64();
+    }
+    println!(
+        "one core, {rounds} alternating blocks of {block}: one structure {:.0} stamps/s, two structures {:.0} stamps/s, ratio {:.3}",
+        n / t_one,
+        n / t_two,
+        t_one / t_two
     );
 }

@@ -378,3 +378,41 @@ fn each_structure_key_must_be_the_structure_its_certificates_name() {
         "{err}"
     );
 }
+
+#[test]
+fn cert_doctor_checks_each_structure() {
+    let g = Group::new();
+    let doctor = |cfg: &std::path::Path| {
+        let out = run(
+            &[
+                "cert",
+                "doctor",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--allow-test-pki",
+            ],
+            &[],
+        );
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let cfg = g.config("https://localhost:9/a", "https://localhost:9/i", "", "");
+    let (_, out) = doctor(&cfg);
+    for id in [FIRST, SECOND] {
+        let line = format!("OK   structures.{id}: structure: both identities are structure {id}");
+        assert!(out.contains(&line), "{out}");
+    }
+    assert!(out.contains("structures.1990000020.sign: "), "{out}");
+    // SECOND's SIGN file holds FIRST's certificate: doctor says which structure is wrong.
+    fs::copy(pki_path("org/sign.p12"), &g.sign2).unwrap();
+    let (code, out) = doctor(&cfg);
+    assert_eq!(code, Some(2), "{out}");
+    let fail = format!("FAIL structures.{SECOND}: structure: configured as {SECOND}; AUTH_CLI is structure {SECOND}, SIGN is structure {FIRST}");
+    assert!(out.contains(&fail), "{out}");
+    assert!(
+        !out.contains(&format!("FAIL structures.{FIRST}: structure")),
+        "{out}"
+    );
+}
