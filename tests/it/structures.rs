@@ -132,8 +132,8 @@ fn text_of<'a>(xml: &'a str, local: &str, from: usize) -> &'a str {
     &xml[start..end]
 }
 
-#[test]
-fn each_structure_authenticates_and_signs_as_itself() {
+/// An annuaire and an AMC that echo, and a gateway whose caller `dpi` has both structures.
+fn granted_both() -> (TlsServer, TlsServer, Group, Proc) {
     let ann = TlsServer::fixture("osi/annuaire", Some(IGC_ROOTS), Behavior::Echo);
     let amc = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
     let g = Group::new();
@@ -141,6 +141,12 @@ fn each_structure_authenticates_and_signs_as_itself() {
         "[[access.grants]]\ncaller = \"token:dpi\"\nstructures = [\"{FIRST}\", \"{SECOND}\"]\n"
     );
     let p = Proc::with_config(&g.config(&ann.url("/annuaire"), &amc.url("/idb"), "", &grant));
+    (ann, amc, g, p)
+}
+
+#[test]
+fn each_structure_authenticates_and_signs_as_itself() {
+    let (ann, amc, g, p) = granted_both();
 
     // The annuaire pass-through presents each structure's own AUTH_CLI.
     for (structure, cert) in [
@@ -318,13 +324,7 @@ fn a_certificate_and_a_token_must_both_allow_the_structure() {
 
 #[test]
 fn a_bad_file_for_one_structure_keeps_both_serving() {
-    let ann = TlsServer::fixture("osi/annuaire", Some(IGC_ROOTS), Behavior::Echo);
-    let amc = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
-    let g = Group::new();
-    let grant = format!(
-        "[[access.grants]]\ncaller = \"token:dpi\"\nstructures = [\"{FIRST}\", \"{SECOND}\"]\n"
-    );
-    let p = Proc::with_config(&g.config(&ann.url("/annuaire"), &amc.url("/idb"), "", &grant));
+    let (_ann, _amc, g, p) = granted_both();
     let both_sign = || {
         for s in [FIRST, SECOND] {
             let r = send(p.gateway, "/amc/10000001/idb", Some(DPI_TOKEN), Some(s));
