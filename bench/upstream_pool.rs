@@ -37,6 +37,7 @@ fn main() {
             .unwrap(),
         ),
         anchors,
+        roles: None,
     };
     let verifier = OsiVerifier::new(&trust, RevocationPolicy::Hard, "amc").unwrap();
     let cfg = UpstreamConfig::default();

@@ -11,22 +11,23 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, Error as TlsError, RootCertStore};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
+use rustls::{Error as TlsError, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use x509_parser::prelude::*;
 
 use crate::clock::fmt_time;
-use crate::config::{RevocationPolicy, TrustConfig};
+use crate::config::TrustConfig;
 use crate::identity::{read_pem_certs, CertInfo};
-use crate::metrics;
+
+mod roles;
+mod verifier;
+pub use roles::{Role, Roles, WrongRole};
+pub use verifier::OsiVerifier;
 
 /// A refused anchor, CRL or verifier: one line naming the file and what is wrong with it.
 ///
@@ -47,6 +48,9 @@ pub enum TrustError {
     /// certificate): its message, which names the file.
     #[error("{0}")]
     CertificateFile(String),
+    /// No server-role (AC-SERVEUR) authority configured or recognised among the anchors.
+    #[error("trust.server_authorities: no server-role authority (AC-SERVEUR) configured or found among the anchors: list its certificate here")]
+    NoServerRole,
     /// A certificate that does not parse.
     #[error("{}: {why}", path.display())]
     BadCertificate { path: PathBuf, why: String },
@@ -159,18 +163,6 @@ impl Anchors {
                 })?;
         }
         Ok(store)
-    }
-
-    /// Raw DER subject names of the anchors.
-    fn subjects(&self) -> HashSet<Vec<u8>> {
-        self.anchors
-            .iter()
-            .filter_map(|a| {
-                X509Certificate::from_der(&a.der)
-                    .ok()
-                    .map(|(_, c)| c.subject().as_raw().to_vec())
-            })
-            .collect()
     }
 }
 
@@ -404,6 +396,9 @@ fn parse_crl(
 pub struct TrustSet {
     pub anchors: Anchors,
     pub crls: Arc<CrlSet>,
+    /// The authorities' roles; `None` only for a verifier built outside the configuration
+    /// (benchmarks), which then checks no role.
+    pub roles: Option<Arc<Roles>>,
 }
 
 /// The IGC OSI trust material of both upstreams: the AMC side and the annuaire side, sharing
@@ -426,14 +421,17 @@ impl Trust {
             &[&amc, &annuaire],
             now,
         )?);
+        let roles = Some(Arc::new(Roles::load(cfg, &[&amc, &annuaire])?));
         Ok(Trust {
             amc: TrustSet {
                 anchors: amc,
                 crls: crls.clone(),
+                roles: roles.clone(),
             },
             annuaire: TrustSet {
                 anchors: annuaire,
                 crls,
+                roles,
             },
         })
     }
@@ -482,165 +480,6 @@ impl ReloadableTrust {
             self.current.store(Arc::new(trust));
             Ok(())
         })
-    }
-}
-
-/// Verifies upstream server certificates: chain to the anchors, validity dates and host name by
-/// rustls-webpki (aws-lc-rs), then revocation from pre-verified CRLs under a policy.
-pub struct OsiVerifier {
-    inner: Arc<WebPkiServerVerifier>,
-    anchor_subjects: HashSet<Vec<u8>>,
-    crls: Arc<CrlSet>,
-    policy: RevocationPolicy,
-    /// Metric label of the upstream (`annuaire`, `amc`).
-    upstream: &'static str,
-    /// Unix time of the last "unknown revocation status" warning, to log it at most once a minute.
-    last_warning: AtomicI64,
-}
-
-impl std::fmt::Debug for OsiVerifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OsiVerifier")
-            .field("upstream", &self.upstream)
-            .field("policy", &self.policy)
-            .field("crls", &self.crls.len())
-            .finish()
-    }
-}
-
-impl OsiVerifier {
-    pub fn new(
-        trust: &TrustSet,
-        policy: RevocationPolicy,
-        upstream: &'static str,
-    ) -> Result<Arc<OsiVerifier>, TrustError> {
-        let roots = Arc::new(trust.anchors.root_store()?);
-        let inner = WebPkiServerVerifier::builder_with_provider(roots, crate::crypto::provider())
-            .build()
-            .map_err(TrustError::Verifier)?;
-        Ok(Arc::new(OsiVerifier {
-            inner,
-            anchor_subjects: trust.anchors.subjects(),
-            crls: trust.crls.clone(),
-            policy,
-            upstream,
-            last_warning: AtomicI64::new(0),
-        }))
-    }
-
-    /// Checks the revocation status of the end-entity certificate and of each presented
-    /// intermediate on its path that is not itself an anchor.
-    fn check_revocation(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: i64,
-    ) -> Result<(), TlsError> {
-        let bad = || TlsError::InvalidCertificate(CertificateError::BadEncoding);
-        let (_, mut cert) = X509Certificate::from_der(end_entity).map_err(|_| bad())?;
-        // Intermediates are parsed only when the path goes past the end-entity's issuer, which
-        // it does not when that issuer is a configured anchor (AC-SERVEUR in ROC).
-        let mut parsed: Option<Vec<X509Certificate<'_>>> = None;
-        for _ in 0..=intermediates.len() {
-            let issuer = cert.issuer().as_raw();
-            match self.crls.status(issuer, cert.raw_serial(), now) {
-                Status::Good => {}
-                Status::Revoked => {
-                    return Err(TlsError::InvalidCertificate(CertificateError::Revoked))
-                }
-                unknown @ (Status::NoCrl | Status::Stale) => {
-                    let reason = if unknown == Status::NoCrl {
-                        "no-crl"
-                    } else {
-                        "stale-crl"
-                    };
-                    if self.policy == RevocationPolicy::Hard {
-                        return Err(TlsError::InvalidCertificate(if unknown == Status::Stale {
-                            CertificateError::ExpiredRevocationList
-                        } else {
-                            CertificateError::UnknownRevocationStatus
-                        }));
-                    }
-                    metrics::get()
-                        .revocation_unknown
-                        .with_label_values(&[self.upstream, reason])
-                        .inc();
-                    let last = self.last_warning.load(Ordering::Relaxed);
-                    if now - last >= 60
-                        && self
-                            .last_warning
-                            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                            .is_ok()
-                    {
-                        tracing::warn!(
-                            upstream = self.upstream,
-                            reason,
-                            issuer = %cert.issuer(),
-                            "revocation status unknown: allowed by the soft policy"
-                        );
-                    }
-                }
-            }
-            if self.anchor_subjects.contains(issuer) {
-                break;
-            }
-            let parsed = parsed.get_or_insert_with(|| {
-                intermediates
-                    .iter()
-                    .filter_map(|d| X509Certificate::from_der(d).ok().map(|(_, c)| c))
-                    .collect()
-            });
-            match parsed.iter().find(|c| c.subject().as_raw() == issuer) {
-                Some(next) => cert = next.clone(),
-                None => break,
-            }
-        }
-        Ok(())
-    }
-}
-
-impl ServerCertVerifier for OsiVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, TlsError> {
-        let verified = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
-        if self.policy != RevocationPolicy::Off {
-            self.check_revocation(end_entity, intermediates, now.as_secs() as i64)?;
-        }
-        Ok(verified)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.inner.supported_verify_schemes()
     }
 }
 

@@ -1,4 +1,5 @@
-//! `[trust]`: the IGC OSI anchors AMC and annuaire servers must chain to, the CRLs that go with
+//! `[trust]`: the IGC OSI anchors AMC and annuaire servers must chain to, the roles of its
+//! authorities (server: AC-SERVEUR; signature: AC-SERVICES-APPLICATIFS), the CRLs that go with
 //! them, and how strictly revocation is enforced on each upstream (`revocation` in `[amc]` and
 //! `[annuaire]`).
 
@@ -18,6 +19,10 @@ pub(super) struct RawTrust {
     crls: Vec<PathBuf>,
     #[serde(default)]
     identity_crls: Vec<PathBuf>,
+    #[serde(default)]
+    server_authorities: Vec<PathBuf>,
+    #[serde(default)]
+    signature_authorities: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -31,6 +36,12 @@ pub struct TrustConfig {
     /// IGC-Santé CRL files, to check that the hospital's own certificates are not revoked
     /// (`rocgw cert doctor`).
     pub identity_crls: Vec<PathBuf>,
+    /// Certificates of the server-role authorities (AC-SERVEUR): every AMC and annuaire server
+    /// certificate's path must go through one. Empty: the anchors whose name says AC-SERVEUR.
+    pub server_authorities: Vec<PathBuf>,
+    /// Certificates of the signature-role authorities (AC-SERVICES-APPLICATIFS), which sign the
+    /// AMCs' responses. Empty: the anchors whose name says AC-SERVICES-APPLICATIFS.
+    pub signature_authorities: Vec<PathBuf>,
 }
 
 /// What to do about an upstream certificate's revocation status (per upstream).
@@ -76,5 +87,8 @@ pub(super) fn validate(v: &Validator<'_>, raw: &RawTrust) -> Result<TrustConfig,
         crls: v.files("trust.crls", &raw.crls)?,
         // Read by `cert doctor` only, which reports a missing one itself: not required here.
         identity_crls: raw.identity_crls.iter().map(|p| v.resolve(p)).collect(),
+        server_authorities: v.files("trust.server_authorities", &raw.server_authorities)?,
+        signature_authorities: v
+            .files("trust.signature_authorities", &raw.signature_authorities)?,
     })
 }

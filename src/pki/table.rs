@@ -69,6 +69,14 @@ pub(super) enum Item {
     /// A certificate saved with a key that is not its own: `<base>.pem`, `<base>.key` and the
     /// P12s, no chain file.
     KeyMismatch(LeafSpec),
+    /// A CRL of `issuer` that revokes the CAs `revoked` (kind `crl`): for revocation checks
+    /// that go past an intermediate anchor.
+    CaRevocation {
+        file: &'static str,
+        role: &'static str,
+        issuer: &'static str,
+        revoked: &'static [&'static str],
+    },
 }
 
 pub(super) struct Hierarchy {
@@ -358,6 +366,22 @@ const IGC_OSI: Hierarchy = Hierarchy {
             revoked: true,
             ..OSI_SERVER
         }),
+        // A TLS server certificate from the signature authority: a valid chain to the OSI root,
+        // serverAuth, this machine's names — but not an AC-SERVEUR certificate.
+        Item::Leaf(LeafSpec {
+            base: "negative/server-under-services-applicatifs",
+            role: "amc-server-wrong-role",
+            dn: Dn::Osi("amc-wrong-role.test"),
+            chain: &["ac-services-applicatifs", "osi-root"],
+            defect: Some("wrong-role"),
+            ..OSI_SERVER
+        }),
+        Item::CaRevocation {
+            file: "negative/osi-root-revokes-ac-serveur.crl.pem",
+            role: "osi-root-crl-revoking-ac-serveur",
+            issuer: "osi-root",
+            revoked: &["ac-serveur"],
+        },
         Item::Leaf(LeafSpec {
             base: "negative/server-wrong-host",
             dn: Dn::Osi("wrong-host.test"),
@@ -515,6 +539,20 @@ pub(super) fn make(
                 )?;
             }
             Item::KeyMismatch(l) => key_mismatch(l, w, made, now)?,
+            Item::CaRevocation {
+                file,
+                role,
+                issuer,
+                revoked,
+            } => {
+                let mut serials = Vec::new();
+                for id in *revoked {
+                    let (_, c) = x509_parser::parse_x509_certificate(made.ca(id)?.der())
+                        .map_err(|e| PkiError::NoSuchCa(format!("{id}: {e}")))?;
+                    serials.push(c.raw_serial().to_vec());
+                }
+                w.crl(file, role, &crl(made.ca(issuer)?, &serials, now)?)?;
+            }
         }
     }
     for item in h.items {
@@ -622,6 +660,16 @@ mod tests {
                     } => {
                         assert!(leaves.contains(of), "{of} is used before it is made");
                         known(chain, &cas);
+                        file(f.to_string());
+                    }
+                    Item::CaRevocation {
+                        file: f,
+                        issuer,
+                        revoked,
+                        ..
+                    } => {
+                        known(&[issuer], &cas);
+                        known(revoked, &cas);
                         file(f.to_string());
                     }
                 }

@@ -6,6 +6,7 @@ use crate::fault::FaultCode;
 use std::error::Error as StdError;
 
 use super::{ConnectError, Kind};
+use crate::trust::WrongRole;
 
 /// Why an upstream exchange failed. `as_str` is the stable metric label and log word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +22,7 @@ pub enum Reason {
     CertNotYetValid,
     CertRevoked,
     UnknownCa,
+    WrongRole,
     WrongHost,
     RevocationUnknown,
     PeerRejectedClientCert,
@@ -43,6 +45,7 @@ impl Reason {
             Reason::CertNotYetValid => "cert-not-yet-valid",
             Reason::CertRevoked => "cert-revoked",
             Reason::UnknownCa => "unknown-ca",
+            Reason::WrongRole => "wrong-role",
             Reason::WrongHost => "wrong-host",
             Reason::RevocationUnknown => "revocation-unknown",
             Reason::PeerRejectedClientCert => "peer-rejected-client-cert",
@@ -59,6 +62,7 @@ impl Reason {
             Reason::CertExpired
                 | Reason::CertRevoked
                 | Reason::UnknownCa
+                | Reason::WrongRole
                 | Reason::WrongHost
                 | Reason::CertNotYetValid
                 | Reason::RevocationUnknown
@@ -185,6 +189,13 @@ fn tls_error(kind: Kind, e: &rustls::Error) -> UpstreamError {
             FaultCode::UpstreamCertUnknownCa,
             Reason::UnknownCa,
             format!("the {who} server certificate does not chain to a configured IGC OSI anchor"),
+        ),
+        E::InvalidCertificate(C::Other(o)) if o.0.downcast_ref::<WrongRole>().is_some() => (
+            FaultCode::UpstreamCertUnknownCa,
+            Reason::WrongRole,
+            format!(
+                "the {who} server certificate is not issued under a server-role (AC-SERVEUR) authority"
+            ),
         ),
         E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => (
             FaultCode::UpstreamTls,
