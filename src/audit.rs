@@ -32,6 +32,9 @@ pub struct Record<'a> {
     pub outcome: &'a str,
     pub status: u16,
     pub latency_ms: f64,
+    /// Why the call failed, when rocgw refused the answer (never a body).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<&'a str>,
 }
 
 /// Where audit records go.

@@ -35,6 +35,7 @@ pub enum FaultCode {
     AnnuaireUnavailable,
     AmcUnavailable,
     AmcTimeout,
+    AmcSignatureInvalid,
     UpstreamTls,
     UpstreamCertExpired,
     UpstreamCertRevoked,
@@ -67,7 +68,7 @@ pub enum StatusMode {
 
 impl FaultCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [FaultCode; 19] = [
+    pub const ALL: [FaultCode; 20] = [
         FaultCode::NotSoap,
         FaultCode::DtdForbidden,
         FaultCode::BodyTooLarge,
@@ -79,6 +80,7 @@ impl FaultCode {
         FaultCode::AnnuaireUnavailable,
         FaultCode::AmcUnavailable,
         FaultCode::AmcTimeout,
+        FaultCode::AmcSignatureInvalid,
         FaultCode::UpstreamTls,
         FaultCode::UpstreamCertExpired,
         FaultCode::UpstreamCertRevoked,
@@ -102,6 +104,7 @@ impl FaultCode {
             FaultCode::AnnuaireUnavailable => "annuaire-unavailable",
             FaultCode::AmcUnavailable => "amc-unavailable",
             FaultCode::AmcTimeout => "amc-timeout",
+            FaultCode::AmcSignatureInvalid => "amc-signature-invalid",
             FaultCode::UpstreamTls => "upstream-tls",
             FaultCode::UpstreamCertExpired => "upstream-cert-expired",
             FaultCode::UpstreamCertRevoked => "upstream-cert-revoked",
@@ -147,6 +150,7 @@ impl FaultCode {
             }
             FaultCode::AmcTimeout => StatusCode::GATEWAY_TIMEOUT,
             FaultCode::AmcUnavailable
+            | FaultCode::AmcSignatureInvalid
             | FaultCode::UpstreamTls
             | FaultCode::UpstreamCertExpired
             | FaultCode::UpstreamCertRevoked
@@ -210,6 +214,10 @@ impl FaultCode {
             FaultCode::AmcUnavailable => (
                 "Le service de l'AMC est indisponible.",
                 "The AMC service is unavailable.",
+            ),
+            FaultCode::AmcSignatureInvalid => (
+                "La réponse de l'AMC n'est pas signée valablement.",
+                "The AMC's answer does not carry a valid signature.",
             ),
             FaultCode::AmcTimeout => (
                 "Le service de l'AMC n'a pas répondu à temps.",

@@ -28,10 +28,12 @@ use hyper::{HeaderMap, Method, Request};
 use crate::access::Access;
 use crate::audit::Audit;
 use crate::breaker::Breakers;
+use crate::config::ResponseSignature;
 use crate::fault::{Fault, FaultCode, StatusMode};
 use crate::listener::{HttpResponse, Peer};
 use crate::runtime::Runtime;
 use crate::soap::{self, SoapVersion};
+use crate::wssec::response::Signed;
 use admission::{Admission, InFlight};
 use answer::{AmcCall, Finished, Outcome};
 use stamp::Stamper;
@@ -233,12 +235,18 @@ impl Gateway {
         let upstreams = self.runtime.upstreams();
         let budget = &self.admission.budget;
         let amc = &upstreams.of(call.structure).amc;
-        let r = forward::forward(amc, endpoint, call.headers, stamped, budget).await;
-        // An answer (even the AMC's SOAP fault, even one too large for the memory budget) means
-        // the AMC is alive.
+        let mode = self.runtime.config().amc.response_signature_for(call.amc);
+        let check = |b: &[u8]| self.response_signature(mode, b);
+        let check = (mode != ResponseSignature::Off).then_some(&check as forward::Check<'_>);
+        let r = forward::forward(amc, endpoint, call.headers, stamped, budget, check).await;
+        // An answer (even the AMC's SOAP fault, one too large for the memory budget, one whose
+        // signature is refused) means the AMC is alive.
         let alive = match &r {
             Ok(_) => true,
-            Err(f) => f.code == FaultCode::Overloaded,
+            Err(f) => matches!(
+                f.code,
+                FaultCode::Overloaded | FaultCode::AmcSignatureInvalid
+            ),
         };
         self.breakers.record(&key, alive, Instant::now());
         let record = AmcCall {
@@ -271,7 +279,26 @@ impl Gateway {
             ));
         };
         let url = forward::join(base, suffix, query)?;
-        forward::forward(up, url, headers, body, &self.admission.budget).await
+        forward::forward(up, url, headers, body, &self.admission.budget, None).await
+    }
+
+    /// The AMC answer's signature under `mode` (`[amc] response_signature`).
+    fn response_signature(&self, mode: ResponseSignature, body: &[u8]) -> Result<(), Fault> {
+        let trust = self.runtime.trust();
+        let policy = self.runtime.config().amc.revocation;
+        let now = crate::clock::now_unix();
+        let refused = |why: String| {
+            tracing::warn!(reason = %why, "AMC answer refused: signature");
+            Err(Fault::with_detail(FaultCode::AmcSignatureInvalid, why))
+        };
+        match crate::wssec::response::verify_response(body, &trust.amc, policy, now) {
+            Ok(Signed::Yes { .. }) => Ok(()),
+            Ok(Signed::No) if mode == ResponseSignature::IfPresent => Ok(()),
+            Ok(Signed::No) => {
+                refused("the answer is not signed (response_signature = required)".into())
+            }
+            Err(e) => refused(e.to_string()),
+        }
     }
 }
 

@@ -147,6 +147,11 @@ impl Anchors {
         self.anchors.len()
     }
 
+    /// The anchors' certificates (DER).
+    pub fn certificates(&self) -> impl Iterator<Item = &[u8]> {
+        self.anchors.iter().map(|a| a.der.as_ref())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.anchors.is_empty()
     }

@@ -22,6 +22,7 @@ use crate::clock::fmt_time;
 use crate::config::Profile;
 
 mod envelope;
+pub mod response;
 mod signer;
 pub mod verify;
 pub use envelope::{plan, stamp, Plan};

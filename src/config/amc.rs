@@ -1,6 +1,7 @@
 //! `[amc]`: how rocgw calls the AMCs: revocation, client certificate, which endpoints it may
-//! reach, and the per-AMC concurrency and circuit breaker.
+//! reach, whether their answers must be signed, and the per-AMC concurrency and circuit breaker.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -21,6 +22,25 @@ pub(super) struct RawAmc {
     max_concurrent_per_amc: Option<usize>,
     breaker_failures: Option<u32>,
     breaker_open_s: Option<u64>,
+    #[serde(default)]
+    response_signature: ResponseSignature,
+    #[serde(default)]
+    response_signatures: BTreeMap<String, ResponseSignature>,
+}
+
+/// What rocgw requires of an AMC answer's signature (WS-Security signature of the SOAP Body,
+/// `wssec::response`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResponseSignature {
+    /// Not checked. The default: the ROC contract does not say that AMC answers are signed,
+    /// nor how, and refusing an AMC's genuine answer on an assumed profile would stop care.
+    #[default]
+    Off,
+    /// A signature present must be valid (a bad signer is caught; a stripped signature is not).
+    IfPresent,
+    /// Every SOAP answer, faults included, must carry a valid signature.
+    Required,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -40,6 +60,20 @@ pub struct AmcConfig {
     pub breaker_failures: u32,
     /// How long an open circuit fails fast before one probe is let through.
     pub breaker_open: Duration,
+    /// Answer signatures, for every AMC...
+    pub response_signature: ResponseSignature,
+    /// ...except these (AMC numbers of `[routes]`).
+    pub response_signatures: BTreeMap<String, ResponseSignature>,
+}
+
+impl AmcConfig {
+    /// The answer-signature mode for AMC `amc`.
+    pub fn response_signature_for(&self, amc: &str) -> ResponseSignature {
+        self.response_signatures
+            .get(amc)
+            .copied()
+            .unwrap_or(self.response_signature)
+    }
 }
 
 pub(super) fn validate(v: &Validator<'_>, raw: &RawAmc) -> Result<AmcConfig, ConfigError> {
@@ -60,6 +94,8 @@ pub(super) fn validate(v: &Validator<'_>, raw: &RawAmc) -> Result<AmcConfig, Con
         endpoint_hosts.push(h);
     }
     Ok(AmcConfig {
+        response_signature: raw.response_signature,
+        response_signatures: raw.response_signatures.clone(),
         revocation: raw.revocation,
         present_client_cert: raw.present_client_cert,
         explicit_endpoints: raw.explicit_endpoints,

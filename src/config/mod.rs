@@ -35,7 +35,7 @@ mod trust;
 mod upstream;
 
 pub use access::{check_bind, AccessConfig, Grant};
-pub use amc::AmcConfig;
+pub use amc::{AmcConfig, ResponseSignature};
 pub use annuaire::{AnnuaireConfig, DirectoryConfig, Requester};
 pub use assertion::{AttributeSpec, ExistingSecurity, Profile};
 pub use identities::{is_structure_id, Identities, IdentitySource, StructureConfig};
@@ -457,6 +457,14 @@ impl Validator<'_> {
         let amc = amc::validate(self, &raw.amc)?;
         let ops = ops::validate(self, raw.log, &raw.reload, &raw.audit)?;
         let (services, routes) = routes::validate(self, raw.services, raw.routes)?;
+        for amc_number in amc.response_signatures.keys() {
+            if !routes.contains_key(amc_number) {
+                return Err(self.err(
+                    &format!("amc.response_signatures.{amc_number}"),
+                    "per-AMC modes apply to the AMCs of [routes]",
+                ));
+            }
+        }
         Ok(Config {
             source: self.file.to_path_buf(),
             server,

@@ -126,6 +126,7 @@ impl AmcCall<'_> {
             outcome,
             status,
             latency_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            detail: result.as_ref().err().and_then(|f| f.detail.as_deref()),
         });
     }
 }

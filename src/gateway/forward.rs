@@ -39,15 +39,20 @@ pub fn join(base: &Uri, suffix: &str, query: Option<&str>) -> Result<Uri, Fault>
     Uri::from_parts(parts).map_err(|_| Fault::new(FaultCode::Internal))
 }
 
+/// What an answer's bytes must pass before they reach the SIH (the AMC's response signature).
+pub type Check<'a> = &'a (dyn Fn(&[u8]) -> Result<(), Fault> + Sync);
+
 /// Sends the SIH's body to `url` through `up` and returns the upstream's answer as it came:
-/// status, content type and body (SOAP faults of the AMC pass through untouched). A non-2xx
-/// answer that is not SOAP becomes an `…-unavailable` fault.
+/// status, content type and body (SOAP faults of the AMC pass through untouched), once `check`
+/// passed on the exact bytes that are passed on. A non-2xx answer that is not SOAP becomes an
+/// `…-unavailable` fault.
 pub async fn forward(
     up: &Upstream,
     url: Uri,
     headers: &HeaderMap,
     body: Bytes,
     budget: &Budget,
+    check: Option<Check<'_>>,
 ) -> Result<HttpResponse, Fault> {
     let host = url.host().unwrap_or("").to_string();
     let mut req = Request::post(url);
@@ -73,6 +78,9 @@ pub async fn forward(
             Err(Fault::with_detail(up.kind().unavailable(), detail))
         }
         Ok(r) => {
+            if let Some(check) = check {
+                check(&r.body)?;
+            }
             let mut resp = Response::new(Full::new(r.body));
             *resp.status_mut() = r.status;
             for name in FORWARDED_RESPONSE_HEADERS {

@@ -353,6 +353,16 @@ const IGC_OSI: Hierarchy = Hierarchy {
             ..LEAF
         }),
         Item::Leaf(LeafSpec {
+            base: "negative/amc-sign-revoked",
+            role: "amc-sign",
+            profile: Profile::AppSign,
+            dn: Dn::Osi("amc-signature-revoked.test"),
+            chain: &["ac-services-applicatifs"],
+            defect: Some("revoked"),
+            revoked: true,
+            ..LEAF
+        }),
+        Item::Leaf(LeafSpec {
             base: "negative/server-expired",
             dn: Dn::Osi("amc-expired.test"),
             window: Window(-400, -1),

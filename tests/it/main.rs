@@ -11,6 +11,7 @@ mod packaging;
 mod pki;
 mod reload;
 mod resilience;
+mod response_signature;
 mod roles;
 mod routing;
 mod sandbox;

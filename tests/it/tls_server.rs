@@ -34,6 +34,8 @@ pub enum Behavior {
     CloseMidHandshake,
     /// Answers 200 with a SOAP body of about this many bytes.
     Large(usize),
+    /// Answers with this status and exactly this body (a prepared, e.g. signed, answer).
+    Answer(u16, std::sync::Arc<str>),
 }
 
 /// What the server saw.
@@ -177,6 +179,7 @@ impl TlsServer {
                                         1,
                                     ),
                                 ),
+                                Behavior::Answer(status, body) => (status, body.to_string()),
                                 _ => (200, ok_body(&serial)),
                             };
                             let mut r = Response::new(Full::new(Bytes::from(text)));

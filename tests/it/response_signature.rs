@@ -1,0 +1,221 @@
+//! AMC answers signed by `xmlsec1` (WS-Security signature of the SOAP Body, both key forms)
+//! are accepted; tampered, unsigned (per mode), foreign, server-role, revoked, wrapped and
+//! moved-Body answers are refused with `amc-signature-invalid`, nothing of them reaching the SIH.
+
+use std::sync::Arc;
+
+use crate::support::*;
+use crate::tls_server::{Behavior, TlsServer};
+
+const WSSE: &str =
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
+const WSU: &str =
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
+const X509V3: &str =
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-x509-token-profile-1.0#X509v3";
+const ANSWER: &str =
+    "<r:idbResponse xmlns:r=\"urn:t\"><r:libelle>Droits ouverts</r:libelle></r:idbResponse>";
+
+/// How the answer names its signing key.
+#[derive(Clone, Copy)]
+enum KeyForm {
+    X509Data,
+    TokenReference,
+}
+
+/// An answer template for `xmlsec1 --sign`, signed by `signer` (test PKI base name).
+fn template(form: KeyForm, signer: &str) -> String {
+    let (token, key_info) = match form {
+        KeyForm::X509Data => (
+            String::new(),
+            "<ds:X509Data><ds:X509Certificate/></ds:X509Data>".to_string(),
+        ),
+        KeyForm::TokenReference => {
+            let pem = std::fs::read_to_string(pki_path(&format!("{signer}.pem"))).unwrap();
+            let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            (
+                format!("<wsse:BinarySecurityToken wsu:Id=\"X509-1\" ValueType=\"{X509V3}\" EncodingType=\"http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary\">{b64}</wsse:BinarySecurityToken>"),
+                format!("<wsse:SecurityTokenReference><wsse:Reference URI=\"#X509-1\" ValueType=\"{X509V3}\"/></wsse:SecurityTokenReference>"),
+            )
+        }
+    };
+    format!(
+        r##"<?xml version="1.0" encoding="UTF-8"?>
+<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope" xmlns:wsse="{WSSE}" xmlns:wsu="{WSU}" xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><env:Header><wsse:Security>{token}<ds:Signature><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="#Body-1"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/></ds:Reference></ds:SignedInfo><ds:SignatureValue/><ds:KeyInfo>{key_info}</ds:KeyInfo></ds:Signature></wsse:Security></env:Header><env:Body wsu:Id="Body-1">{ANSWER}</env:Body></env:Envelope>
+"##
+    )
+}
+
+/// `xmlsec1 --sign` of `form`'s template with `signer`'s key.
+fn signed(form: KeyForm, signer: &str) -> String {
+    let tmp = scratch();
+    let t = tmp.path().join("answer.xml");
+    std::fs::write(&t, template(form, signer)).unwrap();
+    let key = format!(
+        "{},{}",
+        pki_path(&format!("{signer}.key")).display(),
+        pki_path(&format!("{signer}.pem")).display()
+    );
+    let out = tool(
+        "xmlsec1",
+        &[
+            "--sign",
+            "--privkey-pem",
+            &key,
+            "--id-attr:Id",
+            "http://www.w3.org/2003/05/soap-envelope:Body",
+            t.to_str().unwrap(),
+        ],
+        std::path::Path::new("."),
+    );
+    assert!(
+        out.status.success(),
+        "xmlsec1 --sign: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A gateway routing AMC 10000001 to an AMC that answers `answer`, under `mode`.
+fn call_with(answer: String, status: u16, mode: &str) -> (Resp, TlsServer) {
+    let amc = TlsServer::fixture(
+        "osi/amc-a",
+        None,
+        Behavior::Answer(status, Arc::from(answer)),
+    );
+    let tmp = scratch();
+    let p = |r: &str| pki_path(r).display().to_string();
+    let crls = format!(
+        "crls = [\"{}\", \"{}\", \"{}\"]",
+        p("osi/root.crl.pem"),
+        p("osi/ac-serveur.crl.pem"),
+        p("osi/ac-services-applicatifs.crl.pem")
+    );
+    let text = format!(
+        "{}\n[amc]\nresponse_signature = \"{mode}\"\n\n[routes.\"10000001\"]\nidb = \"{}\"\n",
+        base_config(
+            &p("org/auth_cli.p12"),
+            &p("secrets/p12-password"),
+            "",
+            &crls
+        ),
+        amc.url("/idb")
+    );
+    let gw = Proc::with_config(&write_config(tmp.path(), &text));
+    let r = post(gw.gateway, "/amc/10000001/idb", CT12, &envelope12("<q/>"));
+    (r, amc)
+}
+
+fn refused(r: &Resp, why: &str) {
+    assert_eq!(
+        r.header("x-rocgw-error"),
+        Some("amc-signature-invalid"),
+        "{}",
+        r.body
+    );
+    assert!(
+        !r.body.contains("Droits ouverts"),
+        "the AMC's body must not pass: {}",
+        r.body
+    );
+    assert!(r.body.contains(why), "{why}: {}", r.body);
+}
+
+#[test]
+fn answers_signed_by_xmlsec1_are_accepted_in_both_key_forms() {
+    for form in [KeyForm::X509Data, KeyForm::TokenReference] {
+        let answer = signed(form, "osi/amc-sign");
+        let (r, _amc) = call_with(answer.clone(), 200, "required");
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body, answer, "the bytes verified are the bytes passed on");
+    }
+    // A signed SOAP fault passes too, with its status.
+    let fault = signed(KeyForm::X509Data, "osi/amc-sign");
+    let (r, _amc) = call_with(fault, 500, "required");
+    assert_eq!((r.status, r.header("x-rocgw-error")), (500, None));
+}
+
+#[test]
+fn unsigned_answers_follow_the_mode() {
+    let plain = envelope12(ANSWER);
+    for (mode, ok) in [("off", true), ("if-present", true), ("required", false)] {
+        let (r, _amc) = call_with(plain.clone(), 200, mode);
+        if ok {
+            assert_eq!(r.status, 200, "{mode}: {}", r.body);
+        } else {
+            refused(&r, "not signed");
+        }
+    }
+    // A plain SOAP fault under `required`: refused too; an error page stays amc-unavailable.
+    let (r, _amc) = call_with(envelope12("<f/>"), 500, "required");
+    refused(&r, "not signed");
+    let (r, _amc) = call_with("<html>oops</html>".into(), 503, "required");
+    assert_eq!(r.header("x-rocgw-error"), Some("amc-unavailable"));
+}
+
+#[test]
+fn bad_signatures_are_refused_even_when_only_present_ones_are_checked() {
+    let good = signed(KeyForm::X509Data, "osi/amc-sign");
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "tampered",
+            good.replace("Droits ouverts", "Droits fermés"),
+            "does not verify",
+        ),
+        (
+            "foreign CA",
+            signed(KeyForm::X509Data, "org/sign"),
+            "signature-role",
+        ),
+        (
+            "server-role signer",
+            signed(KeyForm::X509Data, "osi/amc-a"),
+            "server-role",
+        ),
+        (
+            "revoked signer",
+            signed(KeyForm::X509Data, "negative/amc-sign-revoked"),
+            "revoked",
+        ),
+        (
+            "duplicate ID",
+            good.replace(
+                "<wsse:Security>",
+                &format!(
+                    "<wsse:Security><x:y xmlns:x=\"urn:x\" xmlns:wsu=\"{WSU}\" wsu:Id=\"Body-1\"/>"
+                ),
+            ),
+            "duplicate identifier",
+        ),
+        (
+            "moved Body",
+            moved_body(&good),
+            "does not resolve to the Envelope",
+        ),
+    ];
+    for (name, answer, why) in cases {
+        let (r, amc) = call_with(answer, 200, "if-present");
+        assert_eq!(
+            amc.seen.requests.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "{name}"
+        );
+        refused(&r, why);
+    }
+}
+
+/// The signed Body moved into the header, another Body in its place (signature wrapping).
+fn moved_body(signed: &str) -> String {
+    let start = signed.find("<env:Body").unwrap();
+    let end = signed.find("</env:Body>").unwrap() + "</env:Body>".len();
+    let body = &signed[start..end];
+    let without = format!(
+        "{}<env:Body><r:evil xmlns:r=\"urn:t\"/></env:Body>{}",
+        &signed[..start],
+        &signed[end..]
+    );
+    without.replace(
+        "</wsse:Security>",
+        &format!("<w:kept xmlns:w=\"urn:w\">{body}</w:kept></wsse:Security>"),
+    )
+}
