@@ -24,6 +24,7 @@ mod check;
 mod config;
 mod inject;
 mod server;
+mod sign;
 mod tls;
 
 pub use check::{same_dn, Checker, Refusal, REASONS};
@@ -33,3 +34,4 @@ pub use config::{
 };
 pub use inject::{Action, CertMode, Distribution, Faults};
 pub use server::{run, Sim};
+pub use sign::SignatureFault;

@@ -49,13 +49,13 @@ pub(super) async fn handle(
             &format!("{path} (services: {})", amc.services.join(", ")),
         );
         return Some(with_reason(
-            xml(StatusCode::NOT_FOUND, version, f),
+            signed(&state, &amc, StatusCode::NOT_FOUND, version, f),
             "unknown-service",
         ));
     }
     if action != Action::Answer {
         count("injected", action.as_str());
-        return injected(action, version);
+        return injected(&state, &amc, action, version);
     }
     let checked = check(&state, &amc, &body).await;
     match checked {
@@ -71,18 +71,38 @@ pub(super) async fn handle(
                 answer::seed(&body),
                 &assertion_id,
             );
-            Some(xml(StatusCode::OK, version, text))
+            Some(signed(&state, &amc, StatusCode::OK, version, text))
         }
         Err(r) => {
             count("refused", r.reason);
             tracing::info!(amc = %amc.numero, service = %service, reason = r.reason, "simulator refused a request");
-            Some(refused(version, &r))
+            Some(refused(&state, &amc, version, &r))
         }
     }
 }
 
+/// An answer of `amc`, signed as its faults say when the simulator signs answers.
+fn signed(
+    state: &State,
+    amc: &Amc,
+    status: StatusCode,
+    version: SoapVersion,
+    text: String,
+) -> HttpResponse {
+    let text = match &state.signer {
+        Some(s) => s.sign(amc.faults.load().signature, &text),
+        None => text,
+    };
+    xml(status, version, text)
+}
+
 /// The answer an injected fault asks for (`None`: reset the connection).
-fn injected(action: Action, version: SoapVersion) -> Option<HttpResponse> {
+fn injected(
+    state: &State,
+    amc: &Amc,
+    action: Action,
+    version: SoapVersion,
+) -> Option<HttpResponse> {
     match action {
         Action::Answer | Action::Reset => None,
         Action::Http500 | Action::Http503 => Some(with_reason(
@@ -98,7 +118,8 @@ fn injected(action: Action, version: SoapVersion) -> Option<HttpResponse> {
                 "fault injected by the simulator",
             );
             let status = StatusCode::INTERNAL_SERVER_ERROR;
-            Some(with_reason(xml(status, version, f), "injected-fault"))
+            let answer = signed(state, amc, status, version, f);
+            Some(with_reason(answer, "injected-fault"))
         }
     }
 }
@@ -119,7 +140,7 @@ async fn check(state: &Arc<State>, amc: &Arc<Amc>, body: &Bytes) -> Result<Strin
 }
 
 /// The SOAP fault of a refused request (HTTP 500 in SOAP 1.1, 400 in SOAP 1.2).
-fn refused(version: SoapVersion, r: &Refusal) -> HttpResponse {
+fn refused(state: &State, amc: &Amc, version: SoapVersion, r: &Refusal) -> HttpResponse {
     let f = answer::fault(
         version,
         true,
@@ -131,5 +152,5 @@ fn refused(version: SoapVersion, r: &Refusal) -> HttpResponse {
         SoapVersion::V11 => StatusCode::INTERNAL_SERVER_ERROR,
         SoapVersion::V12 => StatusCode::BAD_REQUEST,
     };
-    with_reason(xml(status, version, f), r.reason)
+    with_reason(signed(state, amc, status, version, f), r.reason)
 }

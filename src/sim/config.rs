@@ -109,6 +109,10 @@ pub struct SimConfig {
     pub certificates: Certificates,
     #[serde(rename = "amc")]
     pub amcs: Vec<AmcCfg>,
+    /// The AMC application's signing key and certificate (AC-SERVICES-APPLICATIFS): when set,
+    /// every AMC answer is signed (`sign`), as `[amc.faults] signature` says.
+    #[serde(default)]
+    pub signing: Option<CertKey>,
 }
 
 fn default_host() -> String {
@@ -168,6 +172,9 @@ impl SimConfig {
             .chain(self.igc_sante.crls.iter_mut())
             .for_each(fix);
         fix_pair(&mut self.annuaire.tls);
+        if let Some(s) = &mut self.signing {
+            fix_pair(s);
+        }
         let c = &mut self.certificates;
         fix_pair(&mut c.valid);
         for o in [
@@ -229,6 +236,7 @@ impl SimConfig {
                     faults: Faults::default(),
                 })
                 .collect(),
+            signing: Some(pair("osi/amc-sign")),
         }
     }
 }

@@ -51,6 +51,8 @@ pub struct Faults {
     pub http_503_rate: f64,
     pub reset_rate: f64,
     pub certificate: CertMode,
+    /// How the AMC signs its answers (when the simulator has a `[signing]` key).
+    pub signature: super::sign::SignatureFault,
 }
 
 /// What to do with one request, drawn from [`Faults`].

@@ -44,6 +44,8 @@ pub(super) struct State {
     pub(super) checker: Checker,
     pub(super) unknown_marker: String,
     pub(super) counters: Counters,
+    /// Signs the AMCs' answers, when `[signing]` is set.
+    pub(super) signer: Option<super::sign::AnswerSigner>,
 }
 
 /// A started simulator: where everything listens.
@@ -82,6 +84,11 @@ impl Sim {
             checker,
             unknown_marker: cfg.unknown_marker.clone(),
             counters: Counters::new(),
+            signer: cfg
+                .signing
+                .as_ref()
+                .map(super::sign::AnswerSigner::load)
+                .transpose()?,
         });
 
         let local = |l: &TcpListener| l.local_addr().map_err(|e| e.to_string());

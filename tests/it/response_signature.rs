@@ -78,6 +78,15 @@ fn signed(form: KeyForm, signer: &str) -> String {
 
 /// A gateway routing AMC 10000001 to an AMC that answers `answer`, under `mode`.
 fn call_with(answer: String, status: u16, mode: &str) -> (Resp, TlsServer) {
+    call_with_amc(
+        answer,
+        status,
+        &format!("response_signature = \"{mode}\"\n"),
+    )
+}
+
+/// The same, with `amc` as the `[amc]` section's body.
+fn call_with_amc(answer: String, status: u16, amc_section: &str) -> (Resp, TlsServer) {
     let amc = TlsServer::fixture(
         "osi/amc-a",
         None,
@@ -92,7 +101,7 @@ fn call_with(answer: String, status: u16, mode: &str) -> (Resp, TlsServer) {
         p("osi/ac-services-applicatifs.crl.pem")
     );
     let text = format!(
-        "{}\n[amc]\nresponse_signature = \"{mode}\"\n\n[routes.\"10000001\"]\nidb = \"{}\"\n",
+        "{}\n[amc]\n{amc_section}\n[routes.\"10000001\"]\nidb = \"{}\"\n",
         base_config(
             &p("org/auth_cli.p12"),
             &p("secrets/p12-password"),
@@ -146,6 +155,11 @@ fn unsigned_answers_follow_the_mode() {
             refused(&r, "not signed");
         }
     }
+    // Per AMC of [routes]: this one requires signatures while the others need none.
+    let per_amc =
+        "response_signature = \"off\"\n[amc.response_signatures]\n\"10000001\" = \"required\"\n";
+    let (r, _amc) = call_with_amc(plain.clone(), 200, per_amc);
+    refused(&r, "not signed");
     // A plain SOAP fault under `required`: refused too; an error page stays amc-unavailable.
     let (r, _amc) = call_with(envelope12("<f/>"), 500, "required");
     refused(&r, "not signed");
@@ -218,4 +232,62 @@ fn moved_body(signed: &str) -> String {
         "</wsse:Security>",
         &format!("<w:kept xmlns:w=\"urn:w\">{body}</w:kept></wsse:Security>"),
     )
+}
+
+/// `xmlsec1 --verify` of an AMC answer, trusting the IGC OSI root.
+fn xmlsec_verify_answer(doc: &str) -> (bool, String) {
+    let tmp = scratch();
+    let f = tmp.path().join("answer.xml");
+    std::fs::write(&f, doc).unwrap();
+    let out = tool(
+        "xmlsec1",
+        &[
+            "--verify",
+            "--trusted-pem",
+            pki_path("osi/root.pem").to_str().unwrap(),
+            "--untrusted-pem",
+            pki_path("osi/ac-services-applicatifs.pem")
+                .to_str()
+                .unwrap(),
+            "--id-attr:Id",
+            "http://www.w3.org/2003/05/soap-envelope:Body",
+            f.to_str().unwrap(),
+        ],
+        std::path::Path::new("."),
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_simulator_signs_its_answers_and_its_faults_break_them() {
+    use rocgw::sim::{Faults, SignatureFault};
+    let s = crate::sim::SimFixture::start(|_| {});
+    let (gw, _t) = s.gateway("response_signature = \"required\"", "", "", 3_000);
+    let call = || post(gw.gateway, "/amc/99999991/idb", CT12, &envelope12("<q/>"));
+    let r = call();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (ok, out) = xmlsec_verify_answer(&r.body);
+    assert!(
+        ok,
+        "xmlsec1 refused the simulator's answer: {out}\n{}",
+        r.body
+    );
+    for (fault, why) in [
+        (SignatureFault::None, "not signed"),
+        (SignatureFault::Broken, "does not verify"),
+        (SignatureFault::WrongCa, "signature-role"),
+        (SignatureFault::Wrapped, "resolve to the Envelope"),
+    ] {
+        let f = Faults {
+            signature: fault,
+            ..Faults::default()
+        };
+        s.set_faults("99999991", &f);
+        refused(&call(), why);
+    }
 }

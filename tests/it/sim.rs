@@ -79,9 +79,10 @@ impl SimFixture {
             &p("secrets/p12-password"),
             server,
             &format!(
-                "crls = [\"{}\", \"{}\"]",
+                "crls = [\"{}\", \"{}\", \"{}\"]",
                 p("osi/root.crl.pem"),
-                p("osi/ac-serveur.crl.pem")
+                p("osi/ac-serveur.crl.pem"),
+                p("osi/ac-services-applicatifs.crl.pem")
             ),
         );
         t.push_str(&format!(
