@@ -13,7 +13,11 @@
 #
 # Usage (from the repository root):
 #   ROCGW_A=/tmp/before/rocgw ROCGW_B=target/release/rocgw bash bench/gateway_ab.sh
-# Environment: ROUNDS=3, DURATION=10s, CONCURRENCY=16, GW_CPU=0, LOAD_CPU=1, AB_DIR (work folder).
+#   # one build, two configurations (B checks the AMC answers' signatures):
+#   ROCGW_A=target/release/rocgw B_AMC='response_signature = "required"' bash bench/gateway_ab.sh
+# Environment: ROUNDS=3, DURATION=10s, CONCURRENCY=16, GW_CPU=0, LOAD_CPU=1, AB_DIR (work folder),
+# A_AMC / B_AMC (lines added to the [amc] section of A's / B's configuration). The simulator
+# signs its answers (osi/amc-sign) in every run.
 # Needs: bash, coreutils (taskset from util-linux), curl, awk, python3.
 
 set -euo pipefail
@@ -64,12 +68,17 @@ valid = { cert = "$PKI/osi/amc-a.chain.pem", key = "$PKI/osi/amc-a.key" }
 numero = "99999991"
 listen = "127.0.0.1:0"
 services = ["idb"]
+[signing]
+cert = "$PKI/osi/amc-sign.pem"
+key = "$PKI/osi/amc-sign.key"
 EOF
 taskset -c "$LOAD_CPU" "$B" sim --config "$D/sim.toml" >"$D/sim.out" 2>"$D/sim.log" &
 SIM_PID=$!
 wait_addr "annuaire" 30 "$D/sim.out" >/dev/null || { echo "ab: the simulator did not start" >&2; exit 2; }
 ANNUAIRE=$(sed -n 's|^rocgw sim: annuaire listening on ||p' "$D/sim.out")
-cat >"$D/rocgw.toml" <<EOF
+for tag in A B; do
+extra=${A_AMC:-}; [[ $tag == B ]] && extra=${B_AMC:-}
+cat >"$D/rocgw-$tag.toml" <<EOF
 [server]
 listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
@@ -83,16 +92,18 @@ password_file = "$PKI/secrets/p12-password"
 amc_anchors = ["$PKI/osi/anchors.pem"]
 [amc]
 endpoint_hosts = ["localhost"]
+$extra
 [annuaire]
 url = "$ANNUAIRE"
 [log]
 level = "warn"
 EOF
+done
 
 # One gateway run: prints "req_s p50_ms p99_ms cpu_ms_per_1000" for each of the two mixes.
 run_gateway() {
   local bin=$1 tag=$2 gw admin mix t0 t1 ok
-  taskset -c "$GW_CPU" "$bin" serve --config "$D/rocgw.toml" >"$D/gw-$tag.out" 2>"$D/gw-$tag.log" &
+  taskset -c "$GW_CPU" "$bin" serve --config "$D/rocgw-$tag.toml" >"$D/gw-$tag.out" 2>"$D/gw-$tag.log" &
   GW_PID=$!
   admin=$(wait_addr "rocgw: admin" 30 "$D/gw-$tag.out") || { echo "ab: gateway $tag did not start" >&2; exit 2; }
   gw=$(wait_addr "rocgw: gateway" 30 "$D/gw-$tag.out")

@@ -51,10 +51,14 @@ impl Authority {
 }
 
 /// The server-role and signature-role authorities.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Roles {
     server: Vec<Authority>,
     signature: Vec<Authority>,
+    /// Roles found above each response signer already seen: the path of a certificate does
+    /// not change while this trust material is in force (a reload builds new `Roles`), and
+    /// walking it costs RSA verifications on every answer.
+    signers: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Vec<Role>>>,
 }
 
 impl Roles {
@@ -64,6 +68,7 @@ impl Roles {
         let roles = Roles {
             server: authorities(Role::Server, &cfg.server_authorities, anchors)?,
             signature: authorities(Role::Signature, &cfg.signature_authorities, anchors)?,
+            signers: Default::default(),
         };
         if roles.server.is_empty() {
             return Err(TrustError::NoServerRole);
@@ -82,30 +87,56 @@ impl Roles {
     /// the anchors) goes through an authority of `role`. Each step is a verified signature,
     /// never a name match alone.
     pub fn path_has(&self, role: Role, leaf: &[u8], pool: &[&[u8]]) -> bool {
+        self.on_path(leaf, pool, Some(role)).contains(&role)
+    }
+
+    /// `on_path` for a response signer, remembered per certificate (at most 1,000).
+    pub fn of_signer(&self, signer: &[u8], pool: &[&[u8]]) -> Vec<Role> {
+        let mut seen = self.signers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = seen.get(signer) {
+            return r.clone();
+        }
+        let roles = self.on_path(signer, pool, None);
+        if seen.len() >= 1_000 {
+            seen.clear();
+        }
+        seen.insert(signer.to_vec(), roles.clone());
+        roles
+    }
+
+    /// The roles of the authorities on the signed path from `leaf` through `pool`, up to a
+    /// self-signed root or a missing issuer (`stop_at`: stop at the first authority of that
+    /// role). One walk for both roles: a response signer must have one and not the other.
+    pub fn on_path(&self, leaf: &[u8], pool: &[&[u8]], stop_at: Option<Role>) -> Vec<Role> {
+        let mut found = Vec::new();
         let Ok((_, mut cur)) = X509Certificate::from_der(leaf) else {
-            return false;
+            return found;
         };
         let pool: Vec<X509Certificate<'_>> = pool
             .iter()
             .filter_map(|d| X509Certificate::from_der(d).ok().map(|(_, c)| c))
             .collect();
-        let wanted = self.of(role);
         for _ in 0..=pool.len() {
             let Some(issuer) = pool.iter().find(|c| {
                 c.subject().as_raw() == cur.issuer().as_raw()
                     && cur.verify_signature(Some(c.public_key())).is_ok()
             }) else {
-                return false;
+                break;
             };
-            if wanted.contains(&Authority::of(issuer)) {
-                return true;
+            let authority = Authority::of(issuer);
+            for role in [Role::Server, Role::Signature] {
+                if self.of(role).contains(&authority) && !found.contains(&role) {
+                    found.push(role);
+                }
             }
-            if issuer.subject().as_raw() == issuer.issuer().as_raw() {
-                return false;
+            if stop_at.is_some_and(|r| found.contains(&r))
+                || issuer.subject().as_raw() == issuer.issuer().as_raw()
+            {
+                break;
             }
             cur = issuer.clone();
         }
-        false
+        found
     }
 }
 

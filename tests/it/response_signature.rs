@@ -267,7 +267,10 @@ fn xmlsec_verify_answer(doc: &str) -> (bool, String) {
 fn the_simulator_signs_its_answers_and_its_faults_break_them() {
     use rocgw::sim::{Faults, SignatureFault};
     let s = crate::sim::SimFixture::start(|_| {});
-    let (gw, _t) = s.gateway("response_signature = \"required\"", "", "", 3_000);
+    let dir = scratch();
+    let audit = audit_file(dir.path());
+    let tail = format!("[audit]\nfile = \"{}\"\n", audit.display());
+    let (gw, _t) = s.gateway("response_signature = \"required\"", "", &tail, 3_000);
     let call = || post(gw.gateway, "/amc/99999991/idb", CT12, &envelope12("<q/>"));
     let r = call();
     assert_eq!(r.status, 200, "{}", r.body);
@@ -290,4 +293,12 @@ fn the_simulator_signs_its_answers_and_its_faults_break_them() {
         s.set_faults("99999991", &f);
         refused(&call(), why);
     }
+    // The audit log says why each refused answer was refused.
+    let records = audit_records(&audit, 5);
+    assert_eq!(records[0]["outcome"], "ok");
+    for r in &records[1..] {
+        assert_eq!(r["outcome"], "amc-signature-invalid", "{r}");
+        assert!(!r["detail"].as_str().unwrap_or("").is_empty(), "{r}");
+    }
+    assert!(records[2]["detail"].as_str().unwrap().contains("does not verify"));
 }
