@@ -300,5 +300,8 @@ fn the_simulator_signs_its_answers_and_its_faults_break_them() {
         assert_eq!(r["outcome"], "amc-signature-invalid", "{r}");
         assert!(!r["detail"].as_str().unwrap_or("").is_empty(), "{r}");
     }
-    assert!(records[2]["detail"].as_str().unwrap().contains("does not verify"));
+    assert!(records[2]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("does not verify"));
 }
