@@ -203,6 +203,9 @@ pub enum CertCommand {
         /// Sandbox data folder (when no configuration is given).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Warnings are fatal: exit 1 on a WARN line (default: 0 unless a line FAILs, exit 2).
+        #[arg(long)]
+        strict: bool,
     },
     /// Make a new RSA key and a CSR with the ORG subject layout and the recommended CN.
     Csr {
@@ -477,6 +480,7 @@ fn run_cert(c: CertCommand) -> ExitCode {
             config,
             allow_test_pki,
             data_dir,
+            strict,
         } => {
             let (path, sandbox) = match config {
                 Some(p) => (p, false),
@@ -493,12 +497,16 @@ fn run_cert(c: CertCommand) -> ExitCode {
             for c in &checks {
                 println!("{c}");
             }
-            let code = crate::cert::doctor::exit_code(&checks);
+            let code = crate::cert::doctor::exit_code(&checks, strict);
+            let warned = checks
+                .iter()
+                .any(|c| c.level == crate::cert::doctor::Level::Warn);
             println!(
                 "{}",
-                match code {
-                    0 => "ready",
-                    1 => "ready, with warnings",
+                match (code, warned) {
+                    (0, false) => "ready",
+                    (0, true) => "ready, with warnings",
+                    (1, _) => "ready, with warnings (fatal under --strict)",
                     _ => "NOT ready: fix the FAIL lines",
                 }
             );

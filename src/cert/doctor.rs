@@ -217,10 +217,12 @@ fn local_listener(r: &mut Report, cfg: &Config, now: i64) {
 }
 
 /// The worst level of a report, as an exit code: 0, 1 or 2.
-pub fn exit_code(checks: &[Check]) -> u8 {
+/// 0 ready (warnings allowed: a certificate in its renewal month or a stale CRL under the soft
+/// policy must not stop a service restart), 2 not ready; with `strict`, warnings give 1.
+pub fn exit_code(checks: &[Check], strict: bool) -> u8 {
     match checks.iter().map(|c| c.level).max() {
         Some(Level::Fail) => 2,
-        Some(Level::Warn) => 1,
+        Some(Level::Warn) if strict => 1,
         _ => 0,
     }
 }

@@ -308,7 +308,7 @@ fn doctor_flags_each_defect_with_the_right_line() {
             "negative/auth_cli-expiring.p12",
             "org/sign.p12",
             "",
-            1,
+            0,
             "WARN identity.auth_cli: validity: expires in",
         ),
         (
@@ -432,4 +432,43 @@ fn doctor_checks_the_local_listener_too() {
         out.contains("FAIL server.unix_socket: /nonexistent-rocgw: the folder does not exist"),
         "{out}"
     );
+}
+
+/// Warnings (a certificate in its renewal month) leave doctor at exit 0, so the systemd unit's
+/// pre-start check does not turn a restart into a loop; `--strict` makes them fatal (exit 1).
+#[test]
+fn doctor_warnings_do_not_block_a_restart_unless_strict() {
+    let tmp = scratch();
+    let pw = tmp.path().join("pw");
+    fs::write(&pw, p12_password()).unwrap();
+    fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).unwrap();
+    let cfg = doctor_config(
+        tmp.path(),
+        "negative/auth_cli-expiring.p12",
+        "org/sign.p12",
+        "",
+        &pw,
+    );
+    let cfg = cfg.to_str().unwrap();
+    // The unit's own ExecStartPre line, on this configuration (TEST certificates: allowed).
+    let unit =
+        fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rocgw.service")).unwrap();
+    let line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStartPre="))
+        .expect("an ExecStartPre line");
+    let mut args: Vec<&str> = line.split_whitespace().skip(1).collect();
+    assert_eq!(args[..2], ["cert", "doctor"], "{line}");
+    let at = args.iter().position(|a| *a == "--config").unwrap() + 1;
+    args[at] = cfg;
+    args.push("--allow-test-pki");
+    let out = run(&args, &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("WARN identity.auth_cli: validity") && text.contains("ready, with warnings"),
+        "{text}"
+    );
+    args.push("--strict");
+    assert_eq!(run(&args, &[]).status.code(), Some(1));
 }
