@@ -3,6 +3,7 @@
 //! certificate with its key and chain into the PKCS#12 rocgw loads. (`doctor`, the pre-flight
 //! check of a whole configuration, lives in `cert/doctor.rs`.)
 
+pub mod candidate;
 pub mod doctor;
 
 use std::path::Path;

@@ -191,22 +191,9 @@ pub enum CertCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Check everything rocgw needs before going live; exit 0 (OK), 1 (warnings), 2 (failures).
-    Doctor {
-        /// Configuration file [default: $ROCGW_CONFIG, else /etc/rocgw/rocgw.toml, else the
-        /// sandbox's].
-        #[arg(long, env = "ROCGW_CONFIG")]
-        config: Option<PathBuf>,
-        /// Accept TEST IGC-Santé certificates in this configuration (integration platforms).
-        #[arg(long)]
-        allow_test_pki: bool,
-        /// Sandbox data folder (when no configuration is given).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Warnings are fatal: exit 1 on a WARN line (default: 0 unless a line FAILs, exit 2).
-        #[arg(long)]
-        strict: bool,
-    },
+    /// Check everything rocgw needs before going live; exit 0 when ready (warnings allowed),
+    /// 2 when not (--strict: warnings exit 1). With --candidate: a renewed certificate.
+    Doctor(DoctorArgs),
     /// Make a new RSA key and a CSR with the ORG subject layout and the recommended CN.
     Csr {
         #[arg(long, value_parser = ["auth-cli", "sign"])]
@@ -241,6 +228,40 @@ pub enum CertCommand {
         #[command(flatten)]
         password: PasswordArgs,
     },
+}
+
+/// `rocgw cert doctor` options.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Configuration file [default: $ROCGW_CONFIG, else /etc/rocgw/rocgw.toml, else the
+    /// sandbox's].
+    #[arg(long, env = "ROCGW_CONFIG")]
+    config: Option<PathBuf>,
+    /// Accept TEST IGC-Santé certificates in this configuration (integration platforms).
+    #[arg(long)]
+    allow_test_pki: bool,
+    /// Sandbox data folder (when no configuration is given).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Warnings are fatal: exit 1 on a WARN line (default: 0 unless a line FAILs, exit 2).
+    #[arg(long)]
+    strict: bool,
+    /// A renewed certificate to check before it is swapped in: a PKCS#12 file, or a PEM
+    /// chain with --candidate-key. Checked like the identities, and for the same structure.
+    #[arg(long, requires = "role")]
+    candidate: Option<PathBuf>,
+    /// The PEM private key of --candidate.
+    #[arg(long, requires = "candidate")]
+    candidate_key: Option<PathBuf>,
+    /// What --candidate is.
+    #[arg(long, value_parser = ["auth-cli", "sign"], requires = "candidate")]
+    role: Option<String>,
+    /// The structure --candidate renews [default: the gateway's default structure].
+    #[arg(long, requires = "candidate")]
+    structure: Option<String>,
+    /// Password file of --candidate [default: the configured identity's password].
+    #[arg(long, requires = "candidate")]
+    password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -476,42 +497,7 @@ fn run_cert(c: CertCommand) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        CertCommand::Doctor {
-            config,
-            allow_test_pki,
-            data_dir,
-            strict,
-        } => {
-            let (path, sandbox) = match config {
-                Some(p) => (p, false),
-                None if std::path::Path::new(crate::config::DEFAULT_CONFIG_PATH).exists() => {
-                    (PathBuf::from(crate::config::DEFAULT_CONFIG_PATH), false)
-                }
-                None => (
-                    crate::sandbox::data_dir(data_dir.as_deref()).join("rocgw-sandbox.toml"),
-                    true,
-                ),
-            };
-            println!("rocgw cert doctor: {}", path.display());
-            let checks = crate::cert::doctor::run(&path, sandbox || allow_test_pki);
-            for c in &checks {
-                println!("{c}");
-            }
-            let code = crate::cert::doctor::exit_code(&checks, strict);
-            let warned = checks
-                .iter()
-                .any(|c| c.level == crate::cert::doctor::Level::Warn);
-            println!(
-                "{}",
-                match (code, warned) {
-                    (0, false) => "ready",
-                    (0, true) => "ready, with warnings",
-                    (1, _) => "ready, with warnings (fatal under --strict)",
-                    _ => "NOT ready: fix the FAIL lines",
-                }
-            );
-            ExitCode::from(code)
-        }
+        CertCommand::Doctor(args) => run_doctor(args),
         CertCommand::Csr {
             role,
             structure_id,
@@ -560,4 +546,64 @@ fn run_cert(c: CertCommand) -> ExitCode {
             }
         }
     }
+}
+
+/// `rocgw cert doctor`: the configuration's checks, or a candidate's.
+fn run_doctor(args: DoctorArgs) -> ExitCode {
+    let DoctorArgs {
+        config,
+        allow_test_pki,
+        data_dir,
+        strict,
+        candidate,
+        candidate_key,
+        role,
+        structure,
+        password_file,
+    } = args;
+    let (path, sandbox) = match config {
+        Some(p) => (p, false),
+        None if std::path::Path::new(crate::config::DEFAULT_CONFIG_PATH).exists() => {
+            (PathBuf::from(crate::config::DEFAULT_CONFIG_PATH), false)
+        }
+        None => (
+            crate::sandbox::data_dir(data_dir.as_deref()).join("rocgw-sandbox.toml"),
+            true,
+        ),
+    };
+    println!("rocgw cert doctor: {}", path.display());
+    let test_pki = sandbox || allow_test_pki;
+    let checks = match candidate {
+        Some(p) => {
+            let c = crate::cert::candidate::Candidate {
+                path: p,
+                key: candidate_key,
+                role: match role.as_deref() {
+                    Some("auth-cli") => crate::identity::Role::AuthCli,
+                    _ => crate::identity::Role::Sign,
+                },
+                structure,
+                password_file,
+            };
+            crate::cert::candidate::check(&path, &c, test_pki)
+        }
+        None => crate::cert::doctor::run(&path, test_pki),
+    };
+    for c in &checks {
+        println!("{c}");
+    }
+    let code = crate::cert::doctor::exit_code(&checks, strict);
+    let warned = checks
+        .iter()
+        .any(|c| c.level == crate::cert::doctor::Level::Warn);
+    println!(
+        "{}",
+        match (code, warned) {
+            (0, false) => "ready",
+            (0, true) => "ready, with warnings",
+            (1, _) => "ready, with warnings (fatal under --strict)",
+            _ => "NOT ready: fix the FAIL lines",
+        }
+    );
+    ExitCode::from(code)
 }

@@ -44,10 +44,16 @@ impl std::fmt::Display for Check {
     }
 }
 
-struct Report(Vec<Check>);
+pub(super) struct Report(pub(super) Vec<Check>);
 
 impl Report {
-    fn add(&mut self, level: Level, what: &str, detail: impl Into<String>, fix: Option<&str>) {
+    pub(super) fn add(
+        &mut self,
+        level: Level,
+        what: &str,
+        detail: impl Into<String>,
+        fix: Option<&str>,
+    ) {
         self.0.push(Check {
             level,
             what: what.to_string(),
@@ -253,7 +259,7 @@ fn load_crls(paths: &[PathBuf], r: &mut Report) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> 
 }
 
 /// Checks one identity; returns its structure identifier when it could be read.
-fn identity(
+pub(super) fn identity(
     r: &mut Report,
     name: &str,
     role: Role,

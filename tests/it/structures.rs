@@ -416,3 +416,49 @@ fn cert_doctor_checks_each_structure() {
         "{out}"
     );
 }
+
+#[test]
+fn a_candidate_certificate_is_checked_against_the_structure_it_renews() {
+    let g = Group::new();
+    let cfg = g.config("https://localhost:9/a", "https://localhost:9/i", "", "");
+    let candidate = |file: &str, structure: &str| {
+        let out = run(
+            &[
+                "cert",
+                "doctor",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--allow-test-pki",
+                "--candidate",
+                pki_path(file).to_str().unwrap(),
+                "--role",
+                "sign",
+                "--structure",
+                structure,
+            ],
+            &[],
+        );
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    // The second structure's SIGN renews the second structure...
+    let (code, out) = candidate("org2/sign.p12", SECOND);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!(
+            "OK   candidate: structure: renews structure {SECOND}"
+        )),
+        "{out}"
+    );
+    // ...not the first.
+    let (code, out) = candidate("org2/sign.p12", FIRST);
+    assert_eq!(code, Some(2), "{out}");
+    let fail = format!("FAIL candidate: structure: the candidate is structure {SECOND}; structures.{FIRST} is structure {FIRST}");
+    assert!(out.contains(&fail), "{out}");
+    // An AUTH_CLI file offered as SIGN fails the role check.
+    let (code, out) = candidate("org/auth_cli.p12", FIRST);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("FAIL candidate: role"), "{out}");
+}
