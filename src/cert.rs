@@ -6,6 +6,8 @@
 pub mod candidate;
 pub mod doctor;
 
+pub use crate::identity::{chain_up, issued_by, missing_is_aci_el_org, Chain};
+
 use std::path::Path;
 
 use rustls::pki_types::CertificateDer;
@@ -198,48 +200,6 @@ pub fn key_matches(key: &[u8], cert: &[u8]) -> bool {
     let kp = aws_lc_rs::rsa::KeyPair::from_pkcs8(key)
         .or_else(|_| aws_lc_rs::rsa::KeyPair::from_der(key));
     kp.is_ok_and(|kp| kp.public_key().as_ref() == info.public_key.as_slice())
-}
-
-/// Whether `child` is signed by `parent`'s key (names and signature).
-pub fn issued_by(child: &[u8], parent: &[u8]) -> bool {
-    let (Ok((_, c)), Ok((_, p))) = (
-        X509Certificate::from_der(child),
-        X509Certificate::from_der(parent),
-    ) else {
-        return false;
-    };
-    c.issuer().as_raw() == p.subject().as_raw() && c.verify_signature(Some(p.public_key())).is_ok()
-}
-
-/// A chain built from a leaf up through a pool of CA certificates.
-pub enum Chain {
-    /// Leaf first, ending at a self-signed root.
-    Complete(Vec<Vec<u8>>),
-    /// What was found; the issuer of its last certificate is missing.
-    Incomplete(Vec<Vec<u8>>),
-}
-
-/// Orders `pool` above `leaf` by signature, up to a self-signed root.
-pub fn chain_up(leaf: &[u8], pool: &[Vec<u8>]) -> Chain {
-    let mut chain = vec![leaf.to_vec()];
-    loop {
-        let last = chain.last().expect("non-empty").clone();
-        if issued_by(&last, &last) {
-            return Chain::Complete(chain);
-        }
-        match pool
-            .iter()
-            .find(|c| issued_by(&last, c) && !chain.contains(c))
-        {
-            Some(next) => chain.push(next.clone()),
-            None => return Chain::Incomplete(chain),
-        }
-    }
-}
-
-/// Whether a missing issuer is the ACI-EL-ORG intermediate the procedure says to add.
-pub fn missing_is_aci_el_org(issuer: &str) -> bool {
-    issuer.contains("ELEMENTAIRE ORGANISATIONS")
 }
 
 impl Inspection {

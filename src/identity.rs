@@ -234,6 +234,13 @@ pub enum IdentityError {
     /// Loaded, but the signing layer cannot use the key; `why` names the field.
     #[error("{why}")]
     Unusable { why: String },
+    /// The file's chain stops before a root: the issuer `missing` is not in it.
+    #[error("{field}: the certificate chain in the file stops at {missing}: {advice}")]
+    IncompleteChain {
+        field: String,
+        missing: String,
+        advice: &'static str,
+    },
 }
 
 /// Key and certificates as read from a file, before any check.
@@ -430,6 +437,35 @@ impl Identity {
         })
     }
 
+    /// The file's chain reaches a self-signed root: rocgw presents AUTH_CLI's chain and the AMCs
+    /// build SIGN's from it. A certificate made from a CSR and bundled without ACI-EL-ORG is
+    /// refused here, at start-up, rather than at the annuaire's handshake.
+    pub fn complete_chain(&self) -> Result<(), IdentityError> {
+        let ders: Vec<Vec<u8>> = self.chain.iter().map(|c| c.as_ref().to_vec()).collect();
+        let Some((leaf, pool)) = ders.split_first() else {
+            return Ok(());
+        };
+        let Chain::Incomplete(found) = chain_up(leaf, pool) else {
+            return Ok(());
+        };
+        let last = found.last().expect("the leaf at least");
+        let missing = X509Certificate::from_der(last)
+            .map(|(_, c)| c.issuer().to_string())
+            .unwrap_or_default();
+        let advice = if missing_is_aci_el_org(&missing) {
+            "add the ACI-EL-ORG intermediate (AC IGC-SANTE ELEMENTAIRE ORGANISATIONS) and the \
+             ACR to the file, as the procedure says for a certificate made from a CSR \
+             (`rocgw cert bundle` does it)"
+        } else {
+            "add the missing authorities' certificates to the file (`rocgw cert bundle`)"
+        };
+        Err(IdentityError::IncompleteChain {
+            field: self.field.clone(),
+            missing,
+            advice,
+        })
+    }
+
     /// The private key, PKCS#8 DER. Only the TLS and signing layers call this.
     pub fn key_pkcs8(&self) -> &[u8] {
         &self.key_pkcs8
@@ -560,7 +596,9 @@ impl ReloadableIdentity {
             field: source.field().to_string(),
             why,
         })?;
-        Identity::check(raw, role, source.field().to_string(), now)
+        let id = Identity::check(raw, role, source.field().to_string(), now)?;
+        id.complete_chain()?;
+        Ok(id)
     }
 
     /// The identity in force.
@@ -591,4 +629,46 @@ impl ReloadableIdentity {
     pub fn files(&self) -> Vec<PathBuf> {
         self.source.files()
     }
+}
+
+/// Whether `child` is signed by `parent`'s key (names and signature).
+pub fn issued_by(child: &[u8], parent: &[u8]) -> bool {
+    let (Ok((_, c)), Ok((_, p))) = (
+        X509Certificate::from_der(child),
+        X509Certificate::from_der(parent),
+    ) else {
+        return false;
+    };
+    c.issuer().as_raw() == p.subject().as_raw() && c.verify_signature(Some(p.public_key())).is_ok()
+}
+
+/// A chain built from a leaf up through a pool of CA certificates.
+pub enum Chain {
+    /// Leaf first, ending at a self-signed root.
+    Complete(Vec<Vec<u8>>),
+    /// What was found; the issuer of its last certificate is missing.
+    Incomplete(Vec<Vec<u8>>),
+}
+
+/// Orders `pool` above `leaf` by signature, up to a self-signed root.
+pub fn chain_up(leaf: &[u8], pool: &[Vec<u8>]) -> Chain {
+    let mut chain = vec![leaf.to_vec()];
+    loop {
+        let last = chain.last().expect("non-empty").clone();
+        if issued_by(&last, &last) {
+            return Chain::Complete(chain);
+        }
+        match pool
+            .iter()
+            .find(|c| issued_by(&last, c) && !chain.contains(c))
+        {
+            Some(next) => chain.push(next.clone()),
+            None => return Chain::Incomplete(chain),
+        }
+    }
+}
+
+/// Whether a missing issuer is the ACI-EL-ORG intermediate the procedure says to add.
+pub fn missing_is_aci_el_org(issuer: &str) -> bool {
+    issuer.contains("ELEMENTAIRE ORGANISATIONS")
 }

@@ -335,3 +335,18 @@ fn json_logs_are_one_object_per_line_without_bodies() {
     let v: serde_json::Value = serde_json::from_str(refused).unwrap();
     assert_eq!(v["fault"], "unknown-amc");
 }
+
+/// A certificate made from a CSR and bundled without ACI-EL-ORG: refused at start-up with the
+/// procedure's advice, not at the annuaire's handshake.
+#[test]
+fn an_identity_without_its_aci_el_org_is_refused_at_start_up() {
+    let (code, err) = start_fails(&with_identity("auth_cli", "negative/auth_cli-no-aci.p12"));
+    assert_eq!(code, Some(2), "{err}");
+    assert_clear(&err);
+    assert!(
+        err.contains("identity.auth_cli: the certificate chain in the file stops at")
+            && err.contains("ELEMENTAIRE ORGANISATIONS")
+            && err.contains("ACI-EL-ORG"),
+        "{err}"
+    );
+}
