@@ -6,7 +6,7 @@
 pub mod candidate;
 pub mod doctor;
 
-pub use crate::identity::{chain_up, issued_by, missing_is_aci_el_org, Chain};
+pub use crate::identity::{chain_up, is_test, issued_by, missing_is_aci_el_org, Chain};
 
 use std::path::Path;
 
@@ -135,13 +135,6 @@ pub fn report(der: &[u8], now: i64) -> Result<CertReport, String> {
         structure_id: info.structure_id.clone(),
         structure_kind,
     })
-}
-
-/// Whether a certificate belongs to a TEST hierarchy (IGC-Santé TEST names, the test PKI).
-pub fn is_test(info: &CertInfo) -> bool {
-    let up = |s: &str| s.to_ascii_uppercase();
-    let (s, i) = (up(&info.subject), up(&info.issuer));
-    s.contains("IGC-SANTE TEST") || i.contains("IGC-SANTE TEST") || i.contains("CN=TEST ")
 }
 
 /// Reads `path` as PKCS#12 (with `password`), PEM or DER.

@@ -672,3 +672,10 @@ pub fn chain_up(leaf: &[u8], pool: &[Vec<u8>]) -> Chain {
 pub fn missing_is_aci_el_org(issuer: &str) -> bool {
     issuer.contains("ELEMENTAIRE ORGANISATIONS")
 }
+
+/// Whether a certificate belongs to a TEST hierarchy (IGC-Santé TEST names, the test PKI).
+pub fn is_test(info: &CertInfo) -> bool {
+    let up = |s: &str| s.to_ascii_uppercase();
+    let (s, i) = (up(&info.subject), up(&info.issuer));
+    s.contains("IGC-SANTE TEST") || i.contains("IGC-SANTE TEST") || i.contains("CN=TEST ")
+}

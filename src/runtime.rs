@@ -172,6 +172,7 @@ impl Runtime {
             reloading: tokio::sync::Mutex::new(()),
             cfg,
         };
+        rt.check_environment()?;
         let all: Vec<&str> = rt.structures.keys().map(String::as_str).collect();
         rt.upstreams
             .store(Arc::new(rt.build_upstreams(&all, None)?));

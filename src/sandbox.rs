@@ -207,6 +207,8 @@ fn config_text(annuaire_url: &str, endpoints: &[(String, String, String)]) -> St
         "# rocgw SANDBOX configuration, written by `rocgw serve` when no configuration exists.\n\
          # TEST CERTIFICATES, NOT FOR PATIENTS. See config/rocgw.example.toml for production.\n\
          # The annuaire and the AMCs are rocgw's simulator, running in the same process.\n\n\
+         # TEST hierarchies only (a production certificate here is refused).\n\
+         environment = \"test\"\n\n\
          [server]\nlisten = \"127.0.0.1:8580\"\nadmin_listen = \"127.0.0.1:9580\"\n\n\
          # Two structures of a test hospital group; requests name one with X-Rocgw-Structure.\n\
          {structures}\n\

@@ -113,6 +113,26 @@ struct RawConfig {
     services: Option<Vec<String>>,
     #[serde(default)]
     routes: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(default)]
+    environment: Option<Environment>,
+}
+
+/// Which IGC hierarchies a gateway runs on: hospitals qualify with TEST certificates (IGC-Santé
+/// TEST, IGC OSI TEST) before going live with production ones; a gateway never mixes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Production,
+    Test,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Production => "production",
+            Environment::Test => "test",
+        }
+    }
 }
 
 /// The validated configuration.
@@ -125,6 +145,9 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: Option<String>,
     pub identities: Identities,
+    /// `production` refuses TEST certificates and anchors, `test` refuses production ones;
+    /// unset: whatever is loaded, the environment detected is logged.
+    pub environment: Option<Environment>,
     pub trust: TrustConfig,
     pub annuaire: Option<AnnuaireConfig>,
     pub amc: AmcConfig,
@@ -472,6 +495,7 @@ impl Validator<'_> {
             log_format: ops.log_format,
             log_level: ops.log_level,
             identities,
+            environment: raw.environment,
             trust,
             annuaire,
             amc,

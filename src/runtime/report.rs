@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use super::{Runtime, Structure};
 use crate::clock::{fmt_time, now_unix};
-use crate::identity::{Identity, EXPIRY_WARNING_DAYS};
+use crate::config::Environment;
+use crate::identity::{is_test, Identity, EXPIRY_WARNING_DAYS};
 
 impl Structure {
     /// Both identities in force.
@@ -16,6 +17,52 @@ impl Structure {
 }
 
 impl Runtime {
+    /// The environment rule: with `environment` set, every identity and anchor must belong to
+    /// it (a TEST certificate in production, or the reverse, is a start-up error naming it);
+    /// unset, the environment detected is logged.
+    pub(super) fn check_environment(&self) -> Result<(), String> {
+        let trust = self.trust();
+        let mut found: Vec<(String, bool)> = Vec::new();
+        for id in self.structures().flat_map(Structure::identities) {
+            found.push((
+                format!("{} ({})", id.field, id.info.subject),
+                is_test(&id.info),
+            ));
+        }
+        for (field, set) in [
+            ("trust.amc_anchors", &trust.amc),
+            ("trust.annuaire_anchors", &trust.annuaire),
+        ] {
+            for a in &set.anchors.anchors {
+                found.push((format!("{field}: {}", a.info.subject), is_test(&a.info)));
+            }
+        }
+        let Some(env) = self.cfg.environment else {
+            let detected = match (found.iter().all(|f| f.1), found.iter().any(|f| f.1)) {
+                (true, _) => "test",
+                (false, false) => "production",
+                (false, true) => "mixed TEST and production",
+            };
+            tracing::info!(
+                environment = detected,
+                "environment detected (set `environment` to enforce it)"
+            );
+            return Ok(());
+        };
+        let want_test = env == Environment::Test;
+        match found.iter().find(|f| f.1 != want_test) {
+            None => {
+                tracing::info!(environment = env.as_str(), "environment");
+                Ok(())
+            }
+            Some((what, test)) => Err(format!(
+                "environment = \"{}\": {what} is a {} certificate",
+                env.as_str(),
+                if *test { "TEST" } else { "production" }
+            )),
+        }
+    }
+
     /// Logs the expiry alerts of the procedure: a warning when an identity has fewer than 30
     /// days left, an error under 7 (or once expired).
     pub fn expiry_alerts(&self, now: i64) {

@@ -350,3 +350,83 @@ fn an_identity_without_its_aci_el_org_is_refused_at_start_up() {
         "{err}"
     );
 }
+
+/// `environment`: production refuses TEST certificates and anchors, test refuses production
+/// ones; unset, the environment detected is logged.
+#[test]
+fn the_environment_setting_refuses_the_other_hierarchies() {
+    let with = |env: &str, text: &str| format!("environment = \"{env}\"\n{text}");
+    // The test PKI in a production gateway.
+    let (code, err) = start_fails(&with("production", &config_text("", "")));
+    assert_eq!(code, Some(2), "{err}");
+    assert_clear(&err);
+    assert!(
+        err.contains("environment = \"production\": identity.auth_cli")
+            && err.contains("is a TEST certificate"),
+        "{err}"
+    );
+    // A production authority (no TEST in its names) among a test gateway's anchors.
+    let tmp = scratch();
+    let (key, cert) = (tmp.path().join("prod.key"), tmp.path().join("prod.pem"));
+    let out = tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/C=FR/O=EXEMPLE/CN=AC RACINE PRODUCTION",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let anchors = pki_path("osi/anchors.pem").display().to_string();
+    let text = config_text("", "").replace(
+        &format!("amc_anchors = [\"{anchors}\"]"),
+        &format!("amc_anchors = [\"{anchors}\", \"{}\"]", cert.display()),
+    );
+    let (code, err) = start_fails(&with("test", &text));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("trust.amc_anchors: ")
+            && err.contains("AC RACINE PRODUCTION")
+            && err.contains("is a production certificate"),
+        "{err}"
+    );
+    // The test PKI in a test gateway: served, and the environment logged.
+    let tmp = scratch();
+    let p = Proc::with_config(&write_config(
+        tmp.path(),
+        &with("test", &config_text("", "")),
+    ));
+    assert_eq!(http(p.admin, "GET", "/readyz", &[], b"").status, 200);
+    assert!(p
+        .stderr_lines()
+        .iter()
+        .any(|l| l.contains("environment") && l.contains("test")));
+    // Unset: detected and said.
+    let tmp = scratch();
+    let p = Proc::with_config(&write_config(tmp.path(), &config_text("", "")));
+    let logs = p.logs_until(std::time::Duration::from_secs(5), |l| {
+        l.contains("environment detected")
+    });
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("environment detected") && l.contains("test")),
+        "{logs:?}"
+    );
+}
