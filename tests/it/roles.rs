@@ -7,27 +7,30 @@ use crate::tls_server::{Behavior, TlsServer};
 
 const WRONG_ROLE: &str = "negative/server-under-services-applicatifs";
 
-/// A gateway routing AMC 10000001 to `server`, with `trust` as its `[trust]` body.
-fn gateway(server: &TlsServer, trust: &str, revocation: &str) -> (Proc, tempfile::TempDir) {
-    let tmp = scratch();
-    let text = base_config(
+/// The test configuration with `trust` in place of its anchors line, AMC 10000001 routed to
+/// `server` under the AMC `revocation` policy.
+fn config(server: &TlsServer, trust: &str, revocation: &str) -> String {
+    let anchors = format!(
+        "amc_anchors = [\"{}\"]",
+        pki_path("osi/anchors.pem").display()
+    );
+    let base = base_config(
         pki_path("org/auth_cli.p12").to_str().unwrap(),
         pki_path("secrets/p12-password").to_str().unwrap(),
         "",
         "",
     )
-    .replace(
-        &format!(
-            "amc_anchors = [\"{}\"]",
-            pki_path("osi/anchors.pem").display()
-        ),
-        trust,
-    );
-    let text = format!(
-        "{text}\n[amc]\nrevocation = \"{revocation}\"\n\n[routes.\"10000001\"]\nidb = \"{}\"\n",
+    .replace(&anchors, trust);
+    format!(
+        "{base}\n[amc]\nrevocation = \"{revocation}\"\n\n[routes.\"10000001\"]\nidb = \"{}\"\n",
         server.url("/idb")
-    );
-    let cfg = write_config(tmp.path(), &text);
+    )
+}
+
+/// A gateway on `config`.
+fn gateway(server: &TlsServer, trust: &str, revocation: &str) -> (Proc, tempfile::TempDir) {
+    let tmp = scratch();
+    let cfg = write_config(tmp.path(), &config(server, trust, revocation));
     (Proc::with_config(&cfg), tmp)
 }
 
@@ -141,20 +144,8 @@ fn with_the_root_as_only_anchor_the_path_must_still_go_through_ac_serveur() {
 fn no_server_role_authority_is_a_start_up_error() {
     let wrong = TlsServer::fixture(WRONG_ROLE, None, Behavior::Echo);
     let tmp = scratch();
-    let text = base_config(
-        pki_path("org/auth_cli.p12").to_str().unwrap(),
-        pki_path("secrets/p12-password").to_str().unwrap(),
-        "",
-        "",
-    )
-    .replace(
-        &pki_path("osi/anchors.pem").display().to_string(),
-        &pki_path("osi/root.pem").display().to_string(),
-    );
-    let cfg = write_config(
-        tmp.path(),
-        &format!("{text}\n[routes.\"1\"]\nidb = \"{}\"\n", wrong.url("/")),
-    );
+    let root_only = format!("amc_anchors = {}", files(&["osi/root.pem"]));
+    let cfg = write_config(tmp.path(), &config(&wrong, &root_only, "soft"));
     let out = run(&["serve", "--config", cfg.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);

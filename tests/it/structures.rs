@@ -132,11 +132,16 @@ fn text_of<'a>(xml: &'a str, local: &str, from: usize) -> &'a str {
     &xml[start..end]
 }
 
-/// An annuaire and an AMC that echo, and a gateway whose caller `dpi` has both structures.
-fn granted_both() -> (TlsServer, TlsServer, Group, Proc) {
+/// An annuaire and an AMC that echo, and a group's files.
+fn group() -> (TlsServer, TlsServer, Group) {
     let ann = TlsServer::fixture("osi/annuaire", Some(IGC_ROOTS), Behavior::Echo);
     let amc = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
-    let g = Group::new();
+    (ann, amc, Group::new())
+}
+
+/// An annuaire and an AMC that echo, and a gateway whose caller `dpi` has both structures.
+fn granted_both() -> (TlsServer, TlsServer, Group, Proc) {
+    let (ann, amc, g) = group();
     let grant = format!(
         "[[access.grants]]\ncaller = \"token:dpi\"\nstructures = [\"{FIRST}\", \"{SECOND}\"]\n"
     );
@@ -230,9 +235,7 @@ fn each_structure_authenticates_and_signs_as_itself() {
 
 #[test]
 fn a_caller_signs_only_as_the_structures_it_was_given() {
-    let ann = TlsServer::fixture("osi/annuaire", Some(IGC_ROOTS), Behavior::Echo);
-    let amc = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
-    let g = Group::new();
+    let (ann, amc, g) = group();
     // dpi: both, default SECOND; gap: SECOND only. Tokens are optional, so anonymous loopback
     // callers are served too (default structure only).
     let access = format!(
@@ -280,9 +283,7 @@ fn a_caller_signs_only_as_the_structures_it_was_given() {
 
 #[test]
 fn a_certificate_and_a_token_must_both_allow_the_structure() {
-    let ann = TlsServer::fixture("osi/annuaire", Some(IGC_ROOTS), Behavior::Echo);
-    let amc = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
-    let g = Group::new();
+    let (ann, amc, g) = group();
     let p = |r: &str| pki_path(r).display().to_string();
     let server = format!(
         "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = [\"{}\"]\n",
