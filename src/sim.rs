@@ -27,7 +27,7 @@ mod server;
 mod sign;
 mod tls;
 
-pub use check::{same_dn, Checker, Refusal, REASONS};
+pub use check::{same_dn, Checker, Policy, Refusal, TimeRules, REASONS};
 pub use config::{
     AmcCfg, AnnuaireCfg, CertKey, Certificates, DirectoryEntry, IgcSante, SimConfig,
     SANDBOX_ADMIN_PORT, SANDBOX_AMCS,

@@ -1,7 +1,8 @@
 //! What a simulated AMC checks on every request, in the order a real AMC would, each failure
 //! with its own stable reason. Signature and canonicalisation are never checked here: that is
-//! [`AssertionVerifier`] (bergshamra). This file adds the AMC's own rules: signing certificate
-//! (chain, dates, revocation, usage), issuer, validity window, audience, replay.
+//! [`AssertionVerifier`] (bergshamra). This file adds the signing certificate (chain, dates,
+//! revocation, usage), issuer and replay; [`rules`] the assertion's own rules (algorithms,
+//! version, parts, structure, times, conditions, audience).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,6 +13,9 @@ use x509_parser::prelude::*;
 use crate::identity::{CertInfo, Role};
 use crate::trust::{CrlSet, Status};
 use crate::wssec::{AssertionVerifier, VerifiedAssertion, VerifyError};
+
+mod rules;
+pub use rules::TimeRules;
 
 /// Why a request was refused. `reason` is stable (metrics label, fault subcode).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,20 +32,36 @@ fn refuse(reason: &'static str, detail: impl Into<String>) -> Refusal {
 }
 
 /// Every refusal reason, for documentation and for zero-initialised metrics.
-pub const REASONS: [&str; 12] = [
+pub const REASONS: [&str; 21] = [
     "not-soap",
     "no-security-header",
     "malformed-assertion",
     "bad-signature",
+    "unsigned-assertion",
+    "weak-algorithm",
+    "wrong-canonicalization",
     "signer-untrusted",
     "signer-expired",
     "signer-revoked",
     "signer-usage",
     "issuer-mismatch",
+    "wrong-version",
+    "incomplete-assertion",
+    "structure-mismatch",
+    "issued-in-future",
+    "unknown-condition",
     "outside-validity-window",
+    "validity-too-long",
     "wrong-audience",
     "replayed-assertion",
 ];
+
+/// What an AMC could reasonably tune: clock tolerance, longest validity, replay memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub times: TimeRules,
+    pub replay_check: bool,
+}
 
 /// The checks shared by all simulated AMCs.
 pub struct Checker {
@@ -49,7 +69,7 @@ pub struct Checker {
     /// IGC-Santé certificates (anchors and intermediates), DER, to name why a chain fails.
     known: Vec<Vec<u8>>,
     crls: CrlSet,
-    skew_s: i64,
+    times: TimeRules,
     replay: Option<Mutex<Replay>>,
 }
 
@@ -66,21 +86,21 @@ impl Checker {
         anchors: Vec<Vec<u8>>,
         intermediates: Vec<Vec<u8>>,
         crls: CrlSet,
-        skew_s: i64,
-        replay_check: bool,
+        policy: Policy,
     ) -> Checker {
         let known = anchors.iter().chain(&intermediates).cloned().collect();
         Checker {
             verifier: AssertionVerifier::new(anchors, intermediates),
             known,
             crls,
-            skew_s,
-            replay: replay_check.then(Mutex::default),
+            times: policy.times,
+            replay: policy.replay_check.then(Mutex::default),
         }
     }
 
     /// Checks a request addressed to an AMC known by `audiences` (an audience is accepted when
-    /// it equals one of them or lies below one of them as a URL path).
+    /// it equals one of them or lies below one of them as a URL path): the signature, then the
+    /// rules of [`rules`] and the signing certificate, then replay.
     pub fn check(
         &self,
         body: &[u8],
@@ -100,6 +120,20 @@ impl Checker {
             Err(VerifyError::Assertion(m)) => return Err(refuse("malformed-assertion", m)),
             Err(VerifyError::Signature(m)) => return Err(self.diagnose(body, m, now)),
         };
+        rules::alone(&a)?;
+        rules::algorithms(&a)?;
+        let signer = self.signer(&a, now)?;
+        rules::shape(&a)?;
+        rules::structure(&a, signer.structure_id.as_deref())?;
+        let not_after = rules::times(&a, now, self.times)?;
+        rules::audience(&a, audiences)?;
+        self.remember(&a.id, not_after, now)?;
+        Ok(a)
+    }
+
+    /// The signing certificate: within its dates, not revoked, the assertion's issuer, with
+    /// the signature usage. (Its chain was checked with the signature.)
+    fn signer(&self, a: &VerifiedAssertion, now: i64) -> Result<CertInfo, Refusal> {
         let Some(leaf) = a.signer_chain.first() else {
             return Err(refuse(
                 "signer-untrusted",
@@ -137,52 +171,27 @@ impl Checker {
         if let Some(p) = info.role_problem(Role::Sign) {
             return Err(refuse("signer-usage", p));
         }
-        let (not_before, not_after) = match (
-            a.not_before.as_deref().and_then(parse_time),
-            a.not_on_or_after.as_deref().and_then(parse_time),
-        ) {
-            (Some(b), Some(e)) => (b, e),
-            _ => {
-                return Err(refuse(
-                    "outside-validity-window",
-                    "Conditions NotBefore/NotOnOrAfter missing or unreadable",
-                ))
-            }
+        Ok(info)
+    }
+
+    /// Refuses an assertion ID seen before; remembers this one until it expires.
+    fn remember(&self, id: &str, not_after: i64, now: i64) -> Result<(), Refusal> {
+        let Some(replay) = &self.replay else {
+            return Ok(());
         };
-        if now + self.skew_s < not_before || now - self.skew_s >= not_after {
+        let mut r = replay.lock().unwrap_or_else(|e| e.into_inner());
+        if r.seen.get(id).is_some_and(|until| *until > now) {
             return Err(refuse(
-                "outside-validity-window",
-                format!(
-                    "now is outside the assertion's window [{}, {})",
-                    a.not_before.as_deref().unwrap_or_default(),
-                    a.not_on_or_after.as_deref().unwrap_or_default()
-                ),
+                "replayed-assertion",
+                format!("assertion {id} was already used"),
             ));
         }
-        if !a.audiences.iter().any(|au| audience_matches(au, audiences)) {
-            return Err(refuse(
-                "wrong-audience",
-                format!(
-                    "the AudienceRestriction does not name this AMC ({:?})",
-                    a.audiences
-                ),
-            ));
+        r.seen.insert(id.to_string(), not_after + self.times.skew_s);
+        r.inserts += 1;
+        if r.inserts % 4096 == 0 {
+            r.seen.retain(|_, until| *until > now);
         }
-        if let Some(replay) = &self.replay {
-            let mut r = replay.lock().unwrap_or_else(|e| e.into_inner());
-            if r.seen.get(&a.id).is_some_and(|until| *until > now) {
-                return Err(refuse(
-                    "replayed-assertion",
-                    format!("assertion {} was already used", a.id),
-                ));
-            }
-            r.seen.insert(a.id.clone(), not_after + self.skew_s);
-            r.inserts += 1;
-            if r.inserts % 4096 == 0 {
-                r.seen.retain(|_, until| *until > now);
-            }
-        }
-        Ok(a)
+        Ok(())
     }
 
     /// Names why a signature did not verify: the KeyInfo certificate's dates or chain, else
@@ -238,17 +247,6 @@ pub fn parse_time(s: &str) -> Option<i64> {
         .map(|t| t.unix_timestamp())
 }
 
-fn audience_matches(audience: &str, accepted: &[String]) -> bool {
-    let au = audience.trim_end_matches('/');
-    accepted.iter().any(|a| {
-        let a = a.trim_end_matches('/');
-        au == a
-            || au
-                .strip_prefix(a)
-                .is_some_and(|rest| rest.starts_with('/') || rest.starts_with('?'))
-    })
-}
-
 /// Two distinguished names written as strings are the same when their attribute=value parts
 /// match one by one, in the same or in reverse order (RFC 4514 writes the most specific first,
 /// OpenSSL's one-line form the least), attribute types compared case-insensitively.
@@ -290,30 +288,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_and_audiences_compare_as_an_amc_would() {
+    fn names_and_times_read_as_an_amc_would() {
         assert!(same_dn(
             "CN=Client_ROC_WebServices_AMC,OU=1990000012,O=CH TEST",
             "O=CH TEST, OU=1990000012, cn=Client_ROC_WebServices_AMC"
         ));
         assert!(!same_dn("CN=A,O=B", "CN=A,O=C"));
         assert!(same_dn("CN=A\\,B,O=C", "O=C,CN=A\\,B"));
-        let mine = vec!["https://localhost:8581/amc/99999991".to_string()];
-        assert!(audience_matches(
-            "https://localhost:8581/amc/99999991/idb",
-            &mine
-        ));
-        assert!(audience_matches(
-            "https://localhost:8581/amc/99999991",
-            &mine
-        ));
-        assert!(!audience_matches(
-            "https://localhost:8581/amc/999999910/idb",
-            &mine
-        ));
-        assert!(!audience_matches(
-            "https://localhost:8581/amc/99999992/idb",
-            &mine
-        ));
         assert_eq!(parse_time("2026-11-28T10:00:00Z"), Some(1_795_860_000));
         assert_eq!(parse_time("yesterday"), None);
     }

@@ -98,6 +98,9 @@ pub struct SimConfig {
     /// Tolerated clock difference with the signer, seconds.
     #[serde(default = "default_skew")]
     pub clock_skew_s: u64,
+    /// Longest assertion validity accepted (`NotOnOrAfter − IssueInstant`), seconds.
+    #[serde(default = "default_max_validity")]
+    pub max_validity_s: u64,
     /// Refuse an assertion ID already accepted (turn off for a gateway that reuses assertions).
     #[serde(default = "yes")]
     pub replay_check: bool,
@@ -121,6 +124,10 @@ fn default_host() -> String {
 fn default_skew() -> u64 {
     60
 }
+/// rocgw's own longest `[assertion] validity_s`: what it may send always passes.
+fn default_max_validity() -> u64 {
+    3_600
+}
 fn yes() -> bool {
     true
 }
@@ -141,6 +148,14 @@ impl SimConfig {
         let mut cfg: SimConfig = parse_toml(&text, path)?;
         let base = path.parent().unwrap_or(Path::new(""));
         cfg.rebase(base);
+        for (field, value) in [
+            ("clock_skew_s", cfg.clock_skew_s),
+            ("max_validity_s", cfg.max_validity_s),
+        ] {
+            if value > MAX_SECONDS {
+                return Err(err(field, format!("must be between 0 and {MAX_SECONDS}")));
+            }
+        }
         for (i, a) in cfg.amcs.iter().enumerate() {
             if let Some(p) = a.faults.problem() {
                 return Err(err(&format!("amc[{i}].faults"), p));
@@ -203,6 +218,7 @@ impl SimConfig {
             admin_listen: addr(SANDBOX_ADMIN_PORT),
             host: default_host(),
             clock_skew_s: default_skew(),
+            max_validity_s: default_max_validity(),
             replay_check: true,
             unknown_marker: default_marker(),
             igc_sante: IgcSante {
@@ -240,6 +256,9 @@ impl SimConfig {
         }
     }
 }
+
+/// Upper bound of the simulator's time settings (a year), so arithmetic on them cannot overflow.
+const MAX_SECONDS: u64 = 366 * 86_400;
 
 /// Admin port of the sandbox simulator.
 pub const SANDBOX_ADMIN_PORT: u16 = 9581;

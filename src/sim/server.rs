@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 
 use super::admin::{self, Counters};
 use super::tls::{self, ServerCerts};
-use super::{amc, annuaire, Action, Checker, DirectoryEntry, Faults, SimConfig};
+use super::{amc, annuaire, Action, Checker, DirectoryEntry, Faults, Policy, SimConfig, TimeRules};
 use crate::clock::now_unix;
 use crate::listener::{self, HttpResponse};
 use crate::soap::SoapVersion;
@@ -188,8 +188,13 @@ fn checker(cfg: &SimConfig) -> Result<(Checker, Anchors), String> {
         der(&anchors),
         der(&intermediates),
         crls,
-        cfg.clock_skew_s as i64,
-        cfg.replay_check,
+        Policy {
+            times: TimeRules {
+                skew_s: cfg.clock_skew_s as i64,
+                max_validity_s: cfg.max_validity_s as i64,
+            },
+            replay_check: cfg.replay_check,
+        },
     );
     Ok((checker, anchors))
 }

@@ -41,20 +41,41 @@ impl std::fmt::Display for VerifyError {
 
 impl std::error::Error for VerifyError {}
 
-/// What a verified assertion says.
+/// What a verified assertion says, and how it was signed: enough for a relying party's own
+/// rules (version, parts, conditions, algorithms), which this module does not apply.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifiedAssertion {
     pub id: String,
+    pub version: String,
     pub issuer: String,
     pub issue_instant: String,
+    /// Local names of the assertion's SAML children, in order (`Issuer`, `Subject`, …).
+    pub parts: Vec<String>,
     pub not_before: Option<String>,
     pub not_on_or_after: Option<String>,
-    pub audiences: Vec<String>,
+    /// The audiences of each `AudienceRestriction`, in order.
+    pub audience_restrictions: Vec<Vec<String>>,
+    /// Children of `Conditions` other than `AudienceRestriction`, as `{namespace}local`.
+    pub other_conditions: Vec<String>,
     pub name_id: Option<String>,
     /// (Name, values) in document order.
     pub attributes: Vec<(String, Vec<String>)>,
+    /// Algorithms of the verified signature.
+    pub algorithms: Algorithms,
+    /// SAML assertions in the document besides this one (unsigned or not, anywhere).
+    pub other_assertions: usize,
     /// DER certificates from `KeyInfo`, signing certificate first.
     pub signer_chain: Vec<Vec<u8>>,
+}
+
+/// The algorithm URIs of a signature's `SignedInfo` and its one reference.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Algorithms {
+    pub canonicalization: String,
+    pub signature: String,
+    pub digest: String,
+    /// The reference's transforms, in order.
+    pub transforms: Vec<String>,
 }
 
 impl VerifiedAssertion {
@@ -176,12 +197,49 @@ impl AssertionVerifier {
                 reasons.join("; ")
             }));
         };
-        if child_elements(&doc, assertion, DSIG_NS, "Signature").len() != 1 {
+        let signatures = child_elements(&doc, assertion, DSIG_NS, "Signature");
+        let [signature] = signatures.as_slice() else {
             return Err(VerifyError::Signature(
                 "more than one signature in the assertion".into(),
             ));
-        }
-        Ok(read(&doc, assertion, signer_chain))
+        };
+        let mut v = read(&doc, assertion, signer_chain);
+        v.algorithms = algorithms(&doc, *signature);
+        v.other_assertions = SAML_ASSERTION_NS
+            .iter()
+            .map(|ns| doc.get_elements_by_tag_name_ns(ns, "Assertion").len())
+            .sum::<usize>()
+            .saturating_sub(1);
+        Ok(v)
+    }
+}
+
+/// SAML 2.0 and 1.x assertion namespaces.
+const SAML_ASSERTION_NS: [&str; 2] = [SAML2_NS, "urn:oasis:names:tc:SAML:1.0:assertion"];
+
+/// The algorithms of a verified `ds:Signature` (empty strings where absent).
+fn algorithms(doc: &Document<'_>, signature: NodeId) -> Algorithms {
+    let ds = |parent: Option<NodeId>, local: &str| {
+        parent.and_then(|p| doc.first_child_element_by_name_ns(p, DSIG_NS, local))
+    };
+    let algorithm = |node: Option<NodeId>| {
+        node.and_then(|n| doc.get_attribute(n, "Algorithm"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let signed_info = ds(Some(signature), "SignedInfo");
+    let reference = ds(signed_info, "Reference");
+    let transforms = ds(reference, "Transforms")
+        .map(|t| child_elements(doc, t, DSIG_NS, "Transform"))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| algorithm(Some(t)))
+        .collect();
+    Algorithms {
+        canonicalization: algorithm(ds(signed_info, "CanonicalizationMethod")),
+        signature: algorithm(ds(signed_info, "SignatureMethod")),
+        digest: algorithm(ds(reference, "DigestMethod")),
+        transforms,
     }
 }
 
@@ -192,6 +250,7 @@ fn read(doc: &Document<'_>, a: NodeId, signer_chain: Vec<Vec<u8>>) -> VerifiedAs
         |parent: NodeId, local: &str| doc.first_child_element_by_name_ns(parent, SAML2_NS, local);
     let mut v = VerifiedAssertion {
         id: attr(a, "ID").unwrap_or_default(),
+        version: attr(a, "Version").unwrap_or_default(),
         issue_instant: attr(a, "IssueInstant").unwrap_or_default(),
         issuer: first(a, "Issuer")
             .map(|i| text_of(doc, i))
@@ -199,15 +258,32 @@ fn read(doc: &Document<'_>, a: NodeId, signer_chain: Vec<Vec<u8>>) -> VerifiedAs
         signer_chain,
         ..VerifiedAssertion::default()
     };
+    for child in doc.children(a) {
+        if let Some(e) = doc.element(child) {
+            if e.name.namespace_uri.as_deref() == Some(SAML2_NS) {
+                v.parts.push(e.name.local_name.to_string());
+            }
+        }
+    }
     if let Some(subject) = first(a, "Subject") {
         v.name_id = first(subject, "NameID").map(|n| text_of(doc, n));
     }
     if let Some(c) = first(a, "Conditions") {
         v.not_before = attr(c, "NotBefore");
         v.not_on_or_after = attr(c, "NotOnOrAfter");
-        for r in child_elements(doc, c, SAML2_NS, "AudienceRestriction") {
-            for au in child_elements(doc, r, SAML2_NS, "Audience") {
-                v.audiences.push(text_of(doc, au).trim().to_string());
+        for child in doc.children(c) {
+            let Some(e) = doc.element(child) else {
+                continue;
+            };
+            if e.name.matches(Some(SAML2_NS), "AudienceRestriction") {
+                let audiences = child_elements(doc, child, SAML2_NS, "Audience")
+                    .into_iter()
+                    .map(|au| text_of(doc, au).trim().to_string());
+                v.audience_restrictions.push(audiences.collect());
+            } else {
+                let ns = e.name.namespace_uri.as_deref().unwrap_or_default();
+                v.other_conditions
+                    .push(format!("{{{ns}}}{}", e.name.local_name));
             }
         }
     }

@@ -16,6 +16,7 @@ mod roles;
 mod routing;
 mod sandbox;
 mod sim;
+mod sim_rules;
 mod startup;
 mod structures;
 mod support;

@@ -118,8 +118,8 @@ fn xmlsec1_verifies_stamped_envelopes_of_every_shape() {
             .verify(&stamped)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(
-            v.audiences,
-            vec!["https://amc.example.test/ws/idb".to_string()]
+            v.audience_restrictions,
+            vec![vec!["https://amc.example.test/ws/idb".to_string()]]
         );
         assert_eq!(
             v.attribute("Authentification_mode"),
@@ -249,15 +249,16 @@ fn tampering_is_detected_by_xmlsec1_and_by_our_verifier() {
     assert!(foreign.verify(&stamped).is_err());
 }
 
-/// Signs a template with the `xmlsec1` tool and the test SIGN key.
-pub fn xmlsec_sign(template: &str) -> String {
+/// Signs a template with the `xmlsec1` tool and `signer`'s key (test PKI base name, e.g.
+/// `org/sign`).
+pub fn xmlsec_sign(template: &str, signer: &str) -> String {
     let tmp = scratch();
     let f = tmp.path().join("tpl.xml");
     fs::write(&f, template).unwrap();
     let key = format!(
         "{},{}",
-        pki_path("org/sign.key").display(),
-        pki_path("org/sign.pem").display()
+        pki_path(&format!("{signer}.key")).display(),
+        pki_path(&format!("{signer}.pem")).display()
     );
     let out = tool(
         "xmlsec1",
@@ -288,12 +289,15 @@ fn template(id: &str, attribute_value: &str) -> String {
 
 #[test]
 fn our_verifier_accepts_an_assertion_signed_by_xmlsec1() {
-    let signed = xmlsec_sign(&template("_xmlsec1signed", "DIRECTE"));
+    let signed = xmlsec_sign(&template("_xmlsec1signed", "DIRECTE"), "org/sign");
     let v = verifier()
         .verify(&signed)
         .unwrap_or_else(|e| panic!("{e}\n{signed}"));
     assert_eq!(v.id, "_xmlsec1signed");
-    assert_eq!(v.audiences, vec!["urn:amc:test".to_string()]);
+    assert_eq!(
+        v.audience_restrictions,
+        vec![vec!["urn:amc:test".to_string()]]
+    );
     assert_eq!(
         v.attribute("Authentification_mode"),
         Some(&["DIRECTE".to_string()][..])
@@ -317,7 +321,7 @@ fn in_security(inner: &str) -> String {
 
 #[test]
 fn signature_wrapping_attempts_are_refused() {
-    let signed = xmlsec_sign(&template("_genuine", "DIRECTE"));
+    let signed = xmlsec_sign(&template("_genuine", "DIRECTE"), "org/sign");
     let genuine = assertion_of(&signed);
     let forged = r#"<saml2:Assertion xmlns:saml2="urn:oasis:names:tc:SAML:2.0:assertion" ID="_forged" IssueInstant="2026-01-01T00:00:00Z" Version="2.0"><saml2:Issuer>CN=attacker</saml2:Issuer><saml2:AttributeStatement><saml2:Attribute Name="Authentification_mode"><saml2:AttributeValue>FORGED</saml2:AttributeValue></saml2:Attribute></saml2:AttributeStatement></saml2:Assertion>"#;
     // Sanity: the genuine one alone verifies.
@@ -416,8 +420,8 @@ fn the_gateway_stamps_amc_calls_and_xmlsec1_verifies_what_the_amc_received() {
         );
         let v = verifier().verify(b).unwrap();
         assert_eq!(
-            v.audiences,
-            vec![endpoint.clone()],
+            v.audience_restrictions,
+            vec![vec![endpoint.clone()]],
             "audience: the resolved endpoint"
         );
     }
