@@ -237,7 +237,8 @@ pub struct DoctorArgs {
     /// sandbox's].
     #[arg(long, env = "ROCGW_CONFIG")]
     config: Option<PathBuf>,
-    /// Accept TEST IGC-Santé certificates in this configuration (integration platforms).
+    /// Expect TEST IGC-Santé certificates when the configuration sets no `environment`
+    /// (integration platforms): no warning for them. A configured `environment` wins.
     #[arg(long)]
     allow_test_pki: bool,
     /// Sandbox data folder (when no configuration is given).

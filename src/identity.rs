@@ -484,6 +484,9 @@ pub trait Source: Send + Sync {
     fn read(&self) -> Result<RawIdentity, String>;
     /// The files whose change calls for a reload.
     fn files(&self) -> Vec<PathBuf>;
+    /// The files that give the key to whoever reads them (a P12 and its password, a PEM key):
+    /// readable by rocgw only. Certificates are public.
+    fn secret_files(&self) -> Vec<PathBuf>;
 }
 
 /// A PKCS#12 file; its password is re-read from its file, when it has one, at each reload.
@@ -516,6 +519,10 @@ impl Source for P12File {
         f.extend(self.password_file.clone());
         f
     }
+
+    fn secret_files(&self) -> Vec<PathBuf> {
+        self.files()
+    }
 }
 
 /// A PEM certificate chain and a PEM private key.
@@ -536,6 +543,10 @@ impl Source for PemFiles {
 
     fn files(&self) -> Vec<PathBuf> {
         vec![self.cert.clone(), self.key.clone()]
+    }
+
+    fn secret_files(&self) -> Vec<PathBuf> {
+        vec![self.key.clone()]
     }
 }
 
@@ -628,6 +639,11 @@ impl ReloadableIdentity {
 
     pub fn files(&self) -> Vec<PathBuf> {
         self.source.files()
+    }
+
+    /// The files that hold or unlock the key (see [`Source::secret_files`]).
+    pub fn secret_files(&self) -> Vec<PathBuf> {
+        self.source.secret_files()
     }
 }
 

@@ -134,6 +134,7 @@ fn kept(part: &str, e: &dyn std::fmt::Display) {
 
 impl Runtime {
     /// Loads every credential for the first time; any failure is a start-up error (one line).
+    /// Logs nothing: the caller reports what is in force ([`Runtime::report`]) once it starts.
     pub fn start(cfg: Config) -> Result<Arc<Runtime>, String> {
         let now = now_unix();
         let mut structures = BTreeMap::new();
@@ -178,7 +179,6 @@ impl Runtime {
             .store(Arc::new(rt.build_upstreams(&all, None)?));
         *rt.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = rt.fingerprint_now();
         metrics::get().generation.inc();
-        rt.report();
         Ok(Arc::new(rt))
     }
 

@@ -34,6 +34,33 @@ impl std::fmt::Display for StartError {
     }
 }
 
+/// `cert doctor`'s checks on the configuration in force: whatever doctor FAILs, serve refuses
+/// (the first failure is the start-up line). Its warnings are the runtime's own to log.
+fn preflight(cfg: &crate::config::Config) -> Result<(), StartError> {
+    use crate::cert::doctor::{check, Expect, Level};
+    let failed: Vec<_> = check(cfg, Expect::of(cfg.environment, false))
+        .into_iter()
+        .filter(|c| c.level == Level::Fail)
+        .collect();
+    let Some(first) = failed.first() else {
+        return Ok(());
+    };
+    let more = match failed.len() {
+        1 => String::new(),
+        n => format!(" ({} more: `rocgw cert doctor` lists them)", n - 1),
+    };
+    Err(StartError(format!(
+        "{}: {}{}{more}",
+        first.what,
+        first.detail,
+        first
+            .fix
+            .as_deref()
+            .map(|f| format!(" — fix: {f}"))
+            .unwrap_or_default()
+    )))
+}
+
 /// Where the configuration comes from.
 enum Source {
     File(PathBuf),
@@ -96,6 +123,8 @@ async fn production(opts: &ServeOptions, path: &Path) -> Result<Start, StartErro
     );
     let admin_addr = cfg.server.admin_listen;
     let runtime = Runtime::start(cfg).map_err(StartError)?;
+    preflight(runtime.config())?;
+    runtime.report();
     let admin_l = listener::bind("server.admin_listen", admin_addr)
         .await
         .map_err(StartError)?;
@@ -154,7 +183,12 @@ async fn sandbox(opts: &ServeOptions) -> Result<Start, StartError> {
         .map_err(StartError)?;
     let (sample, header) = (prep.sample_request, prep.caller_header);
     Ok(Start {
-        runtime: Runtime::start(prep.config).map_err(StartError)?,
+        runtime: {
+            let rt = Runtime::start(prep.config).map_err(StartError)?;
+            preflight(rt.config())?;
+            rt.report();
+            rt
+        },
         admin,
         admin_listener: AdminListener::Serving(admin_task),
         sandbox: true,

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::doctor::{identity, Check, Level, Report};
+use super::doctor::{identity, load_crls, Check, Expect, Level, Report};
 use crate::clock::now_unix;
 use crate::config::{Config, IdentitySource, Overrides, StructureConfig};
 use crate::identity::{CertInfo, Role};
@@ -23,7 +23,7 @@ pub struct Candidate {
 }
 
 /// The candidate's checks, on the configuration at `cfg_path`.
-pub fn check(cfg_path: &Path, c: &Candidate, test_pki_expected: bool) -> Vec<Check> {
+pub fn check(cfg_path: &Path, c: &Candidate, allow_test: bool) -> Vec<Check> {
     let mut r = Report(Vec::new());
     let cfg = match Config::load(cfg_path, &Overrides::default()) {
         Ok(cfg) => cfg,
@@ -49,14 +49,15 @@ pub fn check(cfg_path: &Path, c: &Candidate, test_pki_expected: bool) -> Vec<Che
         Role::Sign => &st.sign,
     };
     let source = source(c, current);
+    let crls = load_crls(&cfg.trust.identity_crls, &mut r);
     let found = identity(
         &mut r,
         "candidate",
         c.role,
         &source,
         now_unix(),
-        test_pki_expected,
-        &[],
+        Expect::of(cfg.environment, allow_test),
+        &crls,
     );
     if let (Some(found), Some(expected)) = (found, structure_of(st, current)) {
         if found == expected {

@@ -1,16 +1,42 @@
 //! `rocgw cert doctor`: everything rocgw needs before going live, one line per check with OK,
-//! WARN or FAIL and the fix. Exit code 0 (all OK), 1 (warnings), 2 (failures).
+//! WARN or FAIL and the fix; exit code 0 ready (warnings allowed), 2 not ready (1: warnings
+//! under `--strict`).
+//!
+//! One rule with `serve`: whatever doctor FAILs, `serve` refuses at start-up (it runs
+//! [`check`] on its configuration), and doctor ends with the start-up `serve` would make, so
+//! what `serve` refuses is a FAIL here too. What `serve` accepts is at most a WARN.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use rustls::pki_types::CertificateDer;
 use x509_parser::prelude::*;
 
-use super::{chain_up, is_test, key_matches, missing_is_aci_el_org, Chain};
 use crate::clock::now_unix;
-use crate::config::{Config, IdentitySource, Overrides, StructureConfig};
-use crate::identity::{CertInfo, Role, EXPIRY_WARNING_DAYS};
+use crate::config::{Config, Environment, Overrides, StructureConfig};
+use crate::identity::{is_test, CertInfo, EXPIRY_WARNING_DAYS};
 use crate::trust::{Anchors, CrlSet};
+
+mod identity;
+use identity::file_mode;
+pub(super) use identity::{identity, load_crls};
+
+/// Which IGC hierarchies the credentials may belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// `environment` is set: the other hierarchy fails, as `serve` refuses it.
+    Only(Environment),
+    /// Unset: `serve` accepts both; a TEST certificate warns unless `allow_test`
+    /// (`--allow-test-pki`).
+    Either { allow_test: bool },
+}
+
+impl Expect {
+    pub fn of(environment: Option<Environment>, allow_test: bool) -> Expect {
+        match environment {
+            Some(env) => Expect::Only(env),
+            None => Expect::Either { allow_test },
+        }
+    }
+}
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -63,9 +89,9 @@ impl Report {
     }
 }
 
-/// Runs every check on the configuration at `path`. `test_pki_expected`: the configuration is
-/// the sandbox's (or the caller allows TEST certificates); otherwise a TEST chain is a failure.
-pub fn run(path: &Path, test_pki_expected: bool) -> Vec<Check> {
+/// Runs every check on the configuration at `path`, then the start-up `serve` would make.
+/// `allow_test`: TEST certificates are expected when the configuration sets no `environment`.
+pub fn run(path: &Path, allow_test: bool) -> Vec<Check> {
     let mut r = Report(Vec::new());
     let cfg = match Config::load(path, &Overrides::default()) {
         Ok(c) => c,
@@ -80,13 +106,31 @@ pub fn run(path: &Path, test_pki_expected: bool) -> Vec<Check> {
         }
     };
     r.add(Level::Ok, "configuration", path.display().to_string(), None);
+    r.0.extend(check(&cfg, Expect::of(cfg.environment, allow_test)));
+    match crate::runtime::Runtime::start(cfg) {
+        Ok(_) => r.add(
+            Level::Ok,
+            "start-up",
+            "rocgw serve loads these credentials",
+            None,
+        ),
+        // The line `rocgw serve` would stop with.
+        Err(e) => r.add(Level::Fail, "start-up", e, None),
+    }
+    r.0
+}
+
+/// The checks of a loaded configuration: identities, structures, anchors and CRLs, the local
+/// listener. `serve` runs them at start-up and refuses any FAIL.
+pub fn check(cfg: &Config, expect: Expect) -> Vec<Check> {
+    let mut r = Report(Vec::new());
     let now = now_unix();
     let identity_crls = load_crls(&cfg.trust.identity_crls, &mut r);
     for st in &cfg.identities.structures {
-        structure(&mut r, st, now, test_pki_expected, &identity_crls);
+        structure(&mut r, st, now, expect, &identity_crls);
     }
-    anchors(&mut r, &cfg, now);
-    local_listener(&mut r, &cfg, now);
+    anchors(&mut r, cfg, now, expect);
+    local_listener(&mut r, cfg, now);
     r.0
 }
 
@@ -96,13 +140,14 @@ fn structure(
     r: &mut Report,
     st: &StructureConfig,
     now: i64,
-    test_pki_expected: bool,
+    expect: Expect,
     identity_crls: &[(Vec<u8>, Vec<Vec<u8>>)],
 ) {
+    use crate::identity::Role;
     let mut found = Vec::new();
     for (role, source) in [(Role::AuthCli, &st.auth_cli), (Role::Sign, &st.sign)] {
         let name = source.field();
-        if let Some(s) = identity(r, name, role, source, now, test_pki_expected, identity_crls) {
+        if let Some(s) = identity(r, name, role, source, now, expect, identity_crls) {
             found.push(s);
         }
     }
@@ -233,321 +278,42 @@ pub fn exit_code(checks: &[Check], strict: bool) -> u8 {
     }
 }
 
-/// (issuer raw name, serials) of each IGC-Santé CRL file.
-fn load_crls(paths: &[PathBuf], r: &mut Report) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
-    let mut out = Vec::new();
-    for p in paths {
-        let ders = match crate::trust::read_crl_file(p) {
-            Ok(d) => d,
-            Err(e) => {
-                r.add(Level::Fail, "trust.identity_crls", e.to_string(), None);
-                continue;
-            }
-        };
-        for der in ders {
-            if let Ok((_, crl)) = parse_x509_crl(&der) {
-                out.push((
-                    crl.issuer().as_raw().to_vec(),
-                    crl.iter_revoked_certificates()
-                        .map(|c| c.raw_serial().to_vec())
-                        .collect(),
-                ));
-            }
-        }
-    }
-    out
-}
-
-/// Checks one identity; returns its structure identifier when it could be read.
-pub(super) fn identity(
-    r: &mut Report,
-    name: &str,
-    role: Role,
-    source: &IdentitySource,
-    now: i64,
-    test_pki_expected: bool,
-    crls: &[(Vec<u8>, Vec<Vec<u8>>)],
-) -> Option<String> {
-    let src = crate::identity::open(source);
-    let raw = match src.read() {
-        Ok(raw) => raw,
-        Err(e) => {
-            r.add(
-                Level::Fail,
-                name,
-                format!("cannot read: {e}"),
-                Some("check the path, the password (variable or file) and the file's format"),
-            );
-            return None;
-        }
-    };
-    for f in src.files() {
-        file_mode(r, name, &f);
-    }
-    let Some(leaf) = raw.chain.first() else {
-        r.add(Level::Fail, name, "no certificate", None);
-        return None;
-    };
-    let info = match CertInfo::parse(leaf) {
-        Ok(i) => i,
-        Err(e) => {
-            r.add(Level::Fail, name, e, None);
-            return None;
-        }
-    };
-    r.add(
-        Level::Ok,
-        name,
-        format!("{} (serial {})", info.subject, info.serial),
-        None,
-    );
-    // One line per check, in this order.
-    role_fit(r, name, role, &info);
-    key_pair(r, name, raw.key_pkcs8.as_deref().map(Vec::as_slice), leaf);
-    chain(r, name, leaf, &raw.chain[1..]);
-    validity(r, name, &info, now);
-    common_name(r, name, role, &info);
-    hierarchy(r, name, &info, test_pki_expected);
-    revocation(r, name, leaf, &info, crls);
-    info.structure_id
-}
-
-/// `<name>: <check>`, the `what` of an identity's check.
-fn what(name: &str, check: &str) -> String {
-    format!("{name}: {check}")
-}
-
-/// The key usages fit `role`; when they fit the other role, the two files are swapped.
-fn role_fit(r: &mut Report, name: &str, role: Role, info: &CertInfo) {
-    let what = what(name, "role");
-    match info.role_problem(role) {
-        None => r.add(Level::Ok, &what, format!("fits {}", role.as_str()), None),
-        Some(p) => {
-            let other = match role {
-                Role::AuthCli => Role::Sign,
-                Role::Sign => Role::AuthCli,
-            };
-            let swapped = info.role_problem(other).is_none();
-            r.add(
-                Level::Fail,
-                &what,
-                p,
-                Some(if swapped {
-                    "this is the other certificate of the pair: swap the AUTH_CLI and SIGN files"
-                } else {
-                    "install the ORG certificate ordered for this service"
-                }),
-            );
-        }
-    }
-}
-
-/// The private key (PKCS#8, when the file has one) is the certificate's.
-fn key_pair(r: &mut Report, name: &str, key: Option<&[u8]>, leaf: &[u8]) {
-    let what = what(name, "key");
-    match key {
-        Some(k) if key_matches(k, leaf) => r.add(
-            Level::Ok,
-            &what,
-            "the private key matches the certificate",
-            None,
-        ),
-        Some(_) => r.add(
-            Level::Fail,
-            &what,
-            "the private key does not match the certificate",
-            Some("bundle the certificate with the key its CSR was made from (rocgw cert bundle)"),
-        ),
-        None => r.add(Level::Fail, &what, "no private key", None),
-    }
-}
-
-/// The certificates of the file chain `leaf` up to an IGC-Santé root.
-fn chain(r: &mut Report, name: &str, leaf: &[u8], rest: &[CertificateDer<'_>]) {
-    let what = what(name, "chain");
-    let pool: Vec<Vec<u8>> = rest.iter().map(|c| c.as_ref().to_vec()).collect();
-    match chain_up(leaf, &pool) {
-        Chain::Complete(chain) => {
-            let root = chain
-                .last()
-                .and_then(|c| CertInfo::parse(c).ok())
-                .map(|i| i.subject)
-                .unwrap_or_default();
-            if root.to_ascii_uppercase().contains("IGC-SANTE") {
-                r.add(
-                    Level::Ok,
-                    &what,
-                    format!("complete up to {root} ({} certificates)", chain.len()),
-                    None,
-                );
-            } else {
-                r.add(
-                    Level::Fail,
-                    &what,
-                    format!("ends at {root}, not at an IGC-Santé root"),
-                    Some("ORG certificates for ROC come from IGC-Santé (gamme élémentaire)"),
-                );
-            }
-        }
-        Chain::Incomplete(chain) => {
-            let issuer = chain
-                .last()
-                .and_then(|c| CertInfo::parse(c).ok())
-                .map(|i| i.issuer)
-                .unwrap_or_default();
-            r.add(
-                Level::Fail,
-                &what,
-                format!("incomplete: the certificate of {issuer} is missing"),
-                Some(if missing_is_aci_el_org(&issuer) {
-                    "add the intermediate ACI-EL-ORG (AC IGC-SANTE ELEMENTAIRE ORGANISATIONS) to the file, as the procedure says for a certificate made from a CSR: rocgw cert bundle --chain"
-                } else {
-                    "add the missing CA certificates to the file"
-                }),
-            );
-        }
-    }
-}
-
-/// Inside its validity, and how long it has left (a warning within the renewal alert).
-fn validity(r: &mut Report, name: &str, info: &CertInfo, now: i64) {
-    let what = what(name, "validity");
-    let days = info.days_left(now);
-    if now >= info.not_after {
+/// With `environment` set, every anchor belongs to it (as `serve` requires).
+fn anchor_hierarchy(r: &mut Report, field: &str, anchors: &Anchors, expect: Expect) {
+    let Expect::Only(env) = expect else { return };
+    let want_test = env == Environment::Test;
+    for a in anchors
+        .anchors
+        .iter()
+        .filter(|a| is_test(&a.info) != want_test)
+    {
         r.add(
             Level::Fail,
-            &what,
-            format!("expired on {}", crate::clock::fmt_time(info.not_after)),
-            Some("order a new certificate (3-year validity) and install it; rocgw reloads it without a restart"),
-        );
-    } else if now < info.not_before {
-        r.add(Level::Fail, &what, "not yet valid", None);
-    } else if days <= EXPIRY_WARNING_DAYS {
-        r.add(
-            Level::Warn,
-            &what,
+            field,
             format!(
-                "expires in {days} days ({})",
-                crate::clock::fmt_time(info.not_after)
+                "{}: a {} authority with environment = \"{}\"",
+                a.info.subject,
+                if want_test { "production" } else { "TEST" },
+                env.as_str()
             ),
-            Some("order the renewal now (the procedure's one-month alert)"),
-        );
-    } else {
-        r.add(Level::Ok, &what, format!("{days} days left"), None);
-    }
-}
-
-/// The common name the procedure recommends for the role (a warning only).
-fn common_name(r: &mut Report, name: &str, role: Role, info: &CertInfo) {
-    let what = what(name, "name");
-    match info.common_name.as_deref() {
-        Some(cn) if cn == role.recommended_cn() => {
-            r.add(Level::Ok, &what, format!("CN={cn}"), None)
-        }
-        other => r.add(
-            Level::Warn,
-            &what,
-            format!(
-                "CN={} (recommended: {})",
-                other.unwrap_or("-"),
-                role.recommended_cn()
-            ),
-            Some("not blocking; the procedure suggests this service name"),
-        ),
-    }
-}
-
-/// TEST certificates in the sandbox only, production ones outside it only.
-fn hierarchy(r: &mut Report, name: &str, info: &CertInfo, test_pki_expected: bool) {
-    let what = what(name, "hierarchy");
-    let test = is_test(info);
-    match (test, test_pki_expected) {
-        (true, false) => r.add(
-            Level::Fail,
-            &what,
-            "a TEST IGC-Santé certificate in a production configuration",
-            Some("install the production certificate (or run the sandbox for tests)"),
-        ),
-        (false, true) => r.add(
-            Level::Fail,
-            &what,
-            "a production certificate in the sandbox",
-            Some("the sandbox is for TEST certificates only: write a production configuration"),
-        ),
-        _ => r.add(
-            Level::Ok,
-            &what,
-            if test { "TEST (sandbox)" } else { "production" },
-            None,
-        ),
-    }
-}
-
-/// Not listed by the configured IGC-Santé CRLs; no line when none is configured.
-fn revocation(
-    r: &mut Report,
-    name: &str,
-    leaf: &[u8],
-    info: &CertInfo,
-    crls: &[(Vec<u8>, Vec<Vec<u8>>)],
-) {
-    if crls.is_empty() {
-        return;
-    }
-    let what = what(name, "revocation");
-    let revoked = X509Certificate::from_der(leaf).is_ok_and(|(_, c)| {
-        crls.iter().any(|(issuer, serials)| {
-            issuer.as_slice() == c.issuer().as_raw()
-                && serials.iter().any(|s| s.as_slice() == c.raw_serial())
-        })
-    });
-    if revoked {
-        r.add(
-            Level::Fail,
-            &what,
-            format!("serial {} is in the IGC-Santé CRL", info.serial),
-            Some("this certificate was revoked: order and install a new one"),
-        );
-    } else {
-        r.add(
-            Level::Ok,
-            &what,
-            "not in the configured IGC-Santé CRLs",
-            None,
-        );
-    }
-}
-
-/// Secret files must not be readable by others.
-fn file_mode(r: &mut Report, name: &str, path: &Path) {
-    use std::os::unix::fs::PermissionsExt as _;
-    let Ok(m) = std::fs::metadata(path) else {
-        return;
-    };
-    let mode = m.permissions().mode() & 0o777;
-    let what = format!("{name}: permissions");
-    if mode & 0o004 != 0 {
-        r.add(
-            Level::Fail,
-            &what,
-            format!("{} is readable by everyone ({mode:o})", path.display()),
-            Some(&format!("chmod 600 {}", path.display())),
-        );
-    } else if mode & 0o040 != 0 {
-        r.add(
-            Level::Warn,
-            &what,
-            format!("{} is readable by its group ({mode:o})", path.display()),
-            Some("keep it readable by the rocgw user only (0600 or 0640 with a dedicated group)"),
+            Some("install the IGC OSI authorities of the environment the gateway runs in"),
         );
     }
 }
 
 /// The IGC OSI anchors and CRLs the AMC side needs.
-fn anchors(r: &mut Report, cfg: &Config, now: i64) {
+fn anchors(r: &mut Report, cfg: &Config, now: i64, expect: Expect) {
     match Anchors::load("trust.amc_anchors", &cfg.trust.amc_anchors, now) {
         Err(e) => r.add(Level::Fail, "trust.amc_anchors", e.to_string(), None),
         Ok(a) => {
+            anchor_hierarchy(r, "trust.amc_anchors", &a, expect);
+            if !cfg.trust.annuaire_anchors.is_empty() {
+                let field = "trust.annuaire_anchors";
+                match Anchors::load(field, &cfg.trust.annuaire_anchors, now) {
+                    Ok(an) => anchor_hierarchy(r, field, &an, expect),
+                    Err(e) => r.add(Level::Fail, field, e.to_string(), None),
+                }
+            }
             for (name, needle) in [
                 ("AC-SERVEUR", "AC-SERVEUR"),
                 ("AC-SERVICES-APPLICATIFS", "AC-SERVICES-APPLICATIFS"),
@@ -588,10 +354,17 @@ fn anchors(r: &mut Report, cfg: &Config, now: i64) {
                     for c in set.crls() {
                         let hard = cfg.amc.revocation == crate::config::RevocationPolicy::Hard;
                         if c.is_stale(now) {
+                            // serve starts, and reloads fresh files without a restart.
+                            let effect = if hard {
+                                ": under revocation = \"hard\" every AMC call is refused until \
+                                 it is refreshed"
+                            } else {
+                                ""
+                            };
                             r.add(
-                                if hard { Level::Fail } else { Level::Warn },
+                                Level::Warn,
                                 "trust.crls",
-                                format!("{}: past its next update", c.source.display()),
+                                format!("{}: past its next update{effect}", c.source.display()),
                                 Some("refresh the CRL files (they are published daily)"),
                             );
                         } else {

@@ -34,7 +34,7 @@ pub struct TrustConfig {
     /// CRL files (PEM or DER) of the anchors' authorities.
     pub crls: Vec<PathBuf>,
     /// IGC-Santé CRL files, to check that the hospital's own certificates are not revoked
-    /// (`rocgw cert doctor`).
+    /// (`rocgw cert doctor`, and `serve` at start-up through it).
     pub identity_crls: Vec<PathBuf>,
     /// Certificates of the server-role authorities (AC-SERVEUR): every AMC and annuaire server
     /// certificate's path must go through one. Empty: the anchors whose name says AC-SERVEUR.

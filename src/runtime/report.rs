@@ -17,10 +17,8 @@ impl Structure {
 }
 
 impl Runtime {
-    /// The environment rule: with `environment` set, every identity and anchor must belong to
-    /// it (a TEST certificate in production, or the reverse, is a start-up error naming it);
-    /// unset, the environment detected is logged.
-    pub(super) fn check_environment(&self) -> Result<(), String> {
+    /// Every identity and anchor in force, with whether it belongs to a TEST hierarchy.
+    fn hierarchies(&self) -> Vec<(String, bool)> {
         let trust = self.trust();
         let mut found: Vec<(String, bool)> = Vec::new();
         for id in self.structures().flat_map(Structure::identities) {
@@ -37,30 +35,42 @@ impl Runtime {
                 found.push((format!("{field}: {}", a.info.subject), is_test(&a.info)));
             }
         }
+        found
+    }
+
+    /// The environment rule: with `environment` set, every identity and anchor must belong to
+    /// it (a TEST certificate in production, or the reverse, is a start-up error naming it).
+    pub(super) fn check_environment(&self) -> Result<(), String> {
         let Some(env) = self.cfg.environment else {
-            let detected = match (found.iter().all(|f| f.1), found.iter().any(|f| f.1)) {
-                (true, _) => "test",
-                (false, false) => "production",
-                (false, true) => "mixed TEST and production",
-            };
-            tracing::info!(
-                environment = detected,
-                "environment detected (set `environment` to enforce it)"
-            );
             return Ok(());
         };
         let want_test = env == Environment::Test;
-        match found.iter().find(|f| f.1 != want_test) {
-            None => {
-                tracing::info!(environment = env.as_str(), "environment");
-                Ok(())
-            }
+        match self.hierarchies().into_iter().find(|f| f.1 != want_test) {
+            None => Ok(()),
             Some((what, test)) => Err(format!(
                 "environment = \"{}\": {what} is a {} certificate",
                 env.as_str(),
-                if *test { "TEST" } else { "production" }
+                if test { "TEST" } else { "production" }
             )),
         }
+    }
+
+    /// Logs the environment in force, or the one detected when `environment` is unset.
+    fn log_environment(&self) {
+        if let Some(env) = self.cfg.environment {
+            tracing::info!(environment = env.as_str(), "environment");
+            return;
+        }
+        let found = self.hierarchies();
+        let detected = match (found.iter().all(|f| f.1), found.iter().any(|f| f.1)) {
+            (true, _) => "test",
+            (false, false) => "production",
+            (false, true) => "mixed TEST and production",
+        };
+        tracing::info!(
+            environment = detected,
+            "environment detected (set `environment` to enforce it)"
+        );
     }
 
     /// Logs the expiry alerts of the procedure: a warning when an identity has fewer than 30
@@ -89,6 +99,7 @@ impl Runtime {
     /// Logs what is in force, with the expiry warnings of the procedure (one month).
     pub fn report(&self) {
         let now = now_unix();
+        self.log_environment();
         self.expiry_alerts(now);
         let s = &self.cfg.server;
         if s.max_buffered_bytes < s.max_body_bytes + self.cfg.upstream.max_response_bytes {
@@ -120,9 +131,12 @@ impl Runtime {
     fn warn_readable_secrets(&self) {
         use std::os::unix::fs::PermissionsExt as _;
         let local_key = self.cfg.server.tls.as_ref().map(|t| t.key.clone());
-        let identity_files = self
-            .structures()
-            .flat_map(|s| s.auth_cli.files().into_iter().chain(s.sign.files()));
+        let identity_files = self.structures().flat_map(|s| {
+            s.auth_cli
+                .secret_files()
+                .into_iter()
+                .chain(s.sign.secret_files())
+        });
         for f in identity_files.chain(local_key) {
             if let Ok(m) = std::fs::metadata(&f) {
                 let mode = m.permissions().mode() & 0o777;

@@ -173,6 +173,11 @@ impl ReloadableSigner {
         self.identity.files()
     }
 
+    /// The files that hold or unlock the SIGN key.
+    pub fn secret_files(&self) -> Vec<PathBuf> {
+        self.identity.secret_files()
+    }
+
     /// Reads the source again; returns whether the certificate changed (see the contract).
     pub fn reload(&self, now: i64) -> Result<bool, IdentityError> {
         let id = self.identity.read_again(now)?;

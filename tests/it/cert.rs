@@ -283,7 +283,7 @@ fn good_doctor_config() -> (tempfile::TempDir, std::path::PathBuf, std::path::Pa
 
 #[test]
 fn doctor_flags_each_defect_with_the_right_line() {
-    let (tmp, pw, good) = good_doctor_config();
+    let (_tmp, pw, good) = good_doctor_config();
     let (code, out) = doctor(&good, true);
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -294,11 +294,6 @@ fn doctor_flags_each_defect_with_the_right_line() {
         out.contains("OK   trust.amc_anchors: AC-SERVEUR present"),
         "{out}"
     );
-    // The same TEST certificates in a production configuration.
-    let (code, out) = doctor(&good, false);
-    assert_eq!(code, 2, "{out}");
-    assert!(out.contains("FAIL identity.sign: hierarchy: a TEST IGC-Santé certificate in a production configuration"), "{out}");
-
     let revoked_crl = format!(
         "identity_crls = [\"{}\"]",
         pki_path("igc-sante/aci-el-org.crl.pem").display()
@@ -371,9 +366,10 @@ fn doctor_flags_each_defect_with_the_right_line() {
             "{auth} + {sign}: expected {line:?} in\n{out}"
         );
     }
+    let elsewhere = scratch();
     let (_, out) = doctor(
         &doctor_config(
-            tmp.path(),
+            elsewhere.path(),
             "negative/auth_cli-no-aci.p12",
             "org/sign.p12",
             "",
@@ -385,11 +381,42 @@ fn doctor_flags_each_defect_with_the_right_line() {
         out.contains("ACI-EL-ORG"),
         "the fix names the missing intermediate: {out}"
     );
+}
 
-    // A password file readable by everyone.
+/// Doctor reads `environment` as serve does, and warns (as serve does) about open secrets.
+#[test]
+fn doctor_reads_the_environment_and_warns_about_open_secrets() {
+    let (_tmp, pw, good) = good_doctor_config();
+    // The same TEST certificates without --allow-test-pki: serve accepts them when no
+    // environment is set, so doctor warns; with environment = "production" both refuse.
+    let (code, out) = doctor(&good, false);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "WARN identity.sign: hierarchy: a TEST IGC-Santé certificate, and no environment set"
+        ),
+        "{out}"
+    );
+    let text = fs::read_to_string(&good).unwrap();
+    fs::write(&good, format!("environment = \"production\"\n{text}")).unwrap();
+    let (code, out) = doctor(&good, true);
+    assert_eq!(
+        code, 2,
+        "--allow-test-pki does not overrule the environment: {out}"
+    );
+    assert!(
+        out.contains(
+            "FAIL identity.sign: hierarchy: a TEST certificate with environment = \"production\""
+        ),
+        "{out}"
+    );
+    fs::write(&good, text).unwrap();
+
+    // A password file readable by everyone: serve warns about it, so doctor warns too.
     fs::set_permissions(&pw, fs::Permissions::from_mode(0o644)).unwrap();
     let (code, out) = doctor(&good, true);
-    assert_eq!(code, 2, "{out}");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("WARN identity.sign: permissions:"), "{out}");
     assert!(
         out.contains("is readable by everyone (644)") && out.contains("chmod 600"),
         "{out}"

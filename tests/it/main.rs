@@ -4,6 +4,7 @@
 mod access;
 mod architecture;
 mod cert;
+mod doctor_serve;
 mod faults;
 mod load;
 mod ops;

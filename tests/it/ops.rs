@@ -380,55 +380,9 @@ fn the_dashboard_and_alert_rules_use_metrics_rocgw_exposes() {
 
 #[test]
 fn readyz_fails_on_a_stale_crl_under_the_hard_policy() {
-    // A CA of our own and a CRL whose nextUpdate has passed, both made by openssl.
     let tmp = scratch();
     let d = tmp.path();
-    let ossl = |args: &[&str]| {
-        let out = tool("openssl", args, d);
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    ossl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "30",
-        "-subj",
-        "/CN=TEST STALE CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    std::fs::write(d.join("index.txt"), "").unwrap();
-    std::fs::write(d.join("crlnumber"), "01\n").unwrap();
-    std::fs::write(d.join("c.cnf"), "[ca]\ndefault_ca = c\n[c]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\n").unwrap();
-    ossl(&[
-        "ca",
-        "-config",
-        "c.cnf",
-        "-gencrl",
-        "-keyfile",
-        "ca.key",
-        "-cert",
-        "ca.pem",
-        "-out",
-        "stale.crl",
-        "-crl_lastupdate",
-        "20260101000000Z",
-        "-crl_nextupdate",
-        "20260102000000Z",
-    ]);
+    stale_crl(d);
     let config = |policy: &str| {
         let p = |r: &str| pki_path(r).display().to_string();
         let mut t = base_config(

@@ -661,3 +661,54 @@ pub fn audit_records(file: &Path, n: usize) -> Vec<serde_json::Value> {
     });
     read()
 }
+
+/// A CA of our own (`ca.pem` in `d`) and its CRL whose nextUpdate has passed (`stale.crl`),
+/// both made by openssl.
+pub fn stale_crl(d: &Path) {
+    let ossl = |args: &[&str]| {
+        let out = tool("openssl", args, d);
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ossl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=TEST STALE CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    std::fs::write(d.join("index.txt"), "").unwrap();
+    std::fs::write(d.join("crlnumber"), "01\n").unwrap();
+    std::fs::write(d.join("c.cnf"), "[ca]\ndefault_ca = c\n[c]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\n").unwrap();
+    ossl(&[
+        "ca",
+        "-config",
+        "c.cnf",
+        "-gencrl",
+        "-keyfile",
+        "ca.key",
+        "-cert",
+        "ca.pem",
+        "-out",
+        "stale.crl",
+        "-crl_lastupdate",
+        "20260101000000Z",
+        "-crl_nextupdate",
+        "20260102000000Z",
+    ]);
+}
