@@ -2,8 +2,10 @@
 //! (`[server] max_buffered_bytes`). Memory then stays bounded whatever the number of requests in
 //! progress; a body that does not fit gets the `overloaded` fault.
 //!
-//! A body reserves its declared length before it is read, or grows its reservation as chunks
-//! arrive (64 KiB at least at a time); the reservation is released when dropped.
+//! A body reserves only what it holds: its buffer grows as bytes arrive (doubling, up to the
+//! declared length), and each growth is reserved first, so a connection that declares 1 MiB and
+//! sends 6 bytes holds a few KiB. The reservation is released when dropped; an answer keeps its
+//! share until its last byte is written ([`HeldBody`]).
 
 use std::sync::Arc;
 
@@ -14,25 +16,39 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub const UNCOUNTED_ANSWER: usize = 64 * 1024;
 /// The budget counts whole KiB.
 const UNIT: usize = 1024;
-/// A growing body reserves at least this much more at a time.
-const STEP: usize = 64 * 1024;
+/// A body's first buffer (at most its declared length); it doubles from there.
+const FIRST: usize = 8 * 1024;
 
-/// The budget of one process.
+/// The budget of one process, or a caller's share within it (a reservation then takes from
+/// both).
 #[derive(Debug, Clone)]
 pub struct Budget {
     units: Arc<Semaphore>,
     bytes: usize,
+    within: Option<Arc<Budget>>,
 }
 
-/// A share of the budget; given back when dropped.
+/// A share of the budget (and of the budget it lies within); given back when dropped.
 #[derive(Debug)]
-pub struct Held(OwnedSemaphorePermit);
+pub struct Held {
+    permit: OwnedSemaphorePermit,
+    within: Option<Box<Held>>,
+}
 
 impl Budget {
     pub fn new(bytes: usize) -> Budget {
         Budget {
             units: Arc::new(Semaphore::new((bytes / UNIT).max(1))),
             bytes,
+            within: None,
+        }
+    }
+
+    /// A budget of `bytes` whose reservations also take from this one.
+    pub fn share(&self, bytes: usize) -> Budget {
+        Budget {
+            within: Some(Arc::new(self.clone())),
+            ..Budget::new(bytes)
         }
     }
 
@@ -41,39 +57,47 @@ impl Budget {
         self.bytes
     }
 
+    /// Whether nothing of it is reserved.
+    pub fn is_unused(&self) -> bool {
+        self.units.available_permits() == (self.bytes / UNIT).max(1)
+    }
+
     /// `bytes` of it (rounded up to whole KiB, one at least), or `None` when not free.
     pub fn reserve(&self, bytes: usize) -> Option<Held> {
         let units = u32::try_from(bytes.div_ceil(UNIT).max(1)).ok()?;
-        self.units
-            .clone()
-            .try_acquire_many_owned(units)
-            .ok()
-            .map(Held)
+        let within = match &self.within {
+            Some(w) => Some(Box::new(w.reserve(bytes)?)),
+            None => None,
+        };
+        let permit = self.units.clone().try_acquire_many_owned(units).ok()?;
+        Some(Held { permit, within })
     }
 }
 
 impl Held {
     /// Bytes reserved.
     pub fn bytes(&self) -> usize {
-        self.0.num_permits() * UNIT
+        self.permit.num_permits() * UNIT
     }
 
-    /// Makes room for `need` bytes in all, reserving at least 64 KiB more at a time but never
-    /// beyond `cap`; false when the budget has not that much free.
-    pub fn grow_to(&mut self, budget: &Budget, need: usize, cap: usize) -> bool {
+    /// Makes room for `need` bytes in all; false when the budget has not that much free.
+    pub fn grow_to(&mut self, budget: &Budget, need: usize) -> bool {
         if need <= self.bytes() {
             return true;
         }
-        let more = (need - self.bytes())
-            .max(STEP)
-            .min(cap.saturating_sub(self.bytes()))
-            .max(1);
-        match budget.reserve(more) {
+        match budget.reserve(need - self.bytes()) {
             Some(h) => {
-                self.0.merge(h.0);
+                self.merge(h);
                 true
             }
             None => false,
+        }
+    }
+
+    fn merge(&mut self, other: Held) {
+        self.permit.merge(other.permit);
+        if let (Some(a), Some(b)) = (&mut self.within, other.within) {
+            a.merge(*b);
         }
     }
 }
@@ -85,50 +109,142 @@ pub enum ReadError {
     TooLarge,
     /// The budget has not room for it.
     OverBudget,
+    /// It came slower than its [`Pace`].
+    TooSlow,
     /// The connection failed mid-body.
     Body(hyper::Error),
 }
 
-/// Reads a body of at most `max` bytes into one buffer sized from its `declared` length (held
-/// once: collecting frames, then joining them, would hold it twice). Bytes beyond `free` count
-/// against `budget`: reserved from the declared length before a byte is read, then as chunks
-/// arrive. The share comes back with the body; on an error the rest of the body is unread.
+/// How fast a body must come: all of it within `grace` plus one second per `min_rate` bytes
+/// received (0: no rate, `grace` for the whole body).
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    pub grace: std::time::Duration,
+    pub min_rate: u64,
+}
+
+impl Pace {
+    /// When the next bytes must have come, `received` bytes after `start`.
+    fn deadline(&self, start: tokio::time::Instant, received: usize) -> tokio::time::Instant {
+        let earned = match self.min_rate {
+            0 => std::time::Duration::ZERO,
+            r => std::time::Duration::from_secs_f64(received as f64 / r as f64),
+        };
+        start + self.grace + earned
+    }
+}
+
+/// Reads a body of at most `max` bytes into one buffer. Bytes beyond `free` count against
+/// `budget`, reserved as the buffer grows (it doubles from 8 KiB up to the `declared` length, so
+/// a body is held once, never collected then joined), not from the declared length. With a
+/// `pace`, a body that comes too slowly ends with [`ReadError::TooSlow`]. The share comes back
+/// with the body; on an error the rest of the body is unread.
 pub async fn read(
     body: &mut hyper::body::Incoming,
     declared: usize,
     max: usize,
     budget: Option<&Budget>,
     free: usize,
+    pace: Option<Pace>,
 ) -> Result<(bytes::Bytes, Option<Held>), ReadError> {
     use http_body_util::BodyExt as _;
     if declared > max {
         return Err(ReadError::TooLarge);
     }
+    let start = tokio::time::Instant::now();
     let mut held = None;
     let fits = |need: usize, held: &mut Option<Held>| match budget {
         Some(b) if need > free => match held {
-            Some(h) => h.grow_to(b, need, max),
+            Some(h) => h.grow_to(b, need),
             None => b.reserve(need).map(|h| *held = Some(h)).is_some(),
         },
         _ => true,
     };
-    if !fits(declared, &mut held) {
-        return Err(ReadError::OverBudget);
-    }
-    let mut buf = bytes::BytesMut::with_capacity(declared);
-    while let Some(frame) = body.frame().await {
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        let next = match pace {
+            Some(p) => tokio::time::timeout_at(p.deadline(start, buf.len()), body.frame())
+                .await
+                .map_err(|_| ReadError::TooSlow)?,
+            None => body.frame().await,
+        };
+        let Some(frame) = next else { break };
         let frame = frame.map_err(ReadError::Body)?;
         let Some(d) = frame.data_ref() else { continue };
         let need = buf.len() + d.len();
         if need > max {
             return Err(ReadError::TooLarge);
         }
-        if !fits(need, &mut held) {
-            return Err(ReadError::OverBudget);
+        if need > buf.capacity() {
+            let mut size = need.max(buf.capacity() * 2).max(FIRST.min(max));
+            if declared >= need {
+                size = size.min(declared);
+            }
+            let size = size.min(max);
+            if !fits(size, &mut held) {
+                return Err(ReadError::OverBudget);
+            }
+            buf.reserve(size - buf.len());
         }
         buf.extend_from_slice(d);
     }
     Ok((buf.freeze(), held))
+}
+
+/// A response body that keeps its share of the budget until its last byte is written (or the
+/// connection is gone): hyper drops the body only then.
+#[derive(Debug)]
+pub struct HeldBody {
+    inner: http_body_util::Full<bytes::Bytes>,
+    held: Option<Held>,
+}
+
+impl HeldBody {
+    pub fn new(bytes: impl Into<bytes::Bytes>) -> HeldBody {
+        HeldBody {
+            inner: http_body_util::Full::new(bytes.into()),
+            held: None,
+        }
+    }
+
+    /// A body holding `held` until it is written.
+    pub fn holding(bytes: bytes::Bytes, held: Option<Held>) -> HeldBody {
+        HeldBody {
+            inner: http_body_util::Full::new(bytes),
+            held,
+        }
+    }
+}
+
+impl Default for HeldBody {
+    fn default() -> Self {
+        HeldBody::new(bytes::Bytes::new())
+    }
+}
+
+impl hyper::body::Body for HeldBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(None) = polled {
+            this.held = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 #[cfg(test)]
@@ -136,19 +252,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reservations_round_up_grow_in_steps_and_come_back_when_dropped() {
+    fn reservations_round_up_grow_and_come_back_when_dropped() {
         let b = Budget::new(256 * 1024);
         let mut h = b.reserve(1).unwrap();
         assert_eq!(h.bytes(), 1024);
-        assert!(h.grow_to(&b, 2000, 1024 * 1024));
-        assert_eq!(h.bytes(), 1024 + 64 * 1024, "one step at least");
-        assert!(h.grow_to(&b, 60_000, 1024 * 1024), "already there");
+        assert!(h.grow_to(&b, 2000));
+        assert_eq!(h.bytes(), 2048, "whole KiB");
+        assert!(h.grow_to(&b, 65 * 1024));
+        assert!(h.grow_to(&b, 60_000), "already there");
         assert!(b.reserve(192 * 1024).is_none(), "256 - 65 = 191 KiB free");
         let rest = b.reserve(191 * 1024).unwrap();
-        assert!(!h.grow_to(&b, 100_000, 1024 * 1024), "nothing left");
+        assert!(!h.grow_to(&b, 100_000), "nothing left");
         drop(rest);
-        assert!(h.grow_to(&b, 100_000, 1024 * 1024));
+        assert!(h.grow_to(&b, 100_000));
         drop(h);
         assert!(b.reserve(256 * 1024).is_some(), "all given back");
+    }
+
+    #[test]
+    fn a_share_takes_from_its_budget_too() {
+        let all = Budget::new(100 * 1024);
+        let caller = all.share(40 * 1024);
+        let mut h = caller.reserve(30 * 1024).unwrap();
+        assert!(!h.grow_to(&caller, 41 * 1024), "over the share");
+        assert!(h.grow_to(&caller, 40 * 1024));
+        assert!(
+            all.reserve(61 * 1024).is_none(),
+            "the share counts in the whole"
+        );
+        let other = all.reserve(60 * 1024).unwrap();
+        drop(other);
+        assert!(!caller.is_unused());
+        drop(h);
+        assert!(caller.is_unused() && all.is_unused());
     }
 }

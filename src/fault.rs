@@ -8,8 +8,6 @@
 
 use std::fmt::Write as _;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde::Deserialize;
@@ -27,6 +25,7 @@ pub enum FaultCode {
     NotSoap,
     DtdForbidden,
     BodyTooLarge,
+    BodyTimeout,
     XmlLimit,
     SecurityHeaderPresent,
     UnknownAmc,
@@ -68,10 +67,11 @@ pub enum StatusMode {
 
 impl FaultCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [FaultCode; 20] = [
+    pub const ALL: [FaultCode; 21] = [
         FaultCode::NotSoap,
         FaultCode::DtdForbidden,
         FaultCode::BodyTooLarge,
+        FaultCode::BodyTimeout,
         FaultCode::XmlLimit,
         FaultCode::SecurityHeaderPresent,
         FaultCode::UnknownAmc,
@@ -96,6 +96,7 @@ impl FaultCode {
             FaultCode::NotSoap => "not-soap",
             FaultCode::DtdForbidden => "dtd-forbidden",
             FaultCode::BodyTooLarge => "body-too-large",
+            FaultCode::BodyTimeout => "body-timeout",
             FaultCode::XmlLimit => "xml-limit-exceeded",
             FaultCode::SecurityHeaderPresent => "security-header-present",
             FaultCode::UnknownAmc => "unknown-amc",
@@ -121,6 +122,7 @@ impl FaultCode {
             FaultCode::NotSoap
             | FaultCode::DtdForbidden
             | FaultCode::BodyTooLarge
+            | FaultCode::BodyTimeout
             | FaultCode::XmlLimit
             | FaultCode::SecurityHeaderPresent
             | FaultCode::UnknownAmc
@@ -140,6 +142,7 @@ impl FaultCode {
             | FaultCode::XmlLimit
             | FaultCode::SecurityHeaderPresent => StatusCode::BAD_REQUEST,
             FaultCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            FaultCode::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             FaultCode::UnknownAmc
             | FaultCode::UnknownStructure
             | FaultCode::UnknownService
@@ -189,6 +192,10 @@ impl FaultCode {
             FaultCode::BodyTooLarge => (
                 "Le corps de la requête dépasse la taille autorisée.",
                 "The request body exceeds the size limit.",
+            ),
+            FaultCode::BodyTimeout => (
+                "Le corps de la requête est arrivé trop lentement.",
+                "The request body arrived too slowly.",
             ),
             FaultCode::XmlLimit => (
                 "L'enveloppe dépasse les limites d'analyse XML (profondeur, attributs).",
@@ -346,8 +353,12 @@ impl Fault {
     }
 
     /// The full HTTP response for this fault.
-    pub fn to_response(&self, version: SoapVersion, mode: StatusMode) -> Response<Full<Bytes>> {
-        let mut resp = Response::new(Full::new(Bytes::from(self.to_xml(version))));
+    pub fn to_response(
+        &self,
+        version: SoapVersion,
+        mode: StatusMode,
+    ) -> Response<crate::budget::HeldBody> {
+        let mut resp = Response::new(crate::budget::HeldBody::new(self.to_xml(version)));
         *resp.status_mut() = self.code.status(version, mode);
         let h = resp.headers_mut();
         h.insert(

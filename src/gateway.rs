@@ -1,7 +1,8 @@
 //! The gateway: what a SIH calls. A request takes these hops in order, one file each:
 //! `listener` (accept, header limits) → `access` (who may call) → [`structure`] (which hospital
 //! structure signs, and whether this caller may) → [`target`] (what it asks, read once) →
-//! [`admission`] (request slot, AMC slot, body under the memory budget) →
+//! [`admission`] (body at a minimum pace under the memory budget, then request slot and AMC
+//! slot) →
 //! [`route`] (static route, explicit endpoint or annuaire) → [`stamp`] (signed assertion) →
 //! [`forward`] (to the AMC or the annuaire) → [`answer`] (the answer or a SOAP fault, metrics,
 //! audit). One [`VersionedFault`](crate::fault::VersionedFault) travels back from every hop. Bodies are never logged.
@@ -70,12 +71,7 @@ impl Gateway {
         let cfg = runtime.config();
         Ok(Gateway {
             audit: Audit::open(cfg.audit_file.as_deref())?,
-            admission: Admission::new(
-                cfg.server.max_concurrent_requests,
-                cfg.amc.max_concurrent_per_amc,
-                cfg.server.max_buffered_bytes,
-                cfg.server.max_body_bytes,
-            ),
+            admission: Admission::new(&cfg.server, cfg.amc.max_concurrent_per_amc),
             breakers: Breakers::new(cfg.amc.breaker_failures, cfg.amc.breaker_open),
             deadline: cfg.server.request_deadline,
             status_mode: cfg.server.http_status,
@@ -163,11 +159,6 @@ impl Gateway {
             Ok(s) => s,
             Err(f) => return ("-", "-", refuse(body, f)),
         };
-        // Over capacity: say so at once rather than queue without bound.
-        let _admitted = match self.admission.request_slot() {
-            Ok(slot) => slot,
-            Err(f) => return ("-", structure, refuse(body, f)),
-        };
         let Some(target) = target else {
             let f = Fault::with_detail(
                 FaultCode::NotFound,
@@ -180,8 +171,21 @@ impl Gateway {
             let f = Fault::with_detail(FaultCode::NotFound, "only POST is served here");
             return (route, structure, refuse(body, f));
         }
-        let (body, _held) = match self.admission.read_body(&parts.headers, body).await {
+        let caller_share = match self.admission.caller(&caller.name) {
+            Ok(hold) => hold,
+            Err(f) => return (route, structure, refuse(body, f)),
+        };
+        // The body first: a slow one holds its bytes and connection, not a request slot.
+        let read = self
+            .admission
+            .read_body(&parts.headers, body, &caller_share);
+        let (body, _held) = match read.await {
             Ok(b) => b,
+            Err(f) => return (route, structure, Err(f.in_version(hint))),
+        };
+        // Over capacity: say so at once rather than queue without bound.
+        let _admitted = match self.admission.request_slot() {
+            Ok(slot) => slot,
             Err(f) => return (route, structure, Err(f.in_version(hint))),
         };
         let version = match soap::sniff(&body) {

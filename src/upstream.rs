@@ -267,7 +267,7 @@ impl Upstream {
         use crate::budget::{read, ReadError, UNCOUNTED_ANSWER};
         let label = self.kind.label();
         let max = self.max_response_bytes;
-        read(&mut body, declared, max, budget, UNCOUNTED_ANSWER)
+        read(&mut body, declared, max, budget, UNCOUNTED_ANSWER, None)
             .await
             .map_err(|e| match e {
                 ReadError::TooLarge => UpstreamError {
@@ -285,6 +285,12 @@ impl Upstream {
                     ),
                 },
                 ReadError::Body(e) => classify(self.kind, &e),
+                // Answers are read without a pace: their deadlines are the upstream's own.
+                ReadError::TooSlow => UpstreamError {
+                    code: self.kind.timeout(),
+                    reason: Reason::Timeout,
+                    detail: format!("the {label} answer came too slowly"),
+                },
             })
     }
 }

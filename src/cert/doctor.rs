@@ -131,6 +131,19 @@ pub fn check(cfg: &Config, expect: Expect) -> Vec<Check> {
     }
     anchors(&mut r, cfg, now, expect);
     local_listener(&mut r, cfg, now);
+    // Token and proxy credential files (the identities' own were checked with them).
+    let identity_secrets: Vec<_> = cfg
+        .identities
+        .structures
+        .iter()
+        .flat_map(|st| [&st.auth_cli, &st.sign])
+        .flat_map(|src| crate::identity::open(src).secret_files())
+        .collect();
+    for (field, path) in &cfg.secret_files {
+        if !identity_secrets.contains(path) {
+            file_mode(&mut r, field, path);
+        }
+    }
     r.0
 }
 

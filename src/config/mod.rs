@@ -164,6 +164,9 @@ pub struct Config {
     pub services: Vec<String>,
     /// AMC number → service → https endpoint.
     pub routes: BTreeMap<String, BTreeMap<String, hyper::Uri>>,
+    /// Every file a secret was read from (tokens, proxy credentials, P12 passwords), with its
+    /// field: readable by rocgw only, or `serve` and `cert doctor` warn.
+    pub secret_files: Vec<(String, PathBuf)>,
 }
 
 /// Overrides from the command line.
@@ -187,7 +190,11 @@ impl Config {
     pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
         let raw = parse_raw(text, path)?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let v = Validator { file: path, base };
+        let v = Validator {
+            file: path,
+            base,
+            secret_files: Default::default(),
+        };
         v.validate(raw, overrides)
     }
 }
@@ -280,6 +287,8 @@ fn toml_error(path: &Path, field: &str, e: &toml::de::Error, text: &str) -> Conf
 struct Validator<'a> {
     file: &'a Path,
     base: PathBuf,
+    /// The secret files read so far (`<field>`, path), for the permission checks.
+    secret_files: std::cell::RefCell<Vec<(String, PathBuf)>>,
 }
 
 impl Validator<'_> {
@@ -340,6 +349,9 @@ impl Validator<'_> {
             },
             (None, Some(p)) => {
                 let p = self.file(&f_file, p)?;
+                self.secret_files
+                    .borrow_mut()
+                    .push((f_file.clone(), p.clone()));
                 let text = std::fs::read_to_string(&p)
                     .map_err(|e| self.err(&f_file, io_problem("secret file", &p, &e)))?;
                 let v = Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_string());
@@ -506,6 +518,7 @@ impl Validator<'_> {
             assertion,
             services,
             routes,
+            secret_files: self.secret_files.take(),
         })
     }
 }

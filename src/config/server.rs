@@ -28,6 +28,10 @@ pub(super) struct RawServer {
     max_concurrent_requests: Option<usize>,
     max_buffered_bytes: Option<u64>,
     request_deadline_ms: Option<u64>,
+    body_timeout_ms: Option<u64>,
+    min_body_rate: Option<u64>,
+    max_requests_per_caller: Option<usize>,
+    max_buffered_bytes_per_caller: Option<u64>,
     unix_socket: Option<PathBuf>,
     unix_socket_mode: Option<String>,
     header_read_timeout_ms: Option<u64>,
@@ -62,6 +66,15 @@ pub struct ServerConfig {
     pub max_buffered_bytes: usize,
     /// End-to-end deadline of a request; an SIH's `X-Rocgw-Deadline-Ms` may only shorten it.
     pub request_deadline: Duration,
+    /// A request body must have come within this time plus one second per `min_body_rate`
+    /// bytes received; else `body-timeout`. Read before a request slot is taken.
+    pub body_timeout: Duration,
+    /// Bytes per second a body must keep up after `body_timeout` (0: none).
+    pub min_body_rate: u64,
+    /// Per caller (`[access]` name, or the peer): requests in progress and body bytes held at
+    /// once (0: no cap, the default — one SIH is often one caller).
+    pub max_requests_per_caller: usize,
+    pub max_buffered_bytes_per_caller: usize,
     /// A Unix domain socket the gateway also listens on, and its file mode.
     pub unix_socket: Option<(PathBuf, u32)>,
     /// HTTPS with client certificates on `listen`.
@@ -148,7 +161,39 @@ pub(super) fn validate(
         Some(p) => Some((v.resolve(p), unix_socket_mode(v, raw)?)),
     };
     let limits = limits(v, raw)?;
+    let request_deadline = v.millis(
+        "server.request_deadline_ms",
+        raw.request_deadline_ms,
+        Duration::from_secs(30),
+        100..=600_000,
+    )?;
+    let deadline_ms = request_deadline.as_millis() as u64;
+    let body_timeout = v.millis(
+        "server.body_timeout_ms",
+        raw.body_timeout_ms,
+        Duration::from_secs(10).min(request_deadline / 2),
+        1..=deadline_ms,
+    )?;
     Ok(ServerConfig {
+        body_timeout,
+        min_body_rate: v.ranged(
+            "server.min_body_rate",
+            raw.min_body_rate,
+            16 * 1024,
+            0..=1024 * 1024 * 1024,
+        )?,
+        max_requests_per_caller: v.ranged(
+            "server.max_requests_per_caller",
+            raw.max_requests_per_caller,
+            0,
+            0..=100_000,
+        )?,
+        max_buffered_bytes_per_caller: v.ranged(
+            "server.max_buffered_bytes_per_caller",
+            raw.max_buffered_bytes_per_caller,
+            0,
+            0..=4 * 1024 * 1024 * 1024,
+        )? as usize,
         listen,
         admin_listen,
         http_status: raw.http_status,
@@ -165,12 +210,7 @@ pub(super) fn validate(
             (64 * 1024 * 1024).max(max_body_bytes as u64),
             max_body_bytes as u64..=4 * 1024 * 1024 * 1024,
         )? as usize,
-        request_deadline: v.millis(
-            "server.request_deadline_ms",
-            raw.request_deadline_ms,
-            Duration::from_secs(30),
-            100..=600_000,
-        )?,
+        request_deadline,
         unix_socket,
         tls,
         limits,

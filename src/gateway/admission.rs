@@ -1,7 +1,10 @@
-//! Whether a request gets in, and what it may hold: a request slot (load shedding beyond
-//! `max_concurrent_requests`), a slot among the calls to its AMC, its body read under the size
-//! limit and the memory budget. What is refused is said at once (`overloaded`, Retry-After)
-//! rather than queued without bound, and a refused body is drained, not kept.
+//! Whether a request gets in, and what it may hold: its body read first, at a minimum pace,
+//! under the size limit and the memory budget (reserved as bytes arrive, so a slow or lying
+//! body holds its bytes and its connection but no request slot); then a request slot (load
+//! shedding beyond `max_concurrent_requests`) and a slot among the calls to its AMC; with
+//! per-caller caps, a caller's requests in progress and bytes held. What is refused is said at
+//! once (`overloaded`, Retry-After) rather than queued without bound, and a refused body is
+//! drained, not kept.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,7 +17,8 @@ use hyper::header::CONTENT_LENGTH;
 use hyper::HeaderMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::budget::{Budget, Held, ReadError};
+use crate::budget::{Budget, Held, Pace, ReadError};
+use crate::config::ServerConfig;
 use crate::fault::{Fault, FaultCode};
 use crate::metrics;
 
@@ -33,23 +37,96 @@ pub struct Admission {
     /// Bytes of request and response bodies held: what bounds memory.
     pub budget: Budget,
     pub max_body_bytes: usize,
+    /// How fast a request body must come.
+    pace: Pace,
+    /// Per-caller caps, when configured.
+    per_caller: Option<PerCaller>,
+}
+
+/// Per-caller caps: requests in progress and bytes held, each caller's share kept while in use.
+#[derive(Debug)]
+struct PerCaller {
+    max_requests: usize,
+    max_bytes: usize,
+    shares: Mutex<HashMap<String, Arc<CallerShare>>>,
+}
+
+/// One caller's share.
+#[derive(Debug)]
+pub struct CallerShare {
+    requests: Arc<Semaphore>,
+    budget: Budget,
+}
+
+/// What a request holds of its caller's share while it runs (nothing without per-caller caps).
+#[derive(Debug, Default)]
+pub struct CallerHold {
+    share: Option<Arc<CallerShare>>,
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 impl Admission {
-    pub fn new(
-        max_requests: usize,
-        max_per_amc: usize,
-        max_buffered_bytes: usize,
-        max_body_bytes: usize,
-    ) -> Admission {
+    pub fn new(server: &ServerConfig, max_per_amc: usize) -> Admission {
+        let budget = Budget::new(server.max_buffered_bytes);
+        let per_caller = (server.max_requests_per_caller > 0
+            || server.max_buffered_bytes_per_caller > 0)
+            .then(|| PerCaller {
+                max_requests: match server.max_requests_per_caller {
+                    0 => Semaphore::MAX_PERMITS,
+                    n => n,
+                },
+                max_bytes: match server.max_buffered_bytes_per_caller {
+                    0 => server.max_buffered_bytes,
+                    n => n,
+                },
+                shares: Mutex::default(),
+            });
         Admission {
-            requests: Arc::new(Semaphore::new(max_requests)),
-            max_requests,
+            requests: Arc::new(Semaphore::new(server.max_concurrent_requests)),
+            max_requests: server.max_concurrent_requests,
             per_amc: Mutex::default(),
             max_per_amc,
-            budget: Budget::new(max_buffered_bytes),
-            max_body_bytes,
+            budget,
+            max_body_bytes: server.max_body_bytes,
+            pace: Pace {
+                grace: server.body_timeout,
+                min_rate: server.min_body_rate,
+            },
+            per_caller,
         }
+    }
+
+    /// The caller's share and one of its request slots, or `overloaded` (nothing to hold
+    /// without per-caller caps).
+    pub fn caller(&self, caller: &str) -> Result<CallerHold, Fault> {
+        let Some(pc) = &self.per_caller else {
+            return Ok(CallerHold::default());
+        };
+        let share = {
+            let mut m = pc.shares.lock().unwrap_or_else(|e| e.into_inner());
+            if m.len() >= 4096 {
+                // Shares nobody holds are dropped: the map stays bounded by the callers active.
+                m.retain(|_, s| Arc::strong_count(s) > 1);
+            }
+            m.entry(caller.to_string())
+                .or_insert_with(|| {
+                    Arc::new(CallerShare {
+                        requests: Arc::new(Semaphore::new(pc.max_requests)),
+                        budget: self.budget.share(pc.max_bytes),
+                    })
+                })
+                .clone()
+        };
+        let slot = share.requests.clone().try_acquire_owned().map_err(|_| {
+            overloaded(format!(
+                "more than {} requests in progress for this caller (server.max_requests_per_caller)",
+                pc.max_requests
+            ))
+        })?;
+        Ok(CallerHold {
+            share: Some(share),
+            _slot: Some(slot),
+        })
     }
 
     /// A request slot, or `overloaded`.
@@ -82,12 +159,15 @@ impl Admission {
         })
     }
 
-    /// Reads the body under the size limit and the memory budget (`budget::read`). A refused
-    /// body is drained, not kept, so the SIH reads the fault.
+    /// Reads the body at the configured pace, under the size limit and the memory budget (the
+    /// caller's share of it, with per-caller caps). A body refused for its size or for memory
+    /// is drained, not kept, so the SIH reads the fault; one that came too slowly is dropped
+    /// with its connection.
     pub async fn read_body(
         &self,
         headers: &HeaderMap,
         mut body: Incoming,
+        caller: &CallerHold,
     ) -> Result<(Bytes, Option<Held>), Fault> {
         let declared = headers
             .get(CONTENT_LENGTH)
@@ -95,7 +175,9 @@ impl Admission {
             .and_then(|v| v.parse::<u64>().ok())
             .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
         let max = self.max_body_bytes;
-        match crate::budget::read(&mut body, declared, max, Some(&self.budget), 0).await {
+        let budget = caller.share.as_ref().map_or(&self.budget, |s| &s.budget);
+        let pace = Some(self.pace);
+        match crate::budget::read(&mut body, declared, max, Some(budget), 0, pace).await {
             Ok(read) => Ok(read),
             Err(ReadError::TooLarge) => {
                 self.drain(body);
@@ -106,11 +188,29 @@ impl Admission {
             }
             Err(ReadError::OverBudget) => {
                 self.drain(body);
-                Err(overloaded(format!(
-                    "the {} MiB for request bodies in progress (server.max_buffered_bytes) are in use",
-                    self.budget.bytes() / (1024 * 1024)
-                )))
+                Err(overloaded(match caller.share {
+                    Some(_) if !budget.is_unused() || budget.bytes() < self.budget.bytes() => {
+                        format!(
+                            "this caller's {} KiB for bodies in progress \
+                             (server.max_buffered_bytes_per_caller) or the gateway's are in use",
+                            budget.bytes() / 1024
+                        )
+                    }
+                    _ => format!(
+                        "the {} MiB for request bodies in progress (server.max_buffered_bytes) are in use",
+                        self.budget.bytes() / (1024 * 1024)
+                    ),
+                }))
             }
+            Err(ReadError::TooSlow) => Err(Fault::with_detail(
+                FaultCode::BodyTimeout,
+                format!(
+                    "the body must come within {} ms plus one second per {} bytes \
+                     (server.body_timeout_ms, server.min_body_rate)",
+                    self.pace.grace.as_millis(),
+                    self.pace.min_rate
+                ),
+            )),
             Err(ReadError::Body(_)) => Err(Fault::with_detail(
                 FaultCode::NotSoap,
                 "the request body could not be read completely",

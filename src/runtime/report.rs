@@ -127,7 +127,8 @@ impl Runtime {
         }
     }
 
-    /// Keys, P12 files and password files are secrets: readable by rocgw only.
+    /// Keys, P12 files, password and token files are secrets: readable by rocgw only.
+    /// Certificates are public: never mentioned.
     fn warn_readable_secrets(&self) {
         use std::os::unix::fs::PermissionsExt as _;
         let local_key = self.cfg.server.tls.as_ref().map(|t| t.key.clone());
@@ -137,14 +138,17 @@ impl Runtime {
                 .into_iter()
                 .chain(s.sign.secret_files())
         });
-        for f in identity_files.chain(local_key) {
+        let named = self.cfg.secret_files.iter().map(|(_, p)| p.clone());
+        let files: std::collections::BTreeSet<_> =
+            identity_files.chain(local_key).chain(named).collect();
+        for f in files {
             if let Ok(m) = std::fs::metadata(&f) {
                 let mode = m.permissions().mode() & 0o777;
                 if mode & 0o044 != 0 {
                     tracing::warn!(
                         file = %f.display(),
                         mode = format!("{mode:o}"),
-                        "a key or password file is readable by its group or by everyone: chmod 600"
+                        "a key, password or token file is readable by its group or by everyone: chmod 600"
                     );
                 }
             }

@@ -228,3 +228,48 @@ fn doctor_ends_with_the_start_up_serve_would_make() {
         "{start_up}"
     );
 }
+
+/// Token and proxy credential files are secrets like keys: `serve` warns and doctor WARNs when
+/// others can read them. Certificates are public: neither says a word about them.
+#[test]
+fn token_and_proxy_credential_files_are_secrets_and_certificates_are_not() {
+    let dir = scratch();
+    let d = dir.path();
+    let (token, creds) = (d.join("caller.token"), d.join("proxy.creds"));
+    fs::write(&token, "it-secret-open-token-0001\n").unwrap();
+    fs::write(&creds, "user:it-secret-proxy-0002\n").unwrap();
+    for f in [&token, &creds] {
+        fs::set_permissions(f, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let (_open_p12, pem_sign) = permission_files(d, &config_text("", ""));
+    let text = format!(
+        "{pem_sign}\n[access]\n[[access.callers]]\nname = \"dpi\"\ntoken_file = \"{}\"\n\n\
+         [proxy]\nurl = \"http://127.0.0.1:9\"\ncredentials_file = \"{}\"\n",
+        token.display(),
+        creds.display()
+    );
+    let cfg = write_config(d, &text);
+    let (code, report) = doctor(&cfg);
+    assert_eq!(code, 0, "{report}");
+    for field in ["access.callers[0].token_file", "proxy.credentials_file"] {
+        assert!(
+            report.contains(&format!("WARN {field}: permissions: ")),
+            "{field}: {report}"
+        );
+    }
+    assert!(!report.contains("sign.chain.pem"), "{report}");
+    let gw = Proc::with_config(&cfg);
+    let logs = gw.logs_until(std::time::Duration::from_secs(10), |l| {
+        l.contains("proxy.creds")
+    });
+    let warned = |name: &str| logs.iter().any(|l| l.contains(name) && l.contains("644"));
+    assert!(warned("caller.token") && warned("proxy.creds"), "{logs:?}");
+    assert!(
+        !logs.iter().any(|l| l.contains("sign.chain.pem")),
+        "{logs:?}"
+    );
+    assert!(
+        !logs.iter().any(|l| l.contains("it-secret-")),
+        "a secret leaked"
+    );
+}

@@ -18,6 +18,7 @@ mod routing;
 mod sandbox;
 mod sim;
 mod sim_rules;
+mod slow_bodies;
 mod startup;
 mod structures;
 mod support;
