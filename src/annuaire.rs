@@ -18,8 +18,10 @@
 //! </ann:searchResponse>
 //! ```
 //!
-//! Result codes: `0` found, `1` unknown AMC. Elements are read by local name, whatever their
-//! prefix or namespace, so a renamed namespace does not break the mapping.
+//! Result codes: `0` found, `1` unknown AMC. A found answer is used only when it holds exactly
+//! one `amc` block and that block's `numero_amc` is the AMC asked; any other answer is an error
+//! (the SIH gets `annuaire-unavailable`, nothing is cached). Elements are read by local name,
+//! whatever their prefix or namespace, so a renamed namespace does not break the mapping.
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
@@ -226,11 +228,15 @@ pub fn parse_search_request(body: &[u8]) -> Result<Lookup, String> {
     Ok(l)
 }
 
-/// Reads a lookup answer (rocgw's side). Every address is returned as written; the caller
-/// decides which ones it may use.
-pub fn parse_search_response(body: &[u8]) -> Result<Answer, String> {
+/// Reads the answer to `asked` (rocgw's side). A found answer must hold exactly one `amc` block,
+/// with one `numero_amc`, the AMC asked: an answer about another AMC, or listing several (whose
+/// services would otherwise be merged), is an error, so nothing of it is cached or used. Every
+/// address is returned as written; the caller decides which ones it may use.
+pub fn parse_search_response(body: &[u8], asked: &Lookup) -> Result<Answer, String> {
     let mut code = None;
+    let mut entries = Vec::new();
     let mut entry = Entry::default();
+    let mut numeros = 0usize;
     let mut service = (String::new(), String::new());
     let mut any = false;
     for (path, text) in texts(body)? {
@@ -239,6 +245,7 @@ pub fn parse_search_response(body: &[u8]) -> Result<Answer, String> {
         } else if ends_with(&path, &["resultat", "code"]) {
             code = Some(text);
         } else if ends_with(&path, &["amc", "numero_amc"]) {
+            numeros += 1;
             entry.numero_amc = text;
         } else if ends_with(&path, &["amc", "libelle"]) {
             entry.libelle = text;
@@ -252,17 +259,58 @@ pub fn parse_search_response(body: &[u8]) -> Result<Answer, String> {
                 return Err("a service without code_service or adresse".into());
             }
             entry.services.push((s.0.to_ascii_lowercase(), s.1));
+        } else if ends_with(&path, &["amc"]) {
+            if numeros > 1 {
+                return Err(format!("an amc block with {numeros} numero_amc"));
+            }
+            numeros = 0;
+            entries.push(std::mem::take(&mut entry));
         }
     }
     if !any {
         return Err("not an annuaire searchResponse".into());
     }
     match code.as_deref() {
-        Some(FOUND) if !entry.numero_amc.is_empty() => Ok(Answer::Found(entry)),
-        Some(FOUND) => Err("found, but no amc/numero_amc".into()),
+        Some(FOUND) => the_one_asked(entries, &asked.numero_amc).map(Answer::Found),
         Some(UNKNOWN_AMC) => Ok(Answer::UnknownAmc),
         Some(other) => Err(format!("unexpected result code {other:?}")),
         None => Err("no resultat/code".into()),
+    }
+}
+
+/// The single entry of a found answer, when it is about `asked`.
+fn the_one_asked(mut entries: Vec<Entry>, asked: &str) -> Result<Entry, String> {
+    let number = |e: &Entry| shown(&e.numero_amc);
+    let e = match entries.len() {
+        0 => return Err("found, but no amc block".into()),
+        1 => entries.remove(0),
+        n => {
+            let numbers: Vec<String> = entries.iter().map(number).collect();
+            return Err(format!(
+                "{n} amc blocks ({}) where one, about AMC {asked}, was expected",
+                numbers.join(", ")
+            ));
+        }
+    };
+    if e.numero_amc.is_empty() {
+        return Err("found, but no amc/numero_amc".into());
+    }
+    if e.numero_amc != asked {
+        return Err(format!(
+            "the answer is about AMC {}, not the AMC asked ({asked})",
+            number(&e)
+        ));
+    }
+    Ok(e)
+}
+
+/// An AMC number from an answer, fit for a log line and a fault detail (what the annuaire
+/// wrote is not trusted to be one).
+fn shown(numero: &str) -> String {
+    if !numero.is_empty() && numero.len() <= 16 && numero.bytes().all(|b| b.is_ascii_digit()) {
+        numero.to_string()
+    } else {
+        "(not an AMC number)".to_string()
     }
 }
 
@@ -293,13 +341,22 @@ mod tests {
         };
         let found = Answer::Found(entry);
         assert_eq!(
-            parse_search_response(search_response(&found).as_bytes()).unwrap(),
+            parse_search_response(search_response(&found).as_bytes(), &lookup).unwrap(),
             found
         );
         assert_eq!(
-            parse_search_response(search_response(&Answer::UnknownAmc).as_bytes()).unwrap(),
+            parse_search_response(search_response(&Answer::UnknownAmc).as_bytes(), &lookup)
+                .unwrap(),
             Answer::UnknownAmc
         );
+    }
+
+    fn asked(numero: &str) -> Lookup {
+        Lookup {
+            numero_amc: numero.into(),
+            code_service: "idb".into(),
+            ..Lookup::default()
+        }
     }
 
     #[test]
@@ -313,8 +370,48 @@ mod tests {
             (env("<searchResponse><resultat><code>0</code></resultat><amc><numero_amc>1</numero_amc><service><code_service>idb</code_service></service></amc></searchResponse>"), "without code_service or adresse"),
             ("<!DOCTYPE x><x/>".to_string(), "DOCTYPE"),
         ] {
-            let e = parse_search_response(body.as_bytes()).unwrap_err();
+            let e = parse_search_response(body.as_bytes(), &asked("1")).unwrap_err();
             assert!(e.contains(needle), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_found_answer_is_about_the_one_amc_asked() {
+        let amc = |n: &str, svc: &str| {
+            format!("<amc><numero_amc>{n}</numero_amc><service><code_service>{svc}</code_service><adresse>https://x/{svc}</adresse></service></amc>")
+        };
+        let answer = |blocks: &str| {
+            format!("<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body><searchResponse><resultat><code>0</code></resultat>{blocks}</searchResponse></s:Body></s:Envelope>")
+        };
+        let ok = parse_search_response(
+            answer(&amc("30000002", "idb")).as_bytes(),
+            &asked("30000002"),
+        );
+        assert!(matches!(ok, Ok(Answer::Found(e)) if e.numero_amc == "30000002"));
+        for (blocks, needle) in [
+            (
+                amc("99999999", "idb"),
+                "about AMC 99999999, not the AMC asked (30000002)",
+            ),
+            (amc("030000002", "idb"), "about AMC 030000002"),
+            (amc("A\nB", "idb"), "about AMC (not an AMC number)"),
+            (
+                amc("30000002", "idb") + &amc("99999999", "clc"),
+                "2 amc blocks (30000002, 99999999)",
+            ),
+            (
+                amc("30000002", "idb") + &amc("30000002", "clc"),
+                "2 amc blocks",
+            ),
+            (
+                "<amc><numero_amc>30000002</numero_amc><numero_amc>9</numero_amc></amc>".into(),
+                "2 numero_amc",
+            ),
+            (String::new(), "no amc block"),
+        ] {
+            let e =
+                parse_search_response(answer(&blocks).as_bytes(), &asked("30000002")).unwrap_err();
+            assert!(e.contains(needle), "{blocks}: {e}");
         }
     }
 }

@@ -106,12 +106,13 @@ impl Gateway {
                 ("-", "-", Err(f.in_version(hint)))
             }
             Ok(deadline) => {
-                let serving = self.serve(&parts, body, &peer, target.as_ref(), hint);
+                let target = target.as_ref().map_err(|why| *why);
+                let serving = self.serve(&parts, body, &peer, target, hint);
                 match tokio::time::timeout(deadline, serving).await {
                     Ok(r) => r,
                     // The upstream call is dropped with the future: nothing keeps running.
                     Err(_) => {
-                        let (route, r) = answer::deadline_passed(target.as_ref(), deadline, hint);
+                        let (route, r) = answer::deadline_passed(target.ok(), deadline, hint);
                         (route, "-", r)
                     }
                 }
@@ -119,7 +120,7 @@ impl Gateway {
         };
         in_flight.done = true;
         let (amc, service) = match &target {
-            Some(Target::Amc { amc, service }) => self.router.labels(amc, service),
+            Ok(Target::Amc { amc, service }) => self.router.labels(amc, service),
             _ => ("-", "-".to_string()),
         };
         let done = Finished {
@@ -135,14 +136,14 @@ impl Gateway {
         resp
     }
 
-    /// The hops from the caller check to the answer; `target` and `hint` (the fault version
-    /// before the body is read) were read once by `handle`.
+    /// The hops from the caller check to the answer; `target` (or why the path is not served)
+    /// and `hint` (the fault version before the body is read) were read once by `handle`.
     async fn serve(
         &self,
         parts: &Parts,
         body: Incoming,
         peer: &Peer,
-        target: Option<&Target<'_>>,
+        target: Result<&Target<'_>, &'static str>,
         hint: SoapVersion,
     ) -> (&'static str, &str, Outcome) {
         // A request refused before its body is read: the body is drained (not kept) in the
@@ -159,12 +160,14 @@ impl Gateway {
             Ok(s) => s,
             Err(f) => return ("-", "-", refuse(body, f)),
         };
-        let Some(target) = target else {
-            let f = Fault::with_detail(
-                FaultCode::NotFound,
-                "use POST /amc/{numero_amc}/{service} or POST /annuaire",
-            );
-            return ("-", structure, refuse(body, f));
+        // No route, or a path refused as it was sent (`..`, `%2e`, `//`…): nothing of the
+        // request goes further.
+        let target = match target {
+            Ok(t) => t,
+            Err(why) => {
+                let f = Fault::with_detail(FaultCode::NotFound, why);
+                return ("-", structure, refuse(body, f));
+            }
         };
         let route = target.route();
         if parts.method != Method::POST {
@@ -192,7 +195,7 @@ impl Gateway {
             Ok(v) => v,
             Err(e) => return (route, structure, Err(e.into())),
         };
-        let result = match *target {
+        let result = match target {
             Target::Amc { amc, service } => {
                 let call = Call {
                     amc,
@@ -309,6 +312,7 @@ impl Gateway {
 /// An AMC call's facts, read off the request.
 struct Call<'a> {
     amc: &'a str,
+    /// Lower case, as `target` read it: what routing, metrics and the audit record say.
     service: &'a str,
     /// The hospital structure that signs (`structure`).
     structure: &'a str,

@@ -263,7 +263,7 @@ async fn call(
         tracing::warn!(status = r.status.as_u16(), "annuaire answered an error");
         return Err(format!("the annuaire answered HTTP {}", r.status.as_u16()));
     }
-    match parse_search_response(&r.body) {
+    match parse_search_response(&r.body, key) {
         Ok(a) => {
             count(match a {
                 Answer::Found(_) => "found",
@@ -273,7 +273,8 @@ async fn call(
         }
         Err(e) => {
             count("error");
-            tracing::warn!(error = %e, "unexpected annuaire answer");
+            // Not cached, not used: the lookup fails (`annuaire-unavailable`).
+            tracing::warn!(amc = %key.numero_amc, error = %e, "unexpected annuaire answer, refused");
             Err(format!("unexpected answer: {e}"))
         }
     }

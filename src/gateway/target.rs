@@ -1,5 +1,6 @@
-//! What a request asks for, read once off its head: the target (an AMC service or the annuaire),
-//! the SOAP version its faults speak before the body is read, and its deadline.
+//! What a request asks for, read once off its head: the target (an AMC service or the annuaire,
+//! from the path as sent, refused when it could mean another path), the SOAP version its faults
+//! speak before the body is read, and its deadline.
 
 use std::time::Duration;
 
@@ -17,12 +18,13 @@ pub const DEADLINE_HEADER: &str = "x-rocgw-deadline-ms";
 pub enum Target<'a> {
     Amc {
         amc: &'a str,
-        service: &'a str,
+        /// Lower case: the one spelling of the service that routing, metrics and the audit
+        /// log use, whatever the SIH typed (`IDB`, `Idb`).
+        service: String,
     },
-    /// The path below `/annuaire`, passed on to the annuaire as it is.
-    Annuaire {
-        suffix: &'a str,
-    },
+    /// The path below `/annuaire`, passed on to the annuaire as it is (only once
+    /// [`refused_path`] found nothing to refuse in it).
+    Annuaire { suffix: &'a str },
 }
 
 impl Target<'_> {
@@ -35,21 +37,62 @@ impl Target<'_> {
     }
 }
 
-/// `POST /amc/{numero_amc}/{service}` or `POST /annuaire[/…]`; anything else is no target.
-pub fn target(path: &str) -> Option<Target<'_>> {
+/// `POST /amc/{numero_amc}/{service}` or `POST /annuaire[/…]`, read off the raw request target
+/// (hyper passes the path as the SIH sent it, undecoded and unnormalised). `Err` says why there
+/// is no target: no such route, or a path refused by [`refused_path`].
+pub fn target(path: &str) -> Result<Target<'_>, &'static str> {
+    const NO_ROUTE: &str = "use POST /amc/{numero_amc}/{service} or POST /annuaire";
+    if let Some(why) = refused_path(path) {
+        return Err(why);
+    }
     if let Some(suffix) = path.strip_prefix("/annuaire") {
         if suffix.is_empty() || suffix.starts_with('/') {
-            return Some(Target::Annuaire { suffix });
+            return Ok(Target::Annuaire { suffix });
         }
-        return None;
+        return Err(NO_ROUTE);
     }
-    let rest = path.strip_prefix("/amc/")?;
-    let (amc, service) = rest.split_once('/')?;
+    let rest = path.strip_prefix("/amc/").ok_or(NO_ROUTE)?;
+    let (amc, service) = rest.split_once('/').ok_or(NO_ROUTE)?;
     let service = service.strip_suffix('/').unwrap_or(service);
     if amc.is_empty() || service.is_empty() || service.contains('/') {
-        return None;
+        return Err(NO_ROUTE);
     }
-    Some(Target::Amc { amc, service })
+    Ok(Target::Amc {
+        amc,
+        service: service.to_ascii_lowercase(),
+    })
+}
+
+/// Why a path must not go further, if it must not: what the annuaire (or a server in front of
+/// it) could read as another path than the one rocgw routed — a `.` or `..` segment (also
+/// `..;x`, the form some servlet containers strip to `..`), an encoded dot, slash, backslash or
+/// percent sign (`%2e`, `%2f`, `%5c`, `%25`, any case), a backslash, or an empty segment (`//`;
+/// one trailing `/` is allowed). Applies to every route, though only `/annuaire` forwards its
+/// path.
+pub fn refused_path(path: &str) -> Option<&'static str> {
+    if path.contains('\\') {
+        return Some("a backslash in the path");
+    }
+    let lower = path.to_ascii_lowercase();
+    if ["%2e", "%2f", "%5c", "%25"]
+        .iter()
+        .any(|e| lower.contains(e))
+    {
+        return Some("an encoded dot, slash, backslash or percent sign in the path");
+    }
+    let body = path.strip_prefix('/').unwrap_or(path);
+    let body = body.strip_suffix('/').unwrap_or(body);
+    for segment in body.split('/') {
+        // `..;x` is `..` to servers that strip path parameters; `;x` is then empty.
+        let name = segment.split(';').next().unwrap_or("");
+        if name == "." || name == ".." {
+            return Some("a dot segment (. or ..) in the path");
+        }
+        if name.is_empty() && !body.is_empty() {
+            return Some("an empty segment (//) in the path");
+        }
+    }
+    None
 }
 
 /// The SOAP version a fault is written in before the body has been read: the SOAP 1.1 binding
@@ -92,27 +135,76 @@ mod tests {
     fn paths_map_to_targets() {
         assert_eq!(
             target("/amc/12345678/idb"),
-            Some(Target::Amc {
+            Ok(Target::Amc {
                 amc: "12345678",
-                service: "idb"
+                service: "idb".into()
             })
         );
         assert_eq!(
             target("/amc/12345678/CLC/"),
-            Some(Target::Amc {
+            Ok(Target::Amc {
                 amc: "12345678",
-                service: "CLC"
+                service: "clc".into()
             })
         );
-        assert_eq!(target("/annuaire"), Some(Target::Annuaire { suffix: "" }));
+        assert_eq!(target("/annuaire"), Ok(Target::Annuaire { suffix: "" }));
+        assert_eq!(target("/annuaire/"), Ok(Target::Annuaire { suffix: "/" }));
         assert_eq!(
             target("/annuaire/search"),
-            Some(Target::Annuaire { suffix: "/search" })
+            Ok(Target::Annuaire { suffix: "/search" })
         );
-        assert_eq!(target("/annuairex"), None);
-        assert_eq!(target("/amc/12345678"), None);
-        assert_eq!(target("/amc//idb"), None);
-        assert_eq!(target("/amc/1/idb/x"), None);
+        assert_eq!(
+            target("/annuaire/v1/search.do;jsessionid=1"),
+            Ok(Target::Annuaire {
+                suffix: "/v1/search.do;jsessionid=1"
+            })
+        );
+        for none in [
+            "/annuairex",
+            "/amc/12345678",
+            "/amc//idb",
+            "/amc/1/idb/x",
+            "/",
+        ] {
+            assert!(target(none).is_err(), "{none}");
+        }
+    }
+
+    #[test]
+    fn paths_that_could_mean_another_path_are_refused() {
+        for bad in [
+            "/annuaire/..",
+            "/annuaire/../../amc/x",
+            "/annuaire/./search",
+            "/annuaire/%2e%2e/amc",
+            "/annuaire/%2E%2E/amc",
+            "/annuaire/.%2e/amc",
+            "/annuaire/x%2fy",
+            "/annuaire/x%2F..%2Fy",
+            "/annuaire/x%5cy",
+            "/annuaire/%252e%252e/x",
+            "/annuaire/..;/amc/x",
+            "/annuaire/.;x/y",
+            "/annuaire/;x/amc",
+            "/annuaire//amc/x",
+            "/annuaire/x//",
+            "/annuaire\\..\\amc",
+            "/amc/../idb",
+            "/amc/..;/idb",
+            "/amc/%2e%2e/idb",
+            "//annuaire",
+        ] {
+            assert!(refused_path(bad).is_some(), "{bad}");
+            assert!(target(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "/annuaire",
+            "/annuaire/",
+            "/annuaire/a.b/..c/x..",
+            "/amc/1/idb/",
+        ] {
+            assert_eq!(refused_path(good), None, "{good}");
+        }
     }
 
     #[test]

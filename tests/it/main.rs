@@ -9,6 +9,7 @@ mod faults;
 mod load;
 mod ops;
 mod packaging;
+mod paths;
 mod pki;
 mod reload;
 mod resilience;

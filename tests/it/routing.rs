@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rocgw::annuaire::{search_response, Answer, Entry};
 use rocgw::sim::{DirectoryEntry, Faults};
 
 use crate::sim::SimFixture;
@@ -258,18 +259,24 @@ fn static_routes_win_explicit_endpoints_are_opt_in_and_bad_addresses_are_refused
     assert!(r.body.contains("explicit_endpoints"), "{}", r.body);
 }
 
-#[test]
-fn an_annuaire_answer_that_is_not_a_lookup_answer_is_a_clear_error() {
-    // A real TLS server with the annuaire's certificate that answers something else.
-    let odd = TlsServer::fixture("osi/annuaire", Some(IGC_ROOTS), Behavior::Echo);
+/// A gateway whose annuaire is `annuaire`, a real TLS server of the test PKI.
+fn gateway_on(annuaire: &TlsServer) -> (Proc, tempfile::TempDir) {
     let p = |r: &str| pki_path(r).display().to_string();
     let mut t = base_config(&p("org/auth_cli.p12"), &p("secrets/p12-password"), "", "");
     t.push_str(&format!(
         "\n[annuaire]\nurl = \"{}\"\n",
-        odd.url("/annuaire")
+        annuaire.url("/annuaire")
     ));
     let tmp = scratch();
     let gw = Proc::with_config(&write_config(tmp.path(), &t));
+    (gw, tmp)
+}
+
+#[test]
+fn an_annuaire_answer_that_is_not_a_lookup_answer_is_a_clear_error() {
+    // A real TLS server with the annuaire's certificate that answers something else.
+    let odd = TlsServer::fixture("osi/annuaire", Some(IGC_ROOTS), Behavior::Echo);
+    let (gw, _t) = gateway_on(&odd);
     let r = call(&gw, "99999991", "idb", &[]);
     assert_eq!(
         r.header("x-rocgw-error"),
@@ -282,4 +289,72 @@ fn an_annuaire_answer_that_is_not_a_lookup_answer_is_a_clear_error() {
     assert!(odd.bodies()[0].contains("<ann:numero_amc>99999991</ann:numero_amc>"));
     assert!(odd.bodies()[0].contains("<ann:code_service>idb</ann:code_service>"));
     assert!(odd.bodies()[0].contains("<ann:logiciel>rocgw</ann:logiciel>"));
+}
+
+/// The annuaire's answer listing `entries` (numero, the address of its `idb`), as one
+/// `searchResponse` with one `amc` block per entry.
+fn found(entries: &[(&str, String)]) -> Arc<str> {
+    let one = |(numero, url): &(&str, String)| {
+        search_response(&Answer::Found(Entry {
+            numero_amc: numero.to_string(),
+            libelle: "MUTUELLE".into(),
+            services: vec![("idb".into(), url.clone())],
+        }))
+    };
+    let mut body = one(&entries[0]);
+    for e in &entries[1..] {
+        let other = one(e);
+        let block =
+            &other[other.find("<ann:amc>").unwrap()..other.find("</ann:searchResponse>").unwrap()];
+        body = body.replace(
+            "</ann:searchResponse>",
+            &format!("{block}</ann:searchResponse>"),
+        );
+    }
+    body.into()
+}
+
+#[test]
+fn an_annuaire_answer_about_another_amc_or_several_is_refused_and_not_cached() {
+    // The AMC the answers point at: reachable, so using a wrong answer would succeed.
+    let amc = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
+    let cases = [
+        (
+            found(&[("99999999", amc.url("/idb"))]),
+            "the answer is about AMC 99999999, not the AMC asked (30000002)",
+        ),
+        (
+            found(&[
+                ("30000002", amc.url("/idb")),
+                ("99999999", amc.url("/other")),
+            ]),
+            "2 amc blocks (30000002, 99999999)",
+        ),
+    ];
+    for (answer, why) in cases {
+        let ann = TlsServer::fixture(
+            "osi/annuaire",
+            Some(IGC_ROOTS),
+            Behavior::Answer(200, answer),
+        );
+        let (gw, _t) = gateway_on(&ann);
+        // Twice: nothing was cached, so the annuaire is asked again.
+        for n in 1..=2 {
+            let r = call(&gw, "30000002", "idb", &[]);
+            assert_eq!(
+                r.header("x-rocgw-error"),
+                Some("annuaire-unavailable"),
+                "{why}: {}",
+                r.body
+            );
+            assert!(r.body.contains(why), "{}", r.body);
+            assert_eq!(ann.requests(), n, "{why}");
+        }
+        assert_eq!(amc.requests(), 0, "{why}: a wrong answer was used");
+        assert_eq!(lookups(&gw, "error"), 2.0);
+        assert_eq!(lookups(&gw, "hit") + lookups(&gw, "stale"), 0.0);
+        let logs = gw.logs_until(Duration::from_secs(10), |l| l.contains(why));
+        let line = logs.iter().find(|l| l.contains(why)).unwrap();
+        assert!(line.contains("WARN") && line.contains("30000002"), "{line}");
+    }
 }

@@ -504,18 +504,15 @@ fn the_simulated_annuaire_wants_an_auth_cli_certificate_and_answers_lookups() {
     });
     let (gw, _t) = gateway_for(&s, 5_000);
     let lookup = |numero: &str, service: &str| {
-        let req = annuaire::search_request(
-            &Requester::default(),
-            &Lookup {
-                numero_amc: numero.into(),
-                code_service: service.into(),
-                ..Lookup::default()
-            },
-            now_unix(),
-        );
+        let asked = Lookup {
+            numero_amc: numero.into(),
+            code_service: service.into(),
+            ..Lookup::default()
+        };
+        let req = annuaire::search_request(&Requester::default(), &asked, now_unix());
         let r = post(gw.gateway, "/annuaire", CT11, &req);
         assert_eq!(r.status, 200, "{}", r.body);
-        annuaire::parse_search_response(r.body.as_bytes()).unwrap()
+        annuaire::parse_search_response(r.body.as_bytes(), &asked).unwrap()
     };
     // Through the gateway, which presents the ORG AUTH_CLI certificate.
     match lookup("99999991", "") {

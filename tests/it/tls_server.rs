@@ -47,6 +47,8 @@ pub struct Seen {
     pub open: AtomicUsize,
     pub max_open: AtomicUsize,
     pub bodies: Mutex<Vec<String>>,
+    /// Request targets (path and query) as they arrived.
+    pub paths: Mutex<Vec<String>>,
 }
 
 pub struct TlsServer {
@@ -153,6 +155,8 @@ impl TlsServer {
                         let serial = serial.clone();
                         let behavior = behavior.clone();
                         async move {
+                            let target = req.uri().path_and_query().map(|p| p.to_string());
+                            seen.paths.lock().unwrap().push(target.unwrap_or_default());
                             let body = req
                                 .into_body()
                                 .collect()
@@ -230,6 +234,11 @@ impl TlsServer {
     /// Bodies received, in order.
     pub fn bodies(&self) -> Vec<String> {
         self.seen.bodies.lock().unwrap().clone()
+    }
+
+    /// Request targets received, in order.
+    pub fn paths(&self) -> Vec<String> {
+        self.seen.paths.lock().unwrap().clone()
     }
 
     /// HTTP requests that reached the handler (after a successful handshake).
