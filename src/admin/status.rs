@@ -314,10 +314,23 @@ impl Status {
         }
         m.crl_age.reset();
         m.crl_next_update.reset();
+        // An authority may have several CRLs in force (one per scope: its CRL and its ARL):
+        // its gauges show the oldest and the nearest next update.
+        let mut by_issuer = std::collections::BTreeMap::new();
         for c in &s.crls {
-            let labels = [c.sphere.as_str(), &cn(&c.issuer)];
-            m.crl_age.with_label_values(&labels).set(c.age_s);
-            if let Some(n) = c.next_update_in_s {
+            let (age, next) = by_issuer
+                .entry((c.sphere.as_str(), cn(&c.issuer)))
+                .or_insert((c.age_s, c.next_update_in_s));
+            *age = (*age).max(c.age_s);
+            *next = match (*next, c.next_update_in_s) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        for ((sphere, issuer), (age, next)) in by_issuer {
+            let labels = [sphere, issuer.as_str()];
+            m.crl_age.with_label_values(&labels).set(age);
+            if let Some(n) = next {
                 m.crl_next_update.with_label_values(&labels).set(n);
             }
         }

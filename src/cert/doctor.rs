@@ -363,34 +363,51 @@ fn anchors(r: &mut Report, cfg: &Config, now: i64, expect: Expect) {
             let issuers = [&a];
             match CrlSet::load("trust.crls", &cfg.trust.crls, &issuers, now) {
                 Err(e) => r.add(Level::Fail, "trust.crls", e.to_string(), None),
-                Ok(set) => {
-                    for c in set.crls() {
-                        let hard = cfg.amc.revocation == crate::config::RevocationPolicy::Hard;
-                        if c.is_stale(now) {
-                            // serve starts, and reloads fresh files without a restart.
-                            let effect = if hard {
-                                ": under revocation = \"hard\" every AMC call is refused until \
-                                 it is refreshed"
-                            } else {
-                                ""
-                            };
-                            r.add(
-                                Level::Warn,
-                                "trust.crls",
-                                format!("{}: past its next update{effect}", c.source.display()),
-                                Some("refresh the CRL files (they are published daily)"),
-                            );
-                        } else {
-                            r.add(
-                                Level::Ok,
-                                "trust.crls",
-                                format!("{}: fresh, {} entries", c.source.display(), c.len()),
-                                None,
-                            );
-                        }
-                    }
-                }
+                Ok(set) => crl_lines(r, &set, cfg.amc.revocation, now),
             }
         }
+    }
+}
+
+/// One line per CRL in force (fresh, or stale: a WARN), and a WARN per CRL superseded by a newer
+/// one of the same authority and scope.
+fn crl_lines(r: &mut Report, set: &CrlSet, policy: crate::config::RevocationPolicy, now: i64) {
+    for c in set.crls() {
+        let hard = policy == crate::config::RevocationPolicy::Hard;
+        if c.is_stale(now) {
+            // serve starts, and reloads fresh files without a restart.
+            let effect = if hard {
+                ": under revocation = \"hard\" every AMC call is refused until \
+                 it is refreshed"
+            } else {
+                ""
+            };
+            r.add(
+                Level::Warn,
+                "trust.crls",
+                format!("{}: past its next update{effect}", c.source.display()),
+                Some("refresh the CRL files (they are published daily)"),
+            );
+        } else {
+            let scope = c
+                .scope
+                .describe()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default();
+            r.add(
+                Level::Ok,
+                "trust.crls",
+                format!("{}: fresh, {} entries{scope}", c.source.display(), c.len()),
+                None,
+            );
+        }
+    }
+    for s in set.superseded() {
+        r.add(
+            Level::Warn,
+            "trust.crls",
+            s.to_string(),
+            Some("list only the current CRL of each authority (and scope)"),
+        );
     }
 }

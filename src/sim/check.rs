@@ -151,11 +151,7 @@ impl Checker {
             ));
         }
         if let Ok((_, cert)) = X509Certificate::from_der(leaf) {
-            if self
-                .crls
-                .status(cert.issuer().as_raw(), cert.raw_serial(), now)
-                == Status::Revoked
-            {
+            if self.crls.status(&cert, now) == Status::Revoked {
                 return Err(refuse(
                     "signer-revoked",
                     format!("the signing certificate {} is revoked", info.serial),

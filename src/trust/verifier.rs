@@ -107,8 +107,7 @@ impl OsiVerifier {
 
     /// One certificate's revocation status under the policy.
     fn status(&self, cert: &X509Certificate<'_>, now: i64) -> Result<(), TlsError> {
-        let issuer = cert.issuer().as_raw();
-        match self.crls.status(issuer, cert.raw_serial(), now) {
+        match self.crls.status(cert, now) {
             Status::Good => Ok(()),
             Status::Revoked => Err(TlsError::InvalidCertificate(CertificateError::Revoked)),
             unknown @ (Status::NoCrl | Status::Stale) => {

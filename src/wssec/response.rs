@@ -281,10 +281,7 @@ fn check_signer(
             "not issued under a signature-role (AC-SERVICES-APPLICATIFS) authority".into(),
         ));
     }
-    match trust
-        .crls
-        .status(cert.issuer().as_raw(), cert.raw_serial(), now)
-    {
+    match trust.crls.status(&cert, now) {
         Status::Good => {}
         Status::Revoked => return Err(E::Signer("certificate revoked".into())),
         Status::NoCrl | Status::Stale if policy == RevocationPolicy::Hard => {
