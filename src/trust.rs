@@ -235,6 +235,28 @@ fn load_anchor_file(p: &Path, now: i64) -> Result<Vec<Anchor>, TrustError> {
     Ok(anchors)
 }
 
+/// Who may sign `[trust] crls`: the anchors, and the role authorities (`server_authorities`,
+/// `signature_authorities`) issued by one of them — an AC-SERVEUR signs its own CRL, so a
+/// root-only `amc_anchors` with the authorities listed apart loads its CRLs too.
+pub fn crl_signers(
+    cfg: &TrustConfig,
+    anchors: &[&Anchors],
+    now: i64,
+) -> Result<Anchors, TrustError> {
+    let mut signers = Anchors::load("trust.server_authorities", &cfg.server_authorities, now)?;
+    let more = Anchors::load(
+        "trust.signature_authorities",
+        &cfg.signature_authorities,
+        now,
+    )?;
+    signers.anchors.extend(more.anchors);
+    let known: Vec<&[u8]> = anchors.iter().flat_map(|a| a.certificates()).collect();
+    signers
+        .anchors
+        .retain(|s| known.iter().any(|k| crate::identity::issued_by(&s.der, k)));
+    Ok(signers)
+}
+
 /// The trust material of one sphere: anchors and the CRLs that apply to certificates under them.
 #[derive(Debug, Clone, Default)]
 pub struct TrustSet {
@@ -259,10 +281,11 @@ impl Trust {
     pub fn load(cfg: &TrustConfig, now: i64) -> Result<Trust, TrustError> {
         let amc = Anchors::load("trust.amc_anchors", &cfg.amc_anchors, now)?;
         let annuaire = Anchors::load("trust.annuaire_anchors", &cfg.annuaire_anchors, now)?;
+        let signers = crl_signers(cfg, &[&amc, &annuaire], now)?;
         let crls = Arc::new(CrlSet::load(
             "trust.crls",
             &cfg.crls,
-            &[&amc, &annuaire],
+            &[&amc, &annuaire, &signers],
             now,
         )?);
         crls.warn_superseded("trust.crls");

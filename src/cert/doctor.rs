@@ -360,7 +360,11 @@ fn anchors(r: &mut Report, cfg: &Config, now: i64, expect: Expect) {
                 );
                 return;
             }
-            let issuers = [&a];
+            let signers = match crate::trust::crl_signers(&cfg.trust, &[&a], now) {
+                Ok(s) => s,
+                Err(e) => return r.add(Level::Fail, "trust", e.to_string(), None),
+            };
+            let issuers = [&a, &signers];
             match CrlSet::load("trust.crls", &cfg.trust.crls, &issuers, now) {
                 Err(e) => r.add(Level::Fail, "trust.crls", e.to_string(), None),
                 Ok(set) => crl_lines(r, &set, cfg.amc.revocation, now),

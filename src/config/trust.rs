@@ -50,8 +50,8 @@ pub struct TrustConfig {
 pub enum RevocationPolicy {
     /// No revocation check.
     Off,
-    /// Revoked certificates are refused; unknown status (no CRL for the issuer, or a CRL past
-    /// its next update) is allowed, logged and counted.
+    /// Revoked certificates are refused; unknown status (no CRL that covers the certificate, or
+    /// only CRLs past their next update) is allowed, logged and counted.
     #[default]
     Soft,
     /// Revoked certificates and unknown status are refused.

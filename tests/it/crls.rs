@@ -536,3 +536,45 @@ fn delta_indirect_partial_and_unknown_critical_crls_stop_the_start_up() {
         "unknown critical extension 1.3.6.1.4.1.55555.17",
     );
 }
+
+/// The README's "root alone is enough" trust section: the root as the only anchor, the role
+/// authorities listed apart. Their own CRLs (signed by AC-SERVEUR, by AC-SERVICES-APPLICATIFS)
+/// load, and a server they revoke is refused.
+#[test]
+fn role_authorities_listed_apart_from_a_root_only_anchor_sign_their_own_crls() {
+    let good = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
+    let revoked = TlsServer::fixture("negative/server-revoked", None, Behavior::Echo);
+    let p = |r: &str| pki_path(r).display().to_string();
+    let trust = format!(
+        "server_authorities = [\"{}\"]\nsignature_authorities = [\"{}\"]\n\
+         crls = [\"{}\", \"{}\", \"{}\"]",
+        p("osi/ac-serveur.pem"),
+        p("osi/ac-services-applicatifs.pem"),
+        p("osi/root.crl.pem"),
+        p("osi/ac-serveur.crl.pem"),
+        p("osi/ac-services-applicatifs.crl.pem"),
+    );
+    let text = base_config(
+        &p("org/auth_cli.p12"),
+        &p("secrets/p12-password"),
+        "",
+        &trust,
+    )
+    .replace(&p("osi/anchors.pem"), &p("osi/root.pem"));
+    let text = format!(
+        "{text}\n[amc]\nrevocation = \"hard\"\n\n[routes.\"10000001\"]\nidb = \"{}\"\n\n\
+         [routes.\"10000003\"]\nidb = \"{}\"\n",
+        good.url("/idb"),
+        revoked.url("/idb")
+    );
+    let dir = scratch();
+    let gw = Proc::with_config(&write_config(dir.path(), &text));
+    assert_eq!(amc(gw.gateway, "10000001").status, 200);
+    let r = amc(gw.gateway, "10000003");
+    assert_eq!(
+        r.header("x-rocgw-error"),
+        Some("upstream-cert-revoked"),
+        "{}",
+        r.body
+    );
+}
