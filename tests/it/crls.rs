@@ -545,13 +545,29 @@ fn role_authorities_listed_apart_from_a_root_only_anchor_sign_their_own_crls() {
     let good = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
     let revoked = TlsServer::fixture("negative/server-revoked", None, Behavior::Echo);
     let p = |r: &str| pki_path(r).display().to_string();
+    // AC-SERVEUR's CRL as the CAs publish it: DER, `.crl`.
+    let dir = scratch();
+    let der = dir.path().join("ac-serveur.crl");
+    let pem = p("osi/ac-serveur.crl.pem");
+    let args = [
+        "crl",
+        "-in",
+        &pem,
+        "-outform",
+        "DER",
+        "-out",
+        der.to_str().unwrap(),
+    ];
+    let out = tool("openssl", &args, dir.path());
+    assert!(out.status.success(), "openssl crl");
+    assert_eq!(std::fs::read(&der).unwrap()[0], 0x30, "DER");
     let trust = format!(
         "server_authorities = [\"{}\"]\nsignature_authorities = [\"{}\"]\n\
          crls = [\"{}\", \"{}\", \"{}\"]",
         p("osi/ac-serveur.pem"),
         p("osi/ac-services-applicatifs.pem"),
         p("osi/root.crl.pem"),
-        p("osi/ac-serveur.crl.pem"),
+        der.display(),
         p("osi/ac-services-applicatifs.crl.pem"),
     );
     let text = base_config(
@@ -567,7 +583,6 @@ fn role_authorities_listed_apart_from_a_root_only_anchor_sign_their_own_crls() {
         good.url("/idb"),
         revoked.url("/idb")
     );
-    let dir = scratch();
     let gw = Proc::with_config(&write_config(dir.path(), &text));
     assert_eq!(amc(gw.gateway, "10000001").status, 200);
     let r = amc(gw.gateway, "10000003");
