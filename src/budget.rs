@@ -5,7 +5,7 @@
 //! A body reserves only what it holds: its buffer grows as bytes arrive (doubling, up to the
 //! declared length), and each growth is reserved first, so a connection that declares 1 MiB and
 //! sends 6 bytes holds a few KiB. The reservation is released when dropped; an answer keeps its
-//! share until its last byte is written ([`HeldBody`]).
+//! share until its last byte is written ([`holding`]).
 
 use std::sync::Arc;
 
@@ -191,59 +191,25 @@ pub async fn read(
     Ok((buf.freeze(), held))
 }
 
-/// A response body that keeps its share of the budget until its last byte is written (or the
-/// connection is gone): hyper drops the body only then.
-#[derive(Debug)]
-pub struct HeldBody {
-    inner: http_body_util::Full<bytes::Bytes>,
-    held: Option<Held>,
-}
-
-impl HeldBody {
-    pub fn new(bytes: impl Into<bytes::Bytes>) -> HeldBody {
-        HeldBody {
-            inner: http_body_util::Full::new(bytes.into()),
-            held: None,
-        }
-    }
-
-    /// A body holding `held` until it is written.
-    pub fn holding(bytes: bytes::Bytes, held: Option<Held>) -> HeldBody {
-        HeldBody {
-            inner: http_body_util::Full::new(bytes),
-            held,
-        }
+/// The bytes of an answer that keep its share of the budget until the last reference to them
+/// is gone: hyper drops them once they are written to the SIH's connection (or the connection
+/// is gone), not when the handler returns.
+pub fn holding(bytes: bytes::Bytes, held: Option<Held>) -> bytes::Bytes {
+    match held {
+        None => bytes,
+        Some(held) => bytes::Bytes::from_owner(Owned { bytes, _held: held }),
     }
 }
 
-impl Default for HeldBody {
-    fn default() -> Self {
-        HeldBody::new(bytes::Bytes::new())
-    }
+/// Bytes and the share they hold.
+struct Owned {
+    bytes: bytes::Bytes,
+    _held: Held,
 }
 
-impl hyper::body::Body for HeldBody {
-    type Data = bytes::Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
-        let this = self.get_mut();
-        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
-        if let std::task::Poll::Ready(None) = polled {
-            this.held = None;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
+impl AsRef<[u8]> for Owned {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
@@ -267,6 +233,20 @@ mod tests {
         assert!(h.grow_to(&b, 100_000));
         drop(h);
         assert!(b.reserve(256 * 1024).is_some(), "all given back");
+    }
+
+    #[test]
+    fn an_answer_keeps_its_share_while_any_of_its_bytes_is_held() {
+        let b = Budget::new(1024 * 1024);
+        let held = b.reserve(300 * 1024);
+        let bytes = holding(bytes::Bytes::from(vec![b'x'; 300 * 1024]), held);
+        assert_eq!(bytes.len(), 300 * 1024);
+        // What a writer keeps of a response while the socket takes it: a slice of it.
+        let last = bytes.slice(299 * 1024..);
+        drop(bytes);
+        assert!(!b.is_unused(), "held while its last bytes are not written");
+        drop(last);
+        assert!(b.is_unused(), "given back once they are");
     }
 
     #[test]

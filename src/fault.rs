@@ -8,6 +8,8 @@
 
 use std::fmt::Write as _;
 
+use bytes::Bytes;
+use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde::Deserialize;
@@ -353,12 +355,8 @@ impl Fault {
     }
 
     /// The full HTTP response for this fault.
-    pub fn to_response(
-        &self,
-        version: SoapVersion,
-        mode: StatusMode,
-    ) -> Response<crate::budget::HeldBody> {
-        let mut resp = Response::new(crate::budget::HeldBody::new(self.to_xml(version)));
+    pub fn to_response(&self, version: SoapVersion, mode: StatusMode) -> Response<Full<Bytes>> {
+        let mut resp = Response::new(Full::new(Bytes::from(self.to_xml(version))));
         *resp.status_mut() = self.code.status(version, mode);
         let h = resp.headers_mut();
         h.insert(

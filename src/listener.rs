@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -31,9 +32,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Response header present on every response of a sandbox process.
 pub const SANDBOX_HEADER: &str = "x-rocgw-sandbox";
 
-/// What every hop answers with: a full body that keeps its share of the memory budget until it
-/// is written.
-pub type HttpResponse = Response<crate::budget::HeldBody>;
+pub type HttpResponse = Response<Full<Bytes>>;
 
 /// Who is on the other end of a connection, as far as the transport can tell.
 #[derive(Debug, Clone, Default)]
@@ -487,7 +486,7 @@ fn head_bytes<B>(req: &Request<B>) -> usize {
 
 /// A plain-text response (admin endpoints).
 pub fn text(status: hyper::StatusCode, body: impl Into<Bytes>) -> HttpResponse {
-    let mut r = Response::new(crate::budget::HeldBody::new(body));
+    let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,

@@ -8,7 +8,7 @@ use hyper::header::{HeaderName, USER_AGENT};
 use hyper::{HeaderMap, Request, Response, Uri};
 
 use crate::breaker::Open;
-use crate::budget::{Budget, HeldBody};
+use crate::budget::Budget;
 use crate::fault::{Fault, FaultCode};
 use crate::listener::HttpResponse;
 use crate::upstream::{Upstream, UpstreamError};
@@ -82,7 +82,7 @@ pub async fn forward(
                 check(&r.body)?;
             }
             // The answer keeps its share of the memory budget until its last byte is written.
-            let mut resp = Response::new(HeldBody::holding(r.body, r.held));
+            let mut resp = Response::new(Full::new(crate::budget::holding(r.body, r.held)));
             *resp.status_mut() = r.status;
             for name in FORWARDED_RESPONSE_HEADERS {
                 if let Some(v) = r.headers.get(name) {

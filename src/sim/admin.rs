@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use prometheus::{IntCounterVec, Opts, Registry};
@@ -146,7 +148,7 @@ async fn faults_of(
 
 fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> HttpResponse {
     let text = serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
-    let mut r = Response::new(crate::budget::HeldBody::new(text));
+    let mut r = Response::new(Full::new(Bytes::from(text)));
     *r.status_mut() = status;
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tokio::net::TcpListener;
@@ -252,7 +252,7 @@ pub(super) async fn read_body(req: Request<Incoming>) -> Option<Bytes> {
 }
 
 pub(super) fn xml(status: StatusCode, version: SoapVersion, body: String) -> HttpResponse {
-    let mut r = Response::new(crate::budget::HeldBody::new(body));
+    let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     let ct = match version {
         SoapVersion::V11 => "text/xml; charset=utf-8",
