@@ -187,7 +187,7 @@ impl Gateway {
             Err(f) => return (route, structure, Err(f.in_version(hint))),
         };
         // Over capacity: say so at once rather than queue without bound.
-        let _admitted = match self.admission.request_slot() {
+        let _admitted = match self.admission.request_slot().await {
             Ok(slot) => slot,
             Err(f) => return (route, structure, Err(f.in_version(hint))),
         };

@@ -27,6 +27,7 @@ pub struct Metrics {
     pub upstream_open: prometheus::IntGaugeVec,
     /// Requests currently handled by the gateway.
     pub in_flight: IntGauge,
+    pub queued: IntGauge,
     /// AMC endpoints whose circuit is open or half-open (failing fast).
     pub circuits_open: IntGauge,
     /// Connections closed at once because a listener had `max_connections` open.
@@ -129,6 +130,10 @@ const HELP: &[(&str, &str)] = &[
         "Upstream connections currently open.",
     ),
     ("rocgw_in_flight_requests", "Requests currently handled."),
+    (
+        "rocgw_queued_requests",
+        "Requests waiting for a request slot (at most server.queue_ms each).",
+    ),
     (
         "rocgw_circuits_open",
         "AMC endpoints whose circuit breaker is open or half-open (calls fail fast).",
@@ -240,6 +245,7 @@ impl Metrics {
             faults: counter_vec(&r, "rocgw_faults_total", &["code"]),
             upstream_open: gauge_vec(&r, "rocgw_upstream_connections_open", up),
             in_flight: gauge(&r, "rocgw_in_flight_requests"),
+            queued: gauge(&r, "rocgw_queued_requests"),
             circuits_open: gauge(&r, "rocgw_circuits_open"),
             connections_refused: counter(&r, "rocgw_connections_refused_total"),
             write_timeouts: counter(&r, "rocgw_write_timeouts_total"),

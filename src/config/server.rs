@@ -29,6 +29,8 @@ pub(super) struct RawServer {
     max_buffered_bytes: Option<u64>,
     request_deadline_ms: Option<u64>,
     body_timeout_ms: Option<u64>,
+    queue_ms: Option<u64>,
+    max_queued_requests: Option<usize>,
     min_body_rate: Option<u64>,
     max_requests_per_caller: Option<usize>,
     max_buffered_bytes_per_caller: Option<u64>,
@@ -60,8 +62,11 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     pub drain_timeout: Duration,
-    /// Requests handled at once; beyond, `overloaded` at once (load shedding).
+    /// Requests handled at once; beyond, a request waits up to `queue_wait` for a slot among
+    /// at most `max_queued_requests` others, else `overloaded` (load shedding).
     pub max_concurrent_requests: usize,
+    pub queue_wait: Duration,
+    pub max_queued_requests: usize,
     /// Bytes of request bodies held at once; beyond, `overloaded` (bounds memory).
     pub max_buffered_bytes: usize,
     /// End-to-end deadline of a request; an SIH's `X-Rocgw-Deadline-Ms` may only shorten it.
@@ -174,7 +179,26 @@ pub(super) fn validate(
         Duration::from_secs(10).min(request_deadline / 2),
         1..=deadline_ms,
     )?;
+    let max_concurrent_requests = v.ranged(
+        "server.max_concurrent_requests",
+        raw.max_concurrent_requests,
+        512,
+        1..=100_000,
+    )?;
     Ok(ServerConfig {
+        queue_wait: v.millis(
+            "server.queue_ms",
+            raw.queue_ms,
+            Duration::from_millis(50),
+            0..=deadline_ms,
+        )?,
+        max_queued_requests: v.ranged(
+            "server.max_queued_requests",
+            raw.max_queued_requests,
+            2 * max_concurrent_requests,
+            0..=1_000_000,
+        )?,
+        max_concurrent_requests,
         body_timeout,
         min_body_rate: v.ranged(
             "server.min_body_rate",
@@ -198,12 +222,6 @@ pub(super) fn validate(
         admin_listen,
         http_status: raw.http_status,
         max_body_bytes,
-        max_concurrent_requests: v.ranged(
-            "server.max_concurrent_requests",
-            raw.max_concurrent_requests,
-            512,
-            1..=100_000,
-        )?,
         max_buffered_bytes: v.ranged(
             "server.max_buffered_bytes",
             raw.max_buffered_bytes,

@@ -28,9 +28,13 @@ const DRAIN_TIME: Duration = Duration::from_secs(10);
 /// The gateway's limits on what requests hold.
 #[derive(Debug)]
 pub struct Admission {
-    /// Requests in progress (load shedding beyond it).
+    /// Requests in progress (a short queue, then load shedding beyond it).
     requests: Arc<Semaphore>,
     max_requests: usize,
+    /// How long a request may wait for a slot, and how many may wait.
+    queue_wait: Duration,
+    max_queued: usize,
+    queued: std::sync::atomic::AtomicUsize,
     /// Calls in progress per AMC (label-bounded keys: known AMCs, else `other`).
     per_amc: Mutex<HashMap<String, Arc<Semaphore>>>,
     max_per_amc: usize,
@@ -84,6 +88,9 @@ impl Admission {
         Admission {
             requests: Arc::new(Semaphore::new(server.max_concurrent_requests)),
             max_requests: server.max_concurrent_requests,
+            queue_wait: server.queue_wait,
+            max_queued: server.max_queued_requests,
+            queued: Default::default(),
             per_amc: Mutex::default(),
             max_per_amc,
             budget,
@@ -129,14 +136,36 @@ impl Admission {
         })
     }
 
-    /// A request slot, or `overloaded`.
-    pub fn request_slot(&self) -> Result<OwnedSemaphorePermit, Fault> {
-        self.requests.clone().try_acquire_owned().map_err(|_| {
+    /// A request slot, waiting for one at most `queue_wait` among at most `max_queued` others
+    /// (first come, first served; the wait counts against the request's deadline), else
+    /// `overloaded`. A short wait turns a burst into latency instead of refusals that the
+    /// SIHs would retry at once.
+    pub async fn request_slot(&self) -> Result<OwnedSemaphorePermit, Fault> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Ok(slot) = self.requests.clone().try_acquire_owned() {
+            return Ok(slot);
+        }
+        let shed = || {
             overloaded(format!(
-                "more than {} requests in progress",
-                self.max_requests
+                "more than {} requests in progress, and {} waiting or {} ms of wait",
+                self.max_requests,
+                self.max_queued,
+                self.queue_wait.as_millis()
             ))
-        })
+        };
+        if self.queue_wait.is_zero() {
+            return Err(shed());
+        }
+        // Counted out when the wait ends, however it ends (a caller gone drops it midway).
+        let _waiting = Waiting::enter(&self.queued);
+        if self.queued.load(Relaxed) > self.max_queued {
+            return Err(shed());
+        }
+        let waited = tokio::time::timeout(self.queue_wait, self.requests.clone().acquire_owned());
+        match waited.await {
+            Ok(Ok(slot)) => Ok(slot),
+            _ => Err(shed()),
+        }
     }
 
     /// A slot among the calls in progress to the AMC labelled `amc_label`, or `overloaded`.
@@ -236,6 +265,24 @@ impl Admission {
             })
             .await;
         });
+    }
+}
+
+/// One request waiting for a slot, in the count and in `rocgw_queued_requests` until dropped.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a std::sync::atomic::AtomicUsize) -> Waiting<'a> {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::get().queued.inc();
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::get().queued.dec();
     }
 }
 

@@ -12,6 +12,7 @@ mod ops;
 mod packaging;
 mod paths;
 mod pki;
+mod queue;
 mod reload;
 mod resilience;
 mod response_signature;

@@ -1,0 +1,86 @@
+//! The admission queue: beyond `max_concurrent_requests`, a request waits a short while
+//! (`queue_ms`) among at most `max_queued_requests` others before it is shed; the wait counts
+//! against its deadline; every request is answered and the queue empties.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::sim::SimFixture;
+use crate::support::*;
+
+/// One IDB call with `headers`: status, error code, seconds.
+fn call(addr: std::net::SocketAddr, headers: &[(&str, &str)]) -> (u16, Option<String>, f64) {
+    let t = Instant::now();
+    let mut h = vec![("Content-Type", CT12)];
+    h.extend_from_slice(headers);
+    let body = envelope12("<r:req xmlns:r=\"urn:test\"/>");
+    let r = http(addr, "POST", "/amc/99999991/idb", &h, body.as_bytes());
+    let code = r.header("x-rocgw-error").map(str::to_string);
+    (r.status, code, t.elapsed().as_secs_f64())
+}
+
+fn slow_sim(ms: u64) -> SimFixture {
+    let s = SimFixture::start(|_| {});
+    s.set_faults(
+        "99999991",
+        &rocgw::sim::Faults {
+            latency_ms: ms,
+            ..rocgw::sim::Faults::default()
+        },
+    );
+    s
+}
+
+#[test]
+fn a_burst_beyond_the_slots_waits_briefly_in_a_bounded_queue_and_every_request_is_answered() {
+    let s = slow_sim(300);
+    let dir = scratch();
+    let server = "max_concurrent_requests = 4\nqueue_ms = 2000\nmax_queued_requests = 4";
+    let text = s.config_text(server, "", "", "", 5_000);
+    let gw = Arc::new(Proc::with_config(&write_config(dir.path(), &text)));
+    // Twelve at once: four served, four wait for their slots and are served, four shed.
+    let burst: Vec<_> = (0..12)
+        .map(|_| {
+            let addr = gw.gateway;
+            std::thread::spawn(move || call(addr, &[]))
+        })
+        .collect();
+    let answers: Vec<_> = burst.into_iter().map(|h| h.join().unwrap()).collect();
+    let served: Vec<_> = answers.iter().filter(|a| a.0 == 200).collect();
+    let shed: Vec<_> = answers
+        .iter()
+        .filter(|a| a.1.as_deref() == Some("overloaded"))
+        .collect();
+    assert_eq!((served.len(), shed.len()), (8, 4), "{answers:?}");
+    // The shed ones were told at once, not after the queue's wait.
+    assert!(shed.iter().all(|a| a.2 < 0.25), "{shed:?}");
+    // Four waited one AMC call's time (about 300 ms) for their slots.
+    let waited = served.iter().filter(|a| a.2 >= 0.55).count();
+    assert_eq!(waited, 4, "{served:?}");
+    let samples = scrape(gw.admin);
+    assert_eq!(metric(&samples, "rocgw_queued_requests", &[]), 0.0);
+    assert_eq!(metric(&samples, "rocgw_in_flight_requests", &[]), 0.0);
+}
+
+#[test]
+fn the_queue_wait_is_bounded_and_counts_against_the_deadline() {
+    let s = slow_sim(1_000);
+    let dir = scratch();
+    let server = "max_concurrent_requests = 1\nqueue_ms = 200\nmax_queued_requests = 8";
+    let text = s.config_text(server, "", "", "", 5_000);
+    let gw = Proc::with_config(&write_config(dir.path(), &text));
+    let addr = gw.gateway;
+    let busy = std::thread::spawn(move || call(addr, &[]));
+    wait_for("the slot taken", Duration::from_secs(5), || {
+        metric(&scrape(gw.admin), "rocgw_in_flight_requests", &[]) >= 1.0
+    });
+    // Waits its 200 ms, then is shed.
+    let (status, code, took) = call(addr, &[]);
+    assert_eq!(code.as_deref(), Some("overloaded"), "{status}");
+    assert!((0.19..0.9).contains(&took), "{took}");
+    // A deadline shorter than the queue's wait ends the wait first.
+    let (_, code, took) = call(addr, &[("X-Rocgw-Deadline-Ms", "100")]);
+    assert_eq!(code.as_deref(), Some("amc-timeout"));
+    assert!(took < 0.19, "{took}");
+    assert_eq!(busy.join().unwrap().0, 200);
+}
