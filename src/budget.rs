@@ -134,9 +134,10 @@ impl Pace {
     }
 }
 
-/// Reads a body of at most `max` bytes into one buffer. Bytes beyond `free` count against
-/// `budget`, reserved as the buffer grows (it doubles from 8 KiB up to the `declared` length, so
-/// a body is held once, never collected then joined), not from the declared length. With a
+/// Reads a body of at most `max` bytes: kept as it came when it is one frame, else into one
+/// buffer. Bytes beyond `free` count against `budget`, reserved as they arrive and as the
+/// buffer grows (it doubles from 8 KiB up to the `declared` length, so a body is held once,
+/// never collected then joined), not from the declared length. With a
 /// `pace`, a body that comes too slowly ends with [`ReadError::TooSlow`]. The share comes back
 /// with the body; on an error the rest of the body is unread.
 pub async fn read(
@@ -160,20 +161,32 @@ pub async fn read(
         },
         _ => true,
     };
+    // A body that comes in one frame (most SOAP requests and answers) is kept as it came: no
+    // copy, no buffer. A second frame starts the buffer.
+    let mut only: Option<bytes::Bytes> = None;
     let mut buf = bytes::BytesMut::new();
     loop {
+        let received = only.as_ref().map_or(buf.len(), bytes::Bytes::len);
         let next = match pace {
-            Some(p) => tokio::time::timeout_at(p.deadline(start, buf.len()), body.frame())
+            Some(p) => tokio::time::timeout_at(p.deadline(start, received), body.frame())
                 .await
                 .map_err(|_| ReadError::TooSlow)?,
             None => body.frame().await,
         };
         let Some(frame) = next else { break };
-        let frame = frame.map_err(ReadError::Body)?;
-        let Some(d) = frame.data_ref() else { continue };
-        let need = buf.len() + d.len();
+        let Ok(d) = frame.map_err(ReadError::Body)?.into_data() else {
+            continue;
+        };
+        let need = received + d.len();
         if need > max {
             return Err(ReadError::TooLarge);
+        }
+        if received == 0 && only.is_none() {
+            if !fits(need, &mut held) {
+                return Err(ReadError::OverBudget);
+            }
+            only = Some(d);
+            continue;
         }
         if need > buf.capacity() {
             let mut size = need.max(buf.capacity() * 2).max(FIRST.min(max));
@@ -186,9 +199,12 @@ pub async fn read(
             }
             buf.reserve(size - buf.len());
         }
-        buf.extend_from_slice(d);
+        if let Some(first) = only.take() {
+            buf.extend_from_slice(&first);
+        }
+        buf.extend_from_slice(&d);
     }
-    Ok((buf.freeze(), held))
+    Ok((only.unwrap_or_else(|| buf.freeze()), held))
 }
 
 /// The bytes of an answer that keep its share of the budget until the last reference to them
