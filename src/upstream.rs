@@ -102,6 +102,10 @@ pub struct UpstreamResponse {
 pub struct Upstream {
     kind: Kind,
     client: Client<Connector, Full<Bytes>>,
+    /// Calls in progress per host, at most the connection cap (waited for, within the
+    /// request's deadline).
+    limits: HostLimits,
+    max_per_host: usize,
     first_byte_timeout: Duration,
     total_timeout: Duration,
     max_response_bytes: usize,
@@ -130,7 +134,7 @@ impl Upstream {
             connect_timeout: cfg.connect_timeout,
             tls_timeout: cfg.tls_timeout,
             max_per_host: cfg.max_connections_per_host,
-            limits,
+            limits: limits.clone(),
             kind,
         };
         let client = Client::builder(TokioExecutor::new())
@@ -142,6 +146,8 @@ impl Upstream {
         Upstream {
             kind,
             client,
+            limits,
+            max_per_host: cfg.max_connections_per_host,
             first_byte_timeout: cfg.first_byte_timeout,
             total_timeout: cfg.total_timeout,
             max_response_bytes: cfg.max_response_bytes,
@@ -172,6 +178,12 @@ impl Upstream {
         req: Request<Full<Bytes>>,
         budget: Option<&crate::budget::Budget>,
     ) -> Result<UpstreamResponse, UpstreamError> {
+        let key = format!(
+            "{}:{}",
+            req.uri().host().unwrap_or_default(),
+            req.uri().port_u16().unwrap_or(443)
+        );
+        let _slot = self.limits.call_slot(&key, self.max_per_host).await;
         let started = Instant::now();
         let (parts, body) = req.into_parts();
         let mut attempt = 0;

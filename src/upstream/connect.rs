@@ -24,11 +24,35 @@ use tokio_rustls::TlsConnector;
 
 use super::Kind;
 
-/// The per-host connection caps of one upstream kind, shared by every client of that kind
-/// (one per hospital structure, one per reload generation): the cap protects the host, whoever
-/// connects.
+/// The per-host caps of one upstream kind, shared by every client of that kind (one per
+/// hospital structure, one per reload generation): the cap protects the host, whoever
+/// connects. One semaphore per `host:port` for connections, one for calls in progress.
 #[derive(Debug, Clone, Default)]
-pub struct HostLimits(Arc<Mutex<HashMap<String, Arc<Semaphore>>>>);
+pub struct HostLimits {
+    conns: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    calls: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+}
+
+impl HostLimits {
+    /// The semaphore of `key` in `map`, made with `max` permits on first use.
+    fn of(map: &Mutex<HashMap<String, Arc<Semaphore>>>, key: &str, max: usize) -> Arc<Semaphore> {
+        let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+        match m.get(key) {
+            Some(s) => s.clone(),
+            None => m
+                .entry(key.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(max)))
+                .clone(),
+        }
+    }
+
+    /// A call slot for `host:port`, waited for: at most `max` calls in progress to one host,
+    /// so that no more connections are ever asked of the pool than the connection cap allows
+    /// (a call beyond it would start a connection attempt that only waits for a permit).
+    pub async fn call_slot(&self, key: &str, max: usize) -> Option<OwnedSemaphorePermit> {
+        Self::of(&self.calls, key, max).acquire_owned().await.ok()
+    }
+}
 
 /// Why a connection could not be made.
 #[derive(Debug)]
@@ -142,10 +166,7 @@ pub struct Connector {
 
 impl Connector {
     fn semaphore(&self, key: &str) -> Arc<Semaphore> {
-        let mut m = self.limits.0.lock().unwrap_or_else(|e| e.into_inner());
-        m.entry(key.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.max_per_host)))
-            .clone()
+        HostLimits::of(&self.limits.conns, key, self.max_per_host)
     }
 
     async fn connect(self, uri: Uri) -> Result<Conn, ConnectError> {
