@@ -25,7 +25,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::Semaphore;
 
 pub use report::Report;
-pub use template::{builtin_template, render};
+pub use template::{builtin_template, render, Template};
 use transport::Pool;
 pub use transport::{tls_transport, Transport};
 
@@ -251,10 +251,18 @@ impl Recorder {
 // The run
 // ---------------------------------------------------------------------------------------------
 
+/// A mix entry made ready once: its body template read, its path and route label written.
+struct Prepared {
+    template: Template,
+    path: String,
+    route: String,
+}
+
 struct Shared {
     opts: Options,
     pool: Pool,
-    templates: BTreeMap<String, String>,
+    /// Per mix entry, what does not change from one request to the next.
+    prepared: Vec<Prepared>,
     weights: Vec<u32>,
     recorder: Mutex<Recorder>,
     seq: AtomicU64,
@@ -290,30 +298,26 @@ impl Shared {
         Some(n)
     }
 
-    fn pick(&self, rng: &mut fastrand::Rng) -> &MixEntry {
+    fn pick(&self, rng: &mut fastrand::Rng) -> usize {
         let total: u32 = self.weights.iter().sum();
         let mut x = rng.u32(0..total);
-        for (e, w) in self.opts.mix.iter().zip(&self.weights) {
+        for (i, w) in self.weights.iter().enumerate() {
             if x < *w {
-                return e;
+                return i;
             }
             x -= w;
         }
-        &self.opts.mix[0]
+        0
     }
 
     /// Sends one request meant to leave at `intended` and records it.
     async fn one(&self, seq: u64, intended: Instant, rng: &mut fastrand::Rng) {
-        let e = self.pick(rng);
-        let template = self
-            .templates
-            .get(&e.service)
-            .cloned()
-            .unwrap_or_else(|| builtin_template(&e.service));
-        let body = Bytes::from(render(&template, &e.amc, &e.service, seq, rng));
-        let path = e.path();
-        let route = format!("{}/{}", e.amc, e.service);
-        let result = tokio::time::timeout(self.opts.timeout, self.pool.send(body, &path)).await;
+        let i = self.pick(rng);
+        let (e, p) = (&self.opts.mix[i], &self.prepared[i]);
+        let body = Bytes::from(p.template.render(&e.amc, &e.service, seq, rng));
+        let route = p.route.as_str();
+        let send = self.pool.send(body, &p.path);
+        let result = tokio::time::timeout(self.opts.timeout, send).await;
         let error = match result {
             Err(_) => Some("timeout".to_string()),
             Ok(Err(kind)) => Some(kind.to_string()),
@@ -326,7 +330,7 @@ impl Shared {
         self.recorder
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .record(intended, done, &route, error);
+            .record(intended, done, route, error);
     }
 }
 
@@ -335,12 +339,21 @@ const MAX_IN_FLIGHT: u64 = 20_000;
 
 /// Runs the load and returns its report (also written to `--json`/`--html` when asked).
 pub async fn run(opts: Options) -> Result<Report, String> {
-    let mut templates = BTreeMap::new();
-    for e in &opts.mix {
-        if let Some(t) = opts.templates.get(&e.service) {
-            templates.insert(e.service.clone(), t.clone());
-        }
-    }
+    let prepared = opts
+        .mix
+        .iter()
+        .map(|e| Prepared {
+            template: Template::parse(
+                &opts
+                    .templates
+                    .get(&e.service)
+                    .cloned()
+                    .unwrap_or_else(|| builtin_template(&e.service)),
+            ),
+            path: e.path(),
+            route: format!("{}/{}", e.amc, e.service),
+        })
+        .collect();
     let recorder = Recorder::new(opts.warmup);
     let measuring_from = recorder.measuring_from;
     let deadline = match opts.stop {
@@ -358,7 +371,7 @@ pub async fn run(opts: Options) -> Result<Report, String> {
             opened: AtomicU64::new(0),
         },
         weights: opts.mix.iter().map(|e| e.weight).collect(),
-        templates,
+        prepared,
         recorder: Mutex::new(recorder),
         seq: AtomicU64::new(0),
         stop: AtomicBool::new(false),

@@ -34,40 +34,123 @@ pub fn render(
     seq: u64,
     rng: &mut fastrand::Rng,
 ) -> String {
-    let mut out = String::with_capacity(template.len() + 64);
-    let mut rest = template;
-    while let Some(i) = rest.find("{{") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        let Some(j) = after.find("}}") else {
-            out.push_str(&rest[i..]);
-            rest = "";
-            break;
-        };
-        match after[..j].trim() {
-            "amc" => out.push_str(amc),
-            "service" => out.push_str(service),
-            "seq" => out.push_str(&seq.to_string()),
-            "uuid" => out.push_str(&uuid(rng)),
-            "nir" => out.push_str(&nir(rng)),
-            "birthdate" => out.push_str(&format!(
-                "{}-{:02}-{:02}",
-                rng.u32(1940..2024),
-                rng.u32(1..13),
-                rng.u32(1..29)
-            )),
-            "date" => out.push_str(&crate::clock::fmt_time(crate::clock::now_unix())[..10]),
-            "amount" => out.push_str(&format!("{}.{:02}", rng.u32(20..2000), rng.u32(0..100))),
-            other => {
-                out.push_str("{{");
-                out.push_str(other);
-                out.push_str("}}");
+    Template::parse(template).render(amc, service, seq, rng)
+}
+
+/// A template read once: its text and placeholders in order, so that each request only fills
+/// them in (no search, one allocation).
+#[derive(Debug, Clone)]
+pub struct Template {
+    pieces: Vec<Piece>,
+    text_len: usize,
+}
+
+#[derive(Debug, Clone)]
+enum Piece {
+    Text(String),
+    Amc,
+    Service,
+    Seq,
+    Uuid,
+    Nir,
+    Birthdate,
+    Date,
+    Amount,
+}
+
+impl Template {
+    pub fn parse(template: &str) -> Template {
+        let mut pieces = Vec::new();
+        let mut text = String::new();
+        let mut rest = template;
+        while let Some(i) = rest.find("{{") {
+            text.push_str(&rest[..i]);
+            let after = &rest[i + 2..];
+            let Some(j) = after.find("}}") else {
+                text.push_str(&rest[i..]);
+                rest = "";
+                break;
+            };
+            let piece = match after[..j].trim() {
+                "amc" => Piece::Amc,
+                "service" => Piece::Service,
+                "seq" => Piece::Seq,
+                "uuid" => Piece::Uuid,
+                "nir" => Piece::Nir,
+                "birthdate" => Piece::Birthdate,
+                "date" => Piece::Date,
+                "amount" => Piece::Amount,
+                other => {
+                    text.push_str("{{");
+                    text.push_str(other);
+                    text.push_str("}}");
+                    rest = &after[j + 2..];
+                    continue;
+                }
+            };
+            if !text.is_empty() {
+                pieces.push(Piece::Text(std::mem::take(&mut text)));
             }
+            pieces.push(piece);
+            rest = &after[j + 2..];
         }
-        rest = &after[j + 2..];
+        text.push_str(rest);
+        if !text.is_empty() {
+            pieces.push(Piece::Text(text));
+        }
+        let text_len = pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.len(),
+                _ => 0,
+            })
+            .sum();
+        Template { pieces, text_len }
     }
-    out.push_str(rest);
-    out
+
+    /// The body of request `seq` to `amc`'s `service`.
+    pub fn render(&self, amc: &str, service: &str, seq: u64, rng: &mut fastrand::Rng) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(self.text_len + 96);
+        for p in &self.pieces {
+            let _ = match p {
+                Piece::Text(t) => {
+                    out.push_str(t);
+                    Ok(())
+                }
+                Piece::Amc => {
+                    out.push_str(amc);
+                    Ok(())
+                }
+                Piece::Service => {
+                    out.push_str(service);
+                    Ok(())
+                }
+                Piece::Seq => write!(out, "{seq}"),
+                Piece::Uuid => {
+                    out.push_str(&uuid(rng));
+                    Ok(())
+                }
+                Piece::Nir => {
+                    out.push_str(&nir(rng));
+                    Ok(())
+                }
+                Piece::Birthdate => write!(
+                    out,
+                    "{}-{:02}-{:02}",
+                    rng.u32(1940..2024),
+                    rng.u32(1..13),
+                    rng.u32(1..29)
+                ),
+                Piece::Date => {
+                    out.push_str(&crate::clock::fmt_time(crate::clock::now_unix())[..10]);
+                    Ok(())
+                }
+                Piece::Amount => write!(out, "{}.{:02}", rng.u32(20..2000), rng.u32(0..100)),
+            };
+        }
+        out
+    }
 }
 
 fn uuid(rng: &mut fastrand::Rng) -> String {
