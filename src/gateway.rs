@@ -220,7 +220,7 @@ impl Gateway {
     async fn amc(&self, call: &Call<'_>, body: &Bytes) -> Outcome {
         let in_version = |f: Fault| f.in_version(call.version);
         let (label, _) = self.router.labels(call.amc, "-");
-        let _slot = self.admission.amc_slot(label).map_err(in_version)?;
+        let _slot = self.admission.amc_slot(label).await.map_err(in_version)?;
         let endpoint = self
             .router
             .resolve(call.structure, call.amc, call.service, call.headers)

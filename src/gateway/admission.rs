@@ -168,8 +168,10 @@ impl Admission {
         }
     }
 
-    /// A slot among the calls in progress to the AMC labelled `amc_label`, or `overloaded`.
-    pub fn amc_slot(&self, amc_label: &str) -> Result<OwnedSemaphorePermit, Fault> {
+    /// A slot among the calls in progress to the AMC labelled `amc_label`, waited for at most
+    /// `queue_wait` like a request slot (the waiters are admitted requests: bounded by
+    /// `max_concurrent_requests`), else `overloaded`.
+    pub async fn amc_slot(&self, amc_label: &str) -> Result<OwnedSemaphorePermit, Fault> {
         let sem = {
             let mut m = self.per_amc.lock().unwrap_or_else(|e| e.into_inner());
             match m.get(amc_label) {
@@ -180,12 +182,17 @@ impl Admission {
                     .clone(),
             }
         };
-        sem.try_acquire_owned().map_err(|_| {
-            overloaded(format!(
+        if let Ok(slot) = sem.clone().try_acquire_owned() {
+            return Ok(slot);
+        }
+        let waited = tokio::time::timeout(self.queue_wait, sem.acquire_owned()).await;
+        match waited {
+            Ok(Ok(slot)) => Ok(slot),
+            _ => Err(overloaded(format!(
                 "more than {} calls in progress to this AMC",
                 self.max_per_amc
-            ))
-        })
+            ))),
+        }
     }
 
     /// Reads the body at the configured pace, under the size limit and the memory budget (the
