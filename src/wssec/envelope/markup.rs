@@ -1,0 +1,643 @@
+//! XML 1.0 and Namespaces in XML 1.0 for both walks over the envelope (quick-xml's over the outer
+//! levels and the Header, [`super::skim`]'s over the Body's payload): start and end tags, names,
+//! attributes (syntax, references, duplicates), namespace scopes and their constraints, comments,
+//! CDATA, processing instructions, the XML declaration, `]]>` in text. One implementation, so both
+//! walks accept the same XML: well-formed and namespace-well-formed, or refused.
+
+use std::ops::Range;
+
+use super::chars::{self, Charset};
+use crate::fault::FaultCode;
+
+/// Why the envelope is refused: the fault code and its detail.
+pub type Refused = (FaultCode, String);
+
+pub fn bad(what: &str) -> Refused {
+    (FaultCode::NotSoap, format!("not well-formed XML: {what}"))
+}
+
+pub fn truncated() -> Refused {
+    bad("truncated element")
+}
+
+pub fn undeclared_entity() -> Refused {
+    (
+        FaultCode::NotSoap,
+        "reference to an undeclared entity".to_string(),
+    )
+}
+
+const XML_NS: &[u8] = b"http://www.w3.org/XML/1998/namespace";
+const XMLNS_NS: &[u8] = b"http://www.w3.org/2000/xmlns/";
+
+/// A start tag: its name (`colon`: offset of the prefix separator), where it ends, `/>` or not.
+pub struct Tag {
+    pub name: Range<usize>,
+    pub colon: Option<usize>,
+    pub end: usize,
+    pub empty: bool,
+}
+
+struct Attr {
+    key: Range<usize>,
+    colon: Option<usize>,
+    value: Range<usize>,
+}
+
+/// A namespace binding: prefix and namespace name are ranges of [`Namespaces::buf`].
+struct Binding {
+    depth: usize,
+    prefix: Range<usize>,
+    ns: Range<usize>,
+}
+
+/// The namespace bindings in scope, innermost last; names kept in one buffer (no allocation per
+/// declaration once it has grown).
+#[derive(Default)]
+pub struct Namespaces {
+    bindings: Vec<Binding>,
+    buf: Vec<u8>,
+}
+
+impl Namespaces {
+    /// Ends the scope of the element at `depth`.
+    pub fn leave(&mut self, depth: usize) {
+        while let Some(b) = self.bindings.last() {
+            if b.depth < depth {
+                break;
+            }
+            self.buf.truncate(b.prefix.start);
+            self.bindings.pop();
+        }
+    }
+
+    /// The namespace of `prefix` (empty: the default namespace, `b""` when there is none);
+    /// `None` when the prefix is not declared.
+    pub fn resolve(&self, prefix: &[u8]) -> Option<&[u8]> {
+        if prefix == b"xml" {
+            return Some(XML_NS);
+        }
+        match self
+            .bindings
+            .iter()
+            .rev()
+            .find(|b| &self.buf[b.prefix.clone()] == prefix)
+        {
+            Some(b) => Some(&self.buf[b.ns.clone()]),
+            None if prefix.is_empty() => Some(b""),
+            None => None,
+        }
+    }
+}
+
+/// Name-byte classes: 0 ends a name, 1 a name character that cannot start one, 2 a name start,
+/// 3 `:`, 4 a byte ≥ 0x80 (decoded and checked against the tables).
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = match b as u8 {
+            b'A'..=b'Z' | b'a'..=b'z' | b'_' => 2,
+            b'0'..=b'9' | b'-' | b'.' => 1,
+            b':' => 3,
+            0x80..=0xFF => 4,
+            _ => 0,
+        };
+        b += 1;
+    }
+    t
+};
+
+pub fn whitespace_len(s: &[u8]) -> usize {
+    s.iter()
+        .position(|&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        .unwrap_or(s.len())
+}
+
+/// The document's markup, read with its encoding and namespace scopes.
+pub struct Markup<'a> {
+    s: &'a [u8],
+    charset: Charset,
+    pub ns: Namespaces,
+    /// Offsets of every `]]>` in the document, and the first one not yet passed.
+    brackets: Vec<usize>,
+    next_bracket: usize,
+    attrs: Vec<Attr>,
+    max_attributes: usize,
+}
+
+impl<'a> Markup<'a> {
+    pub fn new(s: &'a [u8], charset: Charset, max_attributes: usize) -> Self {
+        Markup {
+            s,
+            charset,
+            ns: Namespaces::default(),
+            brackets: Vec::new(),
+            next_bracket: 0,
+            attrs: Vec::new(),
+            max_attributes,
+        }
+    }
+
+    pub fn body(&self) -> &'a [u8] {
+        self.s
+    }
+
+    /// Checks every character of the document (see [`chars::scan`]), once.
+    pub fn scan(&mut self) -> Result<(), Refused> {
+        self.brackets = chars::scan(self.s, self.charset).map_err(|what| {
+            let detail = if what == "invalid UTF-8" {
+                what.to_string()
+            } else {
+                format!("not well-formed XML: {what}")
+            };
+            (FaultCode::NotSoap, detail)
+        })?;
+        Ok(())
+    }
+
+    /// Character data in `from..to` (walked forward): no `]]>`.
+    #[inline]
+    pub fn text(&mut self, from: usize, to: usize) -> Result<(), Refused> {
+        if self.brackets.len() == self.next_bracket {
+            return Ok(());
+        }
+        while self
+            .brackets
+            .get(self.next_bracket)
+            .is_some_and(|&p| p < from)
+        {
+            self.next_bracket += 1;
+        }
+        match self.brackets.get(self.next_bracket) {
+            Some(&p) if p < to => Err(bad("']]>' in character data")),
+            _ => Ok(()),
+        }
+    }
+
+    /// A name at `i` (QName rules: at most one `:`, neither part empty, each an NCName).
+    /// Returns where it ends and the offset of its `:`.
+    fn qname(&self, i: usize) -> Result<(usize, Option<usize>), Refused> {
+        let s = self.s;
+        let (mut j, mut colon, mut high) = (i, None, false);
+        while let Some(&b) = s.get(j) {
+            match CLASS[usize::from(b)] {
+                0 => break,
+                3 if colon.is_some() => return Err(bad("more than one ':' in a name")),
+                3 => colon = Some(j),
+                4 => high = true,
+                _ => {}
+            }
+            j += 1;
+        }
+        let parts = match colon {
+            Some(c) => [i..c, c + 1..j],
+            None => [i..j, j..j],
+        };
+        for (k, part) in parts.iter().enumerate() {
+            if part.is_empty() {
+                if k == 1 && colon.is_none() {
+                    continue;
+                }
+                return Err(bad("a name or prefix is empty"));
+            }
+            if CLASS[usize::from(s[part.start])] == 1 {
+                return Err(bad("a name starts with a character it cannot start with"));
+            }
+            if high && !self.ncname_chars(&s[part.clone()]) {
+                return Err(bad("a character not allowed in a name"));
+            }
+        }
+        Ok((j, colon))
+    }
+
+    /// A name with bytes ≥ 0x80, decoded in the document's encoding: a start character, then
+    /// name characters.
+    fn ncname_chars(&self, name: &[u8]) -> bool {
+        let ok = |k: usize, c: char| {
+            if k == 0 {
+                chars::is_name_start(c)
+            } else {
+                chars::is_name_char(c)
+            }
+        };
+        match self.charset {
+            Charset::Utf8 => std::str::from_utf8(name)
+                .is_ok_and(|n| n.chars().enumerate().all(|(k, c)| ok(k, c))),
+            cs => name.iter().enumerate().all(|(k, &b)| {
+                let c = if b < 0x80 {
+                    Some(char::from(b))
+                } else {
+                    cs.single_byte(b)
+                };
+                c.is_some_and(|c| ok(k, c))
+            }),
+        }
+    }
+
+    /// The start tag whose `<` is at `i`, of an element at `depth`: its name, attributes (syntax,
+    /// references, count, duplicates), namespace declarations (entering their scope) and the
+    /// prefixes it uses (declared).
+    pub fn start_tag(&mut self, i: usize, depth: usize) -> Result<Tag, Refused> {
+        let s = self.s;
+        let (name_end, colon) = self.qname(i + 1)?;
+        let mut j = name_end;
+        self.attrs.clear();
+        let (end, empty) = loop {
+            let ws = whitespace_len(&s[j..]);
+            j += ws;
+            match s.get(j) {
+                None => return Err(truncated()),
+                Some(b'>') => break (j + 1, false),
+                Some(b'/') if s.get(j + 1) == Some(&b'>') => break (j + 2, true),
+                Some(_) if ws == 0 => return Err(bad("bad attribute")),
+                Some(_) => {}
+            }
+            let attr = self.attribute(j)?;
+            j = attr.value.end + 1;
+            self.attrs.push(attr);
+            if self.attrs.len() > self.max_attributes {
+                return Err((
+                    FaultCode::XmlLimit,
+                    format!("more than {} attributes on an element", self.max_attributes),
+                ));
+            }
+        };
+        if !self.attrs.is_empty() {
+            self.unique_names()?;
+            self.declare(depth)?;
+        }
+        let tag = Tag {
+            name: i + 1..name_end,
+            colon,
+            end,
+            empty,
+        };
+        self.check_prefixes(&tag)?;
+        Ok(tag)
+    }
+
+    /// One `name = "value"` at `j`.
+    fn attribute(&self, j: usize) -> Result<Attr, Refused> {
+        let s = self.s;
+        let (key_end, colon) = self.qname(j)?;
+        let mut k = key_end + whitespace_len(&s[key_end..]);
+        if s.get(k) != Some(&b'=') {
+            return Err(bad("bad attribute"));
+        }
+        k += 1;
+        k += whitespace_len(&s[k..]);
+        let quote = match s.get(k) {
+            Some(&q @ (b'"' | b'\'')) => q,
+            _ => return Err(bad("bad attribute")),
+        };
+        let from = k + 1;
+        let to = memchr::memchr(quote, &s[from..]).ok_or_else(truncated)? + from;
+        let value = &s[from..to];
+        if memchr::memchr(b'<', value).is_some() {
+            return Err(bad("'<' in an attribute value"));
+        }
+        if !references_ok(value) {
+            return Err(undeclared_entity());
+        }
+        Ok(Attr {
+            key: j..key_end,
+            colon,
+            value: from..to,
+        })
+    }
+
+    /// No two attributes of the tag have the same name.
+    fn unique_names(&self) -> Result<(), Refused> {
+        let key = |a: &Attr| &self.s[a.key.clone()];
+        let n = self.attrs.len();
+        let dup = if n <= 8 {
+            (1..n).any(|k| {
+                let a = key(&self.attrs[k]);
+                self.attrs[..k].iter().any(|b| key(b) == a)
+            })
+        } else {
+            has_duplicates(self.attrs.iter().map(key).collect())
+        };
+        if dup {
+            return Err(bad("duplicate attribute"));
+        }
+        Ok(())
+    }
+
+    /// The tag's namespace declarations, checked (Namespaces in XML 1.0, section 3) and put in
+    /// scope at `depth`.
+    fn declare(&mut self, depth: usize) -> Result<(), Refused> {
+        let s = self.s;
+        for k in 0..self.attrs.len() {
+            let a = &self.attrs[k];
+            let key = &s[a.key.clone()];
+            let prefix = match key.strip_prefix(b"xmlns") {
+                Some([]) => &b""[..],
+                Some([b':', p @ ..]) => p,
+                _ => continue,
+            };
+            if prefix == b"xmlns" {
+                return Err(bad("the prefix xmlns is declared"));
+            }
+            let value = a.value.clone();
+            let start = self.ns.buf.len();
+            self.ns.buf.extend_from_slice(prefix);
+            let mid = self.ns.buf.len();
+            normalize_value(&s[value], self.charset, &mut self.ns.buf);
+            let ns = &self.ns.buf[mid..];
+            let reserved = ns == XML_NS || ns == XMLNS_NS;
+            let allowed = match prefix {
+                b"xml" => ns == XML_NS,
+                b"" => !reserved,
+                _ => !reserved && !ns.is_empty(),
+            };
+            if !allowed {
+                self.ns.buf.truncate(start);
+                return Err(bad(
+                    "a reserved or empty namespace name is bound to a prefix",
+                ));
+            }
+            let end = self.ns.buf.len();
+            self.ns.bindings.push(Binding {
+                depth,
+                prefix: start..mid,
+                ns: mid..end,
+            });
+        }
+        Ok(())
+    }
+
+    /// The element's and its attributes' prefixes are declared; no two attributes have the same
+    /// namespace and local name.
+    fn check_prefixes(&self, tag: &Tag) -> Result<(), Refused> {
+        let s = self.s;
+        if let Some(c) = tag.colon {
+            let prefix = &s[tag.name.start..c];
+            if prefix == b"xmlns" || self.ns.resolve(prefix).is_none() {
+                return Err(undeclared_prefix());
+            }
+        }
+        let mut qualified = 0;
+        for a in &self.attrs {
+            let Some(c) = a.colon else { continue };
+            let prefix = &s[a.key.start..c];
+            if prefix != b"xmlns" {
+                self.ns.resolve(prefix).ok_or_else(undeclared_prefix)?;
+                qualified += 1;
+            }
+        }
+        if qualified > 1 {
+            let names: Vec<(&[u8], &[u8])> = self
+                .attrs
+                .iter()
+                .filter_map(|a| {
+                    let c = a.colon?;
+                    let prefix = &s[a.key.start..c];
+                    let ns = (prefix != b"xmlns").then(|| self.ns.resolve(prefix))??;
+                    Some((&s[c + 1..a.key.end], ns))
+                })
+                .collect();
+            if has_duplicates(names) {
+                return Err(bad("duplicate attribute (same namespace and local name)"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The end tag whose `<` is at `i` (its name matched by the caller): returns where it ends.
+    pub fn end_tag(&self, i: usize) -> Result<usize, Refused> {
+        let s = self.s;
+        let name_end = i
+            + 2
+            + s[i + 2..]
+                .iter()
+                .take_while(|&&b| CLASS[usize::from(b)] != 0)
+                .count();
+        let close = name_end + whitespace_len(&s[name_end..]);
+        if s.get(close) != Some(&b'>') {
+            return Err(bad("bad end tag"));
+        }
+        Ok(close + 1)
+    }
+
+    /// `<!…` at `i`: a comment or a CDATA section (skipped whole); a DOCTYPE or anything else is
+    /// refused. Returns the offset after it.
+    pub fn declaration(&self, i: usize) -> Result<usize, Refused> {
+        let s = self.s;
+        let rest = &s[i + 2..];
+        if rest.starts_with(b"--") {
+            let from = i + 4;
+            let dashes = memchr::memmem::find(&s[from..], b"--").ok_or_else(truncated)? + from;
+            if s.get(dashes + 2) != Some(&b'>') {
+                return Err(bad("'--' inside a comment"));
+            }
+            Ok(dashes + 3)
+        } else if rest.starts_with(b"[CDATA[") {
+            let from = i + 9;
+            Ok(memchr::memmem::find(&s[from..], b"]]>").ok_or_else(truncated)? + from + 3)
+        } else if rest.starts_with(b"DOCTYPE") {
+            Err((
+                FaultCode::DtdForbidden,
+                "the request contains a DOCTYPE".to_string(),
+            ))
+        } else {
+            Err(bad("unknown markup declaration"))
+        }
+    }
+
+    /// `<?…?>` at `i`: a processing instruction, never an XML declaration (which only the very
+    /// start of the document may hold). Returns the offset after it.
+    pub fn pi(&self, i: usize) -> Result<usize, Refused> {
+        let s = self.s;
+        let from = i + 2;
+        let misplaced = || bad("misplaced XML declaration or bad processing instruction");
+        let (end, colon) = self.qname(from).map_err(|_| misplaced())?;
+        if colon.is_some() || s[from..end].eq_ignore_ascii_case(b"xml") {
+            return Err(misplaced());
+        }
+        if !s[end..].starts_with(b"?>") && whitespace_len(&s[end..]) == 0 {
+            return Err(misplaced());
+        }
+        Ok(memchr::memmem::find(&s[end..], b"?>").ok_or_else(truncated)? + end + 2)
+    }
+}
+
+fn undeclared_prefix() -> Refused {
+    (
+        FaultCode::NotSoap,
+        "not well-formed XML: undeclared namespace prefix".to_string(),
+    )
+}
+
+/// Whether two items are equal (pairs for a few, sorted beyond: attribute counts go up to the
+/// configured limit, 1,024 at most).
+fn has_duplicates<T: Ord>(mut items: Vec<T>) -> bool {
+    if items.len() <= 8 {
+        return items
+            .iter()
+            .enumerate()
+            .any(|(k, a)| items[..k].contains(a));
+    }
+    items.sort_unstable();
+    items.windows(2).any(|w| w[0] == w[1])
+}
+
+/// An attribute value as the namespace name it declares: references replaced, line ends and
+/// white space normalised (XML 1.0 section 3.3.3), in UTF-8, appended to `out`.
+fn normalize_value(raw: &[u8], charset: Charset, out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        i += 1;
+        match b {
+            b'&' => {
+                let semi = memchr::memchr(b';', &raw[i..]).map_or(raw.len(), |k| i + k);
+                let c = reference_char(&raw[i..semi]).unwrap_or('\u{FFFD}');
+                out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                i = semi + 1;
+            }
+            b'\r' if raw.get(i) == Some(&b'\n') => {}
+            b'\t' | b'\n' | b'\r' => out.push(b' '),
+            0x80.. if charset != Charset::Utf8 => {
+                let c = charset.single_byte(b).unwrap_or('\u{FFFD}');
+                out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+            }
+            _ => out.push(b),
+        }
+    }
+}
+
+/// The character a reference stands for (the name between `&` and `;`): a predefined entity or
+/// a character reference to an XML character. Any other entity would need a DTD, which requests
+/// may not have.
+fn reference_char(name: &[u8]) -> Option<char> {
+    let code = match name {
+        b"amp" => Some(u32::from(b'&')),
+        b"lt" => Some(u32::from(b'<')),
+        b"gt" => Some(u32::from(b'>')),
+        b"quot" => Some(u32::from(b'"')),
+        b"apos" => Some(u32::from(b'\'')),
+        [b'#', b'x', hex @ ..] if !hex.is_empty() && hex.iter().all(u8::is_ascii_hexdigit) => {
+            std::str::from_utf8(hex)
+                .ok()
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+        }
+        [b'#', dec @ ..] if !dec.is_empty() && dec.iter().all(u8::is_ascii_digit) => {
+            std::str::from_utf8(dec)
+                .ok()
+                .and_then(|d| d.parse::<u32>().ok())
+        }
+        _ => None,
+    }?;
+    matches!(code, 0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x10000..=0x10FFFF)
+        .then(|| char::from_u32(code))
+        .flatten()
+}
+
+/// A predefined entity or a character reference to an XML character.
+pub fn reference_ok(name: &[u8]) -> bool {
+    reference_char(name).is_some()
+}
+
+/// Where the reference starting at `s[at] == b'&'` ends (after its `;`), if it is allowed.
+pub fn reference_end(s: &[u8], at: usize) -> Option<usize> {
+    // The longest allowed reference is `&#x10FFFF;` give or take leading zeros.
+    let window = &s[at + 1..s.len().min(at + 1 + 32)];
+    let semi = memchr::memchr(b';', window)?;
+    reference_ok(&window[..semi]).then_some(at + 1 + semi + 1)
+}
+
+/// Every `&` in an attribute value starts an allowed reference.
+pub fn references_ok(value: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(k) = memchr::memchr(b'&', &value[i..]) {
+        match reference_end(value, i + k) {
+            Some(end) => i = end,
+            None => return false,
+        }
+    }
+    true
+}
+
+/// The XML declaration at `i` (`<?xml`): version 1.0, then optionally an encoding rocgw reads
+/// and `standalone`, in that order. Returns where it ends and the declared encoding.
+pub fn xml_decl(s: &[u8], i: usize) -> Result<(usize, Option<Charset>), Refused> {
+    let malformed = || bad("malformed XML declaration");
+    let mut c = Cursor { s, j: i + 5 };
+    if c.ws() == 0 || !c.eat(b"version") {
+        return Err(malformed());
+    }
+    if &s[c.eq_quoted().ok_or_else(malformed)?] != b"1.0" {
+        return Err(bad("XML version other than 1.0"));
+    }
+    let mut charset = None;
+    let mut ws = c.ws();
+    if ws > 0 && c.eat(b"encoding") {
+        let label = &s[c.eq_quoted().ok_or_else(malformed)?];
+        let enc_name = label.first().is_some_and(u8::is_ascii_alphabetic)
+            && label
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !enc_name {
+            return Err(malformed());
+        }
+        charset = Some(Charset::from_label(label).ok_or_else(|| {
+            let shown = String::from_utf8_lossy(&label[..label.len().min(40)]).to_lowercase();
+            (
+                FaultCode::NotSoap,
+                format!("unsupported encoding {shown:?} (UTF-8 or ISO-8859-1)"),
+            )
+        })?);
+        ws = c.ws();
+    }
+    if ws > 0 && c.eat(b"standalone") {
+        let value = &s[c.eq_quoted().ok_or_else(malformed)?];
+        if value != b"yes" && value != b"no" {
+            return Err(malformed());
+        }
+        c.ws();
+    }
+    if !c.eat(b"?>") {
+        return Err(malformed());
+    }
+    Ok((c.j, charset))
+}
+
+struct Cursor<'a> {
+    s: &'a [u8],
+    j: usize,
+}
+
+impl Cursor<'_> {
+    fn ws(&mut self) -> usize {
+        let n = whitespace_len(&self.s[self.j..]);
+        self.j += n;
+        n
+    }
+
+    fn eat(&mut self, lit: &[u8]) -> bool {
+        let ok = self.s[self.j..].starts_with(lit);
+        if ok {
+            self.j += lit.len();
+        }
+        ok
+    }
+
+    /// `S? = S? "value"` (or single quotes): the value's range.
+    fn eq_quoted(&mut self) -> Option<Range<usize>> {
+        self.ws();
+        if !self.eat(b"=") {
+            return None;
+        }
+        self.ws();
+        let q = *self.s.get(self.j)?;
+        if q != b'"' && q != b'\'' {
+            return None;
+        }
+        let from = self.j + 1;
+        let to = from + memchr::memchr(q, &self.s[from..])?;
+        self.j = to + 1;
+        Some(from..to)
+    }
+}
