@@ -260,7 +260,8 @@ pub struct Check<'a> {
 }
 
 impl Check<'_> {
-    pub fn run(&self, verifier: &AssertionVerifier) -> Result<(), Failure> {
+    /// Runs every check; returns what the accepted input exercised (for the run's figures).
+    pub fn run(&self, verifier: &AssertionVerifier) -> Result<Vec<&'static str>, Failure> {
         let din = decode(self.input).map_err(|e| ("accepted-undecodable-input", e))?;
         let ein = elements(&din.text).map_err(|e| ("oracle-refuses-input", e))?;
         let dout = decode(self.output).map_err(|e| ("undecodable-output", e))?;
@@ -274,7 +275,33 @@ impl Check<'_> {
         if v.id != self.assertion.id {
             return Err(("signature", format!("verified {} not ours", v.id)));
         }
-        Ok(())
+        let mut seen = vec![match declared(self.input) {
+            _ if self.input.starts_with(&[0xEF, 0xBB, 0xBF]) => "encoding: UTF-8 with BOM",
+            Ok(None) => "encoding: UTF-8",
+            Ok(Some(Single::Latin1)) => "encoding: ISO-8859-1",
+            Ok(Some(Single::Latin9)) => "encoding: ISO-8859-15",
+            Ok(Some(Single::Cp1252)) => "encoding: windows-1252",
+            Ok(Some(Single::Ascii)) => "encoding: US-ASCII",
+            Err(_) => "encoding: ?",
+        }];
+        seen.push(match (edit.wrap, edit.removed.is_empty()) {
+            (true, true) => "Header created",
+            (true, false) => "empty <Header/> replaced",
+            (false, true) => "into an existing Header",
+            (false, false) => "into an existing Header, wsse:Security replaced",
+        });
+        seen.push(if edit.soap == SOAP11 {
+            "SOAP 1.1"
+        } else {
+            "SOAP 1.2"
+        });
+        if self.must_understand {
+            seen.push("mustUnderstand");
+        }
+        if !self.input.is_ascii() {
+            seen.push("non-ASCII input");
+        }
+        Ok(seen)
     }
 
     /// The output is the input with bytes inserted at `at` and the `removed` ranges dropped:

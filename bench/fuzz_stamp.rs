@@ -92,6 +92,8 @@ struct Stats {
     /// Refusals of inputs uppsala and expat parse, by detail (over-refusal, or SOAP rules).
     refused_parsable: BTreeMap<String, u64>,
     failures: BTreeMap<&'static str, u64>,
+    /// What the accepted inputs exercised.
+    exercised: BTreeMap<&'static str, u64>,
     /// Accepted inputs expat refuses for a name only XML 1.0 fifth edition allows.
     fifth_edition_names: u64,
 }
@@ -154,8 +156,11 @@ fn main() {
             &mut g.rng,
         );
         match outcome {
-            Outcome::Accepted => {
+            Outcome::Accepted(seen) => {
                 st.accepted += 1;
+                for s in seen {
+                    *st.exercised.entry(s).or_default() += 1;
+                }
                 g.keep(&input);
             }
             Outcome::NamesOfTheFifthEdition => {
@@ -194,7 +199,8 @@ fn main() {
 }
 
 enum Outcome {
-    Accepted,
+    /// Accepted and every check passed: what the input exercised.
+    Accepted(Vec<&'static str>),
     /// Accepted, all checks passed but expat's, which refuses a name only the fifth edition of
     /// XML 1.0 allows.
     NamesOfTheFifthEdition,
@@ -239,9 +245,10 @@ fn one(
         assertion,
         must_understand,
     };
-    if let Err(f) = check.run(verifier) {
-        return Outcome::Failed(f);
-    }
+    let seen = match check.run(verifier) {
+        Ok(seen) => seen,
+        Err(f) => return Outcome::Failed(f),
+    };
     if let Some(x) = expat {
         if let Err(why) = x.parse(&output) {
             // expat still reads names with the character tables of XML 1.0 before its fifth
@@ -252,7 +259,7 @@ fn one(
             return Outcome::Failed(("expat-refuses-output", why));
         }
     }
-    Outcome::Accepted
+    Outcome::Accepted(seen)
 }
 
 fn summary(st: &Stats, elapsed: Duration) {
@@ -278,6 +285,10 @@ fn summary(st: &Stats, elapsed: Duration) {
             .collect::<Vec<_>>()
             .join("\n")
     };
+    println!("accepted inputs exercised:");
+    for (k, n) in &st.exercised {
+        println!("  {n:>9}  {k}");
+    }
     println!("refusals, most frequent:\n{}", top(&st.refused));
     println!(
         "refusals of inputs uppsala and expat parse (over-refusal, or SOAP rules):\n{}",

@@ -57,6 +57,9 @@ struct Binding {
 pub struct Namespaces {
     bindings: Vec<Binding>,
     buf: Vec<u8>,
+    /// The binding the last lookup found, plus one (0: none): most names of a body share
+    /// their prefix. Reset whenever the bindings change.
+    hit: std::cell::Cell<usize>,
 }
 
 impl Namespaces {
@@ -68,45 +71,73 @@ impl Namespaces {
             }
             self.buf.truncate(b.prefix.start);
             self.bindings.pop();
+            self.hit.set(0);
         }
     }
 
     /// The namespace of `prefix` (empty: the default namespace, `b""` when there is none);
     /// `None` when the prefix is not declared.
     pub fn resolve(&self, prefix: &[u8]) -> Option<&[u8]> {
-        if prefix == b"xml" {
+        if let Some(b) = self.hit.get().checked_sub(1).map(|k| &self.bindings[k]) {
+            if same(&self.buf[b.prefix.clone()], prefix) {
+                return Some(&self.buf[b.ns.clone()]);
+            }
+        }
+        if same(prefix, b"xml") {
             return Some(XML_NS);
         }
         match self
             .bindings
             .iter()
-            .rev()
-            .find(|b| &self.buf[b.prefix.clone()] == prefix)
+            .rposition(|b| same(&self.buf[b.prefix.clone()], prefix))
         {
-            Some(b) => Some(&self.buf[b.ns.clone()]),
+            Some(k) => {
+                self.hit.set(k + 1);
+                Some(&self.buf[self.bindings[k].ns.clone()])
+            }
             None if prefix.is_empty() => Some(b""),
             None => None,
         }
     }
 }
 
-/// Name-byte classes: 0 ends a name, 1 a name character that cannot start one, 2 a name start,
-/// 3 `:`, 4 a byte ≥ 0x80 (decoded and checked against the tables).
+/// Name-byte classes, as bits (0: the byte ends a name): a name character that cannot start a
+/// name, a name start, `:`, a byte ≥ 0x80 (decoded and checked against the tables).
+const NAME: u8 = 1;
+const START: u8 = 2;
+const COLON: u8 = 4;
+const HIGH: u8 = 8;
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut b = 0;
     while b < 256 {
         t[b] = match b as u8 {
-            b'A'..=b'Z' | b'a'..=b'z' | b'_' => 2,
-            b'0'..=b'9' | b'-' | b'.' => 1,
-            b':' => 3,
-            0x80..=0xFF => 4,
+            b'A'..=b'Z' | b'a'..=b'z' | b'_' => START,
+            b'0'..=b'9' | b'-' | b'.' => NAME,
+            b':' => COLON,
+            0x80..=0xFF => HIGH,
             _ => 0,
         };
         b += 1;
     }
     t
 };
+
+/// Byte-slice equality for the short names of markup, without a call to `memcmp`.
+#[inline]
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut k = 0;
+    while k < a.len() {
+        if a[k] != b[k] {
+            return false;
+        }
+        k += 1;
+    }
+    true
+}
 
 pub fn whitespace_len(s: &[u8]) -> usize {
     s.iter()
@@ -177,38 +208,64 @@ impl<'a> Markup<'a> {
 
     /// A name at `i` (QName rules: at most one `:`, neither part empty, each an NCName).
     /// Returns where it ends and the offset of its `:`.
+    #[inline]
     fn qname(&self, i: usize) -> Result<(usize, Option<usize>), Refused> {
-        let s = self.s;
-        let (mut j, mut colon, mut high) = (i, None, false);
-        while let Some(&b) = s.get(j) {
-            match CLASS[usize::from(b)] {
-                0 => break,
-                3 if colon.is_some() => return Err(bad("more than one ':' in a name")),
-                3 => colon = Some(j),
-                4 => high = true,
-                _ => {}
-            }
-            j += 1;
+        let name = self.s.get(i..).unwrap_or_default();
+        let (mut seen, mut colons) = (0u8, 0u32);
+        let n = name
+            .iter()
+            .position(|&b| {
+                let class = CLASS[usize::from(b)];
+                seen |= class;
+                colons += u32::from(class == COLON);
+                class == 0
+            })
+            .unwrap_or(name.len());
+        let first = name.first().map_or(0, |&b| CLASS[usize::from(b)]);
+        if seen & HIGH == 0 && first == START && colons <= 1 {
+            let colon = if colons == 0 {
+                None
+            } else {
+                let c = name.iter().position(|&b| b == b':').unwrap_or(0);
+                if c + 1 == n || CLASS[usize::from(name[c + 1])] != START {
+                    return Err(bad(
+                        "a name or prefix is empty or starts with a character it cannot start with",
+                    ));
+                }
+                Some(i + c)
+            };
+            return Ok((i + n, colon));
         }
+        self.qname_parts(&name[..n], seen)
+            .map(|colon| (i + n, colon.map(|c| i + c)))
+    }
+
+    /// `qname` for a name with a `:`, a byte ≥ 0x80 or a bad start (or none at all): returns
+    /// the offset of the `:` in the name.
+    fn qname_parts(&self, name: &[u8], seen: u8) -> Result<Option<usize>, Refused> {
+        let colon = name.iter().position(|&b| b == b':');
         let parts = match colon {
-            Some(c) => [i..c, c + 1..j],
-            None => [i..j, j..j],
+            Some(c) if name[c + 1..].contains(&b':') => {
+                return Err(bad("more than one ':' in a name"));
+            }
+            Some(c) => [&name[..c], &name[c + 1..]],
+            None => [name, &[][..]],
         };
-        for (k, part) in parts.iter().enumerate() {
-            if part.is_empty() {
+        for (k, part) in parts.into_iter().enumerate() {
+            let Some(&first) = part.first() else {
                 if k == 1 && colon.is_none() {
                     continue;
                 }
                 return Err(bad("a name or prefix is empty"));
-            }
-            if CLASS[usize::from(s[part.start])] == 1 {
+            };
+            if CLASS[usize::from(first)] & (START | HIGH) == 0 {
                 return Err(bad("a name starts with a character it cannot start with"));
             }
-            if high && !self.ncname_chars(&s[part.clone()]) {
+            if seen & HIGH != 0 && !self.ncname_chars(part) {
                 return Err(bad("a character not allowed in a name"));
             }
         }
-        Ok((j, colon))
+        Ok(colon)
     }
 
     /// A name with bytes ≥ 0x80, decoded in the document's encoding: a start character, then
@@ -238,9 +295,33 @@ impl<'a> Markup<'a> {
     /// The start tag whose `<` is at `i`, of an element at `depth`: its name, attributes (syntax,
     /// references, count, duplicates), namespace declarations (entering their scope) and the
     /// prefixes it uses (declared).
+    #[inline]
     pub fn start_tag(&mut self, i: usize, depth: usize) -> Result<Tag, Refused> {
-        let s = self.s;
         let (name_end, colon) = self.qname(i + 1)?;
+        // Most tags of a body have no attribute: `<name>`.
+        if self.s.get(name_end) == Some(&b'>') {
+            if let Some(c) = colon {
+                self.element_prefix(&self.s[i + 1..c])?;
+            }
+            return Ok(Tag {
+                name: i + 1..name_end,
+                colon,
+                end: name_end + 1,
+                empty: false,
+            });
+        }
+        self.attributed_tag(i, depth, name_end, colon)
+    }
+
+    /// `start_tag` beyond `<name>`.
+    fn attributed_tag(
+        &mut self,
+        i: usize,
+        depth: usize,
+        name_end: usize,
+        colon: Option<usize>,
+    ) -> Result<Tag, Refused> {
+        let s = self.s;
         let mut j = name_end;
         self.attrs.clear();
         let (end, empty) = loop {
@@ -314,7 +395,7 @@ impl<'a> Markup<'a> {
         let dup = if n <= 8 {
             (1..n).any(|k| {
                 let a = key(&self.attrs[k]);
-                self.attrs[..k].iter().any(|b| key(b) == a)
+                self.attrs[..k].iter().any(|b| same(key(b), a))
             })
         } else {
             has_duplicates(self.attrs.iter().map(key).collect())
@@ -332,9 +413,9 @@ impl<'a> Markup<'a> {
         for k in 0..self.attrs.len() {
             let a = &self.attrs[k];
             let key = &s[a.key.clone()];
-            let prefix = match key.strip_prefix(b"xmlns") {
-                Some([]) => &b""[..],
-                Some([b':', p @ ..]) => p,
+            let prefix = match key {
+                [b'x', b'm', b'l', b'n', b's'] => &b""[..],
+                [b'x', b'm', b'l', b'n', b's', b':', p @ ..] => p,
                 _ => continue,
             };
             if prefix == b"xmlns" {
@@ -359,6 +440,7 @@ impl<'a> Markup<'a> {
                 ));
             }
             let end = self.ns.buf.len();
+            self.ns.hit.set(0);
             self.ns.bindings.push(Binding {
                 depth,
                 prefix: start..mid,
@@ -373,16 +455,13 @@ impl<'a> Markup<'a> {
     fn check_prefixes(&self, tag: &Tag) -> Result<(), Refused> {
         let s = self.s;
         if let Some(c) = tag.colon {
-            let prefix = &s[tag.name.start..c];
-            if prefix == b"xmlns" || self.ns.resolve(prefix).is_none() {
-                return Err(undeclared_prefix());
-            }
+            self.element_prefix(&s[tag.name.start..c])?;
         }
         let mut qualified = 0;
         for a in &self.attrs {
             let Some(c) = a.colon else { continue };
             let prefix = &s[a.key.start..c];
-            if prefix != b"xmlns" {
+            if !same(prefix, b"xmlns") {
                 self.ns.resolve(prefix).ok_or_else(undeclared_prefix)?;
                 qualified += 1;
             }
@@ -401,6 +480,15 @@ impl<'a> Markup<'a> {
             if has_duplicates(names) {
                 return Err(bad("duplicate attribute (same namespace and local name)"));
             }
+        }
+        Ok(())
+    }
+
+    /// An element's prefix is declared (and is not `xmlns`).
+    #[inline]
+    fn element_prefix(&self, prefix: &[u8]) -> Result<(), Refused> {
+        if same(prefix, b"xmlns") || self.ns.resolve(prefix).is_none() {
+            return Err(undeclared_prefix());
         }
         Ok(())
     }

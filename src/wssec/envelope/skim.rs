@@ -3,7 +3,7 @@
 //! with `memchr`, and hands back where the Body's end tag starts.
 
 use super::markup::{
-    bad, reference_end, truncated, undeclared_entity, whitespace_len, Markup, Refused,
+    bad, reference_end, same, truncated, undeclared_entity, whitespace_len, Markup, Refused,
 };
 use crate::config::Profile;
 use crate::fault::FaultCode;
@@ -46,10 +46,10 @@ pub fn skim(
                     return Ok(i);
                 };
                 let from = i + 2;
-                if !s[from..].starts_with(&s[name.clone()]) {
+                let end = from + name.len();
+                if !s.get(from..end).is_some_and(|n| same(n, &s[name])) {
                     return Err(bad("mismatched end tag"));
                 }
-                let end = from + name.len();
                 let close = end + whitespace_len(&s[end..]);
                 if s.get(close) != Some(&b'>') {
                     return Err(bad("mismatched or bad end tag"));
