@@ -1,7 +1,7 @@
 //! What rocgw writes into the SIH's envelope, and what it refuses to sign, checked by parsers and
 //! verifiers that are not its own: `xmlsec1` for the signature, whatever charset the AMC reads the
-//! body in; uppsala (namespace-aware) for the `mustUnderstand` attribute's namespace and for the
-//! envelopes refused as malformed.
+//! body in; uppsala (namespace-aware) for the `mustUnderstand` attribute's namespace; Python's
+//! expat for the envelopes refused as malformed (and their well-formed neighbours).
 
 use rocgw::clock::now_unix;
 use rocgw::config::{AttributeSpec, Profile};

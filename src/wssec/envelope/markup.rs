@@ -77,12 +77,23 @@ impl Namespaces {
 
     /// The namespace of `prefix` (empty: the default namespace, `b""` when there is none);
     /// `None` when the prefix is not declared.
+    #[inline]
     pub fn resolve(&self, prefix: &[u8]) -> Option<&[u8]> {
-        if let Some(b) = self.hit.get().checked_sub(1).map(|k| &self.bindings[k]) {
+        let hit = self
+            .hit
+            .get()
+            .checked_sub(1)
+            .and_then(|k| self.bindings.get(k));
+        if let Some(b) = hit {
             if same(&self.buf[b.prefix.clone()], prefix) {
                 return Some(&self.buf[b.ns.clone()]);
             }
         }
+        self.lookup(prefix)
+    }
+
+    /// `resolve` through the bindings in scope, innermost first.
+    fn lookup(&self, prefix: &[u8]) -> Option<&[u8]> {
         if same(prefix, b"xml") {
             return Some(XML_NS);
         }
@@ -208,33 +219,34 @@ impl<'a> Markup<'a> {
 
     /// A name at `i` (QName rules: at most one `:`, neither part empty, each an NCName).
     /// Returns where it ends and the offset of its `:`.
-    #[inline]
+    #[inline(always)]
     fn qname(&self, i: usize) -> Result<(usize, Option<usize>), Refused> {
         let name = self.s.get(i..).unwrap_or_default();
-        let (mut seen, mut colons) = (0u8, 0u32);
+        let mut seen = 0u8;
         let n = name
             .iter()
             .position(|&b| {
                 let class = CLASS[usize::from(b)];
                 seen |= class;
-                colons += u32::from(class == COLON);
                 class == 0
             })
             .unwrap_or(name.len());
         let first = name.first().map_or(0, |&b| CLASS[usize::from(b)]);
-        if seen & HIGH == 0 && first == START && colons <= 1 {
-            let colon = if colons == 0 {
-                None
-            } else {
-                let c = name.iter().position(|&b| b == b':').unwrap_or(0);
-                if c + 1 == n || CLASS[usize::from(name[c + 1])] != START {
-                    return Err(bad(
-                        "a name or prefix is empty or starts with a character it cannot start with",
-                    ));
-                }
-                Some(i + c)
-            };
-            return Ok((i + n, colon));
+        if seen & (COLON | HIGH) == 0 && first == START {
+            return Ok((i + n, None));
+        }
+        if seen & HIGH == 0 && first == START {
+            // `prefix:local`, both parts ASCII: the local part starts with a name start and has
+            // no other `:`.
+            let c = name[..n].iter().position(|&b| b == b':').unwrap_or(0);
+            let local = &name[c + 1..n];
+            if local
+                .first()
+                .is_some_and(|&b| CLASS[usize::from(b)] == START)
+                && local.iter().all(|&b| b != b':')
+            {
+                return Ok((i + n, Some(i + c)));
+            }
         }
         self.qname_parts(&name[..n], seen)
             .map(|colon| (i + n, colon.map(|c| i + c)))
@@ -242,6 +254,8 @@ impl<'a> Markup<'a> {
 
     /// `qname` for a name with a `:`, a byte ≥ 0x80 or a bad start (or none at all): returns
     /// the offset of the `:` in the name.
+    #[cold]
+    #[inline(never)]
     fn qname_parts(&self, name: &[u8], seen: u8) -> Result<Option<usize>, Refused> {
         let colon = name.iter().position(|&b| b == b':');
         let parts = match colon {

@@ -3,7 +3,7 @@
 //! with `memchr`, and hands back where the Body's end tag starts.
 
 use super::markup::{
-    bad, reference_end, same, truncated, undeclared_entity, whitespace_len, Markup, Refused,
+    bad, reference_end, truncated, undeclared_entity, whitespace_len, Markup, Refused,
 };
 use crate::config::Profile;
 use crate::fault::FaultCode;
@@ -47,7 +47,7 @@ pub fn skim(
                 };
                 let from = i + 2;
                 let end = from + name.len();
-                if !s.get(from..end).is_some_and(|n| same(n, &s[name])) {
+                if s.get(from..end) != Some(&s[name]) {
                     return Err(bad("mismatched end tag"));
                 }
                 let close = end + whitespace_len(&s[end..]);
