@@ -9,6 +9,7 @@
 //! well-formed, namespace-well-formed XML in its declared encoding.
 
 mod chars;
+mod decl;
 mod markup;
 mod skim;
 #[cfg(test)]
@@ -67,7 +68,7 @@ fn encoding(body: &[u8]) -> Result<(Charset, usize), VersionedFault> {
             .is_some_and(|&b| b == b'?' || whitespace_len(&[b]) == 1);
     let charset = if declared {
         let (_, charset) =
-            markup::xml_decl(body, skip).map_err(|(code, detail)| refuse(code, detail))?;
+            decl::xml_decl(body, skip).map_err(|(code, detail)| refuse(code, detail))?;
         charset.unwrap_or(Charset::Utf8)
     } else {
         Charset::Utf8
@@ -186,8 +187,7 @@ impl Planner<'_> {
         let well_formed = match ev {
             Event::Decl(_) => {
                 at.start == self.skip
-                    && markup::xml_decl(self.mk.body(), at.start)
-                        .is_ok_and(|(end, _)| end == at.end)
+                    && decl::xml_decl(self.mk.body(), at.start).is_ok_and(|(end, _)| end == at.end)
             }
             Event::DocType(_) => {
                 // The root element's SOAP version is read from the same bytes by `soap::sniff`.
