@@ -5,8 +5,11 @@
 //! The assertion is written by this module directly in its exclusive-c14n canonical form
 //! (namespace declarations first, attributes sorted, explicit end tags, c14n escaping), so the
 //! digest is taken over the bytes as written and the enveloped signature is inserted after
-//! `Issuer` without any canonicalisation pass. The envelope is read once ([`envelope`]) and every byte
-//! the SIH sent is kept, except a replaced `wsse:Security` header.
+//! `Issuer` without any canonicalisation pass. What is inserted is that canonical form with every
+//! non-ASCII character written as a character reference: the same canonical form (so the same
+//! digest), and the same bytes in every ASCII-compatible charset, so the signature holds whatever
+//! charset the AMC reads the body in (declared, HTTP, or neither). The envelope is read once
+//! ([`envelope`]) and every byte the SIH sent is kept, except a replaced `wsse:Security` header.
 //!
 //! Verification is never code of this repository: canonicalisation and signature checks are
 //! bergshamra's (aws-lc backend); this module only insists that the verified reference is
@@ -106,6 +109,23 @@ fn attr(out: &mut String, s: &str) {
     }
 }
 
+/// `s` with every non-ASCII character written as a character reference (`&#xF4;`): for text and
+/// attribute values, where it reads as the character itself. Borrowed when `s` is ASCII.
+pub(crate) fn ascii_refs(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.is_ascii() {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 32);
+    for c in s.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let _ = write!(out, "&#x{:X};", u32::from(c));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// A fresh assertion ID: an NCName (`_` and 32 hex digits).
 pub fn new_id() -> String {
     let mut b = [0u8; 16];
@@ -125,7 +145,8 @@ pub struct SignedAssertion {
     pub audience: String,
     pub not_on_or_after: i64,
     pub issued_at: i64,
-    /// The assertion element, canonical, signature included.
+    /// The assertion element as inserted, signature included: its canonical form with every
+    /// non-ASCII character as a character reference (ASCII only; same canonical form).
     pub xml: Arc<str>,
 }
 
@@ -136,8 +157,9 @@ struct Times<'a> {
     not_on_or_after: &'a str,
 }
 
-/// The canonical assertion up to and including its `Issuer` (the signer's subject DN).
-fn assertion_head(id: &str, issued: &str, issuer: &str) -> String {
+/// The canonical assertion up to and including its `Issuer`: `issuer_text` is the signer's
+/// subject DN escaped for a text node (either form of [`Signer`]'s).
+fn assertion_head(id: &str, issued: &str, issuer_text: &str) -> String {
     let mut head = String::with_capacity(512);
     head.push_str("<saml2:Assertion xmlns:saml2=\"");
     head.push_str(SAML2_NS);
@@ -150,7 +172,7 @@ fn assertion_head(id: &str, issued: &str, issuer: &str) -> String {
     head.push_str("\" Version=\"2.0\"><saml2:Issuer Format=\"");
     head.push_str(X509_SUBJECT_NAME);
     head.push_str("\">");
-    text(&mut head, issuer);
+    head.push_str(issuer_text);
     head.push_str("</saml2:Issuer>");
     head
 }
@@ -281,7 +303,7 @@ pub fn build_assertion_with(
         not_on_or_after: &fmt_time(noa_unix),
     };
     // Head: up to and including Issuer; tail: everything after it. The signature goes between.
-    let head = assertion_head(&id, &issued, &signer.issuer);
+    let head = assertion_head(&id, &issued, &signer.issuer_text);
     let tail = assertion_tail(profile, &signer.structure_id, audience, &times);
 
     // Digest of the canonical assertion without its signature (the enveloped transform).
@@ -297,6 +319,14 @@ pub fn build_assertion_with(
     );
     let signature = b64.encode(sign(canonical_si.as_bytes()));
 
+    // The inserted form: non-ASCII as character references (the issuer's escaped once per
+    // signer); the signature's own parts are ASCII (base64, IDs, algorithm URIs).
+    let head = if signer.issuer_ascii == signer.issuer_text {
+        head
+    } else {
+        assertion_head(&id, &issued, &signer.issuer_ascii)
+    };
+    let tail = ascii_refs(&tail);
     let mut xml = String::with_capacity(head.len() + tail.len() + signed_info.len() + 2600);
     xml.push_str(&head);
     xml.push_str("<ds:Signature xmlns:ds=\"");

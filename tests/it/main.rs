@@ -6,6 +6,7 @@ mod architecture;
 mod cert;
 mod crls;
 mod doctor_serve;
+mod envelopes;
 mod faults;
 mod load;
 mod ops;

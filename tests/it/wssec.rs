@@ -13,7 +13,8 @@ use rocgw::wssec::{self, AssertionVerifier, Signer, VerifyError};
 
 use crate::support::*;
 
-fn signer() -> Signer {
+/// The test PKI's ORG SIGN signer.
+pub fn signer() -> Signer {
     let src = IdentitySource::P12 {
         field: "identity.sign".into(),
         path: pki_path("org/sign.p12"),
@@ -72,7 +73,8 @@ pub fn xmlsec_verify(doc: &[u8]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn verifier() -> AssertionVerifier {
+/// Our verification function with the test IGC-Santé anchors.
+pub fn verifier() -> AssertionVerifier {
     let der = |rel: &str| {
         rocgw::identity::read_pem_certs(&pki_path(rel))
             .unwrap()

@@ -1,0 +1,258 @@
+//! Unit tests of the envelope planner and the insertion.
+
+use super::*;
+
+fn stamped(input: &[u8]) -> String {
+    let p = plan(input, &Profile::default()).unwrap_or_else(|e| panic!("{:?}", e.fault));
+    String::from_utf8(stamp(input, &p, "<A/>", false)).unwrap()
+}
+
+#[test]
+fn a_byte_order_mark_does_not_shift_the_insertion() {
+    let body = "<e:Envelope xmlns:e=\"http://www.w3.org/2003/05/soap-envelope\"><e:Header><h/></e:Header><e:Body>x</e:Body></e:Envelope>";
+    let with_bom = format!("\u{feff}<?xml version=\"1.0\"?>{body}");
+    let out = stamped(with_bom.as_bytes());
+    assert!(out.contains("<e:Header><wsse:Security"), "{out}");
+    assert!(
+        out.starts_with("\u{feff}<?xml version=\"1.0\"?><e:Envelope"),
+        "{out}"
+    );
+    let twice = format!("\u{feff}\u{feff}{body}");
+    assert_eq!(
+        plan(twice.as_bytes(), &Profile::default())
+            .unwrap_err()
+            .fault
+            .code,
+        FaultCode::NotSoap
+    );
+}
+
+fn in_body(payload: &str) -> Result<String, FaultCode> {
+    let env = format!("<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body>{payload}</s:Body><!-- end --></s:Envelope>");
+    let p = plan(env.as_bytes(), &Profile::default()).map_err(|e| e.fault.code)?;
+    Ok(String::from_utf8(stamp(env.as_bytes(), &p, "<A/>", false)).unwrap())
+}
+
+#[test]
+fn the_payload_walk_accepts_well_formed_xml_and_keeps_every_byte() {
+    for payload in [
+        "",
+        "text only &amp; &lt;&gt; &quot;&apos; &#233; &#xE9; > ]",
+        "<a/>",
+        "<a  />",
+        "<a x='1' y = \"2\"\n\tz=\"&amp;&#x9;'\"></a >",
+        "<a><a><a/></a></a>",
+        "<p:a xmlns:p=\"urn:x\"><p:b>1</p:b><!-- a - comment --><![CDATA[<not/> & markup]]><?pi data?></p:a>",
+        "<a><!----></a>",
+        "<é attr=\"Cécile\">Hôpital</é>",
+        "<a xml:lang=\"fr\" lang=\"fr\"/><xml:a/>",
+        "<a xmlns:p=\"urn:p\" xmlns:q=\"urn:q\" p:x=\"1\" q:x=\"2\" x=\"3\"/>",
+        "<p:a xmlns:p=\"urn:1\"><p:b xmlns:p=\"urn:2\" p:c=\"\"/></p:a>",
+        "<a xmlns=\"urn:a\"><b xmlns=\"\"/></a>",
+        "<a xmlns:xml=\"http://www.w3.org/XML/1998/namespace\" xmlns:xmlfoo=\"urn:x\"/>",
+        "<a>]] ]> ]]&gt; <![CDATA[]]]]><![CDATA[>]]></a>",
+        "<a x=\"]]>\"><!-- ]]> --><?pi ]]>?></a>",
+        "<a·b x.y-z=\"1\" _=\"\"/>",
+        "<a><!-->x--><!--->x--></a>",
+        "<?xml-stylesheet href='a'?><?pi?>",
+    ] {
+        let out = in_body(payload).unwrap_or_else(|c| panic!("{payload:?}: {c:?}"));
+        assert!(out.contains("<s:Header><wsse:Security"), "{payload:?}: {out}");
+        assert!(out.ends_with(&format!("<s:Body>{payload}</s:Body><!-- end --></s:Envelope>")), "{out}");
+    }
+}
+
+#[test]
+fn the_payload_walk_refuses_what_is_not_well_formed() {
+    let not_soap = FaultCode::NotSoap;
+    for (payload, code) in [
+        ("<a>", not_soap),
+        ("<a></b>", not_soap),
+        ("</a>", not_soap),
+        ("<a></a></a>", not_soap),
+        ("< a/>", not_soap),
+        ("<a x=1/>", not_soap),
+        ("<a x/>", not_soap),
+        ("<a x=\"1\"y=\"2\"/>", not_soap),
+        ("<a x=\"<\"/>", not_soap),
+        ("<a x=\"&foo;\"/>", not_soap),
+        ("<a x=\"1/>", not_soap),
+        ("&foo;", not_soap),
+        ("& bare", not_soap),
+        ("&#0;", not_soap),
+        ("&#xD800;", not_soap),
+        ("&#x110000;", not_soap),
+        ("&#;", not_soap),
+        ("<!-- a -- b -->", not_soap),
+        ("<!-- open", not_soap),
+        ("<![CDATA[ open", not_soap),
+        ("<!ELEMENT a ANY>", not_soap),
+        ("<?xml version=\"1.0\"?>", not_soap),
+        ("<?XmL x?>", not_soap),
+        ("<?p:i x?>", not_soap),
+        ("<?pi-no-space?x?>", not_soap),
+        ("<a x=\"1\" x=\"2\"/>", not_soap),
+        (
+            "<a xmlns:p=\"urn:u\" xmlns:q=\"urn:u\" p:x=\"1\" q:x=\"2\"/>",
+            not_soap,
+        ),
+        ("<a xmlns=\"urn:1\" xmlns=\"urn:2\"/>", not_soap),
+        ("<p:a/>", not_soap),
+        ("<a p:x=\"1\"/>", not_soap),
+        ("<a xmlns:p=\"urn:p\"/><p:b/>", not_soap),
+        ("<a xmlns:p=\"\"/>", not_soap),
+        ("<xmlns:a/>", not_soap),
+        ("<a xmlns:xmlns=\"urn:x\"/>", not_soap),
+        ("<a xmlns:xml=\"urn:x\"/>", not_soap),
+        (
+            "<a xmlns:x=\"http://www.w3.org/XML/1998/namespace\"/>",
+            not_soap,
+        ),
+        ("<a xmlns=\"http://www.w3.org/2000/xmlns/\"/>", not_soap),
+        ("<a:b:c xmlns:a=\"urn:a\"/>", not_soap),
+        ("<:a/>", not_soap),
+        ("<a:/>", not_soap),
+        ("<1a/>", not_soap),
+        ("<p:1a xmlns:p=\"urn:p\"/>", not_soap),
+        ("<a×/>", not_soap),
+        ("<a>]]></a>", not_soap),
+        ("x ]]> y", not_soap),
+        ("<a>\u{1}</a>", not_soap),
+        ("<a x=\"\u{C}\"/>", not_soap),
+        ("\u{FFFF}", not_soap),
+        ("<? x?>", not_soap),
+        ("<!DOCTYPE a>", FaultCode::DtdForbidden),
+        ("<a/", not_soap),
+        ("<", not_soap),
+    ] {
+        assert_eq!(in_body(payload).err(), Some(code), "{payload:?}");
+    }
+}
+
+#[test]
+fn the_payload_walk_enforces_the_limits() {
+    let limits = Profile::default();
+    let deep = limits.max_depth - 2; // Envelope and Body come first
+    let nested = |n: usize| format!("{}{}", "<a>".repeat(n), "</a>".repeat(n));
+    assert!(in_body(&nested(deep)).is_ok());
+    assert_eq!(in_body(&nested(deep + 1)).err(), Some(FaultCode::XmlLimit));
+    assert_eq!(
+        in_body(&format!(
+            "{}<b/>{}",
+            "<a>".repeat(deep),
+            "</a>".repeat(deep)
+        ))
+        .err(),
+        Some(FaultCode::XmlLimit)
+    );
+    let attrs = |n: usize| {
+        let list: Vec<String> = (0..n).map(|i| format!("a{i}=\"\"")).collect();
+        format!("<a {}/>", list.join(" "))
+    };
+    assert!(in_body(&attrs(limits.max_attributes)).is_ok());
+    assert_eq!(
+        in_body(&attrs(limits.max_attributes + 1)).err(),
+        Some(FaultCode::XmlLimit)
+    );
+}
+
+#[test]
+fn the_prolog_and_the_header_are_held_to_the_same_rules() {
+    let env = |prolog: &str, header: &str| {
+        format!("{prolog}<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Header>{header}</s:Header><s:Body/></s:Envelope>")
+    };
+    let code = |doc: &[u8]| plan(doc, &Profile::default()).err().map(|e| e.fault.code);
+    for (prolog, header) in [
+        (
+            "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"no\"?>\n<!-- c -->",
+            "<h xmlns=\"urn:h\"/>",
+        ),
+        (
+            "<?xml version='1.0' encoding='ISO-8859-1'?>",
+            "<?sih trace?><!--->x-->",
+        ),
+        (
+            "<?xml version=\"1.0\" ?>",
+            "<wsa:To xmlns:wsa=\"urn:wsa\">x]]&gt;</wsa:To>",
+        ),
+    ] {
+        assert_eq!(
+            code(env(prolog, header).as_bytes()),
+            None,
+            "{prolog} {header}"
+        );
+    }
+    for (prolog, header) in [
+        ("", "<?xml version=\"1.0\"?>"),
+        ("", "<?XML version=\"1.0\"?>"),
+        (" <?xml version=\"1.0\"?>", ""),
+        ("<!-- c --><?xml version=\"1.0\"?>", ""),
+        ("<?xml version=\"1.1\"?>", ""),
+        ("<?xml encoding=\"UTF-8\" version=\"1.0\"?>", ""),
+        ("<?xml version=\"1.0\" standalone=\"maybe\"?>", ""),
+        ("<?xml version=\"1.0\"encoding=\"UTF-8\"?>", ""),
+        ("<?xml?>", ""),
+        ("", "<h xmlns=\"urn:h\"><i y='1' y='1'/></h>"),
+        ("", "<h xmlns=\"urn:h\"><q:i/></h>"),
+        ("", "<h xmlns=\"urn:h\">a]]>b</h>"),
+        ("", "<h xmlns=\"urn:h\"><!-- a --->"),
+        ("<![CDATA[x]]>", ""),
+    ] {
+        assert_eq!(
+            code(env(prolog, header).as_bytes()),
+            Some(FaultCode::NotSoap),
+            "{prolog} {header}"
+        );
+    }
+    // 8-bit bytes: refused in US-ASCII, read in Latin-1; a UTF-8 byte order mark may not
+    // precede another declared encoding.
+    let ascii = [
+        &b"<?xml version=\"1.0\" encoding=\"US-ASCII\"?>"[..],
+        env("", "").as_bytes(),
+    ]
+    .concat();
+    assert_eq!(code(&ascii), None);
+    let eight_bit = |decl: &str| {
+        [
+            decl.as_bytes(),
+            env("", "<h xmlns=\"urn:h\">Hôpital</h>").as_bytes(),
+        ]
+        .concat()
+    };
+    let eight_bit = |decl: &str| {
+        let mut d = eight_bit(decl);
+        let at = d.windows(2).position(|w| w == "ô".as_bytes()).unwrap();
+        d.splice(at..at + 2, [0xF4]);
+        d
+    };
+    assert_eq!(
+        code(&eight_bit("<?xml version=\"1.0\" encoding=\"US-ASCII\"?>")),
+        Some(FaultCode::NotSoap)
+    );
+    assert_eq!(
+        code(&eight_bit(
+            "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>"
+        )),
+        None
+    );
+    assert_eq!(code(&eight_bit("")), Some(FaultCode::NotSoap));
+    let bom = [
+        &b"\xEF\xBB\xBF"[..],
+        &eight_bit("<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>"),
+    ]
+    .concat();
+    assert_eq!(code(&bom), Some(FaultCode::NotSoap));
+}
+
+#[test]
+fn the_header_is_ascii_and_must_understand_carries_its_own_namespace_declaration() {
+    let latin1_prefix: &[u8] = b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><\xE9:Envelope xmlns:\xE9=\"http://www.w3.org/2003/05/soap-envelope\"><\xE9:Body/></\xE9:Envelope>";
+    let p = plan(latin1_prefix, &Profile::default()).unwrap();
+    let out = stamp(latin1_prefix, &p, "<A>Rh\u{F4}ne</A>", true);
+    let expected: &[u8] = b"<\xE9:Header><wsse:Security xmlns:wsse=\"http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd\" xmlns:soapenv=\"http://www.w3.org/2003/05/soap-envelope\" soapenv:mustUnderstand=\"true\"><A>Rh&#xF4;ne</A></wsse:Security></\xE9:Header><\xE9:Body/>";
+    assert!(
+        out.windows(expected.len()).any(|w| w == expected),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}
