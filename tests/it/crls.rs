@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::support::*;
 use crate::tls_server::{Behavior, TlsServer};
+use crate::upstream::amc;
 
 /// Where the root's and AC-SERVEUR's CRLs are published, as the certificates say.
 const ROOT_CDP: &str = "http://crl.test.invalid/root.crl";
@@ -291,16 +292,6 @@ fn asn1_time(hours: i64) -> String {
     )
 }
 
-/// An IDB call to AMC `number` through the gateway.
-fn amc(gw: std::net::SocketAddr, number: &str) -> Resp {
-    post(
-        gw,
-        &format!("/amc/{number}/idb"),
-        CT11,
-        &envelope11("<idb/>"),
-    )
-}
-
 /// The root's ARL: an issuing distribution point with onlyContainsCACerts at the root's CRL
 /// distribution point.
 fn arl_extensions() -> String {
@@ -495,46 +486,28 @@ fn refused(osi: &Osi, crl: &Path, why: &str) {
 fn delta_indirect_partial_and_unknown_critical_crls_stop_the_start_up() {
     let osi = Osi::new();
     let fresh = (-1, 24 * 7);
-    let delta = osi.crl(
-        "delta",
-        "ac-serveur",
-        &[],
-        Some(3),
-        fresh,
-        "deltaCRL = critical, ASN1:INTEGER:2",
-    );
-    refused(&osi, &delta, "delta CRL");
-    let indirect = osi.crl(
-        "indirect",
-        "ac-serveur",
-        &[],
-        Some(3),
-        fresh,
-        "issuingDistributionPoint = critical, @idp\n[idp]\nindirectCRL = TRUE",
-    );
-    refused(&osi, &indirect, "indirect CRL");
-    let partial = osi.crl(
-        "partial",
-        "ac-serveur",
-        &[],
-        Some(3),
-        fresh,
-        "issuingDistributionPoint = critical, @idp\n[idp]\nonlysomereasons = keyCompromise",
-    );
-    refused(&osi, &partial, "onlySomeReasons");
-    let unknown = osi.crl(
-        "unknown",
-        "ac-serveur",
-        &[],
-        Some(3),
-        fresh,
-        "1.3.6.1.4.1.55555.17 = critical, ASN1:UTF8String:must understand",
-    );
-    refused(
-        &osi,
-        &unknown,
-        "unknown critical extension 1.3.6.1.4.1.55555.17",
-    );
+    let cases = [
+        ("delta", "deltaCRL = critical, ASN1:INTEGER:2", "delta CRL"),
+        (
+            "indirect",
+            "issuingDistributionPoint = critical, @idp\n[idp]\nindirectCRL = TRUE",
+            "indirect CRL",
+        ),
+        (
+            "partial",
+            "issuingDistributionPoint = critical, @idp\n[idp]\nonlysomereasons = keyCompromise",
+            "onlySomeReasons",
+        ),
+        (
+            "unknown",
+            "1.3.6.1.4.1.55555.17 = critical, ASN1:UTF8String:must understand",
+            "unknown critical extension 1.3.6.1.4.1.55555.17",
+        ),
+    ];
+    for (name, extensions, why) in cases {
+        let crl = osi.crl(name, "ac-serveur", &[], Some(3), fresh, extensions);
+        refused(&osi, &crl, why);
+    }
 }
 
 /// The README's "root alone is enough" trust section: the root as the only anchor, the role

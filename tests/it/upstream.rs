@@ -94,7 +94,8 @@ total_timeout_ms = 8000
     }
 }
 
-fn amc(gw: std::net::SocketAddr, number: &str) -> Resp {
+/// An IDB call to AMC `number` through the gateway.
+pub fn amc(gw: std::net::SocketAddr, number: &str) -> Resp {
     post(
         gw,
         &format!("/amc/{number}/idb"),
