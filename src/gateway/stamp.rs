@@ -1,6 +1,7 @@
 //! The WS-Security hop of an AMC call: the SIH's envelope checked and planned once, a SAML
 //! assertion signed with ORG SIGN (or a reused one), inserted in the header. Signatures run on
-//! the blocking pool behind a bounded number of permits.
+//! the blocking pool behind a bounded number of permits, or in place when the process has one
+//! core (a hand-off to another thread would only add two context switches per signature).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,16 +27,34 @@ pub struct Signed {
 #[derive(Debug)]
 pub struct Stamper {
     permits: Arc<Semaphore>,
+    /// One core for the process (`taskset`, a container's CPU set): sign on the worker itself.
+    in_place: bool,
 }
 
 impl Default for Stamper {
     fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Stamper {
-            permits: Arc::new(Semaphore::new(
-                2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
-            )),
+            permits: Arc::new(Semaphore::new(2 * cores)),
+            in_place: cores == 1,
         }
     }
+}
+
+/// Signs a fresh assertion for `audience` and keeps it for reuse; its time in the signing metric.
+fn sign_fresh(
+    st: &crate::runtime::Structure,
+    signer: &wssec::Signer,
+    audience: &str,
+    now: i64,
+) -> wssec::SignedAssertion {
+    let t = Instant::now();
+    let a = wssec::build_assertion(&st.profile, signer, audience, now);
+    metrics::get()
+        .signing_seconds
+        .observe(t.elapsed().as_secs_f64());
+    st.sign.assertions.insert(&st.profile, &a);
+    a
 }
 
 impl Stamper {
@@ -67,6 +86,7 @@ impl Stamper {
         let signer = sign.signer();
         let (assertion, reused) = match sign.assertions.lookup(profile, &audience, now) {
             Some(a) => (a, true),
+            None if self.in_place => (sign_fresh(st, &signer, &audience, now), false),
             None => {
                 // An RSA-2048 signature takes 0.3–0.8 ms: it runs on the blocking pool so the
                 // async workers keep serving other connections. Two permits per core, each
@@ -83,13 +103,8 @@ impl Stamper {
                 let (audience, id) = (audience.clone(), st.id.clone());
                 tokio::task::spawn_blocking(move || {
                     let st = rt.structure_by_id(&id).expect("a configured structure");
-                    let t = Instant::now();
-                    let a = wssec::build_assertion(&st.profile, &signer, &audience, now);
-                    metrics::get()
-                        .signing_seconds
-                        .observe(t.elapsed().as_secs_f64());
+                    let a = sign_fresh(st, &signer, &audience, now);
                     drop(permit);
-                    st.sign.assertions.insert(&st.profile, &a);
                     a
                 })
                 .await

@@ -138,12 +138,24 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
 }
 
 /// Spawns `rocgw args…` with piped output, without any ROCGW_CONFIG inherited from the caller.
+/// Starts `rocgw args…`; an `env` pair (`TASKSET`, cpus) runs it pinned to those CPUs
+/// (`taskset -c`) instead of setting a variable.
+/// The `env` key that pins a process's CPUs (see `spawn`).
+pub const TASKSET: &str = "TASKSET";
+
 fn spawn(args: &[&str], env: &[(&str, &str)]) -> Child {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = match env.iter().find(|(k, _)| *k == TASKSET) {
+        Some((_, cpus)) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus, BIN]);
+            c
+        }
+        None => Command::new(BIN),
+    };
     cmd.args(args)
         .env_remove("ROCGW_CONFIG")
         .env("RUST_LOG", "info");
-    for (k, v) in env {
+    for (k, v) in env.iter().filter(|(k, _)| *k != TASKSET) {
         cmd.env(k, v);
     }
     cmd.stdin(Stdio::null())

@@ -405,34 +405,39 @@ fn the_gateway_stamps_amc_calls_and_xmlsec1_verifies_what_the_amc_received() {
             &format!("[routes.\"10000001\"]\nidb = \"{endpoint}\"\n"),
         ),
     );
+    // Signatures on the blocking pool (two cores), and in place on a one-core process.
+    for pinned in [&[][..], &[(TASKSET, "0")][..]] {
+        amc.seen.bodies.lock().unwrap().clear();
+        let p = Proc::start(&["serve", "--config", cfg.to_str().unwrap()], pinned);
+        let env = format!("<soap:Envelope xmlns:soap=\"http://www.w3.org/2003/05/soap-envelope\"><soap:Header><wsse:Security xmlns:wsse=\"{}\"><sih-token/></wsse:Security></soap:Header><soap:Body>{BODY}</soap:Body></soap:Envelope>", wssec::WSSE_NS);
+        for _ in 0..2 {
+            let r = post(p.gateway, "/amc/10000001/IDB", CT12, &env);
+            assert_eq!(r.status, 200, "{}", r.body);
+        }
+        let bodies = amc.seen.bodies.lock().unwrap().clone();
+        assert_eq!(bodies.len(), 2);
+        for b in &bodies {
+            let (ok, out) = xmlsec_verify(b.as_bytes());
+            assert!(ok, "xmlsec1 refused what the AMC received: {out}\n{b}");
+            assert!(
+                !b.contains("sih-token"),
+                "the SIH's own security header was replaced"
+            );
+            let v = verifier().verify(b).unwrap();
+            assert_eq!(
+                v.audience_restrictions,
+                vec![vec![endpoint.clone()]],
+                "audience: the resolved endpoint"
+            );
+        }
+        // A fresh assertion per request (reuse is off by default).
+        let ids: Vec<String> = bodies
+            .iter()
+            .map(|b| verifier().verify(b).unwrap().id)
+            .collect();
+        assert_ne!(ids[0], ids[1]);
+    }
     let p = Proc::with_config(&cfg);
-    let env = format!("<soap:Envelope xmlns:soap=\"http://www.w3.org/2003/05/soap-envelope\"><soap:Header><wsse:Security xmlns:wsse=\"{}\"><sih-token/></wsse:Security></soap:Header><soap:Body>{BODY}</soap:Body></soap:Envelope>", wssec::WSSE_NS);
-    for _ in 0..2 {
-        let r = post(p.gateway, "/amc/10000001/IDB", CT12, &env);
-        assert_eq!(r.status, 200, "{}", r.body);
-    }
-    let bodies = amc.seen.bodies.lock().unwrap().clone();
-    assert_eq!(bodies.len(), 2);
-    for b in &bodies {
-        let (ok, out) = xmlsec_verify(b.as_bytes());
-        assert!(ok, "xmlsec1 refused what the AMC received: {out}\n{b}");
-        assert!(
-            !b.contains("sih-token"),
-            "the SIH's own security header was replaced"
-        );
-        let v = verifier().verify(b).unwrap();
-        assert_eq!(
-            v.audience_restrictions,
-            vec![vec![endpoint.clone()]],
-            "audience: the resolved endpoint"
-        );
-    }
-    // A fresh assertion per request (reuse is off by default).
-    let ids: Vec<String> = bodies
-        .iter()
-        .map(|b| verifier().verify(b).unwrap().id)
-        .collect();
-    assert_ne!(ids[0], ids[1]);
     // A bad envelope is refused before anything is forwarded.
     let r = post(p.gateway, "/amc/10000001/idb", CT12, "<soap:Envelope xmlns:soap=\"http://www.w3.org/2003/05/soap-envelope\"><soap:Body/><soap:Body/></soap:Envelope>");
     assert_eq!(r.header("x-rocgw-error"), Some("not-soap"));
