@@ -606,11 +606,14 @@ fn three_times_the_concurrency_with_bodies_at_the_limit_sheds_fast_and_stays_und
     );
     assert!(peak <= 256 * 1024 * 1024, "peak RSS {peak}");
 
-    // Whatever the request limit, the memory for bodies is bounded too.
+    // Whatever the request limit, the memory for bodies is bounded too: at most 8 bodies of
+    // 1 MiB fit in 8 MiB. Bodies reserve as their bytes arrive (a declared length reserves
+    // nothing), so racing bodies may refuse each other midway: fewer than 8 may complete, every
+    // request is answered (`ok_and_shed`).
     drop(gw);
     let (gw, _t) = start("max_buffered_bytes = 8388608");
     let (ok, shed) = ok_and_shed(&joined(burst_of(&gw, "99999991", 24, &body)));
-    assert!(ok >= 8 && shed >= 8, "ok {ok}, shed {shed}");
+    assert!((4..=8).contains(&ok) && shed >= 16, "ok {ok}, shed {shed}");
 }
 
 #[test]
