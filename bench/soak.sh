@@ -285,6 +285,9 @@ crl_update() {
     status
     if [[ $(pyjson "$D/status.json" "sum(1 for c in d['crls'] if c['sphere'] == 'amc' and 'AC-SERVEUR' in c['issuer'])") == 1 ]]; then
       CRL_T=$(elapsed)
+      # Handshakes between the file swap and this point still had no AC-SERVEUR CRL: count
+      # from here.
+      metrics "$D/metrics.crl-in-force.txt"
       log "CRL update in force: /status lists AC-SERVEUR's CRL ($(pyjson "$D/status.json" "[c['entries'] for c in d['crls'] if c['sphere'] == 'amc' and 'AC-SERVEUR' in c['issuer']][0]") entry)"
       break
     fi
@@ -378,10 +381,10 @@ ANN_FOUND=$(prom "$M" 'rocgw_annuaire_calls_total{outcome="found"}')
 ((ANN_CALLS == ANN_FOUND)) || fail "annuaire calls not all found: $(grep '^rocgw_annuaire_calls_total' "$M" | tr '\n' ' ')"
 ANN_AFTER=$((ANN_CALLS - ${ANN_CALLS_AT_ROTATION:-0}))
 ((ANN_AFTER > 0)) || fail "no annuaire call after the rotation (AUTH_CLI not exercised)"
-UNKNOWN_BEFORE=$(prom "$D/metrics.crl-before.txt" 'rocgw_revocation_unknown_total{reason="no-crl",upstream="amc"}')
+UNKNOWN_BEFORE=$(prom "$D/metrics.crl-in-force.txt" 'rocgw_revocation_unknown_total{reason="no-crl",upstream="amc"}')
 UNKNOWN_END=$(prom "$M" 'rocgw_revocation_unknown_total{reason="no-crl",upstream="amc"}')
 AMC_CONNS_AFTER_CRL=$(($(prom "$M" 'rocgw_upstream_connections_opened_total{upstream="amc"}') -
-  $(prom "$D/metrics.crl-before.txt" 'rocgw_upstream_connections_opened_total{upstream="amc"}')))
+  $(prom "$D/metrics.crl-in-force.txt" 'rocgw_upstream_connections_opened_total{upstream="amc"}')))
 ((AMC_CONNS_AFTER_CRL > 0)) || fail "no AMC connection opened after the CRL update (new CRL not exercised)"
 ((UNKNOWN_END == UNKNOWN_BEFORE)) || fail "AMC handshakes still without a CRL after the update ($UNKNOWN_BEFORE → $UNKNOWN_END)"
 ((ROTATION_OK == 1)) || fail "the rotation was not confirmed"
