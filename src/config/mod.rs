@@ -283,6 +283,18 @@ fn toml_error(path: &Path, field: &str, e: &toml::de::Error, text: &str) -> Conf
     err(path, field, message)
 }
 
+/// Who besides its owner can read a secret file: `Some((mode, "everyone" | "its group"))`, or
+/// `None` (private, or unreadable here). Shared by `serve`'s warning and `cert doctor`.
+pub fn readable_by_others(path: &Path) -> Option<(u32, &'static str)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    match mode {
+        m if m & 0o004 != 0 => Some((m, "everyone")),
+        m if m & 0o040 != 0 => Some((m, "its group")),
+        _ => None,
+    }
+}
+
 /// Checks one file's values; the sections' validation functions take it for its shared rules.
 struct Validator<'a> {
     file: &'a Path,

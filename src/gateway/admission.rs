@@ -161,11 +161,16 @@ impl Admission {
         if self.queued.load(Relaxed) > self.max_queued {
             return Err(shed());
         }
-        let waited = tokio::time::timeout(self.queue_wait, self.requests.clone().acquire_owned());
-        match waited.await {
-            Ok(Ok(slot)) => Ok(slot),
-            _ => Err(shed()),
+        self.wait_for(&self.requests).await.ok_or_else(shed)
+    }
+
+    /// A permit of `sem`, waited for at most `queue_wait`.
+    async fn wait_for(&self, sem: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
+        if let Ok(slot) = sem.clone().try_acquire_owned() {
+            return Some(slot);
         }
+        let waited = tokio::time::timeout(self.queue_wait, sem.clone().acquire_owned());
+        waited.await.ok().and_then(Result::ok)
     }
 
     /// A slot among the calls in progress to the AMC labelled `amc_label`, waited for at most
@@ -182,17 +187,12 @@ impl Admission {
                     .clone(),
             }
         };
-        if let Ok(slot) = sem.clone().try_acquire_owned() {
-            return Ok(slot);
-        }
-        let waited = tokio::time::timeout(self.queue_wait, sem.acquire_owned()).await;
-        match waited {
-            Ok(Ok(slot)) => Ok(slot),
-            _ => Err(overloaded(format!(
+        self.wait_for(&sem).await.ok_or_else(|| {
+            overloaded(format!(
                 "more than {} calls in progress to this AMC",
                 self.max_per_amc
-            ))),
-        }
+            ))
+        })
     }
 
     /// Reads the body at the configured pace, under the size limit and the memory budget (the

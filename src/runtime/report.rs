@@ -130,7 +130,6 @@ impl Runtime {
     /// Keys, P12 files, password and token files are secrets: readable by rocgw only.
     /// Certificates are public: never mentioned.
     fn warn_readable_secrets(&self) {
-        use std::os::unix::fs::PermissionsExt as _;
         let local_key = self.cfg.server.tls.as_ref().map(|t| t.key.clone());
         let identity_files = self.structures().flat_map(|s| {
             s.auth_cli
@@ -142,15 +141,12 @@ impl Runtime {
         let files: std::collections::BTreeSet<_> =
             identity_files.chain(local_key).chain(named).collect();
         for f in files {
-            if let Ok(m) = std::fs::metadata(&f) {
-                let mode = m.permissions().mode() & 0o777;
-                if mode & 0o044 != 0 {
-                    tracing::warn!(
-                        file = %f.display(),
-                        mode = format!("{mode:o}"),
-                        "a key, password or token file is readable by its group or by everyone: chmod 600"
-                    );
-                }
+            if let Some((mode, _)) = crate::config::readable_by_others(&f) {
+                tracing::warn!(
+                    file = %f.display(),
+                    mode = format!("{mode:o}"),
+                    "a key, password or token file is readable by its group or by everyone: chmod 600"
+                );
             }
         }
     }

@@ -48,32 +48,11 @@ fn template(form: KeyForm, signer: &str) -> String {
 
 /// `xmlsec1 --sign` of `form`'s template with `signer`'s key.
 fn signed(form: KeyForm, signer: &str) -> String {
-    let tmp = scratch();
-    let t = tmp.path().join("answer.xml");
-    std::fs::write(&t, template(form, signer)).unwrap();
-    let key = format!(
-        "{},{}",
-        pki_path(&format!("{signer}.key")).display(),
-        pki_path(&format!("{signer}.pem")).display()
-    );
-    let out = tool(
-        "xmlsec1",
-        &[
-            "--sign",
-            "--privkey-pem",
-            &key,
-            "--id-attr:Id",
-            "http://www.w3.org/2003/05/soap-envelope:Body",
-            t.to_str().unwrap(),
-        ],
-        std::path::Path::new("."),
-    );
-    assert!(
-        out.status.success(),
-        "xmlsec1 --sign: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    crate::wssec::xmlsec_sign_node(
+        &template(form, signer),
+        signer,
+        ("Id", "http://www.w3.org/2003/05/soap-envelope:Body"),
+    )
 }
 
 /// A gateway routing AMC 10000001 to an AMC that answers `answer`, under `mode`.

@@ -251,9 +251,19 @@ fn tampering_is_detected_by_xmlsec1_and_by_our_verifier() {
     assert!(foreign.verify(&stamped).is_err());
 }
 
-/// Signs a template with the `xmlsec1` tool and `signer`'s key (test PKI base name, e.g.
-/// `org/sign`).
+/// Signs a template's SAML assertion with the `xmlsec1` tool and `signer`'s key (test PKI base
+/// name, e.g. `org/sign`).
 pub fn xmlsec_sign(template: &str, signer: &str) -> String {
+    xmlsec_sign_node(
+        template,
+        signer,
+        ("ID", "urn:oasis:names:tc:SAML:2.0:assertion:Assertion"),
+    )
+}
+
+/// Signs `template` with `xmlsec1`, the reference resolved through `id_attr` (the attribute
+/// and the `namespace:element` it is an ID of).
+pub fn xmlsec_sign_node(template: &str, signer: &str, id_attr: (&str, &str)) -> String {
     let tmp = scratch();
     let f = tmp.path().join("tpl.xml");
     fs::write(&f, template).unwrap();
@@ -266,8 +276,8 @@ pub fn xmlsec_sign(template: &str, signer: &str) -> String {
         "xmlsec1",
         &[
             "--sign",
-            "--id-attr:ID",
-            "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+            &format!("--id-attr:{}", id_attr.0),
+            id_attr.1,
             "--privkey-pem",
             &key,
             f.to_str().unwrap(),

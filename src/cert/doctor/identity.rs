@@ -312,15 +312,8 @@ fn revocation(
 /// Files that hold or unlock a key should be readable by rocgw only: `serve` warns about them,
 /// and so does doctor. Certificates are public: never checked.
 pub(super) fn file_mode(r: &mut Report, name: &str, path: &Path) {
-    use std::os::unix::fs::PermissionsExt as _;
-    let Ok(m) = std::fs::metadata(path) else {
+    let Some((mode, who)) = crate::config::readable_by_others(path) else {
         return;
-    };
-    let mode = m.permissions().mode() & 0o777;
-    let who = match mode {
-        m if m & 0o004 != 0 => "everyone",
-        m if m & 0o040 != 0 => "its group",
-        _ => return,
     };
     r.add(
         Level::Warn,
