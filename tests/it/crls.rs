@@ -229,6 +229,18 @@ impl Osi {
 
     /// A gateway configuration trusting this hierarchy (the root and AC-SERVEUR as anchors and
     /// server-role authorities) with these CRLs, revocation policy and AMC routes.
+    /// A gateway process on `config`'s configuration, and its folder.
+    fn gateway(
+        &self,
+        crls: &[&Path],
+        revocation: &str,
+        routes: &[(&str, String)],
+    ) -> (Proc, tempfile::TempDir) {
+        let tmp = scratch();
+        let cfg = write_config(tmp.path(), &self.config(crls, revocation, routes));
+        (Proc::with_config(&cfg), tmp)
+    }
+
     fn config(&self, crls: &[&Path], revocation: &str, routes: &[(&str, String)]) -> String {
         let quoted = |paths: &[&Path]| {
             paths
@@ -292,6 +304,19 @@ fn asn1_time(hours: i64) -> String {
     )
 }
 
+/// An IDB call to AMC `number` through `gw`, refused as the AMC's certificate is revoked
+/// (`context` in the failure message); its answer.
+fn assert_revoked(gw: std::net::SocketAddr, number: &str, context: &str) -> Resp {
+    let r = amc(gw, number);
+    assert_eq!(
+        r.header("x-rocgw-error"),
+        Some("upstream-cert-revoked"),
+        "{context}: {}",
+        r.body
+    );
+    r
+}
+
 /// The root's ARL: an issuing distribution point with onlyContainsCACerts at the root's CRL
 /// distribution point.
 fn arl_extensions() -> String {
@@ -330,13 +355,7 @@ fn the_newest_crl_of_a_ca_wins_in_either_order_and_the_other_is_named_in_a_warni
         let cfg = write_config(tmp.path(), &osi.config(&crls, "hard", &routes));
         let p = Proc::with_config(&cfg);
 
-        let r = amc(p.gateway, "10000002");
-        assert_eq!(
-            r.header("x-rocgw-error"),
-            Some("upstream-cert-revoked"),
-            "order {crls:?}: {}",
-            r.body
-        );
+        let r = assert_revoked(p.gateway, "10000002", &format!("order {crls:?}"));
         assert_eq!(parse_fault(&r.body).code, "upstream-cert-revoked");
         // The fresh CRL is the one in force: not the stale one, which hard would refuse...
         let r = amc(p.gateway, "10000001");
@@ -390,18 +409,10 @@ fn a_root_arl_revokes_the_ca_it_lists_and_says_nothing_of_end_entity_certificate
         ("10000001", good.url("/idb")),
         ("10000003", direct.url("/idb")),
     ];
-    let tmp = scratch();
-    let cfg = write_config(tmp.path(), &osi.config(&[&arl, &serveur], "soft", &routes));
-    let p = Proc::with_config(&cfg);
+    let (p, _tmp) = osi.gateway(&[&arl, &serveur], "soft", &routes);
 
     // AC-SERVEUR is revoked by the ARL: every server under it is refused.
-    let r = amc(p.gateway, "10000001");
-    assert_eq!(
-        r.header("x-rocgw-error"),
-        Some("upstream-cert-revoked"),
-        "{}",
-        r.body
-    );
+    assert_revoked(p.gateway, "10000001", "");
     // The ARL does not cover `direct`: its status is unknown, which soft allows and counts.
     let r = amc(p.gateway, "10000003");
     assert_eq!(r.status, 200, "{}", r.body);
@@ -444,18 +455,10 @@ fn a_root_crl_for_end_entities_and_its_arl_are_both_in_force_in_either_order() {
         ("10000003", direct.url("/idb")),
     ];
     for order in [[&arl, &users, &serveur], [&users, &arl, &serveur]] {
-        let tmp = scratch();
         let crls: Vec<&Path> = order.iter().map(|p| p.as_path()).collect();
-        let cfg = write_config(tmp.path(), &osi.config(&crls, "hard", &routes));
-        let p = Proc::with_config(&cfg);
+        let (p, _tmp) = osi.gateway(&crls, "hard", &routes);
         // The ARL answers for AC-SERVEUR...
-        let r = amc(p.gateway, "10000001");
-        assert_eq!(
-            r.header("x-rocgw-error"),
-            Some("upstream-cert-revoked"),
-            "order {crls:?}: {}",
-            r.body
-        );
+        assert_revoked(p.gateway, "10000001", &format!("order {crls:?}"));
         // ...the CRL for end entities for `direct`: known, not revoked, so hard lets it through.
         let r = amc(p.gateway, "10000003");
         assert_eq!(r.status, 200, "order {crls:?}: {}", r.body);
@@ -558,11 +561,5 @@ fn role_authorities_listed_apart_from_a_root_only_anchor_sign_their_own_crls() {
     );
     let gw = Proc::with_config(&write_config(dir.path(), &text));
     assert_eq!(amc(gw.gateway, "10000001").status, 200);
-    let r = amc(gw.gateway, "10000003");
-    assert_eq!(
-        r.header("x-rocgw-error"),
-        Some("upstream-cert-revoked"),
-        "{}",
-        r.body
-    );
+    assert_revoked(gw.gateway, "10000003", "");
 }
