@@ -301,7 +301,9 @@ fn spawn_gateway(
         );
         let _ = tx.send(true);
     });
-    let handler = Arc::new(move |req, peer| gw.clone().handle(req, peer));
+    // Boxed at once: the request's future (a few KiB of state) is then moved as a pointer
+    // through hyper's dispatcher instead of copied at each hand-over.
+    let handler = Arc::new(move |req, peer| Box::pin(gw.clone().handle(req, peer)));
     let serving: Vec<_> = listeners
         .into_iter()
         .map(|l| {

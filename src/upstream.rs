@@ -2,10 +2,11 @@
 //! here, over TLS that rocgw controls (the client certificate it presents, the server
 //! certificates it accepts, see `trust::OsiVerifier`).
 //!
-//! One client per upstream kind, each with its own pool (keep-alive, idle timeout shorter than
-//! the servers'), TLS session resumption, connect / TLS / first-byte / total timeouts, a hard cap
-//! on connections per host (hyper-util only caps idle ones, so the connector holds a semaphore
-//! permit for the life of each connection), and an optional HTTP `CONNECT` proxy with TLS end to
+//! One client per upstream kind, each with its own pool (`upstream::pool`: keep-alive, idle
+//! timeout shorter than the servers', each connection driven by the request using it), TLS
+//! session resumption, connect / TLS / first-byte / total timeouts, a hard cap on connections
+//! per host (the connector holds a semaphore permit for the life of each connection, and calls
+//! in progress per host are capped alike), and an optional HTTP `CONNECT` proxy with TLS end to
 //! end through the tunnel. A reload builds new clients: a fresh session cache and pool, so new
 //! handshakes use the new material, while in-flight requests finish on their old connections.
 
@@ -14,9 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::{HeaderMap, Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::{HeaderMap, Request, StatusCode, Uri};
 use rustls::ClientConfig;
 use tokio_rustls::TlsConnector;
 
@@ -28,8 +27,10 @@ use crate::trust::OsiVerifier;
 
 mod classify;
 mod connect;
+mod pool;
 pub use classify::{classify, Reason, UpstreamError};
 pub use connect::{Conn, ConnectError, Connector, HostLimits};
+use pool::{ClosedEarly, Link, Pool, SendError};
 
 /// The User-Agent of rocgw's upstream requests.
 pub const USER_AGENT: &str = concat!("rocgw/", env!("CARGO_PKG_VERSION"));
@@ -101,7 +102,8 @@ pub struct UpstreamResponse {
 /// A pooled client for one upstream kind.
 pub struct Upstream {
     kind: Kind,
-    client: Client<Connector, Full<Bytes>>,
+    connector: Connector,
+    pool: Pool,
     /// Calls in progress per host, at most the connection cap (waited for, within the
     /// request's deadline).
     limits: HostLimits,
@@ -137,15 +139,10 @@ impl Upstream {
             limits: limits.clone(),
             kind,
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(cfg.pool_idle_timeout)
-            .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(cfg.max_connections_per_host)
-            .timer(TokioTimer::new())
-            .build(connector);
         Upstream {
             kind,
-            client,
+            connector,
+            pool: Pool::new(cfg.pool_idle_timeout, cfg.max_connections_per_host),
             limits,
             max_per_host: cfg.max_connections_per_host,
             first_byte_timeout: cfg.first_byte_timeout,
@@ -159,14 +156,19 @@ impl Upstream {
         self.kind
     }
 
+    /// Idle pooled connections now.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle_count()
+    }
+
     /// Sends one request and reads the whole response under the timeouts.
     ///
     /// Retried only when no byte of it can have reached the peer: the TCP connection could not
     /// be opened (refused, unreachable, reset while connecting), at most `connect_retries`
-    /// times, after a random pause (full jitter) below 50 ms, 100 ms, 200 ms… A request on a
-    /// pooled connection the peer closed before it was written is re-sent by hyper's pool
-    /// itself. Anything later (TLS verdicts, timeouts, a connection lost mid-exchange) is never
-    /// retried: the AMC may have acted on it.
+    /// times, after a random pause (full jitter) below 50 ms, 100 ms, 200 ms…; or a pooled
+    /// connection was found closed by the server before the request was written (sent again on
+    /// another connection). Anything later (TLS verdicts, timeouts, a connection lost
+    /// mid-exchange) is never retried: the AMC may have acted on it.
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<UpstreamResponse, UpstreamError> {
         self.send_within(req, None).await
     }
@@ -185,44 +187,21 @@ impl Upstream {
         );
         let _slot = self.limits.call_slot(&key, self.max_per_host).await;
         let started = Instant::now();
-        let (parts, body) = req.into_parts();
-        let mut attempt = 0;
-        let result = loop {
-            let r = self
-                .exchange(
-                    Request::from_parts(parts.clone(), body.clone()),
-                    started,
-                    budget,
-                )
-                .await;
-            match r {
-                Err(e) if e.reason.nothing_sent() && attempt < self.connect_retries => {
-                    attempt += 1;
-                    metrics::get()
-                        .upstream_retries
-                        .with_label_values(&[self.kind.label()])
-                        .inc();
-                    tokio::time::sleep(jitter(attempt)).await;
-                }
-                r => break r,
-            }
-        };
+        let result = self.exchange(req, &key, started, budget).await;
+        let m = metrics::get();
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => e.code.as_str(),
         };
-        metrics::get()
-            .upstream_requests
+        m.upstream_requests
             .with_label_values(&[self.kind.label(), outcome])
             .inc();
-        metrics::get()
-            .upstream_seconds
+        m.upstream_seconds
             .with_label_values(&[self.kind.label()])
             .observe(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
             if e.reason.is_tls() {
-                metrics::get()
-                    .tls_failures
+                m.tls_failures
                     .with_label_values(&[self.kind.label(), e.reason.as_str()])
                     .inc();
             }
@@ -230,9 +209,61 @@ impl Upstream {
         result
     }
 
+    /// A connection to `key`: an idle pooled one, or a new one (its opening retried while
+    /// nothing can have been sent).
+    async fn link(&self, key: &str, uri: &Uri) -> Result<Box<Link>, UpstreamError> {
+        if let Some(link) = self.pool.checkout(key) {
+            return Ok(link);
+        }
+        let mut attempt = 0;
+        loop {
+            match self.connector.clone().connect(uri.clone()).await {
+                Ok(conn) => {
+                    return Link::handshake(conn)
+                        .await
+                        .map_err(|e| classify(self.kind, &e))
+                }
+                Err(e) => {
+                    let e = classify(self.kind, &e);
+                    if !e.reason.nothing_sent() || attempt >= self.connect_retries {
+                        return Err(e);
+                    }
+                    attempt += 1;
+                    metrics::get()
+                        .upstream_retries
+                        .with_label_values(&[self.kind.label()])
+                        .inc();
+                    tokio::time::sleep(jitter(attempt)).await;
+                }
+            }
+        }
+    }
+
+    /// The request sent and its answer's head read, on a pooled or new connection.
+    async fn head(
+        &self,
+        mut req: Request<Full<Bytes>>,
+        key: &str,
+    ) -> Result<(Box<Link>, hyper::Response<hyper::body::Incoming>), UpstreamError> {
+        let uri = origin_form(&mut req);
+        loop {
+            let mut link = self.link(key, &uri).await?;
+            match link.send(req).await {
+                Ok(resp) => return Ok((link, resp)),
+                // A pooled connection the server closed before the request was written.
+                Err(SendError::NotSent(_, again)) if link.reused => req = *again,
+                Err(SendError::NotSent(e, _) | SendError::Failed(e)) => {
+                    return Err(classify(self.kind, &e))
+                }
+                Err(SendError::Closed) => return Err(classify(self.kind, &ClosedEarly)),
+            }
+        }
+    }
+
     async fn exchange(
         &self,
         req: Request<Full<Bytes>>,
+        key: &str,
         started: Instant,
         budget: Option<&crate::budget::Budget>,
     ) -> Result<UpstreamResponse, UpstreamError> {
@@ -241,11 +272,10 @@ impl Upstream {
             reason: Reason::Timeout,
             detail: format!("no {what} from the {} in time", self.kind.label()),
         };
-        let resp =
-            match tokio::time::timeout(self.first_byte_timeout, self.client.request(req)).await {
+        let (mut link, resp) =
+            match tokio::time::timeout(self.first_byte_timeout, self.head(req, key)).await {
                 Err(_) => return Err(timeout("response")),
-                Ok(Err(e)) => return Err(classify(self.kind, &e)),
-                Ok(Ok(r)) => r,
+                Ok(r) => r?,
             };
         let (parts, body) = resp.into_parts();
         let left = self.total_timeout.saturating_sub(started.elapsed());
@@ -255,11 +285,13 @@ impl Upstream {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(0);
-        let (body, held) =
-            match tokio::time::timeout(left, self.read_body(body, declared, budget)).await {
-                Err(_) => return Err(timeout("complete response")),
-                Ok(r) => r?,
-            };
+        let read = link.drive(self.read_body(body, declared, budget));
+        let (body, held) = match tokio::time::timeout(left, read).await {
+            Err(_) => return Err(timeout("complete response")),
+            Ok(None) => return Err(classify(self.kind, &ClosedEarly)),
+            Ok(Some(r)) => r?,
+        };
+        self.pool.checkin(key, link);
         Ok(UpstreamResponse {
             status: parts.status,
             headers: parts.headers,
@@ -313,4 +345,28 @@ fn jitter(attempt: u32) -> Duration {
     let mut b = [0u8; 8];
     let _ = aws_lc_rs::rand::fill(&mut b);
     Duration::from_micros(u64::from_le_bytes(b) % cap_us)
+}
+
+/// The request made ready for the wire, as a client library would: the `Host` header from the
+/// URI (unless set), and the URI in origin form (path and query). Returns the absolute URI,
+/// which says where to connect.
+fn origin_form(req: &mut Request<Full<Bytes>>) -> Uri {
+    let uri = req.uri().clone();
+    if let Some(authority) = uri.authority() {
+        if !req.headers().contains_key(hyper::header::HOST) {
+            if let Ok(v) = hyper::header::HeaderValue::from_str(authority.as_str()) {
+                req.headers_mut().insert(hyper::header::HOST, v);
+            }
+        }
+    }
+    let mut origin = hyper::http::uri::Parts::default();
+    origin.path_and_query = Some(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/")),
+    );
+    if let Ok(o) = Uri::from_parts(origin) {
+        *req.uri_mut() = o;
+    }
+    uri
 }

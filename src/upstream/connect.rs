@@ -1,17 +1,15 @@
 //! How rocgw reaches an upstream host: TCP (or an HTTP `CONNECT` tunnel through the proxy),
 //! then TLS with the client's configuration, under the per-host connection cap and the connect
-//! and handshake timeouts. hyper's pool asks this connector for every new connection.
+//! and handshake timeouts. The pool asks this connector for every new connection.
 
 use crate::config::ProxyConfig;
 use crate::metrics;
 use base64::Engine as _;
 use hyper::Uri;
-use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use std::collections::HashMap;
 use std::error::Error as StdError;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -106,12 +104,6 @@ impl Drop for Conn {
     }
 }
 
-impl Connection for Conn {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
-}
-
 impl hyper::rt::Read for Conn {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -169,7 +161,7 @@ impl Connector {
         HostLimits::of(&self.limits.conns, key, self.max_per_host)
     }
 
-    async fn connect(self, uri: Uri) -> Result<Conn, ConnectError> {
+    pub(super) async fn connect(self, uri: Uri) -> Result<Conn, ConnectError> {
         if uri.scheme_str() != Some("https") {
             return Err(ConnectError::NotHttps);
         }
@@ -264,19 +256,5 @@ impl Connector {
         tokio::time::timeout(self.connect_timeout + self.tls_timeout, work)
             .await
             .map_err(|_| ConnectError::ConnectTimeout)?
-    }
-}
-
-impl tower_service::Service<Uri> for Connector {
-    type Response = Conn;
-    type Error = ConnectError;
-    type Future = Pin<Box<dyn Future<Output = Result<Conn, ConnectError>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        Box::pin(self.clone().connect(uri))
     }
 }

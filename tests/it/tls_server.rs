@@ -36,6 +36,9 @@ pub enum Behavior {
     Large(usize),
     /// Answers with this status and exactly this body (a prepared, e.g. signed, answer).
     Answer(u16, std::sync::Arc<str>),
+    /// Echoes, and hangs up each connection this long after accepting it, without a word
+    /// (as a server's keep-alive timeout does).
+    HangUpAfter(Duration),
 }
 
 /// What the server saw.
@@ -150,6 +153,10 @@ impl TlsServer {
                     let open = seen.open.fetch_add(1, Ordering::SeqCst) + 1;
                     seen.max_open.fetch_max(open, Ordering::SeqCst);
                     let seen_c = seen.clone();
+                    let hang_up = match behavior {
+                        Behavior::HangUpAfter(d) => Some(d),
+                        _ => None,
+                    };
                     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let seen = seen_c.clone();
                         let serial = serial.clone();
@@ -195,9 +202,16 @@ impl TlsServer {
                             Ok::<_, std::convert::Infallible>(r)
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
+                    let serving = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc);
+                    match hang_up {
+                        Some(d) => {
+                            let _ = tokio::time::timeout(d, serving).await;
+                        }
+                        None => {
+                            let _ = serving.await;
+                        }
+                    }
                     seen.open.fetch_sub(1, Ordering::SeqCst);
                 });
             }

@@ -396,6 +396,62 @@ fn connections_are_pooled_and_capped_per_host() {
     assert!(opened <= 2.0, "opened {opened} connections for 13 requests");
 }
 
+/// rocgw's own pool: a pooled connection the server has since closed is never used for a
+/// request (no fault, no retry counted), and rocgw closes its idle connections after
+/// `pool_idle_timeout_ms` by itself.
+#[test]
+fn the_pool_skips_connections_the_server_closed_and_closes_its_own_idle_ones() {
+    let open = |s: &TlsServer| s.seen.open.load(Ordering::SeqCst);
+    let hangs_up = TlsServer::fixture(
+        "osi/amc-a",
+        None,
+        Behavior::HangUpAfter(Duration::from_millis(300)),
+    );
+    let patient = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
+    let (p, _t) = Gw {
+        routes: vec![
+            ("10000001".into(), hangs_up.url("/idb")),
+            ("10000002".into(), patient.url("/idb")),
+        ],
+        extra: "pool_idle_timeout_ms = 1500".into(),
+        ..Gw::default()
+    }
+    .start();
+    assert_eq!(amc(p.gateway, "10000001").status, 200);
+    wait_for("the server to hang up", Duration::from_secs(5), || {
+        open(&hangs_up) == 0
+    });
+    let r = amc(p.gateway, "10000001");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(hangs_up.connections(), 2, "a new connection, once");
+    // A patient server: the connection is reused while fresh, then closed by rocgw.
+    for _ in 0..3 {
+        assert_eq!(amc(p.gateway, "10000002").status, 200);
+    }
+    assert_eq!(patient.connections(), 1);
+    assert_eq!(open(&patient), 1);
+    wait_for(
+        "rocgw to close its idle connection",
+        Duration::from_secs(8),
+        || open(&patient) == 0,
+    );
+    let m = scrape(p.admin);
+    let ok = metric(
+        &m,
+        "rocgw_upstream_requests_total",
+        &[("upstream", "amc"), ("outcome", "ok")],
+    );
+    assert_eq!(ok, 5.0);
+    let retries = metric(&m, "rocgw_upstream_retries_total", &[("upstream", "amc")]);
+    assert_eq!(retries, 0.0);
+    let still_open = metric(
+        &m,
+        "rocgw_upstream_connections_open",
+        &[("upstream", "amc")],
+    );
+    assert_eq!(still_open, 0.0, "the pool's gauge follows its sockets");
+}
+
 #[test]
 fn slow_upstream_gets_amc_timeout_within_the_deadline() {
     let srv = TlsServer::fixture("osi/amc-a", None, Behavior::Delay(Duration::from_secs(5)));

@@ -1,0 +1,248 @@
+//! The upstream connection pool: keep-alive HTTP/1.1 connections per `host:port`, each driven
+//! by the request that holds it. A request polls its own connection while it waits for the
+//! answer and reads its body, so no connection task, channel or wake-up sits between a request
+//! and its socket (hyper-util's pool had one of each per request). An idle connection is polled
+//! by nobody: before it is reused it is polled once, without waiting, to see that the server
+//! has not closed it; idle ones past `pool_idle_timeout` are dropped (on checkout, and by a
+//! sweep every half timeout), before the servers' own idle timeouts close them under a request.
+
+use std::collections::HashMap;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::client::conn::http1;
+use hyper::Request;
+
+use super::connect::Conn;
+
+type Body = Full<Bytes>;
+
+/// How a request on a connection ended before its answer came.
+#[derive(Debug)]
+pub enum SendError {
+    /// The request was not written: the connection was closed first. It may be sent again.
+    NotSent(hyper::Error, Box<Request<Body>>),
+    /// The request may have reached the server.
+    Failed(hyper::Error),
+    /// The connection ended without an answer and without an error.
+    Closed,
+}
+
+/// Why a connection ended while its answer's body was read.
+#[derive(Debug, thiserror::Error)]
+#[error("the connection closed before the answer was complete")]
+pub struct ClosedEarly;
+
+/// One HTTP/1.1 connection: the handle requests are sent on, and the state machine that reads
+/// and writes its socket.
+pub struct Link {
+    sender: http1::SendRequest<Body>,
+    driver: http1::Connection<Conn, Body>,
+    /// The driver returned: the connection is over and must not be polled again.
+    over: bool,
+    /// Taken from the pool (a request sent on it may find it closed by the server).
+    pub reused: bool,
+}
+
+impl Link {
+    /// HTTP/1.1 over an established connection. Boxed: the connection's state is large, and
+    /// it changes hands (pool, request) once per request.
+    pub async fn handshake(conn: Conn) -> Result<Box<Link>, hyper::Error> {
+        let (sender, driver) = http1::Builder::new().handshake(conn).await?;
+        Ok(Box::new(Link {
+            sender,
+            driver,
+            over: false,
+            reused: false,
+        }))
+    }
+
+    /// Polls the connection once; true when it ended.
+    fn poll_driver(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.over && Pin::new(&mut self.driver).poll(cx).is_ready() {
+            self.over = true;
+        }
+        self.over
+    }
+
+    /// `work` run to its end while the connection is polled beside it; `None` when the
+    /// connection ended first and `work` did not finish right after.
+    pub async fn drive<F: Future>(&mut self, work: F) -> Option<F::Output> {
+        let mut work = pin!(work);
+        poll_fn(|cx| {
+            if let Poll::Ready(v) = work.as_mut().poll(cx) {
+                return Poll::Ready(Some(v));
+            }
+            if self.over {
+                return Poll::Ready(None);
+            }
+            if self.poll_driver(cx) {
+                // The connection's end may have settled the work (an error, or the body's end).
+                return Poll::Ready(match work.as_mut().poll(cx) {
+                    Poll::Ready(v) => Some(v),
+                    Poll::Pending => None,
+                });
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Sends `req` and waits for the answer's head.
+    pub async fn send(
+        &mut self,
+        req: Request<Body>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, SendError> {
+        let sent = self.sender.try_send_request(req);
+        match self.drive(sent).await {
+            Some(Ok(resp)) => Ok(resp),
+            Some(Err(mut e)) => match e.take_message() {
+                Some(req) => Err(SendError::NotSent(e.into_error(), Box::new(req))),
+                None => Err(SendError::Failed(e.into_error())),
+            },
+            None => Err(SendError::Closed),
+        }
+    }
+
+    /// Ready for another request: not closed, and the last exchange is over.
+    fn idle_ready(&mut self) -> bool {
+        if self.over {
+            return false;
+        }
+        if self.sender.is_ready() {
+            return true;
+        }
+        // The driver may not yet have taken in the end of the last answer.
+        let mut cx = Context::from_waker(Waker::noop());
+        !self.poll_driver(&mut cx) && self.sender.is_ready()
+    }
+
+    /// Still open after sitting idle: polled once, without waiting, so that a close or anything
+    /// unexpected the server sent meanwhile is read now.
+    fn still_open(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        !self.poll_driver(&mut cx) && self.sender.is_ready()
+    }
+}
+
+struct Idle {
+    link: Box<Link>,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Shelves(HashMap<String, Vec<Idle>>);
+
+/// Idle connections by `host:port`, newest last (reused first: the oldest expire).
+pub struct Pool {
+    idle: Arc<Mutex<Shelves>>,
+    idle_timeout: Duration,
+    max_idle: usize,
+}
+
+impl Pool {
+    /// A pool keeping at most `max_idle` idle connections per host, each at most
+    /// `idle_timeout`. The sweep runs while the pool lives, when a runtime is there to run it.
+    pub fn new(idle_timeout: Duration, max_idle: usize) -> Pool {
+        let idle = Arc::new(Mutex::new(Shelves::default()));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(sweep(Arc::downgrade(&idle), idle_timeout));
+        }
+        Pool {
+            idle,
+            idle_timeout,
+            max_idle,
+        }
+    }
+
+    fn shelves(&self) -> std::sync::MutexGuard<'_, Shelves> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The newest idle connection to `key` that is still open, if any.
+    pub fn checkout(&self, key: &str) -> Option<Box<Link>> {
+        let now = Instant::now();
+        let mut closed = Vec::new();
+        let found = {
+            let mut shelves = self.shelves();
+            let list = shelves.0.get_mut(key)?;
+            let expired = list
+                .iter()
+                .take_while(|i| now.duration_since(i.since) >= self.idle_timeout)
+                .count();
+            closed.extend(list.drain(..expired));
+            let mut found = None;
+            while let Some(mut idle) = list.pop() {
+                if idle.link.still_open() {
+                    found = Some(idle.link);
+                    break;
+                }
+                closed.push(idle);
+            }
+            found
+        };
+        // Sockets are closed outside the lock.
+        drop(closed);
+        found.map(|mut link| {
+            link.reused = true;
+            link
+        })
+    }
+
+    /// Puts a connection back after its exchange, when it can take another.
+    pub fn checkin(&self, key: &str, mut link: Box<Link>) {
+        if !link.idle_ready() {
+            return;
+        }
+        let idle = Idle {
+            link,
+            since: Instant::now(),
+        };
+        let oldest = {
+            let mut shelves = self.shelves();
+            let list = match shelves.0.get_mut(key) {
+                Some(l) => l,
+                None => shelves.0.entry(key.to_string()).or_default(),
+            };
+            list.push(idle);
+            (list.len() > self.max_idle).then(|| list.remove(0))
+        };
+        drop(oldest);
+    }
+
+    /// Idle connections now (for tests and status).
+    pub fn idle_count(&self) -> usize {
+        self.shelves().0.values().map(Vec::len).sum()
+    }
+}
+
+/// Drops idle connections past `timeout`, every half timeout, until the pool is gone.
+async fn sweep(idle: Weak<Mutex<Shelves>>, timeout: Duration) {
+    let period = (timeout / 2).max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(shelves) = idle.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        let expired: Vec<Idle> = {
+            let mut s = shelves.lock().unwrap_or_else(|e| e.into_inner());
+            let mut out = Vec::new();
+            for list in s.0.values_mut() {
+                let n = list
+                    .iter()
+                    .take_while(|i| now.duration_since(i.since) >= timeout)
+                    .count();
+                out.extend(list.drain(..n));
+            }
+            s.0.retain(|_, l| !l.is_empty());
+            out
+        };
+        drop(expired);
+    }
+}
