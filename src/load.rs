@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use tokio::sync::Semaphore;
 
 pub use report::Report;
 pub use template::{builtin_template, render, Template};
@@ -225,7 +224,10 @@ impl Recorder {
             });
         }
         let s = &mut self.seconds[sec];
-        let r = self.by_route.entry(route.to_string()).or_default();
+        let r = match self.by_route.get_mut(route) {
+            Some(r) => r,
+            None => self.by_route.entry(route.to_string()).or_default(),
+        };
         let _ = self.latency.record(us);
         let _ = s.latency.record(us);
         match error {
@@ -254,7 +256,7 @@ impl Recorder {
 /// A mix entry made ready once: its body template read, its path and route label written.
 struct Prepared {
     template: Template,
-    path: String,
+    path: hyper::Uri,
     route: String,
 }
 
@@ -342,18 +344,23 @@ pub async fn run(opts: Options) -> Result<Report, String> {
     let prepared = opts
         .mix
         .iter()
-        .map(|e| Prepared {
-            template: Template::parse(
-                &opts
-                    .templates
-                    .get(&e.service)
-                    .cloned()
-                    .unwrap_or_else(|| builtin_template(&e.service)),
-            ),
-            path: e.path(),
-            route: format!("{}/{}", e.amc, e.service),
+        .map(|e| {
+            Ok(Prepared {
+                template: Template::parse(
+                    &opts
+                        .templates
+                        .get(&e.service)
+                        .cloned()
+                        .unwrap_or_else(|| builtin_template(&e.service)),
+                ),
+                path: e
+                    .path()
+                    .parse()
+                    .map_err(|_| format!("--mix: {} is not a valid path", e.path()))?,
+                route: format!("{}/{}", e.amc, e.service),
+            })
         })
-        .collect();
+        .collect::<Result<_, String>>()?;
     let recorder = Recorder::new(opts.warmup);
     let measuring_from = recorder.measuring_from;
     let deadline = match opts.stop {
@@ -361,15 +368,13 @@ pub async fn run(opts: Options) -> Result<Report, String> {
         Stop::Requests(_) => None,
     };
     let shared = Arc::new(Shared {
-        pool: Pool {
-            target: opts.target,
-            transport: opts.transport.clone(),
-            authorization: opts.authorization.clone(),
-            permits: Semaphore::new(opts.connections.max(1)),
-            idle: Mutex::new(Vec::new()),
-            reuse: !opts.new_connection_per_request,
-            opened: AtomicU64::new(0),
-        },
+        pool: Pool::new(
+            opts.target,
+            opts.transport.clone(),
+            opts.authorization.clone(),
+            opts.connections,
+            !opts.new_connection_per_request,
+        ),
         weights: opts.mix.iter().map(|e| e.weight).collect(),
         prepared,
         recorder: Mutex::new(recorder),

@@ -71,11 +71,11 @@ impl NotSoap {
 /// A DOCTYPE is refused (no DTD, no entity expansion, no XXE) but the root element after it is
 /// still looked at, so that the fault speaks the envelope's own SOAP version.
 pub fn sniff(body: &[u8]) -> Result<SoapVersion, NotSoap> {
+    // Borrowing events: nothing of the body is copied.
     let mut reader = NsReader::from_reader(body);
-    let mut buf = Vec::new();
     let mut saw_doctype = false;
     loop {
-        let ev = reader.read_resolved_event_into(&mut buf);
+        let ev = reader.read_resolved_event();
         match ev {
             Ok((_, Event::Decl(_) | Event::Comment(_) | Event::PI(_))) => {}
             Ok((_, Event::Text(t))) if t.iter().all(u8::is_ascii_whitespace) => {}
@@ -100,7 +100,6 @@ pub fn sniff(body: &[u8]) -> Result<SoapVersion, NotSoap> {
             Err(_) if saw_doctype => return Err(dtd(DEFAULT_FAULT_VERSION)),
             Err(e) => return Err(not_soap(&format!("not well-formed XML: {}", short(&e)))),
         }
-        buf.clear();
     }
 }
 

@@ -3,14 +3,18 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::{Request, StatusCode};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
+
+use crate::upstream::pool::Link;
+
+const CONTENT_TYPE_SOAP12: &str = "application/soap+xml; charset=utf-8";
 
 /// How the load reaches the gateway: the listeners it may have.
 #[derive(Clone, Default)]
@@ -73,19 +77,44 @@ pub fn tls_transport(
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
+/// A connection and its HTTP/1.1 state, driven by the request that uses it (as the gateway
+/// drives its upstream connections: no connection task, no channel hop per request).
+type Connection = Box<Link<TokioIo<Box<dyn Io>>>>;
+
 /// At most `connections` HTTP/1.1 connections to the target, reused unless told otherwise.
 pub(super) struct Pool {
-    pub(super) target: SocketAddr,
-    pub(super) transport: Transport,
-    pub(super) authorization: Option<hyper::header::HeaderValue>,
-    pub(super) permits: Semaphore,
-    pub(super) idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
-    pub(super) reuse: bool,
+    target: SocketAddr,
+    transport: Transport,
+    authorization: Option<HeaderValue>,
+    /// The `Host` header, written once.
+    host: HeaderValue,
+    permits: Semaphore,
+    idle: Mutex<Vec<Connection>>,
+    reuse: bool,
     pub(super) opened: AtomicU64,
 }
 
 impl Pool {
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, &'static str> {
+    pub(super) fn new(
+        target: SocketAddr,
+        transport: Transport,
+        authorization: Option<HeaderValue>,
+        connections: usize,
+        reuse: bool,
+    ) -> Pool {
+        Pool {
+            target,
+            transport,
+            authorization,
+            host: HeaderValue::from_str(&target.to_string()).expect("an address is a valid Host"),
+            permits: Semaphore::new(connections.max(1)),
+            idle: Mutex::new(Vec::new()),
+            reuse,
+            opened: AtomicU64::new(0),
+        }
+    }
+
+    async fn connect(&self) -> Result<Connection, &'static str> {
         let tcp = || async {
             let tcp = tokio::net::TcpStream::connect(self.target)
                 .await
@@ -107,12 +136,11 @@ impl Pool {
                     .map_err(|_| "tls")?,
             ),
         };
-        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        let link = Link::handshake(TokioIo::new(io))
             .await
             .map_err(|_| "connect")?;
-        tokio::spawn(conn);
         self.opened.fetch_add(1, Ordering::Relaxed);
-        Ok(send)
+        Ok(link)
     }
 
     /// Sends one request; returns the status and the gateway's `X-Rocgw-Error`, or an error
@@ -120,45 +148,44 @@ impl Pool {
     pub(super) async fn send(
         &self,
         body: Bytes,
-        path: &str,
+        path: &Uri,
     ) -> Result<(StatusCode, Option<String>), &'static str> {
         let _permit = self.permits.acquire().await.map_err(|_| "closed")?;
         let reused = if self.reuse {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            std::iter::from_fn(|| idle.pop()).find(|s| !s.is_closed())
+            std::iter::from_fn(|| idle.pop()).find_map(|mut l| l.still_open().then_some(l))
         } else {
             None
         };
-        let mut sender = match reused {
-            Some(s) => s,
+        let mut link = match reused {
+            Some(l) => l,
             None => self.connect().await?,
         };
-        sender.ready().await.map_err(|_| "io")?;
-        let mut req = Request::post(path);
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = path.clone();
+        let h = req.headers_mut();
+        h.insert(HOST, self.host.clone());
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_SOAP12));
         if let Some(auth) = &self.authorization {
-            req = req.header(hyper::header::AUTHORIZATION, auth.clone());
+            h.insert(AUTHORIZATION, auth.clone());
         }
-        let req = req
-            .header(hyper::header::HOST, self.target.to_string())
-            .header(
-                hyper::header::CONTENT_TYPE,
-                "application/soap+xml; charset=utf-8",
-            )
-            .body(Full::new(body))
-            .map_err(|_| "request")?;
-        let resp = sender.send_request(req).await.map_err(|_| "io")?;
+        let resp = link.send(req).await.map_err(|_| "io")?;
         let status = resp.status();
         let code = resp
             .headers()
             .get("x-rocgw-error")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        resp.into_body().collect().await.map_err(|_| "io")?;
-        if self.reuse {
+        match link.drive(resp.into_body().collect()).await {
+            Some(Ok(_)) => {}
+            _ => return Err("io"),
+        }
+        if self.reuse && link.idle_ready() {
             self.idle
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(sender);
+                .push(link);
         }
         Ok((status, code))
     }
