@@ -11,6 +11,7 @@
 mod report;
 mod template;
 mod transport;
+mod wire;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
@@ -256,7 +257,8 @@ impl Recorder {
 /// A mix entry made ready once: its body template read, its path and route label written.
 struct Prepared {
     template: Template,
-    path: hyper::Uri,
+    /// The request's head, but its Content-Length.
+    head: Vec<u8>,
     route: String,
 }
 
@@ -318,7 +320,7 @@ impl Shared {
         let (e, p) = (&self.opts.mix[i], &self.prepared[i]);
         let body = Bytes::from(p.template.render(&e.amc, &e.service, seq, rng));
         let route = p.route.as_str();
-        let send = self.pool.send(body, &p.path);
+        let send = self.pool.send(&body, &p.head);
         let result = tokio::time::timeout(self.opts.timeout, send).await;
         let error = match result {
             Err(_) => Some("timeout".to_string()),
@@ -341,6 +343,13 @@ const MAX_IN_FLIGHT: u64 = 20_000;
 
 /// Runs the load and returns its report (also written to `--json`/`--html` when asked).
 pub async fn run(opts: Options) -> Result<Report, String> {
+    let pool = Pool::new(
+        opts.target,
+        opts.transport.clone(),
+        opts.authorization.as_ref(),
+        opts.connections,
+        !opts.new_connection_per_request,
+    );
     let prepared = opts
         .mix
         .iter()
@@ -353,10 +362,7 @@ pub async fn run(opts: Options) -> Result<Report, String> {
                         .cloned()
                         .unwrap_or_else(|| builtin_template(&e.service)),
                 ),
-                path: e
-                    .path()
-                    .parse()
-                    .map_err(|_| format!("--mix: {} is not a valid path", e.path()))?,
+                head: pool.head(&e.path())?,
                 route: format!("{}/{}", e.amc, e.service),
             })
         })
@@ -368,13 +374,7 @@ pub async fn run(opts: Options) -> Result<Report, String> {
         Stop::Requests(_) => None,
     };
     let shared = Arc::new(Shared {
-        pool: Pool::new(
-            opts.target,
-            opts.transport.clone(),
-            opts.authorization.clone(),
-            opts.connections,
-            !opts.new_connection_per_request,
-        ),
+        pool,
         weights: opts.mix.iter().map(|e| e.weight).collect(),
         prepared,
         recorder: Mutex::new(recorder),

@@ -27,7 +27,7 @@ use crate::trust::OsiVerifier;
 
 mod classify;
 mod connect;
-pub mod pool;
+mod pool;
 pub use classify::{classify, Reason, UpstreamError};
 pub use connect::{Conn, ConnectError, Connector, HostLimits};
 use pool::{ClosedEarly, Link, Pool, SendError};

@@ -1,20 +1,16 @@
 //! How `rocgw load` reaches the gateway: TCP, the Unix socket or HTTPS with a client
-//! certificate, through a pool of HTTP/1.1 connections kept alive unless told otherwise.
+//! certificate, through a pool of HTTP/1.1 connections kept alive unless told otherwise (each
+//! spoken by `load::wire`).
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
-use hyper::{Method, Request, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
+use hyper::header::HeaderValue;
+use hyper::StatusCode;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
-use crate::upstream::pool::Link;
-
-const CONTENT_TYPE_SOAP12: &str = "application/soap+xml; charset=utf-8";
+use super::wire::Wire;
 
 /// How the load reaches the gateway: the listeners it may have.
 #[derive(Clone, Default)]
@@ -77,17 +73,15 @@ pub fn tls_transport(
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
-/// A connection and its HTTP/1.1 state, driven by the request that uses it (as the gateway
-/// drives its upstream connections: no connection task, no channel hop per request).
-type Connection = Box<Link<TokioIo<Box<dyn Io>>>>;
+type Connection = Box<Wire<Box<dyn Io>>>;
 
 /// At most `connections` HTTP/1.1 connections to the target, reused unless told otherwise.
 pub(super) struct Pool {
     target: SocketAddr,
     transport: Transport,
-    authorization: Option<HeaderValue>,
-    /// The `Host` header, written once.
-    host: HeaderValue,
+    /// `Host`, then `Content-Type` and `Authorization` when given: the part of every request
+    /// head after its request line.
+    common_head: String,
     permits: Semaphore,
     idle: Mutex<Vec<Connection>>,
     reuse: bool,
@@ -98,20 +92,33 @@ impl Pool {
     pub(super) fn new(
         target: SocketAddr,
         transport: Transport,
-        authorization: Option<HeaderValue>,
+        authorization: Option<&HeaderValue>,
         connections: usize,
         reuse: bool,
     ) -> Pool {
+        let mut common_head =
+            format!("Host: {target}\r\nContent-Type: application/soap+xml; charset=utf-8\r\n");
+        if let Some(auth) = authorization.and_then(|a| a.to_str().ok()) {
+            common_head.push_str(&format!("Authorization: {auth}\r\n"));
+        }
         Pool {
             target,
             transport,
-            authorization,
-            host: HeaderValue::from_str(&target.to_string()).expect("an address is a valid Host"),
+            common_head,
             permits: Semaphore::new(connections.max(1)),
             idle: Mutex::new(Vec::new()),
             reuse,
             opened: AtomicU64::new(0),
         }
+    }
+
+    /// The head of every request to `path`, but its Content-Length.
+    pub(super) fn head(&self, path: &str) -> Result<Vec<u8>, String> {
+        let ok = path.starts_with('/') && path.bytes().all(|b| b.is_ascii_graphic());
+        if !ok {
+            return Err(format!("--mix: {path:?} is not a valid request path"));
+        }
+        Ok(format!("POST {path} HTTP/1.1\r\n{}", self.common_head).into_bytes())
     }
 
     async fn connect(&self) -> Result<Connection, &'static str> {
@@ -136,57 +143,35 @@ impl Pool {
                     .map_err(|_| "tls")?,
             ),
         };
-        let link = Link::handshake(TokioIo::new(io))
-            .await
-            .map_err(|_| "connect")?;
         self.opened.fetch_add(1, Ordering::Relaxed);
-        Ok(link)
+        Ok(Box::new(Wire::new(io)))
     }
 
     /// Sends one request; returns the status and the gateway's `X-Rocgw-Error`, or an error
     /// kind for a transport failure.
     pub(super) async fn send(
         &self,
-        body: Bytes,
-        path: &Uri,
+        body: &[u8],
+        head: &[u8],
     ) -> Result<(StatusCode, Option<String>), &'static str> {
         let _permit = self.permits.acquire().await.map_err(|_| "closed")?;
         let reused = if self.reuse {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            std::iter::from_fn(|| idle.pop()).find_map(|mut l| l.still_open().then_some(l))
+            std::iter::from_fn(|| idle.pop()).find_map(|mut c| c.still_open().then_some(c))
         } else {
             None
         };
-        let mut link = match reused {
-            Some(l) => l,
+        let mut conn = match reused {
+            Some(c) => c,
             None => self.connect().await?,
         };
-        let mut req = Request::new(Full::new(body));
-        *req.method_mut() = Method::POST;
-        *req.uri_mut() = path.clone();
-        let h = req.headers_mut();
-        h.insert(HOST, self.host.clone());
-        h.insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_SOAP12));
-        if let Some(auth) = &self.authorization {
-            h.insert(AUTHORIZATION, auth.clone());
-        }
-        let resp = link.send(req).await.map_err(|_| "io")?;
-        let status = resp.status();
-        let code = resp
-            .headers()
-            .get("x-rocgw-error")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        match link.drive(resp.into_body().collect()).await {
-            Some(Ok(_)) => {}
-            _ => return Err("io"),
-        }
-        if self.reuse && link.idle_ready() {
+        let answer = conn.exchange(head, body).await?;
+        if self.reuse && answer.keep_alive {
             self.idle
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(link);
+                .push(conn);
         }
-        Ok((status, code))
+        Ok((answer.status, answer.error_code))
     }
 }

@@ -39,24 +39,20 @@ pub enum SendError {
 pub struct ClosedEarly;
 
 /// One HTTP/1.1 connection: the handle requests are sent on, and the state machine that reads
-/// and writes its socket (an upstream connection by default; `rocgw load` drives its own the
-/// same way).
-pub struct Link<T: hyper::rt::Read + hyper::rt::Write + Unpin = Conn> {
+/// and writes its socket.
+pub struct Link {
     sender: http1::SendRequest<Body>,
-    driver: http1::Connection<T, Body>,
+    driver: http1::Connection<Conn, Body>,
     /// The driver returned: the connection is over and must not be polled again.
     over: bool,
     /// Taken from the pool (a request sent on it may find it closed by the server).
     pub reused: bool,
 }
 
-impl<T> Link<T>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
+impl Link {
     /// HTTP/1.1 over an established connection. Boxed: the connection's state is large, and
     /// it changes hands (pool, request) once per request.
-    pub async fn handshake(conn: T) -> Result<Box<Link<T>>, hyper::Error> {
+    pub async fn handshake(conn: Conn) -> Result<Box<Link>, hyper::Error> {
         let (sender, driver) = http1::Builder::new().handshake(conn).await?;
         Ok(Box::new(Link {
             sender,
@@ -114,7 +110,7 @@ where
     }
 
     /// Ready for another request: not closed, and the last exchange is over.
-    pub fn idle_ready(&mut self) -> bool {
+    fn idle_ready(&mut self) -> bool {
         if self.over {
             return false;
         }
@@ -128,7 +124,7 @@ where
 
     /// Still open after sitting idle: polled once, without waiting, so that a close or anything
     /// unexpected the server sent meanwhile is read now.
-    pub fn still_open(&mut self) -> bool {
+    fn still_open(&mut self) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
         !self.poll_driver(&mut cx) && self.sender.is_ready()
     }
