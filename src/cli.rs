@@ -41,6 +41,8 @@ pub enum Command {
     Cert(CertCommand),
     /// Load generator: ROC traffic at a gateway, live progress, latency report.
     Load(Box<LoadArgs>),
+    /// Health probe for container HEALTHCHECKs: GET an admin URL; exit 0 on 2xx, else 1.
+    Probe(crate::probe::ProbeArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -307,6 +309,7 @@ pub fn main() -> ExitCode {
         }
         Some(Command::Cert(c)) => run_cert(c),
         Some(Command::Load(a)) => run_load(*a),
+        Some(Command::Probe(a)) => crate::probe::run(&a),
     }
 }
 

@@ -14,13 +14,13 @@
 //!
 //! - layer 8, command line: `cli`
 //! - layer 7, start-up: `serve`
-//! - layer 6, tools that run the others: `admin`, `sandbox`, `load`
+//! - layer 6, tools that run the others: `admin`, `sandbox`, `load`, `probe`
 //! - layer 5, the test kit: `sim`, `cert`, `pki`
 //! - layer 4, the gateway, one file per hop: `gateway`
 //! - layer 3, serving and credentials in force: `runtime`, `listener`, `access`
 //! - layer 2, credentials and mechanisms: `identity`, `trust`, `wssec`, `annuaire`, `upstream`, `breaker`, `audit`, `local_tls`
 //! - layer 1, configuration: `config`, `logging`
-//! - layer 0, foundations: `clock`, `crypto`, `soap`, `fault`, `metrics`, `budget`
+//! - layer 0, foundations: `clock`, `crypto`, `soap`, `fault`, `metrics`, `budget`, `notify`
 pub mod access;
 pub mod admin;
 pub mod annuaire;
@@ -40,7 +40,9 @@ pub mod load;
 pub mod local_tls;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod pki;
+pub mod probe;
 pub mod runtime;
 pub mod sandbox;
 pub mod serve;

@@ -232,6 +232,7 @@ async fn serve(start: Start) -> Result<(), StartError> {
     for l in &listeners {
         announce("gateway", &l.url());
     }
+    let urls: Vec<String> = listeners.iter().map(listener::Bound::url).collect();
     if let (Some(hello), Some(addr)) = (hello, listeners.first().and_then(|l| l.addr())) {
         say(&hello(addr));
     }
@@ -240,6 +241,7 @@ async fn serve(start: Start) -> Result<(), StartError> {
     admin.attach(runtime.clone(), gw.directories());
     let gw_task = spawn_gateway(listeners, gw, admin.clone(), &runtime.config().server);
     admin.set_ready(true);
+    crate::notify::ready(&format!("serving on {}", urls.join(", ")));
     // The gateway task ends after a stop signal and its drain; the admin listener (and its
     // failing readiness) lives until then.
     let _ = gw_task.await;
@@ -295,6 +297,7 @@ fn spawn_gateway(
     tokio::spawn(async move {
         stop_signal().await;
         admin.set_ready(false);
+        crate::notify::stopping();
         tracing::info!(
             drain_s = drain.as_secs_f64(),
             "stopping: no new requests, finishing the ones in flight"

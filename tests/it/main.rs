@@ -5,6 +5,7 @@ mod access;
 mod architecture;
 mod cert;
 mod crls;
+mod deploy;
 mod doctor_serve;
 mod envelopes;
 mod faults;

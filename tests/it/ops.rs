@@ -262,6 +262,7 @@ fn the_kubernetes_manifests_are_valid_and_carry_a_valid_rocgw_config() {
     for kind in [
         "deployment/rocgw",
         "service/rocgw",
+        "service/rocgw-admin",
         "poddisruptionbudget/rocgw",
         "configmap/rocgw-config",
     ] {
@@ -286,39 +287,13 @@ fn the_kubernetes_manifests_are_valid_and_carry_a_valid_rocgw_config() {
     );
 
     // The ConfigMap's rocgw.toml loads with the real configuration loader.
-    let toml: String = yaml
-        .split("rocgw.toml: |\n")
-        .nth(1)
-        .unwrap()
-        .lines()
-        .take_while(|l| l.starts_with("    ") || l.is_empty())
-        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
-        .collect();
-    let certs = tmp.path().join("certs");
-    std::fs::create_dir(&certs).unwrap();
-    for (name, from) in [
-        ("auth_cli.p12", "org/auth_cli.p12"),
-        ("sign.p12", "org/sign.p12"),
-        ("auth_cli.pass", "secrets/p12-password"),
-        ("sign.pass", "secrets/p12-password"),
-        ("igc-osi-root.pem", "osi/root.pem"),
-        ("ac-serveur.pem", "osi/ac-serveur.pem"),
-        (
-            "ac-services-applicatifs.pem",
-            "osi/ac-services-applicatifs.pem",
-        ),
-    ] {
-        std::fs::copy(pki_path(from), certs.join(name)).unwrap();
-    }
-    std::fs::write(certs.join("gateway.token"), "it-secret-bearer-token-0123").unwrap();
-    let cfg = tmp.path().join("rocgw.toml");
-    std::fs::write(
-        &cfg,
-        toml.replace("/etc/rocgw/certs/", &format!("{}/", certs.display())),
-    )
-    .unwrap();
+    let cfg = crate::deploy::materialize_kubernetes_config(
+        &yaml,
+        tmp.path(),
+        "it-secret-prometheus-token-4567",
+    );
     let loaded = rocgw::config::Config::load(&cfg, &Default::default());
-    assert!(loaded.is_ok(), "{:?}\n{toml}", loaded.err());
+    assert!(loaded.is_ok(), "{:?}", loaded.err());
 }
 
 #[test]
