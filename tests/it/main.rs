@@ -8,6 +8,7 @@ mod crls;
 mod doctor_serve;
 mod envelopes;
 mod faults;
+mod json_logs;
 mod load;
 mod ops;
 mod packaging;

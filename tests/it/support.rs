@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_rocgw");
 
 /// How long a process gets to print its listening line (debug builds, 2 cores, parallel tests).
-const START_TIMEOUT: Duration = Duration::from_secs(90);
+pub const START_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The test PKI of this run, generated once by `rocgw pki init`. Under nextest every test is its
 /// own process, so the folder is keyed by the run id and guarded by a file lock.
@@ -143,7 +143,7 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
 /// The `env` key that pins a process's CPUs (see `spawn`).
 pub const TASKSET: &str = "TASKSET";
 
-fn spawn(args: &[&str], env: &[(&str, &str)]) -> Child {
+pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Child {
     let mut cmd = match env.iter().find(|(k, _)| *k == TASKSET) {
         Some((_, cpus)) => {
             let mut c = Command::new("taskset");
@@ -195,7 +195,7 @@ fn log_file(stream: &str, pid: u32) -> Option<File> {
 }
 
 /// Forwards each line read from `r` to a channel, from a thread (and to `log`).
-fn lines(r: impl Read + Send + 'static, mut log: Option<File>) -> mpsc::Receiver<String> {
+pub fn lines(r: impl Read + Send + 'static, mut log: Option<File>) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(r).lines().map_while(Result::ok) {
