@@ -19,7 +19,7 @@ use crate::config::{LogFormat, Overrides};
 use crate::serve::{self, ServeOptions};
 
 pub use cert::{CertCommand, DoctorArgs, PasswordArgs};
-pub use docs::{man_page, DocsArgs};
+pub use docs::{man_page, DocsArgs, ManArgs};
 pub use load::LoadArgs;
 
 /// What `rocgw` with no command does, in `--help`: fine on a laptop, surprising on a server.
@@ -66,8 +66,9 @@ pub enum Command {
     Load(Box<LoadArgs>),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
     Completions(DocsArgs),
-    /// Print the manual page (roff) on stdout: `rocgw man > rocgw.1; man ./rocgw.1`.
-    Man,
+    /// Print the manual page (roff) on stdout: `rocgw man > rocgw.1; man ./rocgw.1`; with
+    /// --dir, write the pages of every command.
+    Man(ManArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -149,7 +150,7 @@ pub fn main() -> ExitCode {
         Some(Command::Cert(c)) => cert::run_cert(c),
         Some(Command::Load(a)) => load::run_load(*a),
         Some(Command::Completions(a)) => docs::completions(&a),
-        Some(Command::Man) => docs::man(),
+        Some(Command::Man(a)) => docs::man(&a),
     }
 }
 

@@ -25,6 +25,15 @@ pub fn completions(a: &DocsArgs) -> ExitCode {
     write_out(&out)
 }
 
+/// `rocgw man` options.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write one page per command into this folder (rocgw.1, rocgw-serve.1, rocgw-cert-csr.1…,
+    /// the pages the main one refers to) instead of printing the main page.
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+}
+
 /// The manual page of `rocgw` (roff): synopsis, options, commands, version.
 pub fn man_page() -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
@@ -34,15 +43,19 @@ pub fn man_page() -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Prints the manual page.
-pub fn man() -> ExitCode {
-    match man_page() {
-        Ok(page) => write_out(&page),
-        Err(e) => {
-            eprintln!("rocgw: {e}");
-            ExitCode::from(2)
-        }
-    }
+/// Prints the main manual page, or writes every page into `--dir`.
+pub fn man(a: &ManArgs) -> ExitCode {
+    let done = match &a.dir {
+        None => man_page().map(|page| write_out(&page)),
+        Some(dir) => std::fs::create_dir_all(dir)
+            .and_then(|()| clap_mangen::generate_to(Cli::command(), dir))
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| format!("man --dir {}: {e}", dir.display())),
+    };
+    done.unwrap_or_else(|e| {
+        eprintln!("rocgw: {e}");
+        ExitCode::from(2)
+    })
 }
 
 fn write_out(bytes: &[u8]) -> ExitCode {

@@ -4,6 +4,7 @@
 mod access;
 mod architecture;
 mod cert;
+mod cli;
 mod crls;
 mod doctor_serve;
 mod envelopes;
