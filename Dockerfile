@@ -19,10 +19,14 @@ RUN mkdir src \
     && touch src/lib.rs \
     && cargo build --release --locked --bin rocgw \
     && rm -rf src
+COPY build.rs ./
 COPY src ./src
+# The commit `rocgw --version` shows (the context has no .git): docker build --build-arg
+# REVISION=$(git rev-parse --short HEAD) .
+ARG REVISION=unknown
 # The stubs' build is newer than the copied sources: touch them so that cargo rebuilds rocgw.
 RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked --bin rocgw
+    && ROCGW_GIT_COMMIT="${REVISION}" cargo build --release --locked --bin rocgw
 
 FROM debian:bookworm-20260713-slim
 ARG VERSION=0.1.0

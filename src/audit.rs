@@ -73,6 +73,7 @@ impl Audit {
             Audit::Log => tracing::info!(
                 target: "rocgw::audit",
                 caller = r.caller,
+                structure = r.structure,
                 assertion_id = r.assertion_id,
                 reused = r.reused,
                 audience = r.audience,
@@ -82,6 +83,7 @@ impl Audit {
                 outcome = r.outcome,
                 status = r.status,
                 latency_ms = r.latency_ms,
+                detail = r.detail,
                 "signed AMC call"
             ),
         }

@@ -26,7 +26,7 @@ use hyper::body::Incoming;
 use hyper::http::request::Parts;
 use hyper::{HeaderMap, Method, Request};
 
-use crate::access::Access;
+use crate::access::{Access, Caller};
 use crate::audit::Audit;
 use crate::breaker::Breakers;
 use crate::config::ResponseSignature;
@@ -100,6 +100,8 @@ impl Gateway {
         let (parts, body) = req.into_parts();
         let target = target::target(parts.uri.path());
         let hint = target::version_hint(&parts.headers);
+        // Who called, once `access` said: named in the refusal log line as in the audit record.
+        let mut caller = None;
         let (route, structure, result) = match target::deadline(&parts.headers, self.deadline) {
             Err(f) => {
                 self.admission.drain(body);
@@ -107,7 +109,7 @@ impl Gateway {
             }
             Ok(deadline) => {
                 let target = target.as_ref().map_err(|why| *why);
-                let serving = self.serve(&parts, body, &peer, target, hint);
+                let serving = self.serve(&parts, body, &peer, target, hint, &mut caller);
                 match tokio::time::timeout(deadline, serving).await {
                     Ok(r) => r,
                     // The upstream call is dropped with the future: nothing keeps running.
@@ -119,15 +121,19 @@ impl Gateway {
             }
         };
         in_flight.done = true;
-        let (amc, service) = match &target {
-            Ok(Target::Amc { amc, service }) => self.router.labels(amc, service),
-            _ => ("-", "-".to_string()),
+        let ((amc, service), asked) = match &target {
+            Ok(Target::Amc { amc, service }) => {
+                (self.router.labels(amc, service), (*amc, service.as_str()))
+            }
+            _ => (("-", "-".to_string()), ("-", "-")),
         };
         let done = Finished {
             route,
             structure,
             amc,
             service: &service,
+            asked,
+            caller: caller.as_ref().map_or("-", |c: &Caller| c.name.as_str()),
             peer: &peer,
             started,
         };
@@ -145,6 +151,7 @@ impl Gateway {
         peer: &Peer,
         target: Result<&Target<'_>, &'static str>,
         hint: SoapVersion,
+        who: &mut Option<Caller>,
     ) -> (&'static str, &str, Outcome) {
         // A request refused before its body is read: the body is drained (not kept) in the
         // background so the SIH, still sending, reads the fault instead of a reset.
@@ -152,11 +159,11 @@ impl Gateway {
             self.admission.drain(body);
             Err(f.in_version(hint))
         };
-        let caller = match self.access.check(peer, &parts.headers) {
-            Ok(c) => c,
+        let caller: &Caller = match self.access.check(peer, &parts.headers) {
+            Ok(c) => who.insert(c),
             Err(f) => return ("-", "-", refuse(body, f)),
         };
-        let structure = match self.structures.select(&caller, &parts.headers) {
+        let structure = match self.structures.select(caller, &parts.headers) {
             Ok(s) => s,
             Err(f) => return ("-", "-", refuse(body, f)),
         };

@@ -20,7 +20,8 @@
 //! - layer 3, serving and credentials in force: `runtime`, `listener`, `access`
 //! - layer 2, credentials and mechanisms: `identity`, `trust`, `wssec`, `annuaire`, `upstream`, `breaker`, `audit`, `local_tls`
 //! - layer 1, configuration: `config`, `logging`
-//! - layer 0, foundations: `clock`, `crypto`, `soap`, `fault`, `metrics`, `budget`, `notify`
+//! - layer 0, foundations: `clock`, `crypto`, `soap`, `fault`, `metrics`, `budget`, `notify`,
+//!   `version`
 pub mod access;
 pub mod admin;
 pub mod annuaire;
@@ -50,4 +51,5 @@ pub mod sim;
 pub mod soap;
 pub mod trust;
 pub mod upstream;
+pub mod version;
 pub mod wssec;

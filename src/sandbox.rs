@@ -10,7 +10,7 @@ use crate::clock::now_unix;
 use crate::config::{Config, IdentitySource, Overrides};
 use crate::identity::EXPIRY_WARNING_DAYS;
 use crate::pki::{self, Manifest};
-use crate::sim::SimConfig;
+use crate::sim::{Sim, SimConfig};
 
 /// Where the sandbox keeps its test PKI: `--data-dir`, else `$ROCGW_DATA_DIR`, else
 /// `$XDG_DATA_HOME/rocgw/sandbox`, else `~/.local/share/rocgw/sandbox`, else `./rocgw-sandbox`.
@@ -52,6 +52,36 @@ pub async fn run_sim(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> Resu
         }
     };
     crate::sim::run(cfg).await
+}
+
+/// Starts the sandbox's simulator on its usual ports, or on free ones when those are taken
+/// (another sandbox on this machine): the gateway finds its AMCs through the simulated
+/// annuaire, whose address it is given, so any ports do.
+pub async fn start_sim(pki: &Path, ephemeral: bool) -> Result<Sim, String> {
+    let started = match Sim::start(SimConfig::sandbox(pki, ephemeral)).await {
+        Err(e) if !ephemeral && e.contains("cannot listen on") => {
+            tracing::info!(
+                error = %e,
+                "the simulator's usual ports are taken (another sandbox?): it listens on free ones"
+            );
+            Sim::start(SimConfig::sandbox(pki, true)).await
+        }
+        started => started,
+    };
+    started.map_err(|e| format!("sandbox simulator: {e}"))
+}
+
+/// A sandbox listener that cannot listen: the error, and what to do about it. The gateway and
+/// admin ports stay as asked (callers and probes rely on them).
+pub fn port_taken(error: String) -> String {
+    if error.contains("cannot listen on") {
+        format!(
+            "{error} — another rocgw (a sandbox?) may hold it: stop it, or give this one other \
+             ports with --listen 127.0.0.1:PORT --admin-listen 127.0.0.1:PORT"
+        )
+    } else {
+        error
+    }
 }
 
 /// What the sandbox prepared.

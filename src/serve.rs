@@ -78,7 +78,11 @@ fn find_config(explicit: Option<&Path>) -> Source {
     }
 }
 
+/// A line for humans on stdout (none in JSON mode: the same facts are logged).
 fn say(line: &str) {
+    if logging::json() {
+        return;
+    }
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
@@ -114,17 +118,38 @@ enum AdminListener {
     Serving(tokio::task::JoinHandle<()>),
 }
 
-/// Production: the configuration file, its credentials, the admin listener.
-async fn production(opts: &ServeOptions, path: &Path) -> Result<Start, StartError> {
+/// The configuration file loaded and its credentials checked, as `serve` and `check` do.
+fn load(opts: &ServeOptions, path: &Path) -> Result<Arc<Runtime>, StartError> {
     let cfg = Config::load(path, &opts.overrides).map_err(|e| StartError(e.to_string()))?;
     logging::init(
         opts.log_format.unwrap_or(cfg.log_format),
         opts.log_level.as_deref().or(cfg.log_level.as_deref()),
     );
-    let admin_addr = cfg.server.admin_listen;
     let runtime = Runtime::start(cfg).map_err(StartError)?;
     preflight(runtime.config())?;
     runtime.report();
+    Ok(runtime)
+}
+
+/// `rocgw check`: what `serve` does with its configuration file, without the listeners; returns
+/// the file checked. No file anywhere is an error (the sandbox has nothing to check).
+pub fn check(opts: &ServeOptions) -> Result<PathBuf, StartError> {
+    match find_config(opts.config.as_deref()) {
+        Source::File(path) => {
+            // The gateway too: it opens `[audit] file` as serving would.
+            Gateway::new(load(opts, &path)?, false).map_err(StartError)?;
+            Ok(path)
+        }
+        Source::Sandbox => Err(StartError(format!(
+            "no configuration to check: give --config FILE (or ROCGW_CONFIG); {DEFAULT_CONFIG_PATH} does not exist"
+        ))),
+    }
+}
+
+/// Production: the configuration file, its credentials, the admin listener.
+async fn production(opts: &ServeOptions, path: &Path) -> Result<Start, StartError> {
+    let runtime = load(opts, path)?;
+    let admin_addr = runtime.config().server.admin_listen;
     let admin_l = listener::bind("server.admin_listen", admin_addr)
         .await
         .map_err(StartError)?;
@@ -160,7 +185,7 @@ async fn sandbox(opts: &ServeOptions) -> Result<Start, StartError> {
     }
     let admin_l = listener::bind("server.admin_listen", admin_addr)
         .await
-        .map_err(StartError)?;
+        .map_err(|e| StartError(sandbox::port_taken(e)))?;
     let admin_task = spawn_admin(admin.clone(), admin_l);
     sandbox::check_overrides(&opts.overrides).map_err(StartError)?;
     let (_, regenerated) = {
@@ -175,9 +200,9 @@ async fn sandbox(opts: &ServeOptions) -> Result<Start, StartError> {
     }
     // The simulator's ports are free ones when the gateway's is (tests run in parallel).
     let ephemeral = opts.overrides.listen.is_some_and(|a| a.port() == 0);
-    let sim = crate::sim::Sim::start(crate::sim::SimConfig::sandbox(&dir.join("pki"), ephemeral))
+    let sim = sandbox::start_sim(&dir.join("pki"), ephemeral)
         .await
-        .map_err(|e| StartError(format!("sandbox simulator: {e}")))?;
+        .map_err(StartError)?;
     announce("simulator admin", &format!("http://{}", sim.admin));
     let prep = sandbox::prepare(&dir, &opts.overrides, &sim.annuaire_url(), &sim.endpoints())
         .map_err(StartError)?;
@@ -221,7 +246,13 @@ async fn serve(start: Start) -> Result<(), StartError> {
     let _ = admin
         .access
         .set(crate::access::Access::new(&runtime.config().access));
-    let listeners = gateway_listeners(&runtime).await?;
+    let listeners = gateway_listeners(&runtime).await.map_err(|e| {
+        StartError(if sandbox {
+            sandbox::port_taken(e.0)
+        } else {
+            e.0
+        })
+    })?;
     if let Some(path) = &config_path {
         tracing::info!(config = %path.display(), "configuration loaded");
     }
@@ -234,7 +265,11 @@ async fn serve(start: Start) -> Result<(), StartError> {
     }
     let urls: Vec<String> = listeners.iter().map(listener::Bound::url).collect();
     if let (Some(hello), Some(addr)) = (hello, listeners.first().and_then(|l| l.addr())) {
-        say(&hello(addr));
+        let hello = hello(addr);
+        say(&hello);
+        if logging::json() {
+            tracing::info!("{hello}");
+        }
     }
     runtime.spawn_watchers();
     let gw = Gateway::new(runtime.clone(), sandbox).map_err(StartError)?;

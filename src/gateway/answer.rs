@@ -58,6 +58,10 @@ pub struct Finished<'a> {
     /// Bounded metric labels (`router.labels`).
     pub amc: &'a str,
     pub service: &'a str,
+    /// The AMC and service the path asked for (`-` off the AMC routes), for the log line.
+    pub asked: (&'a str, &'a str),
+    /// The caller `access` identified (`-` when it refused it), named as in the audit record.
+    pub caller: &'a str,
     pub peer: &'a Peer,
     pub started: Instant,
 }
@@ -81,15 +85,23 @@ pub fn respond(
         Ok(r) => r,
         Err(VersionedFault { fault, version }) => {
             m.faults.with_label_values(&[fault.code.as_str()]).inc();
+            let resp = fault.to_response(version, status_mode);
+            // The audit record's names for the same facts (`caller`, `structure`, `amc`,
+            // `service`, `outcome`, `status`, `latency_ms`, `detail`), and the peer address.
             tracing::info!(
+                caller = done.caller,
                 peer = %done.peer,
+                structure = done.structure,
+                amc = done.asked.0,
+                service = done.asked.1,
                 route = done.route,
-                fault = fault.code.as_str(),
-                detail = fault.detail.as_deref().unwrap_or(""),
+                outcome = fault.code.as_str(),
+                status = resp.status().as_u16(),
                 latency_ms = done.started.elapsed().as_secs_f64() * 1000.0,
+                detail = fault.detail.as_deref(),
                 "request refused"
             );
-            fault.to_response(version, status_mode)
+            resp
         }
     };
     if sandbox {

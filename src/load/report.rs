@@ -1,10 +1,15 @@
 //! The load run's report: a text summary for the terminal, JSON for machines, and a one-page
-//! HTML file with two inline SVG plots (latency over time, latency distribution) that needs no
-//! network to view.
+//! HTML file with three inline SVG plots (latency over time, errors over time, latency
+//! distribution) that needs no network to view.
+//!
+//! Throughput and latency percentiles are those of the successful requests; how long the
+//! failures took is reported apart (a refused connection answers in microseconds and would
+//! make a dead gateway look fast). A run in which no request succeeded fails.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::{Mode, Options, Recorder, Stop};
@@ -20,15 +25,30 @@ pub struct Latency {
     pub mean: f64,
 }
 
-/// One second of the run.
+impl Latency {
+    /// The figures of `h` (microseconds); `None` when it holds nothing.
+    fn of(h: &Histogram<u64>) -> Option<Latency> {
+        (!h.is_empty()).then(|| Latency {
+            p50: to_ms(h.value_at_quantile(0.5)),
+            p90: to_ms(h.value_at_quantile(0.9)),
+            p99: to_ms(h.value_at_quantile(0.99)),
+            p999: to_ms(h.value_at_quantile(0.999)),
+            max: to_ms(h.max()),
+            mean: h.mean() / 1000.0,
+        })
+    }
+}
+
+/// One second of the run: its counts, and the latency of its successful requests (`null` when
+/// none succeeded).
 #[derive(Debug, Clone, Serialize)]
 pub struct Point {
     pub second: usize,
     pub ok: u64,
     pub errors: u64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
 }
 
 /// A threshold and whether the run stayed within it.
@@ -40,9 +60,20 @@ pub struct Verdict {
     pub passed: bool,
 }
 
+/// The requests of one route (`AMC/service`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RouteCount {
+    pub ok: u64,
+    pub errors: u64,
+}
+
 /// What `rocgw load` reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The rocgw that ran the load: version and git commit.
+    pub rocgw_version: String,
+    /// When the run began (warm-up included), RFC 3339, UTC.
+    pub started_at: String,
     pub target: String,
     pub mode: String,
     pub concurrency: Option<usize>,
@@ -56,18 +87,25 @@ pub struct Report {
     pub ok: u64,
     pub errors: u64,
     pub error_rate: f64,
+    /// Successful requests per second.
     pub throughput_rps: f64,
-    pub ok_rps: f64,
+    /// Requests per second, failed ones included.
+    pub attempted_rps: f64,
     pub warmup_requests: u64,
     pub warmup_ok: u64,
+    /// Latency of the successful requests (zeros when none succeeded).
     pub latency_ms: Latency,
+    /// How long the failed requests took, apart (`null` without errors).
+    pub error_latency_ms: Option<Latency>,
     pub errors_by_kind: BTreeMap<String, u64>,
-    /// Route (`AMC/service`) → [ok, errors].
-    pub by_route: BTreeMap<String, [u64; 2]>,
-    /// Latency percentiles (in %) → milliseconds, for the distribution plot.
+    /// Route (`AMC/service`) → its counts.
+    pub by_route: BTreeMap<String, RouteCount>,
+    /// Latency percentiles (in %) → milliseconds, of the successful requests.
     pub distribution: Vec<(f64, f64)>,
     pub timeline: Vec<Point>,
     pub thresholds: Vec<Verdict>,
+    /// At least one request succeeded and every threshold held (else `rocgw load` exits 1).
+    pub passed: bool,
 }
 
 /// Microseconds as a short human figure (`812 µs`, `3.21 ms`, `1.20 s`).
@@ -85,6 +123,55 @@ fn to_ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
+/// When the run began, as wall-clock time.
+fn started_at(r: &Recorder) -> String {
+    let began = std::time::SystemTime::now() - r.started.elapsed();
+    let unix = began
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    crate::clock::fmt_time(i64::try_from(unix).unwrap_or(0))
+}
+
+fn thresholds(opts: &Options, requests: u64, error_rate: f64, p99: f64) -> Vec<Verdict> {
+    let mut out = Vec::new();
+    if let Some(limit) = opts.max_error_rate {
+        out.push(Verdict {
+            name: "max-error-rate".into(),
+            limit,
+            measured: error_rate,
+            passed: error_rate <= limit && requests > 0,
+        });
+    }
+    if let Some(limit) = opts.max_p99 {
+        let limit = limit.as_secs_f64() * 1000.0;
+        out.push(Verdict {
+            name: "max-p99-ms".into(),
+            limit,
+            measured: p99,
+            passed: p99 <= limit && requests > 0,
+        });
+    }
+    out
+}
+
+fn timeline(r: &Recorder) -> Vec<Point> {
+    r.seconds
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let q = |x: f64| (!s.latency.is_empty()).then(|| to_ms(s.latency.value_at_quantile(x)));
+            Point {
+                second: i,
+                ok: s.ok,
+                errors: s.errors,
+                p50_ms: q(0.5),
+                p99_ms: q(0.99),
+                max_ms: q(1.0),
+            }
+        })
+        .collect()
+}
+
 impl Report {
     pub fn new(opts: &Options, r: &Recorder, connections_opened: u64) -> Report {
         let errors = r.errors_total();
@@ -96,79 +183,30 @@ impl Report {
             Stop::Requests(_) => r.measuring_from.elapsed().as_secs_f64().max(1e-3),
         };
         let h = &r.latency;
-        let q = |x: f64| {
-            if h.is_empty() {
-                0.0
-            } else {
-                to_ms(h.value_at_quantile(x))
-            }
-        };
-        let latency_ms = Latency {
-            p50: q(0.5),
-            p90: q(0.9),
-            p99: q(0.99),
-            p999: q(0.999),
-            max: if h.is_empty() { 0.0 } else { to_ms(h.max()) },
-            mean: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
-        };
-        let distribution = [
-            0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0,
-        ]
-        .iter()
-        .map(|p| (*p, q(p / 100.0)))
-        .collect();
-        let timeline = r
-            .seconds
+        let latency_ms = Latency::of(h).unwrap_or_default();
+        let distribution = if h.is_empty() {
+            Vec::new()
+        } else {
+            [
+                0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0,
+            ]
             .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let e = s.latency.is_empty();
-                Point {
-                    second: i,
-                    ok: s.ok,
-                    errors: s.errors,
-                    p50_ms: if e {
-                        0.0
-                    } else {
-                        to_ms(s.latency.value_at_quantile(0.5))
-                    },
-                    p99_ms: if e {
-                        0.0
-                    } else {
-                        to_ms(s.latency.value_at_quantile(0.99))
-                    },
-                    max_ms: if e { 0.0 } else { to_ms(s.latency.max()) },
-                }
-            })
-            .collect();
+            .map(|p| (*p, to_ms(h.value_at_quantile(p / 100.0))))
+            .collect()
+        };
         let error_rate = if requests == 0 {
             0.0
         } else {
             errors as f64 / requests as f64
         };
-        let mut thresholds = Vec::new();
-        if let Some(limit) = opts.max_error_rate {
-            thresholds.push(Verdict {
-                name: "max-error-rate".into(),
-                limit,
-                measured: error_rate,
-                passed: error_rate <= limit && requests > 0,
-            });
-        }
-        if let Some(limit) = opts.max_p99 {
-            let limit = limit.as_secs_f64() * 1000.0;
-            thresholds.push(Verdict {
-                name: "max-p99-ms".into(),
-                limit,
-                measured: latency_ms.p99,
-                passed: latency_ms.p99 <= limit && requests > 0,
-            });
-        }
+        let thresholds = thresholds(opts, requests, error_rate, latency_ms.p99);
         let (mode, concurrency, rate) = match opts.mode {
             Mode::Closed { concurrency } => ("closed-loop", Some(concurrency), None),
             Mode::Open { rate } => ("open-loop", None, Some(rate)),
         };
         Report {
+            rocgw_version: crate::version::long().to_string(),
+            started_at: started_at(r),
             target: match &opts.transport {
                 crate::load::Transport::Tcp => format!("http://{}", opts.target),
                 crate::load::Transport::Tls { .. } => format!("https://{}", opts.target),
@@ -186,26 +224,36 @@ impl Report {
             ok: r.ok,
             errors,
             error_rate,
-            throughput_rps: requests as f64 / duration_s,
-            ok_rps: r.ok as f64 / duration_s,
+            throughput_rps: r.ok as f64 / duration_s,
+            attempted_rps: requests as f64 / duration_s,
             warmup_requests: r.warmup_ok + r.warmup_errors,
             warmup_ok: r.warmup_ok,
             latency_ms,
+            error_latency_ms: Latency::of(&r.error_latency),
             errors_by_kind: r.errors.clone(),
             by_route: r
                 .by_route
                 .iter()
-                .map(|(k, (o, e))| (k.clone(), [*o, *e]))
+                .map(|(k, (ok, errors))| {
+                    (
+                        k.clone(),
+                        RouteCount {
+                            ok: *ok,
+                            errors: *errors,
+                        },
+                    )
+                })
                 .collect(),
             distribution,
-            timeline,
+            timeline: timeline(r),
+            passed: r.ok > 0 && thresholds.iter().all(|t| t.passed),
             thresholds,
         }
     }
 
-    /// True when every threshold given held.
+    /// True when at least one request succeeded and every threshold given held.
     pub fn passed(&self) -> bool {
-        self.thresholds.iter().all(|t| t.passed)
+        self.passed
     }
 
     pub fn to_json(&self) -> String {
@@ -235,6 +283,11 @@ impl Report {
         );
         let _ = writeln!(
             t,
+            "run         {}, rocgw {}",
+            self.started_at, self.rocgw_version
+        );
+        let _ = writeln!(
+            t,
             "requests    {} (ok {}, errors {} = {:.2} %), connections opened {}",
             self.requests,
             self.ok,
@@ -244,15 +297,19 @@ impl Report {
         );
         let _ = writeln!(
             t,
-            "throughput  {:.1} req/s (ok {:.1} req/s)",
-            self.throughput_rps, self.ok_rps
+            "throughput  {:.1} req/s successful (sent {:.1} req/s)",
+            self.throughput_rps, self.attempted_rps
         );
         let l = &self.latency_ms;
-        let _ = writeln!(
-            t,
-            "latency     p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  (mean {:.2} ms)",
-            l.p50, l.p90, l.p99, l.p999, l.max, l.mean
-        );
+        if self.ok == 0 {
+            let _ = writeln!(t, "latency     none: no request succeeded");
+        } else {
+            let _ = writeln!(
+                t,
+                "latency     p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  (mean {:.2} ms)",
+                l.p50, l.p90, l.p99, l.p999, l.max, l.mean
+            );
+        }
         if self.errors_by_kind.is_empty() {
             let _ = writeln!(t, "errors      none");
         } else {
@@ -263,8 +320,15 @@ impl Report {
                 .collect();
             let _ = writeln!(t, "errors      {}", list.join(", "));
         }
-        for (route, [ok, err]) in &self.by_route {
-            let _ = writeln!(t, "  {route:<28} ok {ok:>8}  errors {err:>6}");
+        if let Some(e) = &self.error_latency_ms {
+            let _ = writeln!(
+                t,
+                "  failed in p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms (not in the latency above)",
+                e.p50, e.p99, e.max
+            );
+        }
+        for (route, c) in &self.by_route {
+            let _ = writeln!(t, "  {route:<28} ok {:>8}  errors {:>6}", c.ok, c.errors);
         }
         for v in &self.thresholds {
             let _ = writeln!(
@@ -276,46 +340,46 @@ impl Report {
                 if v.passed { "ok" } else { "EXCEEDED" }
             );
         }
+        if self.ok == 0 {
+            let _ = writeln!(t, "result      FAILED: no request succeeded");
+        }
         t
     }
 
-    /// The report's two plots: latency over time, and the latency distribution.
-    fn charts(&self) -> (String, String) {
+    /// The report's three plots: latency over time, errors over time, the latency
+    /// distribution.
+    fn charts(&self) -> [String; 3] {
         let last = self.timeline.len().saturating_sub(1).max(1);
         let step = (last / 10).max(1);
         let time_ticks: Vec<(f64, String)> = (0..=last)
             .step_by(step)
             .map(|t| (t as f64, format!("{t}s")))
             .collect();
+        // Seconds in which nothing succeeded have no latency: no point, rather than a zero.
+        let per_second = |f: fn(&Point) -> Option<f64>| -> Vec<(f64, f64)> {
+            self.timeline
+                .iter()
+                .filter_map(|p| f(p).map(|y| (p.second as f64, y)))
+                .collect()
+        };
+        let axis = "seconds since the end of the warm-up";
         let over_time = line_chart(
-            "Latency over time (ms per second of the run)",
-            "seconds since the end of the warm-up",
+            "Latency over time (successful requests, each second of the run)",
+            (axis, "latency (ms)"),
             &time_ticks,
             &[
-                (
-                    "p50",
-                    "#1f77b4",
-                    self.timeline
-                        .iter()
-                        .map(|p| (p.second as f64, p.p50_ms))
-                        .collect(),
-                ),
-                (
-                    "p99",
-                    "#d62728",
-                    self.timeline
-                        .iter()
-                        .map(|p| (p.second as f64, p.p99_ms))
-                        .collect(),
-                ),
-                (
-                    "max",
-                    "#999999",
-                    self.timeline
-                        .iter()
-                        .map(|p| (p.second as f64, p.max_ms))
-                        .collect(),
-                ),
+                ("p50", "#1f77b4", per_second(|p| p.p50_ms)),
+                ("p99", "#d62728", per_second(|p| p.p99_ms)),
+                ("max", "#999999", per_second(|p| p.max_ms)),
+            ],
+        );
+        let errors = line_chart(
+            "Errors over time (failed requests in each second of the run)",
+            (axis, "errors per second"),
+            &time_ticks,
+            &[
+                ("errors", "#d62728", per_second(|p| Some(p.errors as f64))),
+                ("ok", "#2ca02c", per_second(|p| Some(p.ok as f64))),
             ],
         );
         let pct_ticks: Vec<(f64, String)> = [0.0, 50.0, 90.0, 99.0, 99.9, 99.99]
@@ -323,8 +387,11 @@ impl Report {
             .map(|p| (nines(*p), format!("p{p}")))
             .collect();
         let dist = line_chart(
-            "Latency distribution (ms at each percentile)",
-            "percentile (\"nines\" scale: p90, p99, p99.9 evenly spaced)",
+            "Latency distribution (successful requests)",
+            (
+                "percentile (\"nines\" scale: p90, p99, p99.9 evenly spaced)",
+                "latency (ms)",
+            ),
             &pct_ticks,
             &[(
                 "latency",
@@ -335,7 +402,7 @@ impl Report {
                     .collect(),
             )],
         );
-        (over_time, dist)
+        [over_time, errors, dist]
     }
 
     /// The one-page HTML report.
@@ -349,7 +416,14 @@ impl Report {
         let routes: String = self
             .by_route
             .iter()
-            .map(|(k, [o, e])| format!("<tr><td>{}</td><td>{o}</td><td>{e}</td></tr>", esc(k)))
+            .map(|(k, c)| {
+                format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(k),
+                    c.ok,
+                    c.errors
+                )
+            })
             .collect();
         let verdicts: String = self
             .thresholds
@@ -365,20 +439,36 @@ impl Report {
                 )
             })
             .collect();
-        let (over_time, dist) = self.charts();
+        let failed = match &self.error_latency_ms {
+            Some(e) => format!(
+                "<p>Failed requests (not in the table above) took p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms.</p>",
+                e.p50, e.p99, e.max
+            ),
+            None => String::new(),
+        };
+        let verdict = if self.ok == 0 {
+            "<p class=\"bad\">FAILED: no request succeeded.</p>"
+        } else {
+            ""
+        };
+        let [over_time, errors, dist] = self.charts();
         format!(
             r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>rocgw load report</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child,th:first-child{{text-align:left}}.ok{{color:#2a2}}.bad{{color:#c22;font-weight:bold}}svg{{background:#fafafa;border:1px solid #ddd}}</style>
 </head><body>
 <h1>rocgw load report</h1>
+<p>Run of <time datetime="{started}">{started}</time> by rocgw {version}.</p>
 <p>Target <code>{target}</code>, {mode}, {conns} connection(s){newconn}, {dur:.1} s measured after {warm:.1} s warm-up; {opened} connection(s) opened.</p>
-<table><tr><th>requests</th><th>ok</th><th>errors</th><th>error rate</th><th>throughput</th></tr>
-<tr><td>{req}</td><td>{ok}</td><td>{err}</td><td>{rate:.2} %</td><td>{tput:.1} req/s</td></tr></table>
-<h2>Latency</h2>
+{verdict}
+<table><tr><th>requests</th><th>ok</th><th>errors</th><th>error rate</th><th>throughput (successful)</th><th>sent</th></tr>
+<tr><td>{req}</td><td>{ok}</td><td>{err}</td><td>{rate:.2} %</td><td>{tput:.1} req/s</td><td>{sent:.1} req/s</td></tr></table>
+<h2>Latency of the successful requests</h2>
 <table><tr><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>mean</th></tr>
 <tr><td>{p50:.2} ms</td><td>{p90:.2} ms</td><td>{p99:.2} ms</td><td>{p999:.2} ms</td><td>{max:.2} ms</td><td>{mean:.2} ms</td></tr></table>
+{failed}
 {over_time}
+{errors}
 {dist}
 <h2>Errors by kind</h2>
 <table><tr><th>kind</th><th>count</th></tr>{rows}</table>
@@ -388,6 +478,8 @@ impl Report {
 <table><tr><th>threshold</th><th>limit</th><th>measured</th><th>verdict</th></tr>{verdicts}</table>
 </body></html>
 "#,
+            started = esc(&self.started_at),
+            version = esc(&self.rocgw_version),
             target = esc(&self.target),
             mode = esc(&self.mode),
             conns = self.connections,
@@ -404,6 +496,7 @@ impl Report {
             err = self.errors,
             rate = self.error_rate * 100.0,
             tput = self.throughput_rps,
+            sent = self.attempted_rps,
             p50 = l.p50,
             p90 = l.p90,
             p99 = l.p99,
@@ -435,14 +528,16 @@ fn esc(s: &str) -> String {
 /// A named, coloured line of (x, y) points.
 type Series<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
 
-/// An inline SVG line chart of a few series over a shared x axis.
+/// An inline SVG line chart of a few series over a shared x axis; `labels` names the x and y
+/// axes (the y axis with its unit).
 fn line_chart(
     title: &str,
-    x_label: &str,
+    labels: (&str, &str),
     x_ticks: &[(f64, String)],
     series: &[Series<'_>],
 ) -> String {
-    let (w, h, pad) = (900.0, 300.0, 50.0);
+    // `left` leaves room for the tick values and the y axis's name.
+    let (w, h, pad, left) = (900.0, 300.0, 50.0, 72.0);
     let all = series.iter().flat_map(|s| s.2.iter());
     let (mut x_max, mut y_max) = (0.0f64, 0.0f64);
     for (x, y) in all {
@@ -451,7 +546,7 @@ fn line_chart(
     }
     let x_max = if x_max <= 0.0 { 1.0 } else { x_max };
     let y_max = if y_max <= 0.0 { 1.0 } else { y_max * 1.1 };
-    let px = |x: f64| pad + x / x_max * (w - 2.0 * pad);
+    let px = |x: f64| left + x / x_max * (w - left - pad);
     let py = |y: f64| h - pad - y / y_max * (h - 2.0 * pad);
     let mut svg = format!(
         "<h2>{}</h2><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{}\">",
@@ -460,7 +555,7 @@ fn line_chart(
     );
     let _ = write!(
         svg,
-        "<line x1=\"{pad}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#333\"/><line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{b}\" stroke=\"#333\"/>",
+        "<line x1=\"{left}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#333\"/><line x1=\"{left}\" y1=\"{pad}\" x2=\"{left}\" y2=\"{b}\" stroke=\"#333\"/>",
         b = h - pad,
         r = w - pad
     );
@@ -468,8 +563,8 @@ fn line_chart(
         let y = y_max * i as f64 / 4.0;
         let _ = write!(
             svg,
-            "<text x=\"{}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{:.1}</text><line x1=\"{pad}\" y1=\"{:.1}\" x2=\"{}\" y2=\"{:.1}\" stroke=\"#e5e5e5\"/>",
-            pad - 5.0,
+            "<text x=\"{}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{:.1}</text><line x1=\"{left}\" y1=\"{:.1}\" x2=\"{}\" y2=\"{:.1}\" stroke=\"#e5e5e5\"/>",
+            left - 5.0,
             py(y) + 4.0,
             y,
             py(y),
@@ -477,12 +572,15 @@ fn line_chart(
             py(y)
         );
     }
+    let (x_label, y_label) = labels;
     let _ = write!(
         svg,
-        "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text>",
-        w / 2.0,
+        "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text><text class=\"y-axis\" transform=\"translate(14 {}) rotate(-90)\" font-size=\"12\" text-anchor=\"middle\">{}</text>",
+        (left + w - pad) / 2.0,
         h - 10.0,
         esc(x_label),
+        h / 2.0,
+        esc(y_label),
     );
     for (x, label) in x_ticks.iter().filter(|(x, _)| *x <= x_max) {
         let _ = write!(
@@ -504,7 +602,7 @@ fn line_chart(
             svg,
             "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/><text x=\"{}\" y=\"{}\" font-size=\"12\" fill=\"{color}\">{}</text>",
             path.join(" "),
-            pad + 10.0 + 80.0 * i as f64,
+            left + 10.0 + 80.0 * i as f64,
             pad - 10.0,
             esc(name)
         );

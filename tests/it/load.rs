@@ -126,12 +126,35 @@ fn a_ten_second_load_run_reports_what_the_simulator_counted() {
             ("outcome", "accepted"),
         ],
     );
-    assert!(idb as u64 >= routes["99999991/idb"][0].as_u64().unwrap());
+    assert!(idb as u64 >= routes["99999991/idb"]["ok"].as_u64().unwrap());
+    assert_eq!(routes["99999991/idb"]["errors"], 0);
+    // No error: nothing reported for failed requests; the run says what and when.
+    assert!(r["error_latency_ms"].is_null(), "{r}");
+    assert_eq!(r["passed"], true);
+    assert_eq!(r["throughput_rps"].as_f64(), r["attempted_rps"].as_f64());
+    let version = r["rocgw_version"].as_str().unwrap();
+    assert!(
+        version.starts_with(env!("CARGO_PKG_VERSION")) && version.contains("(commit "),
+        "{version}"
+    );
+    let started = r["started_at"].as_str().unwrap();
+    assert!(started.len() == 20 && started.ends_with('Z'), "{started}");
+    assert!(stdout.contains(&format!("run         {started}, rocgw {version}")));
 
     let html = std::fs::read_to_string(&h).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
-    assert_eq!(html.matches("<svg").count(), 2, "two plots");
-    assert!(html.contains("Latency over time") && html.contains("Latency distribution"));
+    assert_eq!(html.matches("<svg").count(), 3, "three plots");
+    assert!(
+        html.contains("Latency over time")
+            && html.contains("Errors over time")
+            && html.contains("Latency distribution")
+    );
+    // Each plot names its y axis with the unit.
+    assert_eq!(html.matches("class=\"y-axis\"").count(), 3);
+    assert_eq!(html.matches(">latency (ms)</text>").count(), 2);
+    assert!(html.contains(">errors per second</text>"));
+    assert!(html.contains(&format!("<time datetime=\"{started}\">")));
+    assert!(html.contains(&format!("rocgw {version}")));
     assert!(html.contains("<polyline"), "plots have data");
     assert!(
         !html.contains("http://") || !html.contains("<script"),
@@ -177,7 +200,7 @@ fn a_threshold_exceeded_fails_the_run_and_open_loop_counts_new_connections() {
     let n = r["requests"].as_u64().unwrap();
     assert!((35..=45).contains(&n), "20/s for 2 s: {n}");
     assert_eq!(r["connections_opened"].as_u64().unwrap(), n);
-    assert_eq!(r["by_route"]["99999992/clc"][0].as_u64().unwrap(), n);
+    assert_eq!(r["by_route"]["99999992/clc"]["ok"].as_u64().unwrap(), n);
 
     let bad = run(
         &[
@@ -191,4 +214,61 @@ fn a_threshold_exceeded_fails_the_run_and_open_loop_counts_new_connections() {
     );
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--mix"));
+}
+
+/// Against a port nobody listens on: every request fails to connect. The report says no request
+/// succeeded, counts no throughput, keeps how long the failures took apart, and exits 1.
+#[test]
+fn a_run_in_which_no_request_succeeded_fails() {
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let tmp = scratch();
+    let (j, h) = (tmp.path().join("r.json"), tmp.path().join("r.html"));
+    let out = run(
+        &[
+            "load",
+            "--target",
+            &dead.to_string(),
+            "--requests",
+            "300",
+            "--warmup",
+            "0s",
+            "--quiet",
+            "--json",
+            j.to_str().unwrap(),
+            "--html",
+            h.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("throughput  0.0 req/s successful")
+            && stdout.contains("latency     none: no request succeeded")
+            && stdout.contains("result      FAILED: no request succeeded"),
+        "{stdout}"
+    );
+    let r = json(&j);
+    assert_eq!(
+        (r["ok"].as_u64(), r["passed"].as_bool()),
+        (Some(0), Some(false))
+    );
+    assert_eq!(r["errors_by_kind"]["connect"], r["requests"]);
+    assert_eq!(r["throughput_rps"], 0.0);
+    assert!(r["attempted_rps"].as_f64().unwrap() > 0.0, "{r}");
+    // The failures' latency is reported apart, not as the requests' latency.
+    assert_eq!(r["latency_ms"]["max"], 0.0);
+    assert!(r["error_latency_ms"]["max"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["distribution"].as_array().unwrap().is_empty());
+    assert!(r["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["p50_ms"].is_null() && p["errors"].as_u64().is_some()));
+    let html = std::fs::read_to_string(&h).unwrap();
+    assert!(html.contains("FAILED: no request succeeded"));
+    assert!(html.contains("Failed requests (not in the table above)"));
 }

@@ -4,11 +4,13 @@
 mod access;
 mod architecture;
 mod cert;
+mod cli;
 mod crls;
 mod deploy;
 mod doctor_serve;
 mod envelopes;
 mod faults;
+mod json_logs;
 mod load;
 mod ops;
 mod packaging;

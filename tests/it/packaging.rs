@@ -367,7 +367,7 @@ fn the_docker_build_context_is_what_the_dockerfile_copies() {
             w[..w.len() - 1].to_vec()
         })
         .collect();
-    assert_eq!(copied, ["Cargo.toml", "Cargo.lock", "src"]);
+    assert_eq!(copied, ["Cargo.toml", "Cargo.lock", "build.rs", "src"]);
     let mut files = Vec::new();
     repo_files(Path::new(env!("CARGO_MANIFEST_DIR")), "", &mut files);
     assert!(files.len() > 100);

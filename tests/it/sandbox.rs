@@ -24,30 +24,9 @@ fn sandbox(data: &Path, extra: &[&str]) -> Proc {
     Proc::start(&args, &[])
 }
 
-#[test]
-fn sandbox_runs_marked_and_its_curl_example_works_as_printed() {
-    let tmp = scratch();
-    let p = sandbox(tmp.path(), &[]);
-    assert!(
-        p.stdout
-            .contains("SANDBOX — TEST CERTIFICATES, NOT FOR PATIENTS"),
-        "{}",
-        p.stdout
-    );
-    assert!(tmp.path().join("pki/manifest.json").exists());
-    assert!(tmp.path().join("rocgw-sandbox.toml").exists());
-    let logs = p.stderr_lines().join("\n");
-    assert!(
-        logs.contains("crls=3"),
-        "the sandbox checks revocation with the test CRLs: {logs}"
-    );
-
-    let h = http(p.admin, "GET", "/healthz", &[], b"");
-    assert_eq!(h.status, 200);
-    assert_eq!(h.header("x-rocgw-sandbox"), Some("1"));
-    assert_eq!(http(p.admin, "GET", "/readyz", &[], b"").status, 200);
-
-    // One curl per structure of the test group, each signed as its structure.
+/// The sandbox's printed curl commands, one per structure of the test group, each run as
+/// pasted: through the gateway, signed as its structure, answered by the simulated AMC.
+fn curls_work_as_printed(p: &Proc) {
     let curls: Vec<&str> = p
         .stdout
         .lines()
@@ -79,6 +58,32 @@ fn sandbox_runs_marked_and_its_curl_example_works_as_printed() {
         assert!(text.starts_with("http/1.1 200"), "{text}");
         assert!(text.contains("droits ouverts"), "{text}");
     }
+}
+
+#[test]
+fn sandbox_runs_marked_and_its_curl_example_works_as_printed() {
+    let tmp = scratch();
+    let p = sandbox(tmp.path(), &[]);
+    assert!(
+        p.stdout
+            .contains("SANDBOX — TEST CERTIFICATES, NOT FOR PATIENTS"),
+        "{}",
+        p.stdout
+    );
+    assert!(tmp.path().join("pki/manifest.json").exists());
+    assert!(tmp.path().join("rocgw-sandbox.toml").exists());
+    let logs = p.stderr_lines().join("\n");
+    assert!(
+        logs.contains("crls=3"),
+        "the sandbox checks revocation with the test CRLs: {logs}"
+    );
+
+    let h = http(p.admin, "GET", "/healthz", &[], b"");
+    assert_eq!(h.status, 200);
+    assert_eq!(h.header("x-rocgw-sandbox"), Some("1"));
+    assert_eq!(http(p.admin, "GET", "/readyz", &[], b"").status, 200);
+
+    curls_work_as_printed(&p);
     // Each structure asks the annuaire with its own AUTH_CLI, into its own cache.
     let m = scrape(p.admin);
     assert_eq!(
@@ -147,4 +152,81 @@ fn sandbox_refuses_non_loopback_addresses() {
         err.contains("the sandbox listens on loopback only"),
         "{err}"
     );
+}
+
+/// A port the OS had free a moment ago (the sandbox's simulator keeps its usual ports only when
+/// the gateway's port is not 0).
+fn free_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+}
+
+/// Two sandboxes on one machine, sharing the data folder as two runs of a user's would: the
+/// second one's simulator finds its usual ports taken and listens on free ones; both answer
+/// their printed curl. A gateway port already taken stops the start with what to do.
+#[test]
+fn two_sandboxes_run_side_by_side_and_a_taken_port_says_what_to_do() {
+    let tmp = scratch();
+    let st = Command::new("cp")
+        .args([
+            "-a",
+            pki().to_str().unwrap(),
+            tmp.path().join("pki").to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let with_ports = |listen: &str, admin: &str| {
+        let args = [
+            "serve",
+            "--data-dir",
+            tmp.path().to_str().unwrap(),
+            "--listen",
+            listen,
+            "--admin-listen",
+            admin,
+        ];
+        args.map(str::to_string)
+    };
+    let start = |args: &[String; 7]| Proc::start(&args.each_ref().map(String::as_str), &[]);
+    let first = start(&with_ports(&free_port(), &free_port()));
+    let second = start(&with_ports(&free_port(), &free_port()));
+    let sim_admin = |p: &Proc| -> std::net::SocketAddr {
+        p.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("rocgw: simulator admin listening on http://"))
+            .unwrap_or_else(|| panic!("no simulator line: {}", p.stdout))
+            .parse()
+            .unwrap()
+    };
+    // The usual port is the first one's, or another program's: not the second's.
+    assert_ne!(sim_admin(&second).port(), 9581, "{}", second.stdout);
+    assert_ne!(sim_admin(&first), sim_admin(&second));
+    let logs = second.logs_until(std::time::Duration::from_secs(5), |l| {
+        l.contains("listens on free ones")
+    });
+    assert!(logs.iter().any(|l| l.contains("usual ports are taken")));
+    for p in [&first, &second] {
+        assert_eq!(http(p.admin, "GET", "/readyz", &[], b"").status, 200);
+        curls_work_as_printed(p);
+    }
+
+    // The gateway's port stays as asked: taken, the start stops and says what to do.
+    let out = run(
+        &with_ports(&first.gateway.to_string(), "127.0.0.1:0")
+            .each_ref()
+            .map(String::as_str),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "server.listen: cannot listen on {}",
+            first.gateway
+        )) && err.contains("--listen 127.0.0.1:PORT"),
+        "{err}"
+    );
+    // The first sandbox still serves.
+    curls_work_as_printed(&first);
 }

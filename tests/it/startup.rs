@@ -293,49 +293,6 @@ fn the_documented_example_config_is_valid() {
     );
 }
 
-#[test]
-fn json_logs_are_one_object_per_line_without_bodies() {
-    let tmp = scratch();
-    let cfg = write_config(tmp.path(), &config_text("", ""));
-    let p = Proc::start(
-        &[
-            "--log-format",
-            "json",
-            "serve",
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
-        &[],
-    );
-    let marker = "PATIENT-MARKER-1234";
-    let r = post(
-        p.gateway,
-        "/amc/22222222/idb",
-        CT12,
-        &envelope12(&format!("<nom>{marker}</nom>")),
-    );
-    assert_eq!(r.header("x-rocgw-error"), Some("unknown-amc"));
-    let lines = p.logs_until(std::time::Duration::from_secs(10), |l| {
-        l.contains("request refused")
-    });
-    assert!(
-        lines.iter().any(|l| l.contains("identity loaded")),
-        "{lines:?}"
-    );
-    for l in &lines {
-        let v: serde_json::Value =
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
-        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
-        assert!(!l.contains(marker), "a body reached the logs: {l}");
-    }
-    let refused = lines
-        .iter()
-        .find(|l| l.contains("request refused"))
-        .expect("a log line for the refusal");
-    let v: serde_json::Value = serde_json::from_str(refused).unwrap();
-    assert_eq!(v["fault"], "unknown-amc");
-}
-
 /// A certificate made from a CSR and bundled without ACI-EL-ORG: refused at start-up with the
 /// procedure's advice, not at the annuaire's handshake.
 #[test]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_rocgw");
 
 /// How long a process gets to print its listening line (debug builds, 2 cores, parallel tests).
-const START_TIMEOUT: Duration = Duration::from_secs(90);
+pub const START_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The test PKI of this run, generated once by `rocgw pki init`. Under nextest every test is its
 /// own process, so the folder is keyed by the run id and guarded by a file lock.
@@ -143,7 +143,7 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
 /// The `env` key that pins a process's CPUs (see `spawn`).
 pub const TASKSET: &str = "TASKSET";
 
-fn spawn(args: &[&str], env: &[(&str, &str)]) -> Child {
+pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Child {
     let mut cmd = match env.iter().find(|(k, _)| *k == TASKSET) {
         Some((_, cpus)) => {
             let mut c = Command::new("taskset");
@@ -195,17 +195,37 @@ fn log_file(stream: &str, pid: u32) -> Option<File> {
 }
 
 /// Forwards each line read from `r` to a channel, from a thread (and to `log`).
-fn lines(r: impl Read + Send + 'static, mut log: Option<File>) -> mpsc::Receiver<String> {
+pub fn lines(r: impl Read + Send + 'static, log: Option<File>) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
+    forward(r, log, tx, None);
+    rx
+}
+
+/// Forwards each line read from `r` to `tx`, from a thread (and to `log`). In JSON mode serve
+/// prints nothing on stdout: its `… listening` log events (with their `url`) are also sent to
+/// `listening` as the line it prints in text mode, so that [`Proc::start`] finds its ports.
+fn forward(
+    r: impl Read + Send + 'static,
+    mut log: Option<File>,
+    tx: mpsc::Sender<String>,
+    listening: Option<mpsc::Sender<String>>,
+) {
     std::thread::spawn(move || {
         for line in BufReader::new(r).lines().map_while(Result::ok) {
             if let Some(f) = &mut log {
                 let _ = writeln!(f, "{line}");
             }
+            if let (Some(l), true) = (&listening, line.starts_with('{')) {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                if let (Some(m), Some(url)) = (v["message"].as_str(), v["url"].as_str()) {
+                    if m.ends_with(" listening") {
+                        let _ = l.send(format!("rocgw: {m} on {url}"));
+                    }
+                }
+            }
             let _ = tx.send(line);
         }
     });
-    rx
 }
 
 /// Runs `rocgw args…` to completion (for start-up failures), with a deadline.
@@ -236,7 +256,8 @@ pub struct Proc {
     child: Child,
     pub gateway: SocketAddr,
     pub admin: SocketAddr,
-    /// Everything printed on stdout up to the gateway's listening line.
+    /// Everything printed on stdout up to the gateway's listening line (in JSON mode: the
+    /// listening lines made from the log events, see `forward`).
     pub stdout: String,
     stderr: Mutex<mpsc::Receiver<String>>,
 }
@@ -246,8 +267,16 @@ impl Proc {
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut child = spawn(args, env);
         let pid = child.id();
-        let rx = lines(child.stdout.take().unwrap(), log_file("stdout", pid));
-        let erx = lines(child.stderr.take().unwrap(), log_file("stderr", pid));
+        let (tx, rx) = mpsc::channel();
+        forward(
+            child.stdout.take().unwrap(),
+            log_file("stdout", pid),
+            tx.clone(),
+            None,
+        );
+        let (etx, erx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        forward(stderr, log_file("stderr", pid), etx, Some(tx));
         let deadline = Instant::now() + START_TIMEOUT;
         let (mut gateway, mut admin, mut stdout) = (None, None, String::new());
         while gateway.is_none() || admin.is_none() {
