@@ -20,8 +20,7 @@
 //! - layer 3, serving and credentials in force: `runtime`, `listener`, `access`
 //! - layer 2, credentials and mechanisms: `identity`, `trust`, `wssec`, `annuaire`, `upstream`, `breaker`, `audit`, `local_tls`
 //! - layer 1, configuration: `config`, `logging`
-//! - layer 0, foundations: `clock`, `crypto`, `soap`, `fault`, `metrics`, `budget`, `notify`,
-//!   `version`
+//! - layer 0, foundations: `clock`, `crypto`, `soap`, `fault`, `metrics`, `budget`, `notify`, `version`
 pub mod access;
 pub mod admin;
 pub mod annuaire;
