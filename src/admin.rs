@@ -47,12 +47,14 @@ impl Admin {
 
     fn status(&self) -> Option<status::Status> {
         let (rt, dir) = self.runtime.get()?;
-        Some(status::Status::snapshot(
+        let mut s = status::Status::snapshot(
             rt,
-            self.sandbox,
+            self.ready.load(Ordering::SeqCst),
             (!dir.is_empty()).then(|| dir.iter().map(|d| d.len()).sum()),
             crate::clock::now_unix(),
-        ))
+        );
+        s.sandbox = self.sandbox;
+        Some(s)
     }
 
     fn allowed(&self, req: &Request<Incoming>, peer: &Peer) -> bool {

@@ -143,6 +143,12 @@ impl Upstream {
             .pool_max_idle_per_host(cfg.max_connections_per_host)
             .timer(TokioTimer::new())
             .build(connector);
+        // Every TLS failure reason exists from the start, at 0.
+        for reason in Reason::ALL.iter().filter(|r| r.is_tls()) {
+            metrics::get()
+                .tls_failures
+                .with_label_values(&[kind.label(), reason.as_str()]);
+        }
         Upstream {
             kind,
             client,
