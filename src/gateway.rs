@@ -242,7 +242,9 @@ impl Gateway {
             .authority()
             .map(|a| a.as_str().to_string())
             .unwrap_or_default();
-        let attempt = metrics::AmcAttempt::begin(label, call.until);
+        // Labelled once the endpoint is known: an AMC the annuaire just found is no longer `other`.
+        let (known, _) = self.router.labels(call.amc, "-");
+        let attempt = metrics::AmcAttempt::begin(known, call.until);
         if let Err(open) = self.breakers.admit(&key, Instant::now()) {
             attempt.end(Some(AmcFailure::CircuitOpen));
             return Err(in_version(forward::circuit_open(&key, &open)));
