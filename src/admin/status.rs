@@ -338,8 +338,12 @@ impl Status {
                 .filter(|a| a.recent.failures > 0)
                 .map(|a| format!("{} {}/{}", a.amc, a.recent.failures, a.recent.calls))
                 .collect();
+            let (failed, calls) = self.amcs.iter().fold((0, 0), |(f, c), a| {
+                (f + a.recent.failures, c + a.recent.calls)
+            });
             why.push(format!(
-                "AMC failure rate {:.1} % over the last {} min (failed/calls: {})",
+                "AMC failure rate {:.1} % over the last {} min ({failed} of {calls} calls; \
+                 failing, failed/calls: {})",
                 rate * 100.0,
                 RECENT_WINDOW_S / 60,
                 by_amc.join(", ")

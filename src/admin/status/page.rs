@@ -12,7 +12,8 @@ pub const REFRESH_S: u32 = 30;
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}\
     table{border-collapse:collapse;margin-bottom:1.5em}\
     td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}\
-    td.n{text-align:right}.date{white-space:nowrap}\
+    td.n{text-align:right}.date{white-space:nowrap}td.dn{max-width:24em}\
+    td.serial{font-family:monospace;font-size:.85em;max-width:12em;word-break:break-all}\
     .state{display:inline-block;padding:.4em 1em;border-radius:4px;font-size:1.4em;font-weight:bold}\
     .ready{background:#dfd;color:#060}.degraded{background:#fe9;color:#640}\
     .not-ready{background:#fcc;color:#900}.warn{color:#b60}.bad{color:#c22;font-weight:bold}\
@@ -148,7 +149,7 @@ impl Status {
         for i in &self.identities {
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n {}\">{}</td></tr>",
+                "<tr><td>{}</td><td class=\"dn\">{}</td><td class=\"serial\">{}</td><td>{}</td><td>{}</td><td class=\"n {}\">{}</td></tr>",
                 e(&i.name),
                 e(&i.subject),
                 e(&i.serial),
