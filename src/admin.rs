@@ -32,6 +32,9 @@ pub struct Admin {
 
 impl Admin {
     pub fn new(sandbox: bool) -> Arc<Admin> {
+        // The metrics' clock starts here, first thing in start-up: `process_start_time_seconds`
+        // and the uptime of `/status` count from it (the sandbox's PKI takes seconds to make).
+        let _ = metrics::get();
         Arc::new(Admin {
             ready: AtomicBool::new(false),
             sandbox,
