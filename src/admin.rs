@@ -32,6 +32,9 @@ pub struct Admin {
 
 impl Admin {
     pub fn new(sandbox: bool) -> Arc<Admin> {
+        // The metrics' clock starts here, first thing in start-up: `process_start_time_seconds`
+        // and the uptime of `/status` count from it (the sandbox's PKI takes seconds to make).
+        let _ = metrics::get();
         Arc::new(Admin {
             ready: AtomicBool::new(false),
             sandbox,
@@ -47,12 +50,14 @@ impl Admin {
 
     fn status(&self) -> Option<status::Status> {
         let (rt, dir) = self.runtime.get()?;
-        Some(status::Status::snapshot(
+        let mut s = status::Status::snapshot(
             rt,
-            self.sandbox,
+            self.ready.load(Ordering::SeqCst),
             (!dir.is_empty()).then(|| dir.iter().map(|d| d.len()).sum()),
             crate::clock::now_unix(),
-        ))
+        );
+        s.sandbox = self.sandbox;
+        Some(s)
     }
 
     fn allowed(&self, req: &Request<Incoming>, peer: &Peer) -> bool {

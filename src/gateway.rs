@@ -32,6 +32,7 @@ use crate::breaker::Breakers;
 use crate::config::ResponseSignature;
 use crate::fault::{Fault, FaultCode, StatusMode};
 use crate::listener::{HttpResponse, Peer};
+use crate::metrics::{self, AmcFailure};
 use crate::runtime::Runtime;
 use crate::soap::{self, SoapVersion};
 use crate::wssec::response::Signed;
@@ -69,6 +70,10 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(runtime: Arc<Runtime>, sandbox: bool) -> Result<Gateway, String> {
         let cfg = runtime.config();
+        // The AMCs of static routes have their call and failure series from the start.
+        for amc in cfg.routes.keys() {
+            metrics::get().amc_born(amc);
+        }
         Ok(Gateway {
             audit: Audit::open(cfg.audit_file.as_deref())?,
             admission: Admission::new(&cfg.server, cfg.amc.max_concurrent_per_amc),
@@ -109,7 +114,8 @@ impl Gateway {
             }
             Ok(deadline) => {
                 let target = target.as_ref().map_err(|why| *why);
-                let serving = self.serve(&parts, body, &peer, target, hint, &mut caller);
+                let until = started + deadline;
+                let serving = self.serve(&parts, body, &peer, target, (hint, until), &mut caller);
                 match tokio::time::timeout(deadline, serving).await {
                     Ok(r) => r,
                     // The upstream call is dropped with the future: nothing keeps running.
@@ -150,7 +156,7 @@ impl Gateway {
         body: Incoming,
         peer: &Peer,
         target: Result<&Target<'_>, &'static str>,
-        hint: SoapVersion,
+        (hint, until): (SoapVersion, Instant),
         who: &mut Option<Caller>,
     ) -> (&'static str, &str, Outcome) {
         // A request refused before its body is read: the body is drained (not kept) in the
@@ -211,6 +217,7 @@ impl Gateway {
                     headers: &parts.headers,
                     caller: &caller.name,
                     version,
+                    until,
                 };
                 self.amc(&call, &body).await
             }
@@ -242,9 +249,13 @@ impl Gateway {
             .authority()
             .map(|a| a.as_str().to_string())
             .unwrap_or_default();
-        self.breakers
-            .admit(&key, Instant::now())
-            .map_err(|open| in_version(forward::circuit_open(&key, &open)))?;
+        // Labelled once the endpoint is known: an AMC the annuaire just found is no longer `other`.
+        let (known, _) = self.router.labels(call.amc, "-");
+        let attempt = metrics::AmcAttempt::begin(known, call.until);
+        if let Err(open) = self.breakers.admit(&key, Instant::now()) {
+            attempt.end(Some(AmcFailure::CircuitOpen));
+            return Err(in_version(forward::circuit_open(&key, &open)));
+        }
         let started = Instant::now();
         let upstreams = self.runtime.upstreams();
         let budget = &self.admission.budget;
@@ -253,6 +264,7 @@ impl Gateway {
         let check = |b: &[u8]| self.response_signature(mode, b);
         let check = (mode != ResponseSignature::Off).then_some(&check as forward::Check<'_>);
         let r = forward::forward(amc, endpoint, call.headers, stamped, budget, check).await;
+        attempt.end(r.as_ref().err().and_then(|f| AmcFailure::of(f.code)));
         // An answer (even the AMC's SOAP fault, one too large for the memory budget, one whose
         // signature is refused) means the AMC is alive.
         let alive = match &r {
@@ -327,4 +339,6 @@ struct Call<'a> {
     caller: &'a str,
     /// The envelope's SOAP version: every fault after the body was read speaks it.
     version: SoapVersion,
+    /// The request's deadline: an AMC call cut by it is an AMC timeout.
+    until: Instant,
 }

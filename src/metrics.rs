@@ -1,7 +1,16 @@
 //! Prometheus metrics: one registry for the process, served on the admin listener at `/metrics`.
-//! Labels carry only bounded values (upstream kind, reason, outcome), never patient data.
+//! Labels carry only bounded values (upstream kind, reason, outcome), never patient data. Every
+//! series whose label values are known at start exists from the start, at 0, so that `rate()`
+//! and `increase()` see the first event. Times are Unix timestamps (`…_timestamp_seconds`).
 
-use std::sync::OnceLock;
+mod amc;
+mod help;
+mod process;
+
+use std::sync::{Mutex, OnceLock};
+
+pub use amc::{AmcAttempt, AmcFailure, Counts, Recent, RECENT_WINDOW_S};
+use help::HELP;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -52,105 +61,22 @@ pub struct Metrics {
     pub upstream_seconds: prometheus::HistogramVec,
     /// Time to build and sign a fresh assertion (blocking pool wait excluded).
     pub signing_seconds: prometheus::Histogram,
-    /// Seconds until each identity and trust anchor expires (negative once expired).
-    pub cert_expiry: prometheus::IntGaugeVec,
-    /// Age of each CRL (since its thisUpdate), and seconds until its nextUpdate.
-    pub crl_age: prometheus::IntGaugeVec,
-    pub crl_next_update: prometheus::IntGaugeVec,
+    /// Unix time at which each identity and trust anchor expires.
+    pub cert_not_after: IntGaugeVec,
+    /// thisUpdate and nextUpdate of each CRL, as Unix times.
+    pub crl_this_update: IntGaugeVec,
+    pub crl_next_update: IntGaugeVec,
+    /// Calls that reached the AMC stage, by AMC label; AMC failures by AMC and reason
+    /// (`amc` module: the one definition of an AMC failure).
+    pub amc_calls: IntCounterVec,
+    pub amc_failures: IntCounterVec,
+    /// The same calls and failures over the last five minutes, for `/status`.
+    pub recent: Recent,
+    /// Unix time at which the metrics were set up, early in start-up.
+    pub started: f64,
+    /// The last reload: (Unix time, succeeded).
+    last_reload: Mutex<Option<(i64, bool)>>,
 }
-
-/// Every metric's name and help text, in one place (the exposition's `# HELP` lines).
-const HELP: &[(&str, &str)] = &[
-    (
-        "rocgw_requests_total",
-        "Gateway requests by route, AMC, service, outcome and signing structure.",
-    ),
-    (
-        "rocgw_request_duration_seconds",
-        "End-to-end latency of gateway requests, by route.",
-    ),
-    (
-        "rocgw_upstream_duration_seconds",
-        "Latency of upstream exchanges, by upstream.",
-    ),
-    (
-        "rocgw_signing_duration_seconds",
-        "Time to build and sign a fresh SAML assertion.",
-    ),
-    (
-        "rocgw_certificate_expiry_seconds",
-        "Seconds until a certificate in force expires (identities, by structure, and trust anchors).",
-    ),
-    (
-        "rocgw_crl_age_seconds",
-        "Seconds since the thisUpdate of each CRL in force.",
-    ),
-    (
-        "rocgw_crl_next_update_seconds",
-        "Seconds until the nextUpdate of each CRL in force (negative: stale).",
-    ),
-    (
-        "rocgw_annuaire_lookups_total",
-        "Endpoint resolutions through the annuaire cache, by result.",
-    ),
-    (
-        "rocgw_annuaire_calls_total",
-        "Lookup requests sent to the annuaire, by outcome (found, unknown-amc, error).",
-    ),
-    (
-        "rocgw_upstream_requests_total",
-        "Requests sent upstream, by upstream and outcome.",
-    ),
-    (
-        "rocgw_upstream_retries_total",
-        "Requests re-sent because their connection could not be opened (nothing sent).",
-    ),
-    (
-        "rocgw_upstream_connections_opened_total",
-        "Upstream connections opened (TCP and TLS handshake), by upstream.",
-    ),
-    (
-        "rocgw_upstream_tls_failures_total",
-        "TLS handshake failures and TLS rejections, by upstream and reason.",
-    ),
-    (
-        "rocgw_revocation_unknown_total",
-        "Handshakes allowed by the soft revocation policy with an unknown status.",
-    ),
-    (
-        "rocgw_reloads_total",
-        "Reloads of certificates and CRLs, by outcome.",
-    ),
-    (
-        "rocgw_faults_total",
-        "SOAP faults returned by the gateway, by code.",
-    ),
-    (
-        "rocgw_upstream_connections_open",
-        "Upstream connections currently open.",
-    ),
-    ("rocgw_in_flight_requests", "Requests currently handled."),
-    (
-        "rocgw_queued_requests",
-        "Requests waiting for a request slot (at most server.queue_ms each).",
-    ),
-    (
-        "rocgw_circuits_open",
-        "AMC endpoints whose circuit breaker is open or half-open (calls fail fast).",
-    ),
-    (
-        "rocgw_connections_refused_total",
-        "Connections closed at once because a listener had max_connections open.",
-    ),
-    (
-        "rocgw_write_timeouts_total",
-        "Connections cut because the client stopped reading its answer.",
-    ),
-    (
-        "rocgw_credentials_generation_total",
-        "Successful loads of certificates and CRLs since start.",
-    ),
-];
 
 /// Latency buckets of the request and upstream histograms (seconds).
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -209,7 +135,14 @@ fn histogram_vec(r: &Registry, name: &str, labels: &[&str]) -> HistogramVec {
 
 impl Metrics {
     fn new() -> Metrics {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         let r = Registry::new();
+        registered(&r, process::Process::new(started));
+        gauge_vec(&r, "rocgw_build_info", &["version", "commit"])
+            .with_label_values(&[crate::version::VERSION, crate::version::COMMIT])
+            .set(1);
         let signing = histogram_opts("rocgw_signing_duration_seconds", &SIGNING_BUCKETS);
         let up = &["upstream"][..];
         let by_issuer = &["sphere", "issuer"][..];
@@ -223,13 +156,18 @@ impl Metrics {
             request_seconds: histogram_vec(&r, "rocgw_request_duration_seconds", &["route"]),
             upstream_seconds: histogram_vec(&r, "rocgw_upstream_duration_seconds", up),
             signing_seconds: registered(&r, Histogram::with_opts(signing).expect("valid metric")),
-            cert_expiry: gauge_vec(
+            cert_not_after: gauge_vec(
                 &r,
-                "rocgw_certificate_expiry_seconds",
+                "rocgw_certificate_not_after_timestamp_seconds",
                 &["kind", "name", "structure"],
             ),
-            crl_age: gauge_vec(&r, "rocgw_crl_age_seconds", by_issuer),
-            crl_next_update: gauge_vec(&r, "rocgw_crl_next_update_seconds", by_issuer),
+            crl_this_update: gauge_vec(&r, "rocgw_crl_this_update_timestamp_seconds", by_issuer),
+            crl_next_update: gauge_vec(&r, "rocgw_crl_next_update_timestamp_seconds", by_issuer),
+            amc_calls: counter_vec(&r, "rocgw_amc_calls_total", &["amc"]),
+            amc_failures: counter_vec(&r, "rocgw_amc_failures_total", &["amc", "reason"]),
+            recent: Recent::default(),
+            started,
+            last_reload: Mutex::new(None),
             annuaire_lookups: counter_vec(&r, "rocgw_annuaire_lookups_total", &["result"]),
             annuaire_calls: counter_vec(&r, "rocgw_annuaire_calls_total", &["outcome"]),
             upstream_requests: counter_vec(
@@ -255,13 +193,55 @@ impl Metrics {
         .with_zero_series()
     }
 
-    /// Series that alerts and dashboards divide or rate over exist from the start, at 0.
+    /// Series that alerts and dashboards divide or rate over exist from the start, at 0: those
+    /// whose label values are known here. The upstream and verifier modules give theirs (TLS
+    /// failure and unknown-revocation reasons) when they are built; the gateway its AMC labels.
     fn with_zero_series(self) -> Metrics {
+        for route in ["amc", "annuaire"] {
+            self.request_seconds.with_label_values(&[route]);
+        }
+        // The request a SIH abandons (`InFlight`) has every label known.
+        self.requests
+            .with_label_values(&["-", "-", "-", "client-gone", "-"]);
         for up in ["amc", "annuaire"] {
+            self.upstream_seconds.with_label_values(&[up]);
+            self.upstream_requests.with_label_values(&[up, "ok"]);
             self.upstream_retries.with_label_values(&[up]);
+            self.upstream_connections.with_label_values(&[up]);
+            self.upstream_open.with_label_values(&[up]);
         }
         self.faults.with_label_values(&["overloaded"]);
+        for outcome in ["ok", "failed"] {
+            self.reloads.with_label_values(&[outcome]);
+        }
+        for outcome in ["found", "unknown-amc", "error"] {
+            self.annuaire_calls.with_label_values(&[outcome]);
+        }
+        for result in [
+            "hit",
+            "negative",
+            "stale",
+            "fetched",
+            "unknown-amc",
+            "error",
+        ] {
+            self.annuaire_lookups.with_label_values(&[result]);
+        }
+        self.amc_born("other");
         self
+    }
+
+    /// Counts a reload of certificates and CRLs and remembers when it happened.
+    pub fn reloaded(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.reloads.with_label_values(&[outcome]).inc();
+        *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((crate::clock::now_unix(), ok));
+    }
+
+    /// The last reload since start, if any: (Unix time, succeeded).
+    pub fn last_reload(&self) -> Option<(i64, bool)> {
+        *self.last_reload.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The text exposition format.

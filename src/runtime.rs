@@ -334,7 +334,7 @@ impl Runtime {
             kept("local TLS", &e);
         }
         let outcome = if ok { "ok" } else { "failed" };
-        metrics::get().reloads.with_label_values(&[outcome]).inc();
+        metrics::get().reloaded(ok);
         tracing::info!(trigger = why, outcome, "credentials reloaded");
         if ok {
             metrics::get().generation.inc();

@@ -139,6 +139,12 @@ impl Upstream {
             limits: limits.clone(),
             kind,
         };
+        // Every TLS failure reason exists from the start, at 0.
+        for reason in Reason::ALL.iter().filter(|r| r.is_tls()) {
+            metrics::get()
+                .tls_failures
+                .with_label_values(&[kind.label(), reason.as_str()]);
+        }
         Upstream {
             kind,
             connector,

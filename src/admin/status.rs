@@ -1,12 +1,27 @@
 //! `GET /status`: what is in force — identities, anchors, CRLs, upstream health, annuaire
-//! cache — as JSON, or as a small page for a browser. Also what makes `/readyz` fail.
+//! cache — as JSON, or as a page for a browser (`status/page`), with an overall state at the
+//! top: `ready`, `degraded` (serving, but something needs a look: open circuits, recent AMC
+//! failures, certificates near expiry, stale CRLs under the soft policy, a failed reload) or
+//! `not ready` (what makes `/readyz` fail: local conditions only).
+
+mod gauges;
+mod page;
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::clock::fmt_time;
 use crate::config::RevocationPolicy;
+use crate::metrics::{self, Counts, RECENT_WINDOW_S};
 use crate::runtime::{Runtime, Structure};
 use crate::trust::TrustSet;
+
+/// Above this share of AMC failures over the recent window, `/status` says `degraded` (the
+/// `RocgwErrorRateHigh` alert fires at the same share over 5 minutes).
+pub const DEGRADED_FAILURE_RATE: f64 = 0.05;
+/// A certificate that expires within this many days makes `/status` say `degraded`.
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct IdentityStatus {
@@ -16,8 +31,8 @@ pub struct IdentityStatus {
     pub serial: String,
     pub structure_id: Option<String>,
     pub not_after: String,
+    pub not_after_unix: i64,
     pub days_left: i64,
-    pub expires_in_s: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -25,8 +40,8 @@ pub struct AnchorStatus {
     pub sphere: String,
     pub subject: String,
     pub not_after: String,
+    pub not_after_unix: i64,
     pub days_left: i64,
-    pub expires_in_s: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -35,9 +50,9 @@ pub struct CrlStatus {
     pub issuer: String,
     pub file: String,
     pub this_update: String,
+    pub this_update_unix: i64,
     pub next_update: Option<String>,
-    pub next_update_in_s: Option<i64>,
-    pub age_s: i64,
+    pub next_update_unix: Option<i64>,
     pub entries: usize,
     pub stale: bool,
 }
@@ -51,14 +66,50 @@ pub struct UpstreamStatus {
     pub connections_open: i64,
 }
 
+/// One AMC (its metric label: the AMC number, or `other`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AmcStatus {
+    pub amc: String,
+    /// Calls that reached the AMC stage and AMC failures, over the recent window.
+    pub recent: Counts,
+    /// The same since start, failures by reason.
+    pub calls: u64,
+    pub failures: BTreeMap<String, u64>,
+    /// Gateway requests for this AMC since start, by outcome (`ok`, `amc-error`, fault code).
+    pub outcomes: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadStatus {
+    pub at: String,
+    pub outcome: &'static str,
+}
+
 /// The whole status.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
+    /// `ready`, `degraded` or `not ready`.
+    pub state: &'static str,
+    /// Why the state is not `ready`: what makes `/readyz` fail first, then what degrades.
+    pub reasons: Vec<String>,
     pub version: String,
     pub sandbox: bool,
+    /// What `/readyz` says.
     pub ready: bool,
     /// Why `/readyz` fails, if it does.
     pub problems: Vec<String>,
+    /// When this page was made, when rocgw started, and the uptime in seconds.
+    pub generated_at: String,
+    pub started_at: String,
+    pub uptime_s: i64,
+    /// The last reload of certificates and CRLs since start, if any.
+    pub last_reload: Option<ReloadStatus>,
+    pub circuits_open: i64,
+    /// Length of the recent window of `amcs[].recent` and of the failure rate (seconds).
+    pub recent_window_s: i64,
+    /// AMC failures / AMC calls over the recent window (`null`: no call).
+    pub amc_failure_rate: Option<f64>,
+    pub amcs: Vec<AmcStatus>,
     pub identities: Vec<IdentityStatus>,
     pub anchors: Vec<AnchorStatus>,
     pub crls: Vec<CrlStatus>,
@@ -72,8 +123,8 @@ fn anchors(sphere: &str, t: &TrustSet, now: i64, out: &mut Vec<AnchorStatus>) {
             sphere: sphere.into(),
             subject: a.info.subject.clone(),
             not_after: fmt_time(a.info.not_after),
+            not_after_unix: a.info.not_after,
             days_left: a.info.days_left(now),
-            expires_in_s: a.info.not_after - now,
         });
     }
 }
@@ -85,47 +136,86 @@ fn crls(sphere: &str, t: &TrustSet, now: i64, out: &mut Vec<CrlStatus>) {
             issuer: c.issuer.clone(),
             file: c.source.display().to_string(),
             this_update: fmt_time(c.this_update),
+            this_update_unix: c.this_update,
             next_update: c.next_update.map(fmt_time),
-            next_update_in_s: c.next_update.map(|n| n - now),
-            age_s: now - c.this_update,
+            next_update_unix: c.next_update,
             entries: c.len(),
             stale: c.is_stale(now),
         });
     }
 }
 
-/// Upstream requests answered and failed, by upstream, from one gather of the registry.
-fn upstream_outcomes() -> std::collections::HashMap<String, (u64, u64)> {
-    let mut out = std::collections::HashMap::new();
-    for f in crate::metrics::get().registry.gather() {
-        if f.name() != "rocgw_upstream_requests_total" {
-            continue;
-        }
-        for m in f.get_metric() {
-            let label = |k: &str| {
-                m.get_label()
-                    .iter()
-                    .find(|l| l.name() == k)
-                    .map(|l| l.value().to_string())
-                    .unwrap_or_default()
-            };
-            let e: &mut (u64, u64) = out.entry(label("upstream")).or_default();
-            let n = m.get_counter().get_value() as u64;
-            if label("outcome") == "ok" {
-                e.0 += n;
-            } else {
-                e.1 += n;
-            }
+/// The samples of one metric family in a gather: (labels, value).
+fn samples<'a>(
+    families: &'a [prometheus::proto::MetricFamily],
+    name: &str,
+) -> impl Iterator<Item = (BTreeMap<&'a str, &'a str>, u64)> + 'a {
+    let name = name.to_string();
+    families
+        .iter()
+        .filter(move |f| f.name() == name)
+        .flat_map(|f| f.get_metric())
+        .map(|m| {
+            let labels = m
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            (labels, m.get_counter().get_value() as u64)
+        })
+}
+
+/// Upstream requests answered and failed, by upstream, and what each AMC saw.
+fn from_counters(now: i64) -> (BTreeMap<String, (u64, u64)>, BTreeMap<String, AmcStatus>) {
+    let families = metrics::get().registry.gather();
+    let mut upstreams: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (l, n) in samples(&families, "rocgw_upstream_requests_total") {
+        let e = upstreams.entry(l["upstream"].to_string()).or_default();
+        if l["outcome"] == "ok" {
+            e.0 += n;
+        } else {
+            e.1 += n;
         }
     }
-    out
+    let mut amcs: BTreeMap<String, AmcStatus> = BTreeMap::new();
+    fn amc<'m>(amcs: &'m mut BTreeMap<String, AmcStatus>, label: &str) -> &'m mut AmcStatus {
+        amcs.entry(label.to_string()).or_insert_with(|| AmcStatus {
+            amc: label.to_string(),
+            ..AmcStatus::default()
+        })
+    }
+    for (l, n) in samples(&families, "rocgw_requests_total") {
+        if l["route"] == "amc" && l["amc"] != "-" && n > 0 {
+            *amc(&mut amcs, l["amc"])
+                .outcomes
+                .entry(l["outcome"].into())
+                .or_default() += n;
+        }
+    }
+    for (l, n) in samples(&families, "rocgw_amc_calls_total") {
+        if n > 0 {
+            amc(&mut amcs, l["amc"]).calls = n;
+        }
+    }
+    for (l, n) in samples(&families, "rocgw_amc_failures_total") {
+        if n > 0 {
+            amc(&mut amcs, l["amc"])
+                .failures
+                .insert(l["reason"].into(), n);
+        }
+    }
+    for (label, c) in metrics::get().recent.counts(now) {
+        if c.calls > 0 {
+            amc(&mut amcs, &label).recent = c;
+        }
+    }
+    (upstreams, amcs)
 }
 
 impl Status {
     /// Why `/readyz` fails: an expired identity, a CRL past its next update under a `hard`
     /// policy. Cheap: no metrics gathered.
     pub fn problems(rt: &Runtime, now: i64) -> Vec<String> {
-        let cfg = rt.config();
         let mut problems = Vec::new();
         for id in rt.structures().flat_map(Structure::identities) {
             if now >= id.info.not_after {
@@ -136,41 +226,38 @@ impl Status {
                 ));
             }
         }
-        let hard = |p: RevocationPolicy| p == RevocationPolicy::Hard;
-        let mut stale = |trust: &TrustSet, policy: RevocationPolicy, sphere: &str| {
-            for c in trust.crls.crls() {
-                if c.is_stale(now) && hard(policy) {
-                    problems.push(format!(
-                        "CRL {} is past its next update (hard revocation policy{sphere})",
-                        c.source.display()
-                    ));
-                }
+        stale_crls(rt, now, |c, policy, sphere| {
+            if policy == RevocationPolicy::Hard {
+                problems.push(format!(
+                    "CRL {} is past its next update (hard revocation policy{sphere})",
+                    c.source.display()
+                ));
             }
-        };
-        let trust = rt.trust();
-        stale(&trust.amc, cfg.amc.revocation, "");
-        if let Some(an) = &cfg.annuaire {
-            stale(&trust.annuaire, an.revocation, ", annuaire");
-        }
+        });
         problems
     }
 
-    pub fn snapshot(rt: &Runtime, sandbox: bool, cache: Option<usize>, now: i64) -> Status {
+    /// `ready` is what the admin listener says (configuration and credentials loaded).
+    pub fn snapshot(rt: &Runtime, ready: bool, cache: Option<usize>, now: i64) -> Status {
         let cfg = rt.config();
-        let problems = Status::problems(rt, now);
-        let mut identities = Vec::new();
-        for id in rt.structures().flat_map(Structure::identities) {
-            identities.push(IdentityStatus {
+        let mut problems = Status::problems(rt, now);
+        if !ready {
+            problems.insert(0, "configuration and credentials not loaded yet".into());
+        }
+        let identities = rt
+            .structures()
+            .flat_map(Structure::identities)
+            .map(|id| IdentityStatus {
                 name: id.field.clone(),
                 role: id.role.as_str().into(),
                 subject: id.info.subject.clone(),
                 serial: id.info.serial.clone(),
                 structure_id: id.info.structure_id.clone(),
                 not_after: fmt_time(id.info.not_after),
+                not_after_unix: id.info.not_after,
                 days_left: id.days_left(now),
-                expires_in_s: id.info.not_after - now,
-            });
-        }
+            })
+            .collect();
         let trust = rt.trust();
         let (amc, ann) = (&trust.amc, &trust.annuaire);
         let mut a = Vec::new();
@@ -181,158 +268,143 @@ impl Status {
         if cfg.annuaire.is_some() {
             crls("annuaire", ann, now, &mut c);
         }
-        let mut upstreams = Vec::new();
-        let outcomes = upstream_outcomes();
-        for name in ["amc", "annuaire"] {
-            if name == "annuaire" && cfg.annuaire.is_none() {
-                continue;
-            }
-            let m = crate::metrics::get();
-            upstreams.push(UpstreamStatus {
+        let (outcomes, amcs) = from_counters(now);
+        let m = metrics::get();
+        let upstreams = ["amc", "annuaire"]
+            .into_iter()
+            .filter(|name| *name == "amc" || cfg.annuaire.is_some())
+            .map(|name| UpstreamStatus {
                 name: name.into(),
                 requests_ok: outcomes.get(name).map_or(0, |o| o.0),
                 requests_failed: outcomes.get(name).map_or(0, |o| o.1),
                 connections_opened: m.upstream_connections.with_label_values(&[name]).get(),
                 connections_open: m.upstream_open.with_label_values(&[name]).get(),
-            });
-        }
-        Status {
+            })
+            .collect();
+        let amcs: Vec<AmcStatus> = amcs.into_values().collect();
+        let (calls, failures) = amcs.iter().fold((0, 0), |(c, f), a| {
+            (c + a.recent.calls, f + a.recent.failures)
+        });
+        let mut s = Status {
+            state: "ready",
+            reasons: Vec::new(),
             version: env!("CARGO_PKG_VERSION").into(),
-            sandbox,
+            sandbox: false,
             ready: problems.is_empty(),
             problems,
+            generated_at: fmt_time(now),
+            started_at: fmt_time(m.started as i64),
+            uptime_s: now - m.started as i64,
+            last_reload: m.last_reload().map(|(at, ok)| ReloadStatus {
+                at: fmt_time(at),
+                outcome: if ok { "ok" } else { "failed" },
+            }),
+            circuits_open: m.circuits_open.get(),
+            recent_window_s: RECENT_WINDOW_S,
+            amc_failure_rate: (calls > 0).then(|| failures as f64 / calls as f64),
+            amcs,
             identities,
             anchors: a,
             crls: c,
             upstreams,
             annuaire_cache_entries: cache,
+        };
+        let degraded = s.degraded(rt, now);
+        s.reasons = s.problems.iter().cloned().chain(degraded).collect();
+        s.state = match (s.ready, s.reasons.is_empty()) {
+            (false, _) => "not ready",
+            (true, false) => "degraded",
+            (true, true) => "ready",
+        };
+        s
+    }
+
+    /// What needs a look while rocgw still serves.
+    fn degraded(&self, rt: &Runtime, now: i64) -> Vec<String> {
+        let mut why = Vec::new();
+        if self.circuits_open > 0 {
+            why.push(format!(
+                "{} AMC endpoint circuit(s) open: their calls fail fast (amc-unavailable)",
+                self.circuits_open
+            ));
         }
+        if let Some(rate) = self
+            .amc_failure_rate
+            .filter(|r| *r >= DEGRADED_FAILURE_RATE)
+        {
+            let by_amc: Vec<String> = self
+                .amcs
+                .iter()
+                .filter(|a| a.recent.failures > 0)
+                .map(|a| format!("{} {}/{}", a.amc, a.recent.failures, a.recent.calls))
+                .collect();
+            let (failed, calls) = self.amcs.iter().fold((0, 0), |(f, c), a| {
+                (f + a.recent.failures, c + a.recent.calls)
+            });
+            why.push(format!(
+                "AMC failure rate {:.1} % over the last {} min ({failed} of {calls} calls; \
+                 failing, failed/calls: {})",
+                rate * 100.0,
+                RECENT_WINDOW_S / 60,
+                by_amc.join(", ")
+            ));
+        }
+        let soon = |d: i64| (0..EXPIRY_WARNING_DAYS).contains(&d);
+        for i in self.identities.iter().filter(|i| soon(i.days_left)) {
+            why.push(format!(
+                "certificate {} ({}) expires in {} days, on {}",
+                i.name,
+                i.structure_id.as_deref().unwrap_or("-"),
+                i.days_left,
+                i.not_after
+            ));
+        }
+        for a in &self.anchors {
+            if a.days_left < EXPIRY_WARNING_DAYS {
+                why.push(format!(
+                    "trust anchor {} ({}) expires in {} days, on {}",
+                    a.subject, a.sphere, a.days_left, a.not_after
+                ));
+            }
+        }
+        stale_crls(rt, now, |c, policy, sphere| {
+            if policy == RevocationPolicy::Soft {
+                why.push(format!(
+                    "CRL {} is past its next update (soft revocation policy{sphere}: unknown \
+                     statuses are let through)",
+                    c.source.display()
+                ));
+            }
+        });
+        if let Some(r) = self.last_reload.as_ref().filter(|r| r.outcome != "ok") {
+            why.push(format!(
+                "the last reload, at {}, failed: the previous certificates and CRLs stay in force",
+                r.at
+            ));
+        }
+        why
     }
 
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
     }
-
-    /// A small readable page (no script, no external resource).
-    pub fn to_html(&self) -> String {
-        let e = |s: &str| crate::fault::escape(s).into_owned();
-        let mut h = format!(
-            "<!DOCTYPE html><html lang=\"fr\"><head><meta charset=\"utf-8\"><title>rocgw status</title>\
-             <style>body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin-bottom:1.5em}}\
-             td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}.warn{{color:#b60}}.bad{{color:#c22;font-weight:bold}}</style>\
-             </head><body><h1>rocgw {}{}</h1><p class=\"{}\">{}</p>",
-            e(&self.version),
-            if self.sandbox { " — SANDBOX (TEST CERTIFICATES)" } else { "" },
-            if self.ready { "" } else { "bad" },
-            if self.ready {
-                "ready".to_string()
-            } else {
-                format!("NOT READY: {}", e(&self.problems.join("; ")))
-            }
-        );
-        let class = |days: i64| {
-            if days < 7 {
-                "bad"
-            } else if days < 30 {
-                "warn"
-            } else {
-                ""
-            }
-        };
-        h.push_str("<h2>Identities</h2><table><tr><th>name</th><th>subject</th><th>serial</th><th>structure</th><th>expires</th><th>days left</th></tr>");
-        for i in &self.identities {
-            h.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
-                e(&i.name),
-                e(&i.subject),
-                e(&i.serial),
-                e(i.structure_id.as_deref().unwrap_or("-")),
-                e(&i.not_after),
-                class(i.days_left),
-                i.days_left
-            ));
-        }
-        h.push_str("</table><h2>Trust anchors</h2><table><tr><th>for</th><th>subject</th><th>expires</th><th>days left</th></tr>");
-        for a in &self.anchors {
-            h.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
-                e(&a.sphere),
-                e(&a.subject),
-                e(&a.not_after),
-                class(a.days_left),
-                a.days_left
-            ));
-        }
-        h.push_str("</table><h2>CRLs</h2><table><tr><th>for</th><th>issuer</th><th>this update</th><th>next update</th><th>entries</th></tr>");
-        for c in &self.crls {
-            h.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
-                e(&c.sphere),
-                e(&c.issuer),
-                e(&c.this_update),
-                if c.stale { "bad" } else { "" },
-                e(c.next_update.as_deref().unwrap_or("-")),
-                c.entries
-            ));
-        }
-        h.push_str("</table><h2>Upstreams</h2><table><tr><th>upstream</th><th>requests ok</th><th>failed</th><th>connections opened</th><th>open</th></tr>");
-        for u in &self.upstreams {
-            h.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                e(&u.name),
-                u.requests_ok,
-                u.requests_failed,
-                u.connections_opened,
-                u.connections_open
-            ));
-        }
-        h.push_str("</table>");
-        if let Some(n) = self.annuaire_cache_entries {
-            h.push_str(&format!("<p>Annuaire cache: {n} entries</p>"));
-        }
-        h.push_str("</body></html>\n");
-        h
-    }
 }
-impl Status {
-    /// Sets the certificate and CRL gauges from a status snapshot (on every scrape).
-    pub fn set_certificate_gauges(&self) {
-        let s = self;
-        let m = crate::metrics::get();
-        let cn = |dn: &str| dn.rsplit("CN=").next().unwrap_or(dn).to_string();
-        m.cert_expiry.reset();
-        for i in &s.identities {
-            let structure = i.structure_id.as_deref().unwrap_or("-");
-            m.cert_expiry
-                .with_label_values(&["identity", i.role.as_str(), structure])
-                .set(i.expires_in_s);
+
+/// Calls `f` on each stale CRL in force, with its sphere's revocation policy.
+fn stale_crls(
+    rt: &Runtime,
+    now: i64,
+    mut f: impl FnMut(&crate::trust::Crl, RevocationPolicy, &str),
+) {
+    let cfg = rt.config();
+    let trust = rt.trust();
+    let mut each = |t: &TrustSet, policy: RevocationPolicy, sphere: &str| {
+        for c in t.crls.crls().filter(|c| c.is_stale(now)) {
+            f(c, policy, sphere);
         }
-        for a in &s.anchors {
-            m.cert_expiry
-                .with_label_values(&[&format!("anchor-{}", a.sphere), &cn(&a.subject), "-"])
-                .set(a.expires_in_s);
-        }
-        m.crl_age.reset();
-        m.crl_next_update.reset();
-        // An authority may have several CRLs in force (one per scope: its CRL and its ARL):
-        // its gauges show the oldest and the nearest next update.
-        let mut by_issuer = std::collections::BTreeMap::new();
-        for c in &s.crls {
-            let (age, next) = by_issuer
-                .entry((c.sphere.as_str(), cn(&c.issuer)))
-                .or_insert((c.age_s, c.next_update_in_s));
-            *age = (*age).max(c.age_s);
-            *next = match (*next, c.next_update_in_s) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-        }
-        for ((sphere, issuer), (age, next)) in by_issuer {
-            let labels = [sphere, issuer.as_str()];
-            m.crl_age.with_label_values(&labels).set(age);
-            if let Some(n) = next {
-                m.crl_next_update.with_label_values(&labels).set(n);
-            }
-        }
+    };
+    each(&trust.amc, cfg.amc.revocation, "");
+    if let Some(an) = &cfg.annuaire {
+        each(&trust.annuaire, an.revocation, ", annuaire");
     }
 }

@@ -43,6 +43,9 @@ impl std::fmt::Debug for OsiVerifier {
     }
 }
 
+/// The `reason` labels of `rocgw_revocation_unknown_total`.
+const UNKNOWN_REASONS: [&str; 2] = ["no-crl", "stale-crl"];
+
 impl OsiVerifier {
     pub fn new(
         trust: &TrustSet,
@@ -53,6 +56,11 @@ impl OsiVerifier {
         let inner = WebPkiServerVerifier::builder_with_provider(roots, crate::crypto::provider())
             .build()
             .map_err(TrustError::Verifier)?;
+        for reason in UNKNOWN_REASONS {
+            metrics::get()
+                .revocation_unknown
+                .with_label_values(&[upstream, reason]);
+        }
         Ok(Arc::new(OsiVerifier {
             inner,
             anchors: trust
@@ -111,11 +119,7 @@ impl OsiVerifier {
             Status::Good => Ok(()),
             Status::Revoked => Err(TlsError::InvalidCertificate(CertificateError::Revoked)),
             unknown @ (Status::NoCrl | Status::Stale) => {
-                let reason = if unknown == Status::NoCrl {
-                    "no-crl"
-                } else {
-                    "stale-crl"
-                };
+                let reason = UNKNOWN_REASONS[usize::from(unknown == Status::Stale)];
                 if self.policy == RevocationPolicy::Hard {
                     return Err(TlsError::InvalidCertificate(if unknown == Status::Stale {
                         CertificateError::ExpiredRevocationList

@@ -32,6 +32,27 @@ pub enum Reason {
 }
 
 impl Reason {
+    pub const ALL: [Reason; 18] = [
+        Reason::Timeout,
+        Reason::Proxy,
+        Reason::NotHttps,
+        Reason::Connect,
+        Reason::ClosedDuringHandshake,
+        Reason::TlsError,
+        Reason::Io,
+        Reason::CertExpired,
+        Reason::CertNotYetValid,
+        Reason::CertRevoked,
+        Reason::UnknownCa,
+        Reason::WrongRole,
+        Reason::WrongHost,
+        Reason::RevocationUnknown,
+        Reason::PeerRejectedClientCert,
+        Reason::TlsAlert,
+        Reason::ResponseTooLarge,
+        Reason::MemoryBudget,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Timeout => "timeout",

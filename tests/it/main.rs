@@ -2,6 +2,7 @@
 //! own test PKI (generated once per run), independent tools (`openssl`) as oracles.
 
 mod access;
+mod alerts;
 mod architecture;
 mod cert;
 mod cli;
@@ -27,6 +28,7 @@ mod sim;
 mod sim_rules;
 mod slow_bodies;
 mod startup;
+mod status;
 mod structures;
 mod support;
 mod tls_server;

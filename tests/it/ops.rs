@@ -102,38 +102,32 @@ fn metrics_and_status_follow_the_traffic() {
     status_follows_the_traffic(gw.admin);
 }
 
-/// Seconds to expiry of the identities and anchors, and the CRLs' ages, in a scrape.
+/// Expiry of the identities and anchors, and the CRLs' update times, as Unix timestamps.
 fn certificate_and_crl_gauges(m: &[Sample]) {
     let v = |name: &str, labels: &[(&str, &str)]| metric(m, name, labels);
-    // Certificates: seconds to expiry of both identities (3-year test certificates) and anchors.
+    let now = rocgw::clock::now_unix() as f64;
+    // Certificates: both identities (3-year test certificates) and anchors.
     for role in ["auth_cli", "sign"] {
-        let secs = v(
-            "rocgw_certificate_expiry_seconds",
+        let left = v(
+            "rocgw_certificate_not_after_timestamp_seconds",
             &[("kind", "identity"), ("name", role)],
-        );
+        ) - now;
         assert!(
-            secs > 1_000.0 * 86_400.0 && secs < 1_100.0 * 86_400.0,
-            "{role}: {secs}"
+            left > 1_000.0 * 86_400.0 && left < 1_100.0 * 86_400.0,
+            "{role}: {left}"
         );
     }
     assert!(
         v(
-            "rocgw_certificate_expiry_seconds",
+            "rocgw_certificate_not_after_timestamp_seconds",
             &[("kind", "anchor-amc"), ("name", "TEST AC-SERVEUR")]
-        ) > 0.0
+        ) > now
     );
-    let next = v(
-        "rocgw_crl_next_update_seconds",
-        &[("sphere", "amc"), ("issuer", "TEST AC-SERVEUR")],
-    );
-    assert!(next > 0.0, "fresh CRL: {next}");
-    assert!(
-        v(
-            "rocgw_crl_age_seconds",
-            &[("sphere", "amc"), ("issuer", "TEST AC-SERVEUR")]
-        ) >= 0.0
-    );
-    assert!(m.iter().any(|s| s.name == "rocgw_crl_age_seconds"));
+    let crl = [("sphere", "amc"), ("issuer", "TEST AC-SERVEUR")];
+    let next = v("rocgw_crl_next_update_timestamp_seconds", &crl);
+    assert!(next > now, "fresh CRL: {next}");
+    let this = v("rocgw_crl_this_update_timestamp_seconds", &crl);
+    assert!(this <= now && this > now - 86_400.0, "{this}");
 }
 
 /// `/status` as JSON and HTML, and `/readyz`, after the traffic above.
@@ -143,6 +137,19 @@ fn status_follows_the_traffic(admin: std::net::SocketAddr) {
     assert_eq!(st.status, 200);
     let j: serde_json::Value = serde_json::from_str(&st.body).unwrap();
     assert_eq!(j["ready"], true);
+    // The unknown AMC and service were the caller's mistakes: nothing degrades.
+    assert_eq!(j["state"], "ready", "{j}");
+    assert_eq!(j["reasons"], serde_json::json!([]));
+    assert_eq!(j["amc_failure_rate"], 0.0);
+    let per_amc = j["amcs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["amc"] == "99999991")
+        .unwrap();
+    assert_eq!(per_amc["calls"], 3);
+    assert_eq!(per_amc["outcomes"]["ok"], 3);
+    assert_eq!(per_amc["recent"]["calls"], 3);
     assert_eq!(j["identities"].as_array().unwrap().len(), 2);
     assert_eq!(j["identities"][1]["role"], "sign");
     assert_eq!(j["identities"][1]["structure_id"], "1990000012");
@@ -168,6 +175,11 @@ fn status_follows_the_traffic(admin: std::net::SocketAddr) {
         .unwrap()
         .starts_with("text/html"));
     assert!(page.body.contains("<table>") && page.body.contains("Client_ROC_WebServices_AMC"));
+    assert!(
+        page.body.contains("class=\"state ready\">READY<"),
+        "{}",
+        page.body
+    );
     assert_eq!(http(admin, "GET", "/readyz", &[], b"").status, 200);
 }
 
@@ -297,63 +309,6 @@ fn the_kubernetes_manifests_are_valid_and_carry_a_valid_rocgw_config() {
 }
 
 #[test]
-fn the_dashboard_and_alert_rules_use_metrics_rocgw_exposes() {
-    use crate::tls_server::{Behavior, TlsServer};
-    let s = SimFixture::start(|_| {});
-    let bad = TlsServer::fixture("negative/server-unknown-ca", None, Behavior::Echo);
-    let (gw, _t) = gateway(
-        &s,
-        "",
-        "",
-        &format!("[routes.\"88888888\"]\nidb = \"{}\"\n", bad.url("/idb")),
-    );
-    assert_eq!(call(&gw, "99999991", "idb", &[]).status, 200);
-    assert_eq!(
-        call(&gw, "88888888", "idb", &[]).header("x-rocgw-error"),
-        Some("upstream-cert-unknown-ca")
-    );
-    gw.signal("HUP");
-    wait_for("a reload", std::time::Duration::from_secs(10), || {
-        scrape(gw.admin)
-            .iter()
-            .any(|m| m.name == "rocgw_reloads_total")
-    });
-    let names: std::collections::BTreeSet<String> =
-        scrape(gw.admin).into_iter().map(|m| m.name).collect();
-    let root = env!("CARGO_MANIFEST_DIR");
-    for file in [
-        "deploy/monitoring/rocgw-alerts.yaml",
-        "deploy/monitoring/grafana-dashboard.json",
-    ] {
-        let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
-        let used: std::collections::BTreeSet<&str> = text
-            .match_indices("rocgw_")
-            .map(|(i, _)| {
-                let rest = &text[i..];
-                let end = rest
-                    .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
-                    .unwrap_or(rest.len());
-                &rest[..end]
-            })
-            .filter(|n| n.len() > "rocgw_".len())
-            .collect();
-        assert!(used.len() >= 6, "{file}: {used:?}");
-        for n in used {
-            assert!(
-                names.contains(n),
-                "{file} uses {n}, which /metrics does not expose: {names:?}"
-            );
-        }
-    }
-    let dash: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{root}/deploy/monitoring/grafana-dashboard.json"))
-            .unwrap(),
-    )
-    .unwrap();
-    assert!(dash["panels"].as_array().unwrap().len() >= 8);
-}
-
-#[test]
 fn readyz_fails_on_a_stale_crl_under_the_hard_policy() {
     let tmp = scratch();
     let d = tmp.path();
@@ -390,12 +345,35 @@ fn readyz_fails_on_a_stale_crl_under_the_hard_policy() {
     let st: serde_json::Value =
         serde_json::from_str(&http(hard.admin, "GET", "/status", &[], b"").body).unwrap();
     assert_eq!(st["ready"], false);
+    assert_eq!(st["state"], "not ready");
+    assert!(st["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("stale.crl is past its next update (hard revocation policy)"));
+    let page = http(
+        hard.admin,
+        "GET",
+        "/status",
+        &[("Accept", "text/html")],
+        b"",
+    );
+    assert!(page.body.contains("NOT READY"), "{}", page.body);
     assert!(st["crls"]
         .as_array()
         .unwrap()
         .iter()
         .any(|c| c["stale"] == true));
-    // The soft policy tolerates it (and says so in /status).
+    // The soft policy tolerates it, and /status says so.
     let (soft, _b) = config("soft");
     assert_eq!(http(soft.admin, "GET", "/readyz", &[], b"").status, 200);
+    let st: serde_json::Value =
+        serde_json::from_str(&http(soft.admin, "GET", "/status", &[], b"").body).unwrap();
+    assert_eq!(st["state"], "degraded", "{st}");
+    assert!(
+        st["reasons"].as_array().unwrap().iter().any(|r| r
+            .as_str()
+            .unwrap()
+            .contains("stale.crl is past its next update (soft")),
+        "{st}"
+    );
 }
