@@ -24,6 +24,8 @@ pub struct MiniPki {
     pub dir: tempfile::TempDir,
     pub anchors: PathBuf,
     pub crl_empty: PathBuf,
+    /// The root's (empty) CRL: under `hard`, the AC-SERVEUR certificate needs one too.
+    pub crl_root: PathBuf,
     pub crl_big: PathBuf,
     pub crl_big_der: Vec<u8>,
     pub server_chain: Vec<CertificateDer<'static>>,
@@ -67,7 +69,7 @@ pub fn mini_pki(revoked: usize) -> MiniPki {
     let leaf_key = rsa();
     let leaf = leaf_p.signed_by(&leaf_key, &inter).unwrap();
 
-    let crl = |n: usize| {
+    let crl_params = |n: usize| {
         let mut serials = Vec::with_capacity(n);
         for i in 0..n as u64 {
             let mut s = vec![0x10];
@@ -87,9 +89,8 @@ pub fn mini_pki(revoked: usize) -> MiniPki {
             revoked_certs: serials,
             key_identifier_method: KeyIdMethod::Sha256,
         }
-        .signed_by(&inter)
-        .unwrap()
     };
+    let crl = |n: usize| crl_params(n).signed_by(&inter).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, data: &str| -> PathBuf {
         let p = dir.path().join(name);
@@ -98,11 +99,16 @@ pub fn mini_pki(revoked: usize) -> MiniPki {
     };
     let anchors = write("anchors.pem", &format!("{}{}", root.pem(), inter.pem()));
     let crl_empty = write("empty.crl.pem", &crl(0).pem().unwrap());
+    let crl_root = write(
+        "root.crl.pem",
+        &crl_params(0).signed_by(&root).unwrap().pem().unwrap(),
+    );
     let big = crl(revoked);
     let crl_big = write("big.crl.pem", &big.pem().unwrap());
     MiniPki {
         anchors,
         crl_empty,
+        crl_root,
         crl_big,
         crl_big_der: big.der().to_vec(),
         server_chain: vec![leaf.der().clone(), inter.der().clone()],

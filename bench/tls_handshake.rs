@@ -37,7 +37,15 @@ fn verifiers(pki: &common::MiniPki) -> [(&'static str, Arc<dyn ServerCertVerifie
     let now = rocgw::clock::now_unix();
     let anchors = Anchors::load("bench", std::slice::from_ref(&pki.anchors), now).unwrap();
     let trust = |crl: &std::path::Path| TrustSet {
-        crls: Arc::new(CrlSet::load("bench", &[crl.to_path_buf()], &[&anchors], now).unwrap()),
+        crls: Arc::new(
+            CrlSet::load(
+                "bench",
+                &[crl.to_path_buf(), pki.crl_root.clone()],
+                &[&anchors],
+                now,
+            )
+            .unwrap(),
+        ),
         anchors: anchors.clone(),
         // The bench's mini PKI has no IGC OSI roles: the handshake cost measured is webpki's
         // and the CRL lookup's.

@@ -30,7 +30,7 @@ fn main() {
         crls: Arc::new(
             CrlSet::load(
                 "bench",
-                std::slice::from_ref(&pki.crl_big),
+                &[pki.crl_big.clone(), pki.crl_root.clone()],
                 &[&anchors],
                 now,
             )
@@ -71,7 +71,10 @@ fn main() {
                         .header("content-type", "text/xml; charset=utf-8")
                         .body(Full::new(body.clone()))
                         .unwrap();
-                    if up.send(req).await.is_err() {
+                    if let Err(e) = up.send(req).await {
+                        if failed == 0 {
+                            eprintln!("  first failure: {e}");
+                        }
                         failed += 1;
                     }
                 }
