@@ -32,6 +32,8 @@ pub struct Access {
     unix_uids: Vec<u32>,
     /// A token identifies its caller when presented, but may be absent (`require_token = false`).
     token_optional: bool,
+    /// Callers whose token opens the admin listener only.
+    admin_only: Vec<Arc<str>>,
 }
 
 impl std::fmt::Debug for Access {
@@ -75,12 +77,26 @@ impl Access {
             allow: cfg.allow_cidrs.clone(),
             unix_uids: cfg.unix_uids.clone(),
             token_optional: cfg.token_optional,
+            admin_only: cfg
+                .admin_only
+                .iter()
+                .map(|n| Arc::from(n.as_str()))
+                .collect(),
         }
+    }
+
+    /// `check` for the admin listener, where `admin_only` tokens are accepted too.
+    pub fn check_admin(&self, peer: &Peer, headers: &HeaderMap) -> Result<Caller, Fault> {
+        self.check_on(peer, headers, true)
     }
 
     /// Checks one request and names its caller. The fault's detail says which check failed,
     /// never what was presented.
     pub fn check(&self, peer: &Peer, headers: &HeaderMap) -> Result<Caller, Fault> {
+        self.check_on(peer, headers, false)
+    }
+
+    fn check_on(&self, peer: &Peer, headers: &HeaderMap, admin: bool) -> Result<Caller, Fault> {
         if let Some(ip) = peer.ip() {
             if !self.allow.is_empty() {
                 let ip = canonical(ip);
@@ -116,6 +132,15 @@ impl Access {
                     }
                     if token_name.is_none() {
                         return Err(refused("invalid bearer token"));
+                    }
+                    if !admin
+                        && token_name
+                            .as_ref()
+                            .is_some_and(|n| self.admin_only.contains(n))
+                    {
+                        return Err(refused(
+                            "this token opens the admin listener only (access.callers admin_only)",
+                        ));
                     }
                 }
             }

@@ -63,7 +63,7 @@ impl Admin {
     fn allowed(&self, req: &Request<Incoming>, peer: &Peer) -> bool {
         self.access
             .get()
-            .map(|a| a.check(peer, req.headers()).is_ok())
+            .map(|a| a.check_admin(peer, req.headers()).is_ok())
             .unwrap_or(false)
     }
 

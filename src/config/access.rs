@@ -52,6 +52,9 @@ struct RawCaller {
     name: String,
     token_env: Option<String>,
     token_file: Option<PathBuf>,
+    /// The token opens the admin listener (`/metrics`, `/status`) and nothing else: a
+    /// monitoring system's credential, which must not be able to call an AMC.
+    admin_only: Option<bool>,
 }
 
 /// Caller checks for the listeners. Empty means loopback-only operation.
@@ -61,6 +64,8 @@ pub struct AccessConfig {
     pub allow_cidrs: Vec<IpNet>,
     /// Named tokens, one per SIH application: the name goes to the audit log.
     pub callers: Vec<(String, Zeroizing<String>)>,
+    /// Names of the callers whose token opens the admin listener only (`admin_only = true`).
+    pub admin_only: Vec<String>,
     /// User ids allowed on the Unix socket (peer credentials); empty: file permissions only.
     pub unix_uids: Vec<u32>,
     /// Client certificates from the local CA are required (`[server.tls]`).
@@ -80,6 +85,7 @@ impl fmt::Debug for AccessConfig {
                 "callers",
                 &self.callers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
             )
+            .field("admin_only", &self.admin_only)
             .field("unix_uids", &self.unix_uids)
             .field("client_certs", &self.client_certs)
             .field("token_optional", &self.token_optional)
@@ -144,10 +150,17 @@ pub(super) fn validate(
             "applies to the Unix socket: set [server] unix_socket, or remove it",
         ));
     }
+    let admin_only = raw
+        .callers
+        .iter()
+        .filter(|c| c.admin_only == Some(true))
+        .map(|c| c.name.trim().to_string())
+        .collect();
     let access = AccessConfig {
         token,
         allow_cidrs,
         callers,
+        admin_only,
         unix_uids: raw.unix_uids.clone(),
         client_certs: server.tls.is_some(),
         token_optional: raw.require_token == Some(false),
@@ -213,9 +226,10 @@ fn callers(
 pub(super) fn grants(
     v: &Validator<'_>,
     raw: &RawAccess,
-    callers: &[(String, Zeroizing<String>)],
+    access: &AccessConfig,
     identities: &Identities,
 ) -> Result<BTreeMap<String, Grant>, ConfigError> {
+    let callers = &access.callers;
     let raw = &raw.grants;
     let known: Vec<&str> = identities
         .structures
@@ -235,6 +249,15 @@ pub(super) fn grants(
             Some(("token", name)) => callers.iter().any(|(n, _)| n == name),
             _ => false,
         };
+        if caller
+            .strip_prefix("token:")
+            .is_some_and(|name| access.admin_only.iter().any(|a| a == name))
+        {
+            return Err(v.err(
+                &format!("{field}.caller"),
+                "an admin_only caller opens the admin listener only: it signs as no structure",
+            ));
+        }
         if !identified {
             return Err(v.err(
                 &format!("{field}.caller"),

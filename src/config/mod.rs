@@ -487,7 +487,7 @@ impl Validator<'_> {
             .map(|p| proxy::validate(self, p))
             .transpose()?;
         let identities = identities::validate(self, raw.identity, raw.structures)?;
-        access.grants = access::grants(self, &raw.access, &access.callers, &identities)?;
+        access.grants = access::grants(self, &raw.access, &access, &identities)?;
         if assertion.name_id.is_some() && identities.structures.len() > 1 {
             return Err(self.err(
                 "assertion.name_id",

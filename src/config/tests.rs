@@ -327,4 +327,16 @@ fn grants_name_identified_callers_and_configured_structures() {
     ] {
         assert_eq!(grant(bad).unwrap_err().field, field, "{bad}");
     }
+    // A monitoring token (admin_only) signs as no structure.
+    let admin_only = caller.replace(
+        "token_file = \"tok\"\n",
+        "token_file = \"tok\"\nadmin_only = true\n",
+    );
+    let e = two_structures(
+        &dir,
+        &format!("{admin_only}[[access.grants]]\ncaller = \"token:dpi\"\nstructures = [\"1990000012\"]\n"),
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "access.grants[0].caller");
+    assert!(e.message.contains("admin_only"), "{}", e.message);
 }

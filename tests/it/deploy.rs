@@ -396,4 +396,16 @@ fn prometheus_scrapes_the_kubernetes_pods_with_its_token_file() {
         &["-H", "Authorization: Bearer not-the-prometheus-token"],
     );
     assert_eq!(status, "401", "with another token");
+    // The token is admin_only: it calls no AMC, even from an allowed address.
+    let token = fs::read_to_string(&mounted).unwrap();
+    let bearer = format!("Bearer {}", token.trim());
+    let r = http(
+        gw.gateway,
+        "POST",
+        "/annuaire",
+        &[("Authorization", &bearer), ("Content-Type", "text/xml")],
+        envelope11("<x/>").as_bytes(),
+    );
+    assert_eq!(r.header("x-rocgw-error"), Some("unauthorized"), "{r:?}");
+    assert!(r.body.contains("admin listener only"), "{}", r.body);
 }
