@@ -86,21 +86,31 @@ pub fn respond(
         Err(VersionedFault { fault, version }) => {
             m.faults.with_label_values(&[fault.code.as_str()]).inc();
             let resp = fault.to_response(version, status_mode);
+            // Overload refusals come in floods (a load test, an SIH retrying at once): one
+            // line a second, with how many it stands for; the metrics count every one.
+            let (log, also_refused) = if fault.code == FaultCode::Overloaded {
+                overload_line()
+            } else {
+                (true, 0)
+            };
             // The audit record's names for the same facts (`caller`, `structure`, `amc`,
             // `service`, `outcome`, `status`, `latency_ms`, `detail`), and the peer address.
-            tracing::info!(
-                caller = done.caller,
-                peer = %done.peer,
-                structure = done.structure,
-                amc = done.asked.0,
-                service = done.asked.1,
-                route = done.route,
-                outcome = fault.code.as_str(),
-                status = resp.status().as_u16(),
-                latency_ms = done.started.elapsed().as_secs_f64() * 1000.0,
-                detail = fault.detail.as_deref(),
-                "request refused"
-            );
+            if log {
+                tracing::info!(
+                    caller = done.caller,
+                    peer = %done.peer,
+                    structure = done.structure,
+                    amc = done.asked.0,
+                    service = done.asked.1,
+                    route = done.route,
+                    outcome = fault.code.as_str(),
+                    status = resp.status().as_u16(),
+                    latency_ms = done.started.elapsed().as_secs_f64() * 1000.0,
+                    detail = fault.detail.as_deref(),
+                    also_refused,
+                    "request refused"
+                );
+            }
             resp
         }
     };
@@ -109,6 +119,22 @@ pub fn respond(
             .insert(SANDBOX_HEADER, HeaderValue::from_static("1"));
     }
     resp
+}
+
+/// Whether this overload refusal gets its log line (the first of its second), and how many
+/// were not logged since the last one.
+fn overload_line() -> (bool, u64) {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static SECOND: AtomicU64 = AtomicU64::new(0);
+    static UNLOGGED: AtomicU64 = AtomicU64::new(0);
+    let now = crate::clock::now_unix().max(0) as u64;
+    let last = SECOND.load(Relaxed);
+    if last != now && SECOND.compare_exchange(last, now, Relaxed, Relaxed).is_ok() {
+        (true, UNLOGGED.swap(0, Relaxed))
+    } else {
+        UNLOGGED.fetch_add(1, Relaxed);
+        (false, 0)
+    }
 }
 
 /// One audit record for a signed AMC call, whatever its outcome.

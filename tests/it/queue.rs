@@ -84,3 +84,51 @@ fn the_queue_wait_is_bounded_and_counts_against_the_deadline() {
     assert!(took < 0.19, "{took}");
     assert_eq!(busy.join().unwrap().0, 200);
 }
+
+/// A flood of overload refusals is counted one by one, but logged once a second with how many
+/// the line stands for: the log cannot be flooded by an SIH that retries at once.
+#[test]
+fn overload_refusals_are_counted_each_but_logged_once_a_second() {
+    let s = slow_sim(1_500);
+    let dir = scratch();
+    let server = "max_concurrent_requests = 1\nqueue_ms = 0";
+    let text = s.config_text(server, "", "", "", 5_000);
+    let gw = Proc::with_config(&write_config(dir.path(), &text));
+    let addr = gw.gateway;
+    let busy = std::thread::spawn(move || call(addr, &[]));
+    wait_for("the slot taken", Duration::from_secs(5), || {
+        metric(&scrape(gw.admin), "rocgw_in_flight_requests", &[]) >= 1.0
+    });
+    let started = Instant::now();
+    let mut shed = 0;
+    while started.elapsed() < Duration::from_millis(400) {
+        let (_, code, _) = call(addr, &[]);
+        assert_eq!(code.as_deref(), Some("overloaded"));
+        shed += 1;
+    }
+    assert_eq!(busy.join().unwrap().0, 200);
+    let counted = metric(
+        &scrape(gw.admin),
+        "rocgw_faults_total",
+        &[("code", "overloaded")],
+    );
+    assert_eq!(counted, f64::from(shed));
+    let lines: Vec<String> = gw
+        .stderr_lines()
+        .into_iter()
+        .filter(|l| l.contains("request refused") && l.contains("overloaded"))
+        .collect();
+    assert!(shed >= 10, "only {shed} refusals in 400 ms");
+    // 400 ms of refusals span at most two clock seconds.
+    assert!(
+        (1..=2).contains(&lines.len()),
+        "{shed} refusals, {} lines: {lines:?}",
+        lines.len()
+    );
+    let also: u64 = lines
+        .iter()
+        .filter_map(|l| l.split("also_refused=").nth(1))
+        .filter_map(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    assert!(also <= shed as u64 - lines.len() as u64, "{lines:?}");
+}
