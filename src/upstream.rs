@@ -171,7 +171,8 @@ impl Upstream {
     ///
     /// Retried only when no byte of it can have reached the peer: the TCP connection could not
     /// be opened (refused, unreachable, reset while connecting), at most `connect_retries`
-    /// times, after a random pause (full jitter) below 50 ms, 100 ms, 200 ms…; or a pooled
+    /// times, after a random pause (full jitter) below 50 ms, 100 ms, 200 ms… (the attempts
+    /// and pauses all within `first_byte_timeout`); or a pooled
     /// connection was found closed by the server before the request was written (sent again on
     /// another connection). Anything later (TLS verdicts, timeouts, a connection lost
     /// mid-exchange) is never retried: the AMC may have acted on it.
@@ -358,9 +359,14 @@ fn jitter(attempt: u32) -> Duration {
 /// which says where to connect.
 fn origin_form(req: &mut Request<Full<Bytes>>) -> Uri {
     let uri = req.uri().clone();
-    if let Some(authority) = uri.authority() {
+    // Host and port (when not 443) only: never userinfo (`user:pw@`) that a URL may carry.
+    if let Some(host) = uri.host() {
         if !req.headers().contains_key(hyper::header::HOST) {
-            if let Ok(v) = hyper::header::HeaderValue::from_str(authority.as_str()) {
+            let value = match uri.port_u16() {
+                Some(p) if p != 443 => hyper::header::HeaderValue::from_str(&format!("{host}:{p}")),
+                _ => hyper::header::HeaderValue::from_str(host),
+            };
+            if let Ok(v) = value {
                 req.headers_mut().insert(hyper::header::HOST, v);
             }
         }

@@ -127,9 +127,12 @@ fn overload_line() -> (bool, u64) {
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     static SECOND: AtomicU64 = AtomicU64::new(0);
     static UNLOGGED: AtomicU64 = AtomicU64::new(0);
-    let now = crate::clock::now_unix().max(0) as u64;
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    // Seconds of a monotonic clock (a wall-clock step changes nothing), 1 from the start.
+    let now = START.get_or_init(Instant::now).elapsed().as_secs() + 1;
     let last = SECOND.load(Relaxed);
-    if last != now && SECOND.compare_exchange(last, now, Relaxed, Relaxed).is_ok() {
+    // Only forward: a thread that read the clock late cannot log a past second again.
+    if now > last && SECOND.compare_exchange(last, now, Relaxed, Relaxed).is_ok() {
         (true, UNLOGGED.swap(0, Relaxed))
     } else {
         UNLOGGED.fetch_add(1, Relaxed);

@@ -76,6 +76,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
         self.out.extend_from_slice(b"\r\n\r\n");
         self.out.extend_from_slice(body);
         self.io.write_all(&self.out).await.map_err(|_| "io")?;
+        // TLS buffers what the socket did not take yet: push it out.
+        self.io.flush().await.map_err(|_| "io")?;
         loop {
             let (answer, framing) = self.read_head().await?;
             self.skip_body(framing).await?;
@@ -176,13 +178,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
                         }
                         continue;
                     }
+                    if self.buf.len() - self.at > MAX_HEAD {
+                        return Err("bad-response");
+                    }
                     if !self.fill().await? {
                         return Err("io");
                     }
                 }
             }
             // The chunk and its CRLF.
-            self.skip(size + 2).await?;
+            self.skip(size.checked_add(2).ok_or("bad-response")?)
+                .await?;
         }
     }
 }
@@ -195,20 +201,30 @@ fn read_answer(resp: &httparse::Response<'_, '_>) -> Result<(Answer, Framing), &
         .ok_or("bad-response")?;
     let mut error_code = None;
     let mut length = None;
-    let mut chunked = false;
+    // Transfer-Encoding, when sent: whether its last coding is chunked.
+    let mut coded: Option<bool> = None;
     let mut keep_alive = resp.version == Some(1);
     for h in resp.headers.iter() {
         let name = h.name;
+        let tokens = || {
+            h.value
+                .split(|b| *b == b',')
+                .map(<[u8]>::trim_ascii)
+                .filter(|t| !t.is_empty())
+        };
         if name.eq_ignore_ascii_case("content-length") {
             let v = std::str::from_utf8(h.value).map_err(|_| "bad-response")?;
             length = Some(v.trim().parse::<usize>().map_err(|_| "bad-response")?);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = h.value.eq_ignore_ascii_case(b"chunked");
+            coded = Some(
+                tokens()
+                    .next_back()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")),
+            );
         } else if name.eq_ignore_ascii_case("connection") {
-            let v = h.value;
-            if v.eq_ignore_ascii_case(b"close") {
+            if tokens().any(|t| t.eq_ignore_ascii_case(b"close")) {
                 keep_alive = false;
-            } else if v.eq_ignore_ascii_case(b"keep-alive") {
+            } else if tokens().any(|t| t.eq_ignore_ascii_case(b"keep-alive")) {
                 keep_alive = true;
             }
         } else if name.eq_ignore_ascii_case("x-rocgw-error") {
@@ -218,11 +234,13 @@ fn read_answer(resp: &httparse::Response<'_, '_>) -> Result<(Answer, Framing), &
     let bodiless = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let framing = match (bodiless, chunked, length) {
+    // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3): chunked when it is the last
+    // coding, else the body ends with the connection.
+    let framing = match (bodiless, coded, length) {
         (true, ..) => Framing::Length(0),
-        (false, true, _) => Framing::Chunked,
-        (false, false, Some(n)) => Framing::Length(n),
-        (false, false, None) => {
+        (false, Some(true), _) => Framing::Chunked,
+        (false, None, Some(n)) => Framing::Length(n),
+        (false, Some(false) | None, _) => {
             keep_alive = false;
             Framing::Close
         }
@@ -325,6 +343,34 @@ mod tests {
         let (r, _, _) =
             answer_to(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", true).await;
         assert_eq!(r.unwrap_err(), "io", "a body cut short is an error");
+
+        let (r, _, _) = answer_to(
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 2\r\n\r\nok",
+            false,
+        )
+        .await;
+        assert!(!r.unwrap().keep_alive, "close among the connection options");
+
+        let (r, _, _) = answer_to(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 1\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            false,
+        )
+        .await;
+        assert!(
+            r.unwrap().keep_alive,
+            "chunked last: chunked, whatever the length says"
+        );
+
+        let (r, _, _) = answer_to(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n",
+            false,
+        )
+        .await;
+        assert_eq!(
+            r.unwrap_err(),
+            "bad-response",
+            "a chunk size that overflows"
+        );
 
         let (r, _, _) = answer_to(b"SMTP ready\r\n\r\n", false).await;
         assert_eq!(r.unwrap_err(), "bad-response");

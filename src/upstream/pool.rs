@@ -42,9 +42,10 @@ pub struct ClosedEarly;
 /// and writes its socket.
 pub struct Link {
     sender: http1::SendRequest<Body>,
-    driver: http1::Connection<Conn, Body>,
-    /// The driver returned: the connection is over and must not be polled again.
-    over: bool,
+    /// `None` once it returned: the connection is over. Dropped at once, so that a request
+    /// queued on it but never written comes back (`SendError::NotSent`) and its socket and
+    /// per-host permit are released.
+    driver: Option<http1::Connection<Conn, Body>>,
     /// Taken from the pool (a request sent on it may find it closed by the server).
     pub reused: bool,
 }
@@ -56,37 +57,39 @@ impl Link {
         let (sender, driver) = http1::Builder::new().handshake(conn).await?;
         Ok(Box::new(Link {
             sender,
-            driver,
-            over: false,
+            driver: Some(driver),
             reused: false,
         }))
     }
 
-    /// Polls the connection once; true when it ended.
+    /// Polls the connection once; true when it ended (it is dropped then).
     fn poll_driver(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.over && Pin::new(&mut self.driver).poll(cx).is_ready() {
-            self.over = true;
+        if let Some(d) = &mut self.driver {
+            if Pin::new(d).poll(cx).is_ready() {
+                self.driver = None;
+            }
         }
-        self.over
+        self.driver.is_none()
     }
 
     /// `work` run to its end while the connection is polled beside it; `None` when the
-    /// connection ended first and `work` did not finish right after.
+    /// connection ended and `work` did not finish after it.
     pub async fn drive<F: Future>(&mut self, work: F) -> Option<F::Output> {
         let mut work = pin!(work);
+        let mut last_chance = false;
         poll_fn(|cx| {
             if let Poll::Ready(v) = work.as_mut().poll(cx) {
                 return Poll::Ready(Some(v));
             }
-            if self.over {
+            if last_chance {
                 return Poll::Ready(None);
             }
             if self.poll_driver(cx) {
-                // The connection's end may have settled the work (an error, or the body's end).
-                return Poll::Ready(match work.as_mut().poll(cx) {
-                    Poll::Ready(v) => Some(v),
-                    Poll::Pending => None,
-                });
+                // The connection's end settles the work (its answer, an error, or the request
+                // handed back): once more on the next turn, in case the work's channel was out
+                // of its cooperative budget on this one.
+                last_chance = true;
+                cx.waker().wake_by_ref();
             }
             Poll::Pending
         })
@@ -111,7 +114,7 @@ impl Link {
 
     /// Ready for another request: not closed, and the last exchange is over.
     fn idle_ready(&mut self) -> bool {
-        if self.over {
+        if self.driver.is_none() {
             return false;
         }
         if self.sender.is_ready() {
@@ -221,7 +224,8 @@ impl Pool {
     }
 }
 
-/// Drops idle connections past `timeout`, every half timeout, until the pool is gone.
+/// Drops idle connections past `timeout`, and those the server closed, every half timeout,
+/// until the pool is gone.
 async fn sweep(idle: Weak<Mutex<Shelves>>, timeout: Duration) {
     let period = (timeout / 2).max(Duration::from_millis(100));
     loop {
@@ -239,6 +243,17 @@ async fn sweep(idle: Weak<Mutex<Shelves>>, timeout: Duration) {
                     .take_while(|i| now.duration_since(i.since) >= timeout)
                     .count();
                 out.extend(list.drain(..n));
+                // And those the server closed meanwhile: their sockets and per-host permits
+                // go now, not at the next checkout.
+                let mut open = Vec::with_capacity(list.len());
+                for mut i in list.drain(..) {
+                    if i.link.still_open() {
+                        open.push(i);
+                    } else {
+                        out.push(i);
+                    }
+                }
+                *list = open;
             }
             s.0.retain(|_, l| !l.is_empty());
             out
