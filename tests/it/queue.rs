@@ -31,6 +31,24 @@ fn slow_sim(ms: u64) -> SimFixture {
     s
 }
 
+/// The call holding the slot: its status, error code and seconds once joined.
+type Busy = std::thread::JoinHandle<(u16, Option<String>, f64)>;
+
+/// A gateway with `server` settings before an AMC that answers in `sim_ms`, its one request
+/// slot taken by a call in progress (joined for its answer).
+fn one_slot_taken(sim_ms: u64, server: &str) -> (SimFixture, tempfile::TempDir, Proc, Busy) {
+    let s = slow_sim(sim_ms);
+    let dir = scratch();
+    let text = s.config_text(server, "", "", "", 5_000);
+    let gw = Proc::with_config(&write_config(dir.path(), &text));
+    let addr = gw.gateway;
+    let busy = std::thread::spawn(move || call(addr, &[]));
+    wait_for("the slot taken", Duration::from_secs(5), || {
+        metric(&scrape(gw.admin), "rocgw_in_flight_requests", &[]) >= 1.0
+    });
+    (s, dir, gw, busy)
+}
+
 #[test]
 fn a_burst_beyond_the_slots_waits_briefly_in_a_bounded_queue_and_every_request_is_answered() {
     let s = slow_sim(300);
@@ -64,16 +82,11 @@ fn a_burst_beyond_the_slots_waits_briefly_in_a_bounded_queue_and_every_request_i
 
 #[test]
 fn the_queue_wait_is_bounded_and_counts_against_the_deadline() {
-    let s = slow_sim(1_000);
-    let dir = scratch();
-    let server = "max_concurrent_requests = 1\nqueue_ms = 200\nmax_queued_requests = 8";
-    let text = s.config_text(server, "", "", "", 5_000);
-    let gw = Proc::with_config(&write_config(dir.path(), &text));
+    let (_s, _dir, gw, busy) = one_slot_taken(
+        1_000,
+        "max_concurrent_requests = 1\nqueue_ms = 200\nmax_queued_requests = 8",
+    );
     let addr = gw.gateway;
-    let busy = std::thread::spawn(move || call(addr, &[]));
-    wait_for("the slot taken", Duration::from_secs(5), || {
-        metric(&scrape(gw.admin), "rocgw_in_flight_requests", &[]) >= 1.0
-    });
     // Waits its 200 ms, then is shed.
     let (status, code, took) = call(addr, &[]);
     assert_eq!(code.as_deref(), Some("overloaded"), "{status}");
@@ -89,16 +102,8 @@ fn the_queue_wait_is_bounded_and_counts_against_the_deadline() {
 /// the line stands for: the log cannot be flooded by an SIH that retries at once.
 #[test]
 fn overload_refusals_are_counted_each_but_logged_once_a_second() {
-    let s = slow_sim(1_500);
-    let dir = scratch();
-    let server = "max_concurrent_requests = 1\nqueue_ms = 0";
-    let text = s.config_text(server, "", "", "", 5_000);
-    let gw = Proc::with_config(&write_config(dir.path(), &text));
+    let (_s, _dir, gw, busy) = one_slot_taken(1_500, "max_concurrent_requests = 1\nqueue_ms = 0");
     let addr = gw.gateway;
-    let busy = std::thread::spawn(move || call(addr, &[]));
-    wait_for("the slot taken", Duration::from_secs(5), || {
-        metric(&scrape(gw.admin), "rocgw_in_flight_requests", &[]) >= 1.0
-    });
     let started = Instant::now();
     let mut shed = 0;
     while started.elapsed() < Duration::from_millis(400) {
