@@ -44,15 +44,7 @@ fn json_logs_are_objects_with_a_target_and_requests_share_field_names() {
     let tmp = scratch();
     let data = tmp.path().join("sandbox");
     std::fs::create_dir(&data).unwrap();
-    let st = Command::new("cp")
-        .args([
-            "-a",
-            pki().to_str().unwrap(),
-            data.join("pki").to_str().unwrap(),
-        ])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    sandbox_data(&data);
     // The sandbox: its in-process simulator answers the served call, and without `[audit]
     // file` the audit records are log events.
     let mut child = spawn(

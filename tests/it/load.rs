@@ -2,22 +2,12 @@
 //! report, JSON and HTML files, numbers that agree with the simulator's own counters, and
 //! the exit code of a threshold.
 
-use std::process::Command;
-
 use crate::support::*;
 
 /// A sandbox process whose data folder reuses the run's test PKI (no generation).
 fn sandbox() -> (Proc, tempfile::TempDir, std::net::SocketAddr) {
     let tmp = scratch();
-    let st = Command::new("cp")
-        .args([
-            "-a",
-            pki().to_str().unwrap(),
-            tmp.path().join("pki").to_str().unwrap(),
-        ])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    sandbox_data(tmp.path());
     let p = Proc::start(
         &[
             "serve",

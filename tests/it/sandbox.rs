@@ -167,15 +167,7 @@ fn free_port() -> String {
 #[test]
 fn two_sandboxes_run_side_by_side_and_a_taken_port_says_what_to_do() {
     let tmp = scratch();
-    let st = Command::new("cp")
-        .args([
-            "-a",
-            pki().to_str().unwrap(),
-            tmp.path().join("pki").to_str().unwrap(),
-        ])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    sandbox_data(tmp.path());
     let with_ports = |listen: &str, admin: &str| {
         let args = [
             "serve",

@@ -79,6 +79,19 @@ pub fn p12_password() -> String {
 }
 
 /// A fresh folder for one test's files.
+/// A sandbox data folder in `dir` that reuses the run's test PKI (no generation): `dir/pki`.
+pub fn sandbox_data(dir: &Path) {
+    let st = std::process::Command::new("cp")
+        .args([
+            "-a",
+            pki().to_str().unwrap(),
+            dir.join("pki").to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
 pub fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("rocgw-it-")
