@@ -366,20 +366,12 @@ fn down_hanging_and_resetting_amcs_each_get_their_fault_in_time_while_a_healthy_
 
 #[test]
 fn an_sih_that_hangs_up_cancels_its_upstream_call() {
-    use std::io::Write as _;
     let hanging = TlsServer::fixture("osi/amc-b", None, Behavior::Delay(Duration::from_secs(60)));
     let s = SimFixture::start(|cfg| {
         cfg.annuaire.entries = vec![entry("88888882", hanging.url("/idb"))];
     });
     let (gw, _t) = gateway(&s, "", "", "");
-    let body = envelope12("<r:req xmlns:r=\"urn:test\"/>");
-    let mut sih = std::net::TcpStream::connect(gw.gateway).unwrap();
-    write!(
-        sih,
-        "POST /amc/88888882/idb HTTP/1.1\r\nHost: x\r\nContent-Type: {CT12}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    let sih = post_unread(gw.gateway, "/amc/88888882/idb");
     wait_for("the request upstream", Duration::from_secs(5), || {
         hanging.requests() == 1
     });

@@ -228,7 +228,6 @@ fn an_expiring_certificate_and_a_failed_reload_degrade_status_until_fixed() {
 #[test]
 fn an_amc_call_cut_by_the_deadline_is_an_amc_timeout_and_one_the_sih_abandons_is_not_a_failure() {
     use crate::tls_server::{Behavior, TlsServer};
-    use std::io::Write as _;
     let hanging = TlsServer::fixture("osi/amc-b", None, Behavior::Delay(Duration::from_secs(60)));
     let s = SimFixture::start(|_| {});
     let (gw, _t) = s.gateway(
@@ -240,14 +239,7 @@ fn an_amc_call_cut_by_the_deadline_is_an_amc_timeout_and_one_the_sih_abandons_is
     let r = call(&gw, "88888882", "idb", &[("X-Rocgw-Deadline-Ms", "300")]);
     assert_eq!(r.header("x-rocgw-error"), Some("amc-timeout"), "{}", r.body);
     // The SIH hangs up while its call waits for the AMC.
-    let body = envelope12("<r:req xmlns:r=\"urn:test\"/>");
-    let mut sih = std::net::TcpStream::connect(gw.gateway).unwrap();
-    write!(
-        sih,
-        "POST /amc/88888882/idb HTTP/1.1\r\nHost: x\r\nContent-Type: {CT12}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    let sih = post_unread(gw.gateway, "/amc/88888882/idb");
     wait_for("the call upstream", Duration::from_secs(5), || {
         hanging.requests() == 2
     });

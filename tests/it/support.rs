@@ -92,6 +92,20 @@ pub fn sandbox_data(dir: &Path) {
     assert!(st.success());
 }
 
+/// An SOAP 1.2 POST to `path` written on a new connection that is returned unread: a caller
+/// that waits, or hangs up (dropping it), while its call is in progress.
+pub fn post_unread(gw: SocketAddr, path: &str) -> TcpStream {
+    let body = envelope12("<r:req xmlns:r=\"urn:test\"/>");
+    let mut sih = TcpStream::connect(gw).unwrap();
+    write!(
+        sih,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {CT12}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    sih
+}
+
 pub fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("rocgw-it-")
