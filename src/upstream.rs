@@ -148,7 +148,7 @@ impl Upstream {
         Upstream {
             kind,
             connector,
-            pool: Pool::new(cfg.pool_idle_timeout, cfg.max_connections_per_host),
+            pool: Pool::new(cfg.pool_idle_timeout, cfg.max_connections_per_host, &limits),
             limits,
             max_per_host: cfg.max_connections_per_host,
             first_byte_timeout: cfg.first_byte_timeout,
@@ -224,7 +224,7 @@ impl Upstream {
         }
         let mut attempt = 0;
         loop {
-            match self.connector.clone().connect(uri.clone()).await {
+            match self.connector.clone().connect(uri.clone(), key).await {
                 Ok(conn) => {
                     return Link::handshake(conn)
                         .await

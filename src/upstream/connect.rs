@@ -11,7 +11,7 @@ use rustls::pki_types::ServerName;
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,10 +25,25 @@ use super::Kind;
 /// The per-host caps of one upstream kind, shared by every client of that kind (one per
 /// hospital structure, one per reload generation): the cap protects the host, whoever
 /// connects. One semaphore per `host:port` for connections, one for calls in progress.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct HostLimits {
     conns: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
     calls: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    /// The pools whose connections hold those permits: a connection one pool needs can be
+    /// freed by closing an idle one of another (another structure's, another generation's).
+    pools: Arc<Mutex<Vec<Weak<dyn Evict>>>>,
+}
+
+impl std::fmt::Debug for HostLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostLimits").finish_non_exhaustive()
+    }
+}
+
+/// A pool that can close one of its idle connections to a host.
+pub trait Evict: Send + Sync {
+    /// Closes the oldest idle connection to `key`, if any; true when it did.
+    fn evict_one(&self, key: &str) -> bool;
 }
 
 impl HostLimits {
@@ -49,6 +64,25 @@ impl HostLimits {
     /// (a call beyond it would start a connection attempt that only waits for a permit).
     pub async fn call_slot(&self, key: &str, max: usize) -> Option<OwnedSemaphorePermit> {
         Self::of(&self.calls, key, max).acquire_owned().await.ok()
+    }
+
+    /// Makes a pool's idle connections available to the others sharing these limits.
+    pub fn register(&self, pool: Weak<dyn Evict>) {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools.retain(|p| p.strong_count() > 0);
+        pools.push(pool);
+    }
+
+    /// Closes one idle connection to `key` in any pool; true when one was.
+    fn evict_idle(&self, key: &str) -> bool {
+        let pools: Vec<Arc<dyn Evict>> = self
+            .pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        pools.iter().any(|p| p.evict_one(key))
     }
 }
 
@@ -161,7 +195,7 @@ impl Connector {
         HostLimits::of(&self.limits.conns, key, self.max_per_host)
     }
 
-    pub(super) async fn connect(self, uri: Uri) -> Result<Conn, ConnectError> {
+    pub(super) async fn connect(self, uri: Uri, key: &str) -> Result<Conn, ConnectError> {
         if uri.scheme_str() != Some("https") {
             return Err(ConnectError::NotHttps);
         }
@@ -172,11 +206,18 @@ impl Connector {
             .trim_end_matches(']')
             .to_string();
         let port = uri.port_u16().unwrap_or(443);
-        let permit = self
-            .semaphore(&format!("{host}:{port}"))
-            .acquire_owned()
-            .await
-            .map_err(|_| ConnectError::Proxy("connection limiter closed".into()))?;
+        let sem = self.semaphore(key);
+        let permit = match sem.clone().try_acquire_owned() {
+            Ok(p) => p,
+            // Every permit is held: by connections in use, or idle in some pool. Close an idle
+            // one (another structure's pool may hold them all), then wait for a permit.
+            Err(_) => {
+                self.limits.evict_idle(key);
+                sem.acquire_owned()
+                    .await
+                    .map_err(|_| ConnectError::Proxy("connection limiter closed".into()))?
+            }
+        };
         let tcp = match &self.proxy {
             Some(p) if !p.bypass(&host) => self.tunnel(p, &host, port).await?,
             _ => tokio::time::timeout(

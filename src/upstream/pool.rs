@@ -18,7 +18,7 @@ use http_body_util::Full;
 use hyper::client::conn::http1;
 use hyper::Request;
 
-use super::connect::Conn;
+use super::connect::{Conn, Evict, HostLimits};
 
 type Body = Full<Bytes>;
 
@@ -141,6 +141,20 @@ struct Idle {
 #[derive(Default)]
 struct Shelves(HashMap<String, Vec<Idle>>);
 
+impl Evict for Mutex<Shelves> {
+    fn evict_one(&self, key: &str) -> bool {
+        let oldest = {
+            let mut shelves = self.lock().unwrap_or_else(|e| e.into_inner());
+            match shelves.0.get_mut(key) {
+                Some(list) if !list.is_empty() => Some(list.remove(0)),
+                _ => None,
+            }
+        };
+        // Closed outside the lock; its per-host permit goes with it.
+        oldest.is_some()
+    }
+}
+
 /// Idle connections by `host:port`, newest last (reused first: the oldest expire).
 pub struct Pool {
     idle: Arc<Mutex<Shelves>>,
@@ -151,8 +165,10 @@ pub struct Pool {
 impl Pool {
     /// A pool keeping at most `max_idle` idle connections per host, each at most
     /// `idle_timeout`. The sweep runs while the pool lives, when a runtime is there to run it.
-    pub fn new(idle_timeout: Duration, max_idle: usize) -> Pool {
+    pub fn new(idle_timeout: Duration, max_idle: usize, limits: &HostLimits) -> Pool {
         let idle = Arc::new(Mutex::new(Shelves::default()));
+        let evict: Arc<dyn Evict> = idle.clone();
+        limits.register(Arc::downgrade(&evict));
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(sweep(Arc::downgrade(&idle), idle_timeout));
         }

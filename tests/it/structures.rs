@@ -463,3 +463,30 @@ fn a_candidate_certificate_is_checked_against_the_structure_it_renews() {
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("FAIL candidate: role"), "{out}");
 }
+
+/// Two structures share the annuaire's per-host connection cap, each with its own pool (its
+/// own AUTH_CLI): one structure's idle connections do not keep the other from the annuaire.
+#[test]
+fn one_structures_idle_connections_do_not_starve_the_other() {
+    let (ann, amc, g) = group();
+    let grant = format!(
+        "[[access.grants]]\ncaller = \"token:dpi\"\nstructures = [\"{FIRST}\", \"{SECOND}\"]\n"
+    );
+    let upstream = "\n[upstream]\nmax_connections_per_host = 1\npool_idle_timeout_ms = 60000\n\
+                    first_byte_timeout_ms = 3000";
+    let p = Proc::with_config(&g.config(&ann.url("/annuaire"), &amc.url("/idb"), upstream, &grant));
+    let r = send(p.gateway, "/annuaire", Some(DPI_TOKEN), Some(FIRST));
+    assert_eq!(r.status, 200, "{}", r.body);
+    // FIRST's connection is idle in its pool and holds the one permit.
+    assert_eq!(ann.seen.open.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let t = std::time::Instant::now();
+    let r = send(p.gateway, "/annuaire", Some(DPI_TOKEN), Some(SECOND));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(ann.serials().last(), Some(&serial("org2/auth_cli.pem")));
+    assert_eq!(ann.connections(), 2);
+    // And back: SECOND's idle connection gives way to FIRST.
+    let r = send(p.gateway, "/annuaire", Some(DPI_TOKEN), Some(FIRST));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(ann.connections(), 3);
+}
