@@ -162,11 +162,6 @@ impl Upstream {
         self.kind
     }
 
-    /// Idle pooled connections now.
-    pub fn idle_connections(&self) -> usize {
-        self.pool.idle_count()
-    }
-
     /// Sends one request and reads the whole response under the timeouts.
     ///
     /// Retried only when no byte of it can have reached the peer: the TCP connection could not

@@ -112,17 +112,10 @@ impl Link {
         }
     }
 
-    /// Ready for another request: not closed, and the last exchange is over.
+    /// Ready for another request after an exchange: at once, or once the driver has taken in
+    /// the end of the last answer.
     fn idle_ready(&mut self) -> bool {
-        if self.driver.is_none() {
-            return false;
-        }
-        if self.sender.is_ready() {
-            return true;
-        }
-        // The driver may not yet have taken in the end of the last answer.
-        let mut cx = Context::from_waker(Waker::noop());
-        !self.poll_driver(&mut cx) && self.sender.is_ready()
+        (self.driver.is_some() && self.sender.is_ready()) || self.still_open()
     }
 
     /// Still open after sitting idle: polled once, without waiting, so that a close or anything
@@ -190,11 +183,7 @@ impl Pool {
         let found = {
             let mut shelves = self.shelves();
             let list = shelves.0.get_mut(key)?;
-            let expired = list
-                .iter()
-                .take_while(|i| now.duration_since(i.since) >= self.idle_timeout)
-                .count();
-            closed.extend(list.drain(..expired));
+            expire(list, now, self.idle_timeout, &mut closed);
             let mut found = None;
             while let Some(mut idle) = list.pop() {
                 if idle.link.still_open() {
@@ -233,11 +222,16 @@ impl Pool {
         };
         drop(oldest);
     }
+}
 
-    /// Idle connections now (for tests and status).
-    pub fn idle_count(&self) -> usize {
-        self.shelves().0.values().map(Vec::len).sum()
-    }
+/// Moves the connections of `list` idle for `timeout` or more (the oldest, at its front) to
+/// `out`.
+fn expire(list: &mut Vec<Idle>, now: Instant, timeout: Duration, out: &mut Vec<Idle>) {
+    let n = list
+        .iter()
+        .take_while(|i| now.duration_since(i.since) >= timeout)
+        .count();
+    out.extend(list.drain(..n));
 }
 
 /// Drops idle connections past `timeout`, and those the server closed, every half timeout,
@@ -254,22 +248,10 @@ async fn sweep(idle: Weak<Mutex<Shelves>>, timeout: Duration) {
             let mut s = shelves.lock().unwrap_or_else(|e| e.into_inner());
             let mut out = Vec::new();
             for list in s.0.values_mut() {
-                let n = list
-                    .iter()
-                    .take_while(|i| now.duration_since(i.since) >= timeout)
-                    .count();
-                out.extend(list.drain(..n));
+                expire(list, now, timeout, &mut out);
                 // And those the server closed meanwhile: their sockets and per-host permits
                 // go now, not at the next checkout.
-                let mut open = Vec::with_capacity(list.len());
-                for mut i in list.drain(..) {
-                    if i.link.still_open() {
-                        open.push(i);
-                    } else {
-                        out.push(i);
-                    }
-                }
-                *list = open;
+                out.extend(list.extract_if(.., |i| !i.link.still_open()));
             }
             s.0.retain(|_, l| !l.is_empty());
             out
