@@ -96,8 +96,8 @@ impl Admin {
             }
             (&Method::GET, "/metrics") => {
                 if self.allowed(&req, &peer) {
-                    if let Some(s) = self.status() {
-                        s.set_certificate_gauges();
+                    if let Some((rt, _)) = self.runtime.get() {
+                        status::Certificates::of(rt, crate::clock::now_unix()).set_gauges();
                     }
                     let mut r = text(StatusCode::OK, metrics::get().render());
                     r.headers_mut().insert(

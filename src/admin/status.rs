@@ -212,6 +212,48 @@ fn from_counters(now: i64) -> (BTreeMap<String, (u64, u64)>, BTreeMap<String, Am
     (upstreams, amcs)
 }
 
+/// The identities, trust anchors and CRLs in force: what `/status` lists and what the
+/// certificate gauges of `/metrics` are set from (no metrics gathered).
+pub struct Certificates {
+    pub identities: Vec<IdentityStatus>,
+    pub anchors: Vec<AnchorStatus>,
+    pub crls: Vec<CrlStatus>,
+}
+
+impl Certificates {
+    pub fn of(rt: &Runtime, now: i64) -> Certificates {
+        let identities = rt
+            .structures()
+            .flat_map(Structure::identities)
+            .map(|id| IdentityStatus {
+                name: id.field.clone(),
+                role: id.role.as_str().into(),
+                subject: id.info.subject.clone(),
+                serial: id.info.serial.clone(),
+                structure_id: id.info.structure_id.clone(),
+                not_after: fmt_time(id.info.not_after),
+                not_after_unix: id.info.not_after,
+                days_left: id.days_left(now),
+            })
+            .collect();
+        let trust = rt.trust();
+        let (amc, ann) = (&trust.amc, &trust.annuaire);
+        let mut a = Vec::new();
+        anchors("amc", amc, now, &mut a);
+        anchors("annuaire", ann, now, &mut a);
+        let mut c = Vec::new();
+        crls("amc", amc, now, &mut c);
+        if rt.config().annuaire.is_some() {
+            crls("annuaire", ann, now, &mut c);
+        }
+        Certificates {
+            identities,
+            anchors: a,
+            crls: c,
+        }
+    }
+}
+
 impl Status {
     /// Why `/readyz` fails: an expired identity, a CRL past its next update under a `hard`
     /// policy. Cheap: no metrics gathered.
@@ -244,30 +286,11 @@ impl Status {
         if !ready {
             problems.insert(0, "configuration and credentials not loaded yet".into());
         }
-        let identities = rt
-            .structures()
-            .flat_map(Structure::identities)
-            .map(|id| IdentityStatus {
-                name: id.field.clone(),
-                role: id.role.as_str().into(),
-                subject: id.info.subject.clone(),
-                serial: id.info.serial.clone(),
-                structure_id: id.info.structure_id.clone(),
-                not_after: fmt_time(id.info.not_after),
-                not_after_unix: id.info.not_after,
-                days_left: id.days_left(now),
-            })
-            .collect();
-        let trust = rt.trust();
-        let (amc, ann) = (&trust.amc, &trust.annuaire);
-        let mut a = Vec::new();
-        anchors("amc", amc, now, &mut a);
-        anchors("annuaire", ann, now, &mut a);
-        let mut c = Vec::new();
-        crls("amc", amc, now, &mut c);
-        if cfg.annuaire.is_some() {
-            crls("annuaire", ann, now, &mut c);
-        }
+        let Certificates {
+            identities,
+            anchors: a,
+            crls: c,
+        } = Certificates::of(rt, now);
         let (outcomes, amcs) = from_counters(now);
         let m = metrics::get();
         let upstreams = ["amc", "annuaire"]
@@ -288,7 +311,7 @@ impl Status {
         let mut s = Status {
             state: "ready",
             reasons: Vec::new(),
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: crate::version::VERSION.into(),
             sandbox: false,
             ready: problems.is_empty(),
             problems,

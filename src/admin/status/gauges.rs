@@ -1,10 +1,10 @@
-//! The certificate and CRL gauges of `/metrics`, set from a status snapshot on every scrape:
-//! Unix timestamps (`…_timestamp_seconds`), the one shape of every time rocgw exports.
+//! The certificate and CRL gauges of `/metrics`, set from the certificates in force on every
+//! scrape: Unix timestamps (`…_timestamp_seconds`), the one shape of every time rocgw exports.
 
-use super::Status;
+use super::Certificates;
 
-impl Status {
-    pub fn set_certificate_gauges(&self) {
+impl Certificates {
+    pub fn set_gauges(&self) {
         let m = crate::metrics::get();
         let cn = |dn: &str| dn.rsplit("CN=").next().unwrap_or(dn).to_string();
         m.cert_not_after.reset();
