@@ -12,6 +12,13 @@ pub fn fmt_time(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
+/// Current Unix time in seconds, with its fraction.
+pub fn now_unix_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// Current Unix time in seconds.
 pub fn now_unix() -> i64 {
     std::time::SystemTime::now()

@@ -34,6 +34,10 @@ pub const SANDBOX_HEADER: &str = "x-rocgw-sandbox";
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
+/// The words of a bind failure (`<field>: cannot listen on <addr>: <reason>`): the sandbox
+/// tells it apart from other start-up errors by them.
+pub const CANNOT_LISTEN: &str = "cannot listen on";
+
 /// Who is on the other end of a connection, as far as the transport can tell.
 #[derive(Debug, Clone, Default)]
 pub struct Peer {
@@ -105,7 +109,7 @@ fn local(l: &TcpListener) -> SocketAddr {
 pub async fn bind(field: &str, addr: SocketAddr) -> Result<TcpListener, String> {
     TcpListener::bind(addr)
         .await
-        .map_err(|e| format!("{field}: cannot listen on {addr}: {e}"))
+        .map_err(|e| format!("{field}: {CANNOT_LISTEN} {addr}: {e}"))
 }
 
 /// Binds a Unix domain socket at `path` with file mode `mode`. The socket is made under a

@@ -135,9 +135,7 @@ fn histogram_vec(r: &Registry, name: &str, labels: &[&str]) -> HistogramVec {
 
 impl Metrics {
     fn new() -> Metrics {
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
+        let started = crate::clock::now_unix_f64();
         let r = Registry::new();
         registered(&r, process::Process::new(started));
         gauge_vec(&r, "rocgw_build_info", &["version", "commit"])

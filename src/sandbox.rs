@@ -59,7 +59,7 @@ pub async fn run_sim(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> Resu
 /// annuaire, whose address it is given, so any ports do.
 pub async fn start_sim(pki: &Path, ephemeral: bool) -> Result<Sim, String> {
     let started = match Sim::start(SimConfig::sandbox(pki, ephemeral)).await {
-        Err(e) if !ephemeral && e.contains("cannot listen on") => {
+        Err(e) if !ephemeral && e.contains(crate::listener::CANNOT_LISTEN) => {
             tracing::info!(
                 error = %e,
                 "the simulator's usual ports are taken (another sandbox?): it listens on free ones"
@@ -74,7 +74,7 @@ pub async fn start_sim(pki: &Path, ephemeral: bool) -> Result<Sim, String> {
 /// A sandbox listener that cannot listen: the error, and what to do about it. The gateway and
 /// admin ports stay as asked (callers and probes rely on them).
 pub fn port_taken(error: String) -> String {
-    if error.contains("cannot listen on") {
+    if error.contains(crate::listener::CANNOT_LISTEN) {
         format!(
             "{error} — another rocgw (a sandbox?) may hold it: stop it, or give this one other \
              ports with --listen 127.0.0.1:PORT --admin-listen 127.0.0.1:PORT"

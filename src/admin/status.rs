@@ -212,6 +212,14 @@ fn from_counters(now: i64) -> (BTreeMap<String, (u64, u64)>, BTreeMap<String, Am
     (upstreams, amcs)
 }
 
+/// Calls and failures of every AMC over the recent window.
+fn recent_total(amcs: &[AmcStatus]) -> Counts {
+    amcs.iter().fold(Counts::default(), |t, a| Counts {
+        calls: t.calls + a.recent.calls,
+        failures: t.failures + a.recent.failures,
+    })
+}
+
 /// The identities, trust anchors and CRLs in force: what `/status` lists and what the
 /// certificate gauges of `/metrics` are set from (no metrics gathered).
 pub struct Certificates {
@@ -305,9 +313,7 @@ impl Status {
             })
             .collect();
         let amcs: Vec<AmcStatus> = amcs.into_values().collect();
-        let (calls, failures) = amcs.iter().fold((0, 0), |(c, f), a| {
-            (c + a.recent.calls, f + a.recent.failures)
-        });
+        let Counts { calls, failures } = recent_total(&amcs);
         let mut s = Status {
             state: "ready",
             reasons: Vec::new(),
@@ -361,9 +367,10 @@ impl Status {
                 .filter(|a| a.recent.failures > 0)
                 .map(|a| format!("{} {}/{}", a.amc, a.recent.failures, a.recent.calls))
                 .collect();
-            let (failed, calls) = self.amcs.iter().fold((0, 0), |(f, c), a| {
-                (f + a.recent.failures, c + a.recent.calls)
-            });
+            let Counts {
+                calls,
+                failures: failed,
+            } = recent_total(&self.amcs);
             why.push(format!(
                 "AMC failure rate {:.1} % over the last {} min ({failed} of {calls} calls; \
                  failing, failed/calls: {})",

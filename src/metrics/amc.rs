@@ -107,7 +107,10 @@ impl Recent {
     fn record(&self, amc: &str, failed: bool, now: i64) {
         let slot = now.div_euclid(BUCKET_S);
         let mut m = self.by_amc.lock().unwrap_or_else(|e| e.into_inner());
-        let ring = m.entry(amc.to_string()).or_default();
+        if !m.contains_key(amc) {
+            m.insert(amc.to_string(), Default::default());
+        }
+        let Some(ring) = m.get_mut(amc) else { return };
         let b = &mut ring[slot.rem_euclid(BUCKETS as i64) as usize];
         if b.slot != slot {
             *b = Bucket {
@@ -149,8 +152,12 @@ impl super::Metrics {
 
     /// One call that reached the AMC stage, and how it failed if it did.
     pub fn amc_call(&self, amc: &str, failure: Option<AmcFailure>) {
-        self.amc_born(amc);
-        self.amc_calls.with_label_values(&[amc]).inc();
+        let calls = self.amc_calls.with_label_values(&[amc]);
+        // An AMC label first seen here (one the annuaire found) gets its failure series too.
+        if calls.get() == 0 {
+            self.amc_born(amc);
+        }
+        calls.inc();
         if let Some(f) = failure {
             self.amc_failures
                 .with_label_values(&[amc, f.as_str()])

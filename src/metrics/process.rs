@@ -19,6 +19,8 @@ pub struct Process {
     open_fds: IntGauge,
     max_fds: IntGauge,
     threads: IntGauge,
+    /// One refresh at a time: two scrapes at once would both add the same CPU time.
+    refreshing: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 /// What `/proc/self/stat` says, already in base units.
@@ -112,10 +114,22 @@ impl Process {
                 "Maximum number of open file descriptors.",
             ),
             threads: g("process_threads", "Number of OS threads in the process."),
+            refreshing: std::sync::Arc::default(),
         }
     }
 
+    fn gauges(&self) -> [&IntGauge; 5] {
+        [
+            &self.resident,
+            &self.virtual_bytes,
+            &self.open_fds,
+            &self.max_fds,
+            &self.threads,
+        ]
+    }
+
     fn refresh(&self) {
+        let _one = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
         let (tick, page) = auxv();
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
         if let Some(s) = parse_stat(&stat, tick, page) {
@@ -141,13 +155,7 @@ impl Collector for Process {
     fn desc(&self) -> Vec<&Desc> {
         let mut d = self.cpu.desc();
         d.extend(self.start.desc());
-        for g in [
-            &self.resident,
-            &self.virtual_bytes,
-            &self.open_fds,
-            &self.max_fds,
-            &self.threads,
-        ] {
+        for g in self.gauges() {
             d.extend(g.desc());
         }
         d
@@ -157,13 +165,7 @@ impl Collector for Process {
         self.refresh();
         let mut m = self.cpu.collect();
         m.extend(self.start.collect());
-        for g in [
-            &self.resident,
-            &self.virtual_bytes,
-            &self.open_fds,
-            &self.max_fds,
-            &self.threads,
-        ] {
+        for g in self.gauges() {
             m.extend(g.collect());
         }
         m

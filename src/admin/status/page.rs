@@ -19,8 +19,8 @@ const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}\
     .not-ready{background:#fcc;color:#900}.warn{color:#b60}.bad{color:#c22;font-weight:bold}\
     .meta{color:#555}";
 
-fn e(s: &str) -> String {
-    crate::fault::escape(s).into_owned()
+fn e(s: &str) -> std::borrow::Cow<'_, str> {
+    crate::fault::escape(s)
 }
 
 fn date(s: &str) -> String {
