@@ -131,13 +131,13 @@ impl Gateway {
             Ok(Target::Amc { amc, service }) => {
                 (self.router.labels(amc, service), (*amc, service.as_str()))
             }
-            _ => (("-", "-".to_string()), ("-", "-")),
+            _ => (("-", "-"), ("-", "-")),
         };
         let done = Finished {
             route,
             structure,
             amc,
-            service: &service,
+            service,
             asked,
             caller: caller.as_ref().map_or("-", |c: &Caller| c.name.as_str()),
             peer: &peer,
@@ -233,7 +233,7 @@ impl Gateway {
     /// forward, the audit record.
     async fn amc(&self, call: &Call<'_>, body: &Bytes) -> Outcome {
         let in_version = |f: Fault| f.in_version(call.version);
-        let (label, _) = self.router.labels(call.amc, "-");
+        let label = self.router.amc_label(call.amc);
         let _slot = self.admission.amc_slot(label).await.map_err(in_version)?;
         let endpoint = self
             .router
@@ -250,7 +250,7 @@ impl Gateway {
             .map(|a| a.as_str().to_string())
             .unwrap_or_default();
         // Labelled once the endpoint is known: an AMC the annuaire just found is no longer `other`.
-        let (known, _) = self.router.labels(call.amc, "-");
+        let known = self.router.amc_label(call.amc);
         let attempt = metrics::AmcAttempt::begin(known, call.until);
         if let Err(open) = self.breakers.admit(&key, Instant::now()) {
             attempt.end(Some(AmcFailure::CircuitOpen));

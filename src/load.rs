@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use hdrhistogram::Histogram;
 
 pub use report::Report;
@@ -322,9 +321,9 @@ impl Shared {
     async fn one(&self, seq: u64, intended: Instant, rng: &mut fastrand::Rng) {
         let i = self.pick(rng);
         let (e, p) = (&self.opts.mix[i], &self.prepared[i]);
-        let body = Bytes::from(p.template.render(&e.amc, &e.service, seq, rng));
+        let body = p.template.render(&e.amc, &e.service, seq, rng);
         let route = p.route.as_str();
-        let send = self.pool.send(&body, &p.head);
+        let send = self.pool.send(body.as_bytes(), &p.head);
         let result = tokio::time::timeout(self.opts.timeout, send).await;
         let error = match result {
             Err(_) => Some("timeout".to_string()),

@@ -104,10 +104,6 @@ pub struct Upstream {
     kind: Kind,
     connector: Connector,
     pool: Pool,
-    /// Calls in progress per host, at most the connection cap (waited for, within the
-    /// request's deadline).
-    limits: HostLimits,
-    max_per_host: usize,
     first_byte_timeout: Duration,
     total_timeout: Duration,
     max_response_bytes: usize,
@@ -140,7 +136,7 @@ impl Upstream {
             kind,
         };
         // Every TLS failure reason exists from the start, at 0.
-        for reason in Reason::ALL.iter().filter(|r| r.is_tls()) {
+        for reason in Reason::TLS {
             metrics::get()
                 .tls_failures
                 .with_label_values(&[kind.label(), reason.as_str()]);
@@ -149,8 +145,6 @@ impl Upstream {
             kind,
             connector,
             pool: Pool::new(cfg.pool_idle_timeout, cfg.max_connections_per_host, &limits),
-            limits,
-            max_per_host: cfg.max_connections_per_host,
             first_byte_timeout: cfg.first_byte_timeout,
             total_timeout: cfg.total_timeout,
             max_response_bytes: cfg.max_response_bytes,
@@ -187,7 +181,10 @@ impl Upstream {
             req.uri().host().unwrap_or_default(),
             req.uri().port_u16().unwrap_or(443)
         );
-        let _slot = self.limits.call_slot(&key, self.max_per_host).await;
+        // Calls in progress per host, at most the connection cap (waited for, within the
+        // request's deadline).
+        let c = &self.connector;
+        let _slot = c.limits.call_slot(&key, c.max_per_host).await;
         let started = Instant::now();
         let result = self.exchange(req, &key, started, budget).await;
         let m = metrics::get();
@@ -219,7 +216,7 @@ impl Upstream {
         }
         let mut attempt = 0;
         loop {
-            match self.connector.clone().connect(uri.clone(), key).await {
+            match self.connector.connect(uri, key).await {
                 Ok(conn) => {
                     return Link::handshake(conn)
                         .await

@@ -115,14 +115,12 @@ impl Admission {
                 // Shares nobody holds are dropped: the map stays bounded by the callers active.
                 m.retain(|_, s| Arc::strong_count(s) > 1);
             }
-            m.entry(caller.to_string())
-                .or_insert_with(|| {
-                    Arc::new(CallerShare {
-                        requests: Arc::new(Semaphore::new(pc.max_requests)),
-                        budget: self.budget.share(pc.max_bytes),
-                    })
+            entry(&mut m, caller, || {
+                Arc::new(CallerShare {
+                    requests: Arc::new(Semaphore::new(pc.max_requests)),
+                    budget: self.budget.share(pc.max_bytes),
                 })
-                .clone()
+            })
         };
         let slot = share.requests.clone().try_acquire_owned().map_err(|_| {
             overloaded(format!(
@@ -179,13 +177,9 @@ impl Admission {
     pub async fn amc_slot(&self, amc_label: &str) -> Result<OwnedSemaphorePermit, Fault> {
         let sem = {
             let mut m = self.per_amc.lock().unwrap_or_else(|e| e.into_inner());
-            match m.get(amc_label) {
-                Some(s) => s.clone(),
-                None => m
-                    .entry(amc_label.to_string())
-                    .or_insert_with(|| Arc::new(Semaphore::new(self.max_per_amc)))
-                    .clone(),
-            }
+            entry(&mut m, amc_label, || {
+                Arc::new(Semaphore::new(self.max_per_amc))
+            })
         };
         self.wait_for(&sem).await.ok_or_else(|| {
             overloaded(format!(
@@ -324,5 +318,13 @@ impl Drop for InFlight {
                 .inc();
             tracing::info!("the SIH closed its connection before the answer: call abandoned");
         }
+    }
+}
+
+/// The value of `key` in `m`, made by `make` on first use; the key is copied only then.
+fn entry<V: Clone>(m: &mut HashMap<String, V>, key: &str, make: impl FnOnce() -> V) -> V {
+    match m.get(key) {
+        Some(v) => v.clone(),
+        None => m.entry(key.to_string()).or_insert_with(make).clone(),
     }
 }

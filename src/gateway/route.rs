@@ -61,19 +61,26 @@ impl Router {
     }
 
     /// Metric labels that stay bounded: the AMC number when it is configured or found by the
-    /// annuaire, else `other`; the service when it is configured, else `other`.
-    pub fn labels<'a>(&self, amc: &'a str, service: &'a str) -> (&'a str, String) {
+    /// annuaire, else `other`; the service (lower-cased by `target`) when it is configured,
+    /// else `other`.
+    pub fn labels<'a>(&self, amc: &'a str, service: &'a str) -> (&'a str, &'a str) {
+        let service = if self.services.iter().any(|s| s == service) {
+            service
+        } else {
+            "other"
+        };
+        (self.amc_label(amc), service)
+    }
+
+    /// The AMC's metric label alone (`labels`).
+    pub fn amc_label<'a>(&self, amc: &'a str) -> &'a str {
         let known =
             self.routes.contains_key(amc) || self.directories.values().any(|d| d.knows(amc));
-        let service = service.to_ascii_lowercase();
-        (
-            if known { amc } else { "other" },
-            if self.services.contains(&service) {
-                service
-            } else {
-                "other".into()
-            },
-        )
+        if known {
+            amc
+        } else {
+            "other"
+        }
     }
 
     /// The annuaire caches, one per structure, when an annuaire is configured.
@@ -89,14 +96,14 @@ impl Router {
         service: &str,
         headers: &HeaderMap,
     ) -> Result<Uri, Fault> {
-        let service = service.to_ascii_lowercase();
-        if !self.services.contains(&service) {
+        // `service` comes lower-cased from `target`.
+        if !self.services.iter().any(|s| s == service) {
             return Err(Fault::with_detail(
                 FaultCode::UnknownService,
                 format!("known services: {}", self.services.join(", ")),
             ));
         }
-        if let Some(url) = self.routes.get(amc).and_then(|s| s.get(&service)) {
+        if let Some(url) = self.routes.get(amc).and_then(|s| s.get(service)) {
             return Ok(url.clone());
         }
         if let Some(v) = headers.get(ENDPOINT_HEADER) {
@@ -136,7 +143,7 @@ impl Router {
         };
         let mut key = Lookup {
             numero_amc: amc.to_string(),
-            code_service: service.clone(),
+            code_service: service.to_string(),
             ..Lookup::default()
         };
         for (header, field) in ROUTING_HEADERS {

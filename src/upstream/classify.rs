@@ -32,25 +32,20 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 18] = [
-        Reason::Timeout,
-        Reason::Proxy,
-        Reason::NotHttps,
-        Reason::Connect,
-        Reason::ClosedDuringHandshake,
-        Reason::TlsError,
-        Reason::Io,
+    /// The TLS failures (counted in `rocgw_upstream_tls_failures_total`, each series made at
+    /// start).
+    pub const TLS: [Reason; 11] = [
         Reason::CertExpired,
-        Reason::CertNotYetValid,
         Reason::CertRevoked,
         Reason::UnknownCa,
         Reason::WrongRole,
         Reason::WrongHost,
+        Reason::CertNotYetValid,
         Reason::RevocationUnknown,
         Reason::PeerRejectedClientCert,
         Reason::TlsAlert,
-        Reason::ResponseTooLarge,
-        Reason::MemoryBudget,
+        Reason::ClosedDuringHandshake,
+        Reason::TlsError,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,20 +73,7 @@ impl Reason {
 
     /// A failure of the TLS handshake (counted in `rocgw_upstream_tls_failures_total`).
     pub fn is_tls(self) -> bool {
-        matches!(
-            self,
-            Reason::CertExpired
-                | Reason::CertRevoked
-                | Reason::UnknownCa
-                | Reason::WrongRole
-                | Reason::WrongHost
-                | Reason::CertNotYetValid
-                | Reason::RevocationUnknown
-                | Reason::PeerRejectedClientCert
-                | Reason::TlsAlert
-                | Reason::ClosedDuringHandshake
-                | Reason::TlsError
-        )
+        Reason::TLS.contains(&self)
     }
 
     /// Nothing reached the upstream (the TCP connection could not be opened): the only case

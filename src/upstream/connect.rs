@@ -195,7 +195,7 @@ impl Connector {
         HostLimits::of(&self.limits.conns, key, self.max_per_host)
     }
 
-    pub(super) async fn connect(self, uri: Uri, key: &str) -> Result<Conn, ConnectError> {
+    pub(super) async fn connect(&self, uri: &Uri, key: &str) -> Result<Conn, ConnectError> {
         if uri.scheme_str() != Some("https") {
             return Err(ConnectError::NotHttps);
         }
