@@ -25,15 +25,14 @@ use crate::listener::Peer;
 /// The caller checks of one process, ready for the request path.
 #[derive(Clone, Default)]
 pub struct Access {
-    /// SHA-256 of each accepted token and the name it identifies: comparing digests keeps the
-    /// comparison constant-time whatever the presented token's length.
-    tokens: Vec<([u8; 32], Arc<str>)>,
+    /// SHA-256 of each accepted token, the name it identifies, and whether it opens the admin
+    /// listener only (`admin_only`): comparing digests keeps the comparison constant-time
+    /// whatever the presented token's length.
+    tokens: Vec<([u8; 32], Arc<str>, bool)>,
     allow: Vec<IpNet>,
     unix_uids: Vec<u32>,
     /// A token identifies its caller when presented, but may be absent (`require_token = false`).
     token_optional: bool,
-    /// Callers whose token opens the admin listener only.
-    admin_only: Vec<Arc<str>>,
 }
 
 impl std::fmt::Debug for Access {
@@ -41,7 +40,7 @@ impl std::fmt::Debug for Access {
         f.debug_struct("Access")
             .field(
                 "tokens",
-                &self.tokens.iter().map(|(_, n)| n).collect::<Vec<_>>(),
+                &self.tokens.iter().map(|(_, n, _)| n).collect::<Vec<_>>(),
             )
             .field("allow", &self.allow)
             .field("unix_uids", &self.unix_uids)
@@ -62,26 +61,20 @@ fn refused(why: &str) -> Fault {
 
 impl Access {
     pub fn new(cfg: &AccessConfig) -> Self {
-        let mut tokens: Vec<([u8; 32], Arc<str>)> = cfg
+        let mut tokens: Vec<([u8; 32], Arc<str>, bool)> = cfg
             .token
             .iter()
-            .map(|t| (sha256(t.as_bytes()), Arc::from("token")))
+            .map(|t| (sha256(t.as_bytes()), Arc::from("token"), false))
             .collect();
-        tokens.extend(
-            cfg.callers
-                .iter()
-                .map(|(name, t)| (sha256(t.as_bytes()), Arc::from(name.as_str()))),
-        );
+        tokens.extend(cfg.callers.iter().map(|(name, t)| {
+            let admin_only = cfg.admin_only.contains(name);
+            (sha256(t.as_bytes()), Arc::from(name.as_str()), admin_only)
+        }));
         Access {
             tokens,
             allow: cfg.allow_cidrs.clone(),
             unix_uids: cfg.unix_uids.clone(),
             token_optional: cfg.token_optional,
-            admin_only: cfg
-                .admin_only
-                .iter()
-                .map(|n| Arc::from(n.as_str()))
-                .collect(),
         }
     }
 
@@ -125,19 +118,17 @@ impl Access {
                     let presented = sha256(presented.trim().as_bytes());
                     // Every token is compared, so the time taken does not say which one came
                     // close.
-                    for (expected, name) in &self.tokens {
+                    let mut admin_only = false;
+                    for (expected, name, only) in &self.tokens {
                         if constant_time::verify_slices_are_equal(&presented, expected).is_ok() {
                             token_name = Some(name.clone());
+                            admin_only = *only;
                         }
                     }
                     if token_name.is_none() {
                         return Err(refused("invalid bearer token"));
                     }
-                    if !admin
-                        && token_name
-                            .as_ref()
-                            .is_some_and(|n| self.admin_only.contains(n))
-                    {
+                    if admin_only && !admin {
                         return Err(refused(
                             "this token opens the admin listener only (access.callers admin_only)",
                         ));

@@ -246,18 +246,15 @@ pub(super) fn grants(
         let identified = match caller.split_once(':') {
             Some(("cert", cn)) => !cn.is_empty(),
             Some(("uid", n)) => n.parse::<u32>().is_ok(),
+            Some(("token", name)) if access.admin_only.iter().any(|a| a == name) => {
+                return Err(v.err(
+                    &format!("{field}.caller"),
+                    "an admin_only caller opens the admin listener only: it signs as no structure",
+                ));
+            }
             Some(("token", name)) => callers.iter().any(|(n, _)| n == name),
             _ => false,
         };
-        if caller
-            .strip_prefix("token:")
-            .is_some_and(|name| access.admin_only.iter().any(|a| a == name))
-        {
-            return Err(v.err(
-                &format!("{field}.caller"),
-                "an admin_only caller opens the admin listener only: it signs as no structure",
-            ));
-        }
         if !identified {
             return Err(v.err(
                 &format!("{field}.caller"),
