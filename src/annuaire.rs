@@ -307,7 +307,7 @@ fn the_one_asked(mut entries: Vec<Entry>, asked: &str) -> Result<Entry, String> 
 /// An AMC number from an answer, fit for a log line and a fault detail (what the annuaire
 /// wrote is not trusted to be one).
 fn shown(numero: &str) -> String {
-    if !numero.is_empty() && numero.len() <= 16 && numero.bytes().all(|b| b.is_ascii_digit()) {
+    if crate::config::is_amc_number(numero) {
         numero.to_string()
     } else {
         "(not an AMC number)".to_string()

@@ -319,13 +319,9 @@ pub fn build_assertion_with(
     );
     let signature = b64.encode(sign(canonical_si.as_bytes()));
 
-    // The inserted form: non-ASCII as character references (the issuer's escaped once per
-    // signer); the signature's own parts are ASCII (base64, IDs, algorithm URIs).
-    let head = if signer.issuer_ascii == signer.issuer_text {
-        head
-    } else {
-        assertion_head(&id, &issued, &signer.issuer_ascii)
-    };
+    // The inserted form: non-ASCII (the issuer's name, an attribute value) as character
+    // references; the signature's own parts are ASCII (base64, IDs, algorithm URIs).
+    let head = ascii_refs(&head);
     let tail = ascii_refs(&tail);
     let mut xml = String::with_capacity(head.len() + tail.len() + signed_info.len() + 2600);
     xml.push_str(&head);

@@ -41,7 +41,7 @@ pub use assertion::{AttributeSpec, ExistingSecurity, Profile};
 pub use identities::{is_structure_id, Identities, IdentitySource, StructureConfig};
 pub use ops::LogFormat;
 pub use proxy::ProxyConfig;
-pub use routes::DEFAULT_SERVICES;
+pub use routes::{is_amc_number, DEFAULT_SERVICES};
 pub use server::{
     Limits, ServerConfig, ServerTls, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES,
     HEADER_READ_TIMEOUT,

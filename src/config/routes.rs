@@ -24,7 +24,7 @@ pub(super) fn validate(
     };
     let mut routes = BTreeMap::new();
     for (amc, svcs) in raw {
-        if amc.is_empty() || amc.len() > 16 || !amc.bytes().all(|b| b.is_ascii_digit()) {
+        if !is_amc_number(&amc) {
             return Err(v.err(
                 &format!("routes.{amc}"),
                 "an AMC number is made of 1 to 16 digits",
@@ -45,4 +45,9 @@ pub(super) fn validate(
         routes.insert(amc, m);
     }
     Ok((services, routes))
+}
+
+/// An AMC number: 1 to 16 ASCII digits.
+pub fn is_amc_number(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_digit())
 }

@@ -122,7 +122,7 @@ impl Router {
                 )
             });
         }
-        if !amc.bytes().all(|b| b.is_ascii_digit()) || amc.len() > 16 {
+        if !crate::config::is_amc_number(amc) {
             return Err(Fault::with_detail(
                 FaultCode::UnknownAmc,
                 "an AMC number is made of 1 to 16 digits",

@@ -10,7 +10,7 @@ use aws_lc_rs::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use base64::Engine as _;
 use x509_parser::prelude::*;
 
-use super::{ascii_refs, build_assertion, rfc4514, text, Profile, SignedAssertion};
+use super::{build_assertion, rfc4514, text, Profile, SignedAssertion};
 use crate::config::IdentitySource;
 use crate::identity::{Identity, IdentityError, ReloadableIdentity, Role};
 
@@ -22,10 +22,8 @@ pub struct Signer {
     pub(super) cert_b64: String,
     /// The certificate's subject DN (RFC 4514), the assertion's `Issuer`.
     pub issuer: String,
-    /// `issuer` escaped for a canonical text node, and the same with non-ASCII characters as
-    /// character references (what is inserted): both prepared once per certificate.
+    /// `issuer` escaped for a canonical text node, prepared once per certificate.
     pub(super) issuer_text: String,
-    pub(super) issuer_ascii: String,
     pub structure_id: String,
     pub serial: String,
 }
@@ -57,7 +55,6 @@ impl Signer {
             key,
             rng: SystemRandom::new(),
             cert_b64: base64::engine::general_purpose::STANDARD.encode(leaf.as_ref()),
-            issuer_ascii: ascii_refs(&issuer_text).into_owned(),
             issuer_text,
             issuer,
             structure_id: id.info.structure_id.clone().unwrap_or_default(),
