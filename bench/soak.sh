@@ -274,7 +274,6 @@ CRL_T= CRL_OK=0 PROBE_BEFORE= PROBE_AFTER=
 crl_update() {
   PROBE_BEFORE=$(probe)
   log "probe before the CRL update: $PROBE_BEFORE (expected 200: no AC-SERVEUR CRL yet, soft policy)"
-  metrics "$D/metrics.crl-before.txt"
   local file_changes
   file_changes=$(grep -c 'credentials reloaded trigger="file change" outcome="ok"' "$D/gateway.log" || true)
   log "CRL update: the bundle gains AC-SERVEUR's CRL (atomic mv, no signal: timed check)"

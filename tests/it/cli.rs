@@ -40,10 +40,7 @@ fn check_exits_0_on_a_good_configuration_and_2_with_serves_line_on_a_bad_one() {
 
     // A bad one: an expired SIGN certificate. Exit 2 and the very line serve prints.
     let bad_dir = scratch();
-    let text = config_text("", "").replace(
-        &pki_path("org/sign.p12").display().to_string(),
-        pki_path("negative/sign-expired.p12").to_str().unwrap(),
-    );
+    let text = with_identity("sign", "negative/sign-expired.p12");
     let bad = write_config(bad_dir.path(), &text);
     let checked = run(&["check", "--config", bad.to_str().unwrap()], &[]);
     let served = run(&["serve", "--config", bad.to_str().unwrap()], &[]);

@@ -12,10 +12,6 @@ use std::time::Duration;
 
 use crate::support::*;
 
-fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
 /// A child process killed when dropped.
 struct Killed(Child);
 

@@ -188,11 +188,7 @@ fn a_refused_start_up_says_why_in_one_json_line() {
     );
 
     // After it was read: the logs started from it, the credentials refused.
-    let original = pki_path("org/sign.p12").display().to_string();
-    let text = config_text("", "").replace(
-        &original,
-        pki_path("negative/sign-expired.p12").to_str().unwrap(),
-    );
+    let text = with_identity("sign", "negative/sign-expired.p12");
     let (code, stdout, stderr) = fails_in_json(&write_config(tmp.path(), &text));
     assert_eq!(code, Some(2));
     assert!(stdout.is_empty(), "{stdout:?}");

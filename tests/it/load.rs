@@ -20,14 +20,8 @@ fn sandbox() -> (Proc, tempfile::TempDir, std::net::SocketAddr) {
         ],
         &[],
     );
-    let sim_admin = p
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("rocgw: simulator admin listening on http://"))
-        .unwrap_or_else(|| panic!("no simulator line: {}", p.stdout))
-        .parse()
-        .unwrap();
-    (p, tmp, sim_admin)
+    let admin = sim_admin(&p);
+    (p, tmp, admin)
 }
 
 fn json(path: &std::path::Path) -> serde_json::Value {
@@ -210,10 +204,7 @@ fn a_threshold_exceeded_fails_the_run_and_open_loop_counts_new_connections() {
 /// succeeded, counts no throughput, keeps how long the failures took apart, and exits 1.
 #[test]
 fn a_run_in_which_no_request_succeeded_fails() {
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let dead = format!("127.0.0.1:{}", free_port());
     let tmp = scratch();
     let (j, h) = (tmp.path().join("r.json"), tmp.path().join("r.html"));
     let out = run(

@@ -11,8 +11,7 @@ use crate::support::*;
 
 /// ENTRYPOINT, CMD (exec form) and ENV of the Dockerfile's last stage.
 fn dockerfile() -> (Vec<String>, Vec<String>, HashMap<String, String>, String) {
-    let text =
-        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile")).unwrap();
+    let text = fs::read_to_string(repo("Dockerfile")).unwrap();
     let last = text.rsplit("\nFROM ").next().unwrap().to_string();
     let json_list = |key: &str| -> Vec<String> {
         let line = last
@@ -90,10 +89,6 @@ fn binary_runs_with_the_dockerfile_entrypoint_and_env() {
     let cfg = write_config(tmp.path(), &config_text("", ""));
     let p = Proc::start(&args, &[("ROCGW_CONFIG", cfg.to_str().unwrap())]);
     assert_eq!(http(p.admin, "GET", "/readyz", &[], b"").status, 200);
-}
-
-fn repo(rel: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
 /// The HEALTHCHECK's command (exec form) of the Dockerfile, instruction continued over lines.
@@ -174,9 +169,7 @@ fn the_healthcheck_probe_follows_readiness() {
     assert_eq!(code, Some(0), "{out}");
 
     // Nobody listening: unhealthy.
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = free.local_addr().unwrap();
-    drop(free);
+    let addr = format!("127.0.0.1:{}", free_port());
     let (code, out) = health(&format!("http://{addr}/readyz"));
     assert_eq!(code, Some(1), "{out}");
     // A listener that never answers: unhealthy once the deadline passes.

@@ -24,34 +24,15 @@ const HOSTILE: [(&str, &str); 13] = [
     ("/amc/..;/idb", "dot segment"),
 ];
 
-/// A gateway whose annuaire is `annuaire` (a mutual-TLS server of the test PKI), with `extra`
-/// appended to its configuration.
-fn gateway(annuaire: &TlsServer, extra: &str) -> (Proc, tempfile::TempDir) {
-    let tmp = scratch();
-    let text = format!(
-        "{}\n[annuaire]\nurl = \"{}\"\n\n{extra}\n",
-        config_text("", ""),
-        annuaire.url("/annuaire")
-    );
-    let gw = Proc::with_config(&write_config(tmp.path(), &text));
-    (gw, tmp)
-}
-
 fn post12(gw: &Proc, path: &str) -> Resp {
     let body = envelope12("<ann:search xmlns:ann=\"urn:rocgw:annuaire-amc:1\"/>");
-    http(
-        gw.gateway,
-        "POST",
-        path,
-        &[("Content-Type", CT12)],
-        body.as_bytes(),
-    )
+    post(gw.gateway, path, CT12, &body)
 }
 
 #[test]
 fn a_path_below_annuaire_that_could_mean_another_path_never_reaches_the_annuaire() {
     let annuaire = TlsServer::fixture("osi/annuaire", Some(IGC_ROOTS), Behavior::Echo);
-    let (gw, _t) = gateway(&annuaire, "");
+    let (gw, _t) = crate::routing::gateway_on(&annuaire);
     for (path, why) in HOSTILE {
         let r = post12(&gw, path);
         // A sender fault: HTTP 400 under the SOAP 1.2 binding.

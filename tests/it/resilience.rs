@@ -270,14 +270,6 @@ fn the_end_to_end_deadline_holds_and_the_sih_may_only_shorten_it() {
 }
 
 /// A free local port with nothing listening on it: connections are refused.
-fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn entry(numero: &str, url: String) -> rocgw::sim::DirectoryEntry {
     rocgw::sim::DirectoryEntry {
         numero: numero.into(),
@@ -289,7 +281,7 @@ fn entry(numero: &str, url: String) -> rocgw::sim::DirectoryEntry {
 #[test]
 fn down_hanging_and_resetting_amcs_each_get_their_fault_in_time_while_a_healthy_one_succeeds() {
     let hanging = TlsServer::fixture("osi/amc-b", None, Behavior::Delay(Duration::from_secs(60)));
-    let down = dead_port();
+    let down = free_port();
     let s = SimFixture::start(|cfg| {
         cfg.annuaire.entries = vec![
             entry("88888881", format!("https://localhost:{down}/idb")),
@@ -375,16 +367,13 @@ fn an_sih_that_hangs_up_cancels_its_upstream_call() {
     wait_for("the request upstream", Duration::from_secs(5), || {
         hanging.requests() == 1
     });
-    assert_eq!(
-        hanging.seen.open.load(std::sync::atomic::Ordering::SeqCst),
-        1
-    );
+    assert_eq!(hanging.open(), 1);
     drop(sih);
     // The gateway drops the call: its upstream connection closes, nothing stays in flight.
     wait_for(
         "the upstream connection to close",
         Duration::from_secs(5),
-        || hanging.seen.open.load(std::sync::atomic::Ordering::SeqCst) == 0,
+        || hanging.open() == 0,
     );
     let samples = scrape(gw.admin);
     assert_eq!(metric(&samples, "rocgw_in_flight_requests", &[]), 0.0);

@@ -260,7 +260,7 @@ fn static_routes_win_explicit_endpoints_are_opt_in_and_bad_addresses_are_refused
 }
 
 /// A gateway whose annuaire is `annuaire`, a real TLS server of the test PKI.
-fn gateway_on(annuaire: &TlsServer) -> (Proc, tempfile::TempDir) {
+pub(crate) fn gateway_on(annuaire: &TlsServer) -> (Proc, tempfile::TempDir) {
     let p = |r: &str| pki_path(r).display().to_string();
     let mut t = base_config(&p("org/auth_cli.p12"), &p("secrets/p12-password"), "", "");
     t.push_str(&format!(

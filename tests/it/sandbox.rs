@@ -156,9 +156,8 @@ fn sandbox_refuses_non_loopback_addresses() {
 
 /// A port the OS had free a moment ago (the sandbox's simulator keeps its usual ports only when
 /// the gateway's port is not 0).
-fn free_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+fn free_addr() -> String {
+    format!("127.0.0.1:{}", free_port())
 }
 
 /// Two sandboxes on one machine, sharing the data folder as two runs of a user's would: the
@@ -181,16 +180,8 @@ fn two_sandboxes_run_side_by_side_and_a_taken_port_says_what_to_do() {
         args.map(str::to_string)
     };
     let start = |args: &[String; 7]| Proc::start(&args.each_ref().map(String::as_str), &[]);
-    let first = start(&with_ports(&free_port(), &free_port()));
-    let second = start(&with_ports(&free_port(), &free_port()));
-    let sim_admin = |p: &Proc| -> std::net::SocketAddr {
-        p.stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("rocgw: simulator admin listening on http://"))
-            .unwrap_or_else(|| panic!("no simulator line: {}", p.stdout))
-            .parse()
-            .unwrap()
-    };
+    let first = start(&with_ports(&free_addr(), &free_addr()));
+    let second = start(&with_ports(&free_addr(), &free_addr()));
     // The usual port is the first one's, or another program's: not the second's.
     assert_ne!(sim_admin(&second).port(), 9581, "{}", second.stdout);
     assert_ne!(sim_admin(&first), sim_admin(&second));

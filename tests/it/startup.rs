@@ -154,12 +154,6 @@ fn wrong_p12_password_names_the_identity_and_hides_the_password() {
     assert!(!err.contains("Sup3r-Secret-Wrong-Pass"), "{err}");
 }
 
-/// Replaces the `sign` (or `auth_cli`) P12 with another file of the test PKI.
-fn with_identity(slot: &str, p12: &str) -> String {
-    let original = pki_path(&format!("org/{slot}.p12")).display().to_string();
-    config_text("", "").replace(&original, pki_path(p12).to_str().unwrap())
-}
-
 #[test]
 fn wrong_expired_or_mismatched_certificates_are_refused_at_start_up() {
     let cases = [

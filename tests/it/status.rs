@@ -32,20 +32,11 @@ fn reasons(st: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// A free local port with nothing listening on it: an AMC that is stopped.
-fn stopped_amc_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn a_stopped_amc_makes_status_degraded_with_its_open_circuit_and_failure_rate_while_readyz_stays_200(
 ) {
     let s = SimFixture::start(|_| {});
-    let stopped = stopped_amc_port();
+    let stopped = free_port();
     let (gw, _t) = s.gateway(
         "breaker_failures = 3\nbreaker_open_s = 60",
         "",

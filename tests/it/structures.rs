@@ -478,7 +478,7 @@ fn one_structures_idle_connections_do_not_starve_the_other() {
     let r = send(p.gateway, "/annuaire", Some(DPI_TOKEN), Some(FIRST));
     assert_eq!(r.status, 200, "{}", r.body);
     // FIRST's connection is idle in its pool and holds the one permit.
-    assert_eq!(ann.seen.open.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(ann.open(), 1);
     let t = std::time::Instant::now();
     let r = send(p.gateway, "/annuaire", Some(DPI_TOKEN), Some(SECOND));
     assert_eq!(r.status, 200, "{}", r.body);

@@ -106,6 +106,31 @@ pub fn post_unread(gw: SocketAddr, path: &str) -> TcpStream {
     sih
 }
 
+/// A local port the OS had free a moment ago, with nothing listening on it (a stopped AMC, a
+/// dead target).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A file or folder of the repository.
+pub fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// The admin address of the simulator a sandbox process runs, from its start-up lines.
+pub fn sim_admin(p: &Proc) -> SocketAddr {
+    p.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("rocgw: simulator admin listening on http://"))
+        .unwrap_or_else(|| panic!("no simulator line: {}", p.stdout))
+        .parse()
+        .unwrap()
+}
+
 pub fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("rocgw-it-")
@@ -156,6 +181,12 @@ pub fn config_text(extra_server: &str, extra: &str) -> String {
     format!(
         "{base}\n[routes.\"11111111\"]\nidb = \"https://localhost:9/amc/idb\"\nclc = \"https://localhost:9/amc/clc\"\n{extra}\n"
     )
+}
+
+/// `config_text` with the `sign` (or `auth_cli`) P12 replaced by another file of the test PKI.
+pub fn with_identity(slot: &str, p12: &str) -> String {
+    let original = pki_path(&format!("org/{slot}.p12")).display().to_string();
+    config_text("", "").replace(&original, pki_path(p12).to_str().unwrap())
 }
 
 pub fn write_config(dir: &Path, text: &str) -> PathBuf {

@@ -245,6 +245,11 @@ impl TlsServer {
         self.seen.connections.load(Ordering::SeqCst)
     }
 
+    /// Connections open now (TLS accepted, not yet closed).
+    pub fn open(&self) -> usize {
+        self.seen.open.load(Ordering::SeqCst)
+    }
+
     /// Bodies received, in order.
     pub fn bodies(&self) -> Vec<String> {
         self.seen.bodies.lock().unwrap().clone()

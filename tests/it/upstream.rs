@@ -401,7 +401,6 @@ fn connections_are_pooled_and_capped_per_host() {
 /// `pool_idle_timeout_ms` by itself.
 #[test]
 fn the_pool_skips_connections_the_server_closed_and_closes_its_own_idle_ones() {
-    let open = |s: &TlsServer| s.seen.open.load(Ordering::SeqCst);
     let hangs_up = TlsServer::fixture(
         "osi/amc-a",
         None,
@@ -419,7 +418,7 @@ fn the_pool_skips_connections_the_server_closed_and_closes_its_own_idle_ones() {
     .start();
     assert_eq!(amc(p.gateway, "10000001").status, 200);
     wait_for("the server to hang up", Duration::from_secs(5), || {
-        open(&hangs_up) == 0
+        hangs_up.open() == 0
     });
     let r = amc(p.gateway, "10000001");
     assert_eq!(r.status, 200, "{}", r.body);
@@ -429,11 +428,11 @@ fn the_pool_skips_connections_the_server_closed_and_closes_its_own_idle_ones() {
         assert_eq!(amc(p.gateway, "10000002").status, 200);
     }
     assert_eq!(patient.connections(), 1);
-    assert_eq!(open(&patient), 1);
+    assert_eq!(patient.open(), 1);
     wait_for(
         "rocgw to close its idle connection",
         Duration::from_secs(8),
-        || open(&patient) == 0,
+        || patient.open() == 0,
     );
     let m = scrape(p.admin);
     let ok = metric(

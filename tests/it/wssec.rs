@@ -551,6 +551,11 @@ fn bad_envelopes_reach_the_sih_as_faults_and_nothing_is_forwarded() {
             "xml-limit-exceeded",
         ),
     ];
+    // And every envelope that is not well-formed XML (tests/it/envelopes.rs): `not-soap`.
+    let malformed = crate::envelopes::malformed();
+    let cases = cases
+        .into_iter()
+        .chain(malformed.iter().map(|(n, b)| (*n, b.clone(), "not-soap")));
     for (name, body, code) in cases {
         let r = http(
             p.gateway,
