@@ -40,6 +40,8 @@
 
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 ROCGW=${ROCGW:-$ROOT/target/release/rocgw}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
@@ -327,19 +329,8 @@ start_proxy_nginx
 
 # The simulator: AMCs 99999992 (answers checked "off") and 99999993 ("required"), both signing
 # their answers, on the load CPU.
-cat >"$W/sim.toml" <<EOF
-admin_listen = "127.0.0.1:0"
-host = "localhost"
-[igc_sante]
-anchors = ["$PKI/igc-sante/acr.pem"]
-intermediates = ["$PKI/igc-sante/aci-el-org.pem"]
-crls = ["$PKI/igc-sante/aci-el-org.crl.pem", "$PKI/igc-sante/acr.crl.pem"]
-[annuaire]
-listen = "127.0.0.1:$SIMANN"
-cert = "$PKI/osi/annuaire.chain.pem"
-key = "$PKI/osi/annuaire.key"
-[certificates]
-valid = { cert = "$PKI/osi/amc-a.chain.pem", key = "$PKI/osi/amc-a.key" }
+{ sim_head "$PKI" "127.0.0.1:$SIMANN" 'host = "localhost"'
+  cat <<EOF
 [signing]
 cert = "$PKI/osi/amc-sign.pem"
 key = "$PKI/osi/amc-sign.key"
@@ -352,6 +343,7 @@ numero = "99999993"
 listen = "127.0.0.1:$SIM3"
 services = ["idb"]
 EOF
+} >"$W/sim.toml"
 SIM_PID=
 if [[ " $SECTIONS " == *" 2 "* ]]; then
   : >"$W/sim.out"

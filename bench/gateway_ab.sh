@@ -22,6 +22,8 @@
 
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 A=${ROCGW_A:?set ROCGW_A to the first rocgw binary}
 B=${ROCGW_B:-$ROOT/target/release/rocgw}
 ROUNDS=${ROUNDS:-3}
@@ -52,18 +54,8 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 PKI=$D/pki
 "$B" pki init --dir "$PKI" >"$D/pki.log" 2>&1
-cat >"$D/sim.toml" <<EOF
-admin_listen = "127.0.0.1:0"
-[igc_sante]
-anchors = ["$PKI/igc-sante/acr.pem"]
-intermediates = ["$PKI/igc-sante/aci-el-org.pem"]
-crls = ["$PKI/igc-sante/aci-el-org.crl.pem", "$PKI/igc-sante/acr.crl.pem"]
-[annuaire]
-listen = "127.0.0.1:0"
-cert = "$PKI/osi/annuaire.chain.pem"
-key = "$PKI/osi/annuaire.key"
-[certificates]
-valid = { cert = "$PKI/osi/amc-a.chain.pem", key = "$PKI/osi/amc-a.key" }
+{ sim_head "$PKI" 127.0.0.1:0
+  cat <<EOF
 [[amc]]
 numero = "99999991"
 listen = "127.0.0.1:0"
@@ -72,6 +64,7 @@ services = ["idb"]
 cert = "$PKI/osi/amc-sign.pem"
 key = "$PKI/osi/amc-sign.key"
 EOF
+} >"$D/sim.toml"
 taskset -c "$LOAD_CPU" "$B" sim --config "$D/sim.toml" >"$D/sim.out" 2>"$D/sim.log" &
 SIM_PID=$!
 wait_addr "annuaire" 30 "$D/sim.out" >/dev/null || { echo "ab: the simulator did not start" >&2; exit 2; }

@@ -42,6 +42,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 ROCGW=${ROCGW:-$ROOT/target/release/rocgw}
 S=${SOAK_SECONDS:-300}
 RATE=${SOAK_RATE:-150}
@@ -146,18 +148,8 @@ NEW_AUTH=$(manifest_serial org2/auth_cli.pem)
 
 # The simulator: AMCs 99999991 (no fault) and 99999992 (20 ms + exponential 30 ms latency) take
 # the load; AMC 99999993 serves the revoked server certificate and only gets the probes.
-cat >"$D/sim.toml" <<EOF
-admin_listen = "127.0.0.1:0"
-[igc_sante]
-anchors = ["$PKI/igc-sante/acr.pem"]
-intermediates = ["$PKI/igc-sante/aci-el-org.pem"]
-crls = ["$PKI/igc-sante/aci-el-org.crl.pem", "$PKI/igc-sante/acr.crl.pem"]
-[annuaire]
-listen = "127.0.0.1:0"
-cert = "$PKI/osi/annuaire.chain.pem"
-key = "$PKI/osi/annuaire.key"
-[certificates]
-valid = { cert = "$PKI/osi/amc-a.chain.pem", key = "$PKI/osi/amc-a.key" }
+{ sim_head "$PKI" 127.0.0.1:0
+  cat <<EOF
 revoked = { cert = "$PKI/negative/server-revoked.chain.pem", key = "$PKI/negative/server-revoked.key" }
 [[amc]]
 numero = "99999991"
@@ -178,6 +170,7 @@ services = ["idb"]
 [amc.faults]
 certificate = "revoked"
 EOF
+} >"$D/sim.toml"
 "$ROCGW" sim --config "$D/sim.toml" >"$D/sim.out" 2>"$D/sim.log" &
 SIM_PID=$!
 SIM_ADMIN=$(wait_addr "admin" 30 "$D/sim.out") || die "the simulator did not start: $(tail -n3 "$D/sim.log")"
