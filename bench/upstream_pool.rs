@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use rocgw::config::{RevocationPolicy, UpstreamConfig};
 use rocgw::trust::{Anchors, CrlSet, OsiVerifier, TrustSet};
 use rocgw::upstream::{client_config, Kind, Upstream};
@@ -69,7 +68,7 @@ fn main() {
                 while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < requests {
                     let req = hyper::Request::post(url.clone())
                         .header("content-type", "text/xml; charset=utf-8")
-                        .body(Full::new(body.clone()))
+                        .body(body.clone())
                         .unwrap();
                     if let Err(e) = up.send(req).await {
                         if failed == 0 {

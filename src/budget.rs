@@ -7,8 +7,10 @@
 //! sends 6 bytes holds a few KiB. The reservation is released when dropped; an answer keeps its
 //! share until its last byte is written ([`holding`]).
 
+use std::future::Future;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Answers up to this size are not counted: an answer the AMC has already produced is not
@@ -112,7 +114,32 @@ pub enum ReadError {
     /// It came slower than its [`Pace`].
     TooSlow,
     /// The connection failed mid-body.
-    Body(hyper::Error),
+    Body(BoxError),
+}
+
+/// Why a body's bytes stopped coming.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where a body's bytes come from: a request's body, an upstream answer's.
+pub trait Chunks {
+    /// The body's next bytes; `None` at its end.
+    fn next_chunk(&mut self) -> impl Future<Output = Option<Result<Bytes, BoxError>>> + Send;
+}
+
+impl Chunks for hyper::body::Incoming {
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, BoxError>> {
+        use http_body_util::BodyExt as _;
+        loop {
+            match self.frame().await? {
+                Ok(frame) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Some(Ok(data));
+                    }
+                }
+                Err(e) => return Some(Err(e.into())),
+            }
+        }
+    }
 }
 
 /// How fast a body must come: all of it within `grace` plus one second per `min_rate` bytes
@@ -141,14 +168,13 @@ impl Pace {
 /// `pace`, a body that comes too slowly ends with [`ReadError::TooSlow`]. The share comes back
 /// with the body; on an error the rest of the body is unread.
 pub async fn read(
-    body: &mut hyper::body::Incoming,
+    body: &mut impl Chunks,
     declared: usize,
     max: usize,
     budget: Option<&Budget>,
     free: usize,
     pace: Option<Pace>,
 ) -> Result<(bytes::Bytes, Option<Held>), ReadError> {
-    use http_body_util::BodyExt as _;
     if declared > max {
         return Err(ReadError::TooLarge);
     }
@@ -168,15 +194,13 @@ pub async fn read(
     loop {
         let received = only.as_ref().map_or(buf.len(), bytes::Bytes::len);
         let next = match pace {
-            Some(p) => tokio::time::timeout_at(p.deadline(start, received), body.frame())
+            Some(p) => tokio::time::timeout_at(p.deadline(start, received), body.next_chunk())
                 .await
                 .map_err(|_| ReadError::TooSlow)?,
-            None => body.frame().await,
+            None => body.next_chunk().await,
         };
-        let Some(frame) = next else { break };
-        let Ok(d) = frame.map_err(ReadError::Body)?.into_data() else {
-            continue;
-        };
+        let Some(d) = next else { break };
+        let d = d.map_err(ReadError::Body)?;
         let need = received + d.len();
         if need > max {
             return Err(ReadError::TooLarge);

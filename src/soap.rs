@@ -1,9 +1,8 @@
 //! SOAP envelope facts: which SOAP version a request speaks, and the refusal of what must never
 //! be parsed (DTDs). rocgw is message-agnostic: it reads only the envelope's outer shape.
 
-use quick_xml::events::Event;
-use quick_xml::name::ResolveResult;
-use quick_xml::NsReader;
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
 
 pub const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 pub const SOAP12_NS: &str = "http://www.w3.org/2003/05/soap-envelope";
@@ -71,21 +70,21 @@ impl NotSoap {
 /// A DOCTYPE is refused (no DTD, no entity expansion, no XXE) but the root element after it is
 /// still looked at, so that the fault speaks the envelope's own SOAP version.
 pub fn sniff(body: &[u8]) -> Result<SoapVersion, NotSoap> {
-    // Borrowing events: nothing of the body is copied.
-    let mut reader = NsReader::from_reader(body);
+    // Borrowing events: nothing of the body is copied. No namespace resolver: the root
+    // element's namespace can only be declared on the root itself.
+    let mut reader = Reader::from_reader(body);
     let mut saw_doctype = false;
     loop {
-        let ev = reader.read_resolved_event();
-        match ev {
-            Ok((_, Event::Decl(_) | Event::Comment(_) | Event::PI(_))) => {}
-            Ok((_, Event::Text(t))) if t.iter().all(u8::is_ascii_whitespace) => {}
-            Ok((_, Event::DocType(_))) => saw_doctype = true,
-            Ok((ns, Event::Start(e) | Event::Empty(e))) => {
-                let version = match ns {
-                    ResolveResult::Bound(ns) if e.local_name().as_ref() == b"Envelope" => {
-                        SoapVersion::from_namespace(ns.as_ref())
-                    }
-                    _ => None,
+        match reader.read_event() {
+            Ok(Event::Decl(_) | Event::Comment(_) | Event::PI(_)) => {}
+            Ok(Event::Text(t)) if t.iter().all(u8::is_ascii_whitespace) => {}
+            Ok(Event::DocType(_)) => saw_doctype = true,
+            Ok(Event::Start(e) | Event::Empty(e)) => {
+                let version = match root_namespace(&e) {
+                    Ok(ns) if e.local_name().as_ref() == b"Envelope" => ns,
+                    Ok(_) => None,
+                    Err(_) if saw_doctype => None,
+                    Err(why) => return Err(not_soap(&format!("not well-formed XML: {why}"))),
                 };
                 return match (version, saw_doctype) {
                     (Some(v), false) => Ok(v),
@@ -94,12 +93,36 @@ pub fn sniff(body: &[u8]) -> Result<SoapVersion, NotSoap> {
                     (None, false) => Err(not_soap("the root element is not a SOAP Envelope")),
                 };
             }
-            Ok((_, Event::Eof)) if saw_doctype => return Err(dtd(DEFAULT_FAULT_VERSION)),
-            Ok((_, Event::Eof)) => return Err(not_soap("empty or truncated document")),
+            Ok(Event::Eof) if saw_doctype => return Err(dtd(DEFAULT_FAULT_VERSION)),
+            Ok(Event::Eof) => return Err(not_soap("empty or truncated document")),
             Ok(_) => return Err(not_soap("unexpected content before the root element")),
             Err(_) if saw_doctype => return Err(dtd(DEFAULT_FAULT_VERSION)),
             Err(e) => return Err(not_soap(&format!("not well-formed XML: {}", short(&e)))),
         }
+    }
+}
+
+/// The SOAP version named by the root element `e`'s namespace, from its own declarations
+/// (`xmlns` or `xmlns:prefix`); `None` for no namespace or another one. A prefix declared
+/// nowhere is an error.
+fn root_namespace(e: &BytesStart<'_>) -> Result<Option<SoapVersion>, &'static str> {
+    let prefix = e.name().prefix().map(|p| p.into_inner());
+    let mut found = None;
+    for a in e.attributes() {
+        let a = a.map_err(|_| "ill-formed markup")?;
+        let key = a.key.as_ref();
+        let declares = match (key.strip_prefix(b"xmlns"), prefix) {
+            (Some(b""), None) => true,
+            (Some(rest), Some(p)) => rest.strip_prefix(b":") == Some(p),
+            _ => false,
+        };
+        if declares {
+            found = Some(SoapVersion::from_namespace(&a.value));
+        }
+    }
+    match (found, prefix) {
+        (None, Some(_)) => Err("undeclared namespace prefix"),
+        (found, _) => Ok(found.flatten()),
     }
 }
 
@@ -133,5 +156,50 @@ mod tests {
         let v12 = r#"<Envelope xmlns="http://www.w3.org/2003/05/soap-envelope"><Body/></Envelope>"#;
         assert_eq!(sniff(v11.as_bytes()).unwrap(), SoapVersion::V11);
         assert_eq!(sniff(v12.as_bytes()).unwrap(), SoapVersion::V12);
+        // The root's own declaration counts, whatever else is declared beside it.
+        let other_prefix = r#"<soap:Envelope xmlns="urn:x" xmlns:S="urn:y" xmlns:soap="http://www.w3.org/2003/05/soap-envelope"/>"#;
+        assert_eq!(sniff(other_prefix.as_bytes()).unwrap(), SoapVersion::V12);
+    }
+
+    #[test]
+    fn roots_that_are_not_soap_envelopes_say_why() {
+        let why = |doc: &str| match sniff(doc.as_bytes()) {
+            Err(NotSoap::Malformed(why)) => why,
+            other => panic!("{doc}: {other:?}"),
+        };
+        let not_envelope = "the root element is not a SOAP Envelope";
+        // The SOAP namespace bound to another prefix than the root's.
+        assert_eq!(
+            why(
+                r#"<S:Envelope xmlns:S="urn:x" xmlns:T="http://www.w3.org/2003/05/soap-envelope"/>"#
+            ),
+            not_envelope
+        );
+        // A default namespace does not reach a prefixed root, nor a prefixed one an unprefixed.
+        assert_eq!(
+            why(r#"<S:Envelope xmlns="http://www.w3.org/2003/05/soap-envelope"/>"#),
+            "not well-formed XML: undeclared namespace prefix"
+        );
+        assert_eq!(
+            why(r#"<Envelope xmlns:S="http://www.w3.org/2003/05/soap-envelope"/>"#),
+            not_envelope
+        );
+        // No namespace, another local name, a repeated attribute.
+        assert_eq!(why("<Envelope/>"), not_envelope);
+        assert_eq!(
+            why(r#"<Body xmlns="http://www.w3.org/2003/05/soap-envelope"/>"#),
+            not_envelope
+        );
+        assert_eq!(
+            why(r#"<Envelope xmlns="urn:a" xmlns="urn:a"/>"#),
+            "not well-formed XML: ill-formed markup"
+        );
+        assert_eq!(why(""), "empty or truncated document");
+        assert_eq!(why("<a"), "not well-formed XML: syntax error");
+        // A DOCTYPE is refused in the envelope's version.
+        assert_eq!(
+            sniff(br#"<!DOCTYPE x><Envelope xmlns="http://schemas.xmlsoap.org/soap/envelope/"/>"#),
+            Err(NotSoap::Doctype(SoapVersion::V11))
+        );
     }
 }

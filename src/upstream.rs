@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::{HeaderMap, Request, StatusCode, Uri};
 use rustls::ClientConfig;
 use tokio_rustls::TlsConnector;
@@ -27,10 +26,13 @@ use crate::trust::OsiVerifier;
 
 mod classify;
 mod connect;
+mod h1;
 mod pool;
 pub use classify::{classify, Reason, UpstreamError};
 pub use connect::{Conn, ConnectError, Connector, HostLimits};
-use pool::{ClosedEarly, Link, Pool, SendError};
+pub use h1::KEPT_HEADERS;
+use h1::{Head, Link, SendError};
+use pool::Pool;
 
 /// The User-Agent of rocgw's upstream requests.
 pub const USER_AGENT: &str = concat!("rocgw/", env!("CARGO_PKG_VERSION"));
@@ -93,6 +95,7 @@ pub fn client_config(
 #[derive(Debug)]
 pub struct UpstreamResponse {
     pub status: StatusCode,
+    /// The header fields in [`KEPT_HEADERS`].
     pub headers: HeaderMap,
     pub body: Bytes,
     /// The body's share of the memory budget, when read within one.
@@ -108,6 +111,9 @@ pub struct Upstream {
     total_timeout: Duration,
     max_response_bytes: usize,
     connect_retries: u32,
+    /// This kind's series of the calls that succeed and of the call durations, looked up once.
+    ok_calls: prometheus::IntCounter,
+    seconds: prometheus::Histogram,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -135,10 +141,10 @@ impl Upstream {
             limits: limits.clone(),
             kind,
         };
+        let m = metrics::get();
         // Every TLS failure reason exists from the start, at 0.
         for reason in Reason::TLS {
-            metrics::get()
-                .tls_failures
+            m.tls_failures
                 .with_label_values(&[kind.label(), reason.as_str()]);
         }
         Upstream {
@@ -149,6 +155,8 @@ impl Upstream {
             total_timeout: cfg.total_timeout,
             max_response_bytes: cfg.max_response_bytes,
             connect_retries: cfg.connect_retries,
+            ok_calls: m.upstream_requests.with_label_values(&[kind.label(), "ok"]),
+            seconds: m.upstream_seconds.with_label_values(&[kind.label()]),
         }
     }
 
@@ -165,7 +173,7 @@ impl Upstream {
     /// connection was found closed by the server before the request was written (sent again on
     /// another connection). Anything later (TLS verdicts, timeouts, a connection lost
     /// mid-exchange) is never retried: the AMC may have acted on it.
-    pub async fn send(&self, req: Request<Full<Bytes>>) -> Result<UpstreamResponse, UpstreamError> {
+    pub async fn send(&self, req: Request<Bytes>) -> Result<UpstreamResponse, UpstreamError> {
         self.send_within(req, None).await
     }
 
@@ -173,36 +181,29 @@ impl Upstream {
     /// `overloaded`.
     pub async fn send_within(
         &self,
-        req: Request<Full<Bytes>>,
+        req: Request<Bytes>,
         budget: Option<&crate::budget::Budget>,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let key = format!(
-            "{}:{}",
-            req.uri().host().unwrap_or_default(),
-            req.uri().port_u16().unwrap_or(443)
-        );
+        let key = host_key(req.uri());
         // Calls in progress per host, at most the connection cap (waited for, within the
         // request's deadline).
         let c = &self.connector;
         let _slot = c.limits.call_slot(&key, c.max_per_host).await;
         let started = Instant::now();
-        let result = self.exchange(req, &key, started, budget).await;
-        let m = metrics::get();
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.code.as_str(),
-        };
-        m.upstream_requests
-            .with_label_values(&[self.kind.label(), outcome])
-            .inc();
-        m.upstream_seconds
-            .with_label_values(&[self.kind.label()])
-            .observe(started.elapsed().as_secs_f64());
-        if let Err(e) = &result {
-            if e.reason.is_tls() {
-                m.tls_failures
-                    .with_label_values(&[self.kind.label(), e.reason.as_str()])
+        let result = self.exchange(&req, &key, started, budget).await;
+        self.seconds.observe(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(_) => self.ok_calls.inc(),
+            Err(e) => {
+                let m = metrics::get();
+                m.upstream_requests
+                    .with_label_values(&[self.kind.label(), e.code.as_str()])
                     .inc();
+                if e.reason.is_tls() {
+                    m.tls_failures
+                        .with_label_values(&[self.kind.label(), e.reason.as_str()])
+                        .inc();
+                }
             }
         }
         result
@@ -217,11 +218,7 @@ impl Upstream {
         let mut attempt = 0;
         loop {
             match self.connector.connect(uri, key).await {
-                Ok(conn) => {
-                    return Link::handshake(conn)
-                        .await
-                        .map_err(|e| classify(self.kind, &e))
-                }
+                Ok(conn) => return Ok(Link::new(conn)),
                 Err(e) => {
                     let e = classify(self.kind, &e);
                     if !e.reason.nothing_sent() || attempt >= self.connect_retries {
@@ -241,27 +238,24 @@ impl Upstream {
     /// The request sent and its answer's head read, on a pooled or new connection.
     async fn head(
         &self,
-        mut req: Request<Full<Bytes>>,
+        req: &Request<Bytes>,
         key: &str,
-    ) -> Result<(Box<Link>, hyper::Response<hyper::body::Incoming>), UpstreamError> {
-        let uri = origin_form(&mut req);
+    ) -> Result<(Box<Link>, Head), UpstreamError> {
         loop {
-            let mut link = self.link(key, &uri).await?;
+            let mut link = self.link(key, req.uri()).await?;
             match link.send(req).await {
-                Ok(resp) => return Ok((link, resp)),
-                // A pooled connection the server closed before the request was written.
-                Err(SendError::NotSent(_, again)) if link.reused => req = *again,
-                Err(SendError::NotSent(e, _) | SendError::Failed(e)) => {
-                    return Err(classify(self.kind, &e))
-                }
-                Err(SendError::Closed) => return Err(classify(self.kind, &ClosedEarly)),
+                Ok(head) => return Ok((link, head)),
+                // A pooled connection the server closed before the request was written whole.
+                Err(SendError::NotSent(_)) if link.reused => {}
+                Err(SendError::NotSent(e)) => return Err(classify(self.kind, &e)),
+                Err(SendError::Failed(e)) => return Err(classify(self.kind, &e)),
             }
         }
     }
 
     async fn exchange(
         &self,
-        req: Request<Full<Bytes>>,
+        req: &Request<Bytes>,
         key: &str,
         started: Instant,
         budget: Option<&crate::budget::Budget>,
@@ -271,29 +265,24 @@ impl Upstream {
             reason: Reason::Timeout,
             detail: format!("no {what} from the {} in time", self.kind.label()),
         };
-        let (mut link, resp) =
+        let (mut link, head) =
             match tokio::time::timeout(self.first_byte_timeout, self.head(req, key)).await {
                 Err(_) => return Err(timeout("response")),
                 Ok(r) => r?,
             };
-        let (parts, body) = resp.into_parts();
         let left = self.total_timeout.saturating_sub(started.elapsed());
-        let declared = parts
-            .headers
-            .get(hyper::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(0);
-        let read = link.drive(self.read_body(body, declared, budget));
+        let declared = head
+            .length
+            .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let read = self.read_body(&mut link, declared, budget);
         let (body, held) = match tokio::time::timeout(left, read).await {
             Err(_) => return Err(timeout("complete response")),
-            Ok(None) => return Err(classify(self.kind, &ClosedEarly)),
-            Ok(Some(r)) => r?,
+            Ok(r) => r?,
         };
         self.pool.checkin(key, link);
         Ok(UpstreamResponse {
-            status: parts.status,
-            headers: parts.headers,
+            status: head.status,
+            headers: head.headers,
             body,
             held,
         })
@@ -303,14 +292,14 @@ impl Upstream {
     /// (answers over 64 KiB count against it).
     async fn read_body(
         &self,
-        mut body: hyper::body::Incoming,
+        link: &mut Link,
         declared: usize,
         budget: Option<&crate::budget::Budget>,
     ) -> Result<(Bytes, Option<crate::budget::Held>), UpstreamError> {
         use crate::budget::{read, ReadError, UNCOUNTED_ANSWER};
         let label = self.kind.label();
         let max = self.max_response_bytes;
-        read(&mut body, declared, max, budget, UNCOUNTED_ANSWER, None)
+        read(link, declared, max, budget, UNCOUNTED_ANSWER, None)
             .await
             .map_err(|e| match e {
                 ReadError::TooLarge => UpstreamError {
@@ -327,7 +316,7 @@ impl Upstream {
                          processed, check before sending it again"
                     ),
                 },
-                ReadError::Body(e) => classify(self.kind, &e),
+                ReadError::Body(e) => classify(self.kind, &*e),
                 // Answers are read without a pace: their deadlines are the upstream's own.
                 ReadError::TooSlow => UpstreamError {
                     code: self.kind.timeout(),
@@ -335,6 +324,20 @@ impl Upstream {
                     detail: format!("the {label} answer came too slowly"),
                 },
             })
+    }
+}
+
+/// `host:port` of `uri`, the key of its pool and limits: its authority as written when that is
+/// exactly it (no allocation), otherwise made.
+fn host_key(uri: &Uri) -> std::borrow::Cow<'_, str> {
+    match uri.authority() {
+        Some(a) if a.port().is_some() && !a.as_str().contains('@') => a.as_str().into(),
+        _ => format!(
+            "{}:{}",
+            uri.host().unwrap_or_default(),
+            uri.port_u16().unwrap_or(443)
+        )
+        .into(),
     }
 }
 
@@ -346,31 +349,23 @@ fn jitter(attempt: u32) -> Duration {
     Duration::from_micros(u64::from_le_bytes(b) % cap_us)
 }
 
-/// The request made ready for the wire, as a client library would: the `Host` header from the
-/// URI (unless set), and the URI in origin form (path and query). Returns the absolute URI,
-/// which says where to connect.
-fn origin_form(req: &mut Request<Full<Bytes>>) -> Uri {
-    let uri = req.uri().clone();
-    // Host and port (when not 443) only: never userinfo (`user:pw@`) that a URL may carry.
-    if let Some(host) = uri.host() {
-        if !req.headers().contains_key(hyper::header::HOST) {
-            let value = match uri.port_u16() {
-                Some(p) if p != 443 => hyper::header::HeaderValue::from_str(&format!("{host}:{p}")),
-                _ => hyper::header::HeaderValue::from_str(host),
-            };
-            if let Ok(v) = value {
-                req.headers_mut().insert(hyper::header::HOST, v);
-            }
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_key_is_host_and_port_whatever_the_url_says() {
+        let key = |u: &str| host_key(&u.parse().unwrap()).into_owned();
+        assert_eq!(key("https://amc.example:8443/ws"), "amc.example:8443");
+        assert_eq!(key("https://amc.example/ws"), "amc.example:443");
+        assert_eq!(
+            key("https://user:pw@amc.example:8443/ws"),
+            "amc.example:8443"
+        );
+        assert_eq!(key("https://[::1]:9443/"), "[::1]:9443");
+        assert!(matches!(
+            host_key(&"https://h:1/".parse().unwrap()),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
-    let mut origin = hyper::http::uri::Parts::default();
-    origin.path_and_query = Some(
-        uri.path_and_query()
-            .cloned()
-            .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/")),
-    );
-    if let Ok(o) = Uri::from_parts(origin) {
-        *req.uri_mut() = o;
-    }
-    uri
 }

@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderName, USER_AGENT};
-use hyper::{HeaderMap, Request, Response, Uri};
+use hyper::header::{HeaderName, HeaderValue, USER_AGENT};
+use hyper::{HeaderMap, Method, Request, Response, Uri};
 
 use crate::breaker::Open;
 use crate::budget::Budget;
@@ -17,11 +17,13 @@ use crate::upstream::{Upstream, UpstreamError};
 /// all) stays here.
 const FORWARDED_REQUEST_HEADERS: [&str; 4] =
     ["content-type", "soapaction", "accept", "accept-language"];
-/// Response headers passed back to the SIH.
-const FORWARDED_RESPONSE_HEADERS: [&str; 2] = ["content-type", "content-language"];
 
 /// The annuaire URL with the path below `/annuaire` appended and the SIH's query string.
 pub fn join(base: &Uri, suffix: &str, query: Option<&str>) -> Result<Uri, Fault> {
+    // `/annuaire` itself, no query: the base as configured (unless a trailing `/` goes).
+    if suffix.is_empty() && query.is_none() && (base.path() == "/" || !base.path().ends_with('/')) {
+        return Ok(base.clone());
+    }
     let mut path = base.path().trim_end_matches('/').to_string();
     path.push_str(suffix);
     if path.is_empty() {
@@ -55,16 +57,20 @@ pub async fn forward(
     check: Option<Check<'_>>,
 ) -> Result<HttpResponse, Fault> {
     let host = url.host().unwrap_or("").to_string();
-    let mut req = Request::post(url);
+    let mut req = Request::new(body);
+    *req.method_mut() = Method::POST;
+    *req.uri_mut() = url;
+    let out = req.headers_mut();
+    out.reserve(FORWARDED_REQUEST_HEADERS.len() + 1);
     for name in FORWARDED_REQUEST_HEADERS {
         for v in headers.get_all(name) {
-            req = req.header(HeaderName::from_static(name), v.clone());
+            out.append(HeaderName::from_static(name), v.clone());
         }
     }
-    let req = req
-        .header(USER_AGENT, crate::upstream::USER_AGENT)
-        .body(Full::new(body))
-        .map_err(|_| Fault::new(FaultCode::Internal))?;
+    out.insert(
+        USER_AGENT,
+        HeaderValue::from_static(crate::upstream::USER_AGENT),
+    );
     match up.send_within(req, Some(budget)).await {
         // An error page (a load balancer's 502/503 HTML, an empty 500) is not the AMC's answer:
         // the SIH gets a SOAP fault that says what came back.
@@ -84,12 +90,8 @@ pub async fn forward(
             // The answer keeps its share of the memory budget until its last byte is written.
             let mut resp = Response::new(Full::new(crate::budget::holding(r.body, r.held)));
             *resp.status_mut() = r.status;
-            for name in FORWARDED_RESPONSE_HEADERS {
-                if let Some(v) = r.headers.get(name) {
-                    resp.headers_mut()
-                        .insert(HeaderName::from_static(name), v.clone());
-                }
-            }
+            // The upstream kept only the fields passed back (`upstream::KEPT_HEADERS`).
+            *resp.headers_mut() = r.headers;
             Ok(resp)
         }
         Err(UpstreamError {
@@ -116,4 +118,30 @@ pub fn circuit_open(key: &str, open: &Open) -> Fault {
     );
     f.retry_after = Some(retry_in as u32);
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annuaire_urls_join_the_path_below_annuaire_and_the_sih_query() {
+        let j = |base: &str, suffix: &str, q: Option<&str>| {
+            join(&base.parse().unwrap(), suffix, q).unwrap().to_string()
+        };
+        let base = "https://annuaire.example:8443/ws/annuaire";
+        assert_eq!(j(base, "", None), base);
+        assert_eq!(j(&format!("{base}/"), "", None), base);
+        assert_eq!(
+            j(&format!("{base}/"), "/x", Some("a=1")),
+            format!("{base}/x?a=1")
+        );
+        assert_eq!(j(&format!("{base}?k=v"), "", None), format!("{base}?k=v"));
+        assert_eq!(
+            j(&format!("{base}?k=v"), "", Some("a=1")),
+            format!("{base}?a=1")
+        );
+        assert_eq!(j("https://h:1/", "", None), "https://h:1/");
+        assert_eq!(j("https://h:1/", "/s", None), "https://h:1/s");
+    }
 }

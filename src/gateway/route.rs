@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::{HeaderMap, Request, Uri};
 
 use crate::annuaire::{self, parse_search_response, search_request, Answer, Directory, Lookup};
@@ -255,7 +254,7 @@ async fn call(
         .header(hyper::header::CONTENT_TYPE, "text/xml; charset=utf-8")
         .header("soapaction", "\"search\"")
         .header(hyper::header::USER_AGENT, crate::upstream::USER_AGENT)
-        .body(Full::new(Bytes::from(body)))
+        .body(Bytes::from(body))
         .map_err(|e| e.to_string())?;
     let r = match up.send(req).await {
         Ok(r) => r,

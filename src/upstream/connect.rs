@@ -6,15 +6,14 @@ use crate::config::ProxyConfig;
 use crate::metrics;
 use base64::Engine as _;
 use hyper::Uri;
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::client::TlsStream;
@@ -124,7 +123,7 @@ impl StdError for ConnectError {
 
 /// An established upstream connection; holds its per-host permit until it closes.
 pub struct Conn {
-    io: TokioIo<TlsStream<TcpStream>>,
+    io: TlsStream<TcpStream>,
     _permit: OwnedSemaphorePermit,
     kind: Kind,
 }
@@ -138,17 +137,30 @@ impl Drop for Conn {
     }
 }
 
-impl hyper::rt::Read for Conn {
+impl Conn {
+    /// Nothing to read without waiting: neither the server's close nor bytes unasked for.
+    pub(super) fn nothing_to_read(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        let mut rb = ReadBuf::new(&mut byte);
+        let mut cx = Context::from_waker(Waker::noop());
+        matches!(
+            Pin::new(&mut self.io).poll_read(&mut cx, &mut rb),
+            Poll::Pending
+        )
+    }
+}
+
+impl AsyncRead for Conn {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
+        buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
-impl hyper::rt::Write for Conn {
+impl AsyncWrite for Conn {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -163,18 +175,6 @@ impl hyper::rt::Write for Conn {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 }
 
@@ -243,7 +243,7 @@ impl Connector {
             .with_label_values(&[self.kind.label()])
             .inc();
         Ok(Conn {
-            io: TokioIo::new(tls),
+            io: tls,
             _permit: permit,
             kind: self.kind,
         })

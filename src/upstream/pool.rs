@@ -1,130 +1,15 @@
-//! The upstream connection pool: keep-alive HTTP/1.1 connections per `host:port`, each driven
-//! by the request that holds it. A request polls its own connection while it waits for the
-//! answer and reads its body, so no connection task, channel or wake-up sits between a request
-//! and its socket (hyper-util's pool had one of each per request). An idle connection is polled
-//! by nobody: before it is reused it is polled once, without waiting, to see that the server
-//! has not closed it; idle ones past `pool_idle_timeout` are dropped (on checkout, and by a
-//! sweep every half timeout), before the servers' own idle timeouts close them under a request.
+//! The upstream connection pool: keep-alive HTTP/1.1 connections (`upstream::h1`) per
+//! `host:port`, each read and written by the request that holds it. An idle connection is read
+//! by nobody: before it is reused it is read once, without waiting, to see that the server has
+//! not closed it; idle ones past `pool_idle_timeout` are dropped (on checkout, and by a sweep
+//! every half timeout), before the servers' own idle timeouts close them under a request.
 
 use std::collections::HashMap;
-use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::client::conn::http1;
-use hyper::Request;
-
-use super::connect::{Conn, Evict, HostLimits};
-
-type Body = Full<Bytes>;
-
-/// How a request on a connection ended before its answer came.
-#[derive(Debug)]
-pub enum SendError {
-    /// The request was not written: the connection was closed first. It may be sent again.
-    NotSent(hyper::Error, Box<Request<Body>>),
-    /// The request may have reached the server.
-    Failed(hyper::Error),
-    /// The connection ended without an answer and without an error.
-    Closed,
-}
-
-/// Why a connection ended while its answer's body was read.
-#[derive(Debug, thiserror::Error)]
-#[error("the connection closed before the answer was complete")]
-pub struct ClosedEarly;
-
-/// One HTTP/1.1 connection: the handle requests are sent on, and the state machine that reads
-/// and writes its socket.
-pub struct Link {
-    sender: http1::SendRequest<Body>,
-    /// `None` once it returned: the connection is over. Dropped at once, so that a request
-    /// queued on it but never written comes back (`SendError::NotSent`) and its socket and
-    /// per-host permit are released.
-    driver: Option<http1::Connection<Conn, Body>>,
-    /// Taken from the pool (a request sent on it may find it closed by the server).
-    pub reused: bool,
-}
-
-impl Link {
-    /// HTTP/1.1 over an established connection. Boxed: the connection's state is large, and
-    /// it changes hands (pool, request) once per request.
-    pub async fn handshake(conn: Conn) -> Result<Box<Link>, hyper::Error> {
-        let (sender, driver) = http1::Builder::new().handshake(conn).await?;
-        Ok(Box::new(Link {
-            sender,
-            driver: Some(driver),
-            reused: false,
-        }))
-    }
-
-    /// Polls the connection once; true when it ended (it is dropped then).
-    fn poll_driver(&mut self, cx: &mut Context<'_>) -> bool {
-        if let Some(d) = &mut self.driver {
-            if Pin::new(d).poll(cx).is_ready() {
-                self.driver = None;
-            }
-        }
-        self.driver.is_none()
-    }
-
-    /// `work` run to its end while the connection is polled beside it; `None` when the
-    /// connection ended and `work` did not finish after it.
-    pub async fn drive<F: Future>(&mut self, work: F) -> Option<F::Output> {
-        let mut work = pin!(work);
-        let mut last_chance = false;
-        poll_fn(|cx| {
-            if let Poll::Ready(v) = work.as_mut().poll(cx) {
-                return Poll::Ready(Some(v));
-            }
-            if last_chance {
-                return Poll::Ready(None);
-            }
-            if self.poll_driver(cx) {
-                // The connection's end settles the work (its answer, an error, or the request
-                // handed back): once more on the next turn, in case the work's channel was out
-                // of its cooperative budget on this one.
-                last_chance = true;
-                cx.waker().wake_by_ref();
-            }
-            Poll::Pending
-        })
-        .await
-    }
-
-    /// Sends `req` and waits for the answer's head.
-    pub async fn send(
-        &mut self,
-        req: Request<Body>,
-    ) -> Result<hyper::Response<hyper::body::Incoming>, SendError> {
-        let sent = self.sender.try_send_request(req);
-        match self.drive(sent).await {
-            Some(Ok(resp)) => Ok(resp),
-            Some(Err(mut e)) => match e.take_message() {
-                Some(req) => Err(SendError::NotSent(e.into_error(), Box::new(req))),
-                None => Err(SendError::Failed(e.into_error())),
-            },
-            None => Err(SendError::Closed),
-        }
-    }
-
-    /// Ready for another request after an exchange: at once, or once the driver has taken in
-    /// the end of the last answer.
-    fn idle_ready(&mut self) -> bool {
-        (self.driver.is_some() && self.sender.is_ready()) || self.still_open()
-    }
-
-    /// Still open after sitting idle: polled once, without waiting, so that a close or anything
-    /// unexpected the server sent meanwhile is read now.
-    fn still_open(&mut self) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        !self.poll_driver(&mut cx) && self.sender.is_ready()
-    }
-}
+use super::connect::{Evict, HostLimits};
+use super::h1::Link;
 
 struct Idle {
     link: Box<Link>,
@@ -203,8 +88,8 @@ impl Pool {
     }
 
     /// Puts a connection back after its exchange, when it can take another.
-    pub fn checkin(&self, key: &str, mut link: Box<Link>) {
-        if !link.idle_ready() {
+    pub fn checkin(&self, key: &str, link: Box<Link>) {
+        if !link.reusable() {
             return;
         }
         let idle = Idle {

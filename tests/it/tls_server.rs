@@ -39,6 +39,13 @@ pub enum Behavior {
     /// Echoes, and hangs up each connection this long after accepting it, without a word
     /// (as a server's keep-alive timeout does).
     HangUpAfter(Duration),
+    /// Answers each request with these bytes as they are, written piece by piece (each piece
+    /// flushed, then a short pause, so the client reads the answer in fragments); closes the
+    /// connection after the answer when `close`.
+    Raw {
+        pieces: Arc<Vec<Vec<u8>>>,
+        close: bool,
+    },
 }
 
 /// What the server saw.
@@ -152,6 +159,11 @@ impl TlsServer {
                         .unwrap_or_default();
                     let open = seen.open.fetch_add(1, Ordering::SeqCst) + 1;
                     seen.max_open.fetch_max(open, Ordering::SeqCst);
+                    if let Behavior::Raw { pieces, close } = &behavior {
+                        raw_answers(tls, &seen, pieces, *close).await;
+                        seen.open.fetch_sub(1, Ordering::SeqCst);
+                        return;
+                    }
                     let seen_c = seen.clone();
                     let hang_up = match behavior {
                         Behavior::HangUpAfter(d) => Some(d),
@@ -263,6 +275,59 @@ impl TlsServer {
     /// HTTP requests that reached the handler (after a successful handshake).
     pub fn requests(&self) -> usize {
         self.seen.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// Serves [`Behavior::Raw`]: reads each request (head, then its Content-Length body) and
+/// writes the answer's pieces.
+async fn raw_answers<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut io: IO,
+    seen: &Seen,
+    pieces: &[Vec<u8>],
+    close: bool,
+) {
+    use tokio::io::AsyncWriteExt;
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match io.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 4096];
+            match io.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body = buf[head_end..head_end + length].to_vec();
+        buf.drain(..head_end + length);
+        seen.requests.fetch_add(1, Ordering::SeqCst);
+        seen.bodies
+            .lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(&body).to_string());
+        for piece in pieces {
+            if io.write_all(piece).await.is_err() || io.flush().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if close {
+            let _ = io.shutdown().await;
+            return;
+        }
     }
 }
 

@@ -730,3 +730,120 @@ fn auth_cli_rotation_on_sighup_loses_no_request() {
 fn auth_cli_rotation_by_file_watch_loses_no_request() {
     rotation(false);
 }
+
+/// An AMC answering with exactly these bytes, in these pieces.
+fn raw_amc(pieces: &[&str], close: bool) -> TlsServer {
+    let pieces = pieces.iter().map(|p| p.as_bytes().to_vec()).collect();
+    TlsServer::fixture(
+        "osi/amc-a",
+        None,
+        Behavior::Raw {
+            pieces: Arc::new(pieces),
+            close,
+        },
+    )
+}
+
+#[test]
+fn answers_are_read_by_their_framing_however_the_amc_sends_them() {
+    let soap = envelope11("<r>ok</r>");
+    let (head, tail) = soap.split_at(soap.len() / 2);
+    // Chunked, cut inside a size line and a chunk, with an extension and a trailer.
+    let chunked = raw_amc(
+        &[
+            "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nTransfer-Encoding: chunked\r\n\r\n",
+            &format!("{:x}", head.len()),
+            &format!(";ext=1\r\n{head}\r\n{:X}\r\n{}", tail.len(), &tail[..3]),
+            &format!("{}\r\n0\r\nX-Checksum: 1\r\n\r\n", &tail[3..]),
+        ],
+        false,
+    );
+    // An interim 100 Continue, then the answer with its length, head and body apart.
+    let interim = raw_amc(
+        &[
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n",
+            &format!("Content-Length: {}\r\n\r\n", soap.len()),
+            head,
+            tail,
+        ],
+        false,
+    );
+    // No length: the body ends with the connection.
+    let until_close = raw_amc(
+        &[
+            "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n\r\n",
+            head,
+            tail,
+        ],
+        true,
+    );
+    let conflicting = raw_amc(
+        &["HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nabcdef"],
+        false,
+    );
+    let truncated = raw_amc(
+        &["HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n<short/>"],
+        true,
+    );
+    let bad_chunk = raw_amc(
+        &["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"],
+        false,
+    );
+    let servers = [
+        &chunked,
+        &interim,
+        &until_close,
+        &conflicting,
+        &truncated,
+        &bad_chunk,
+    ];
+    let (p, _t) = Gw {
+        routes: servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("1000000{}", i + 1), s.url("/amc/idb")))
+            .collect(),
+        ..Gw::default()
+    }
+    .start();
+
+    for (number, server) in [("10000001", &chunked), ("10000002", &interim)] {
+        for _ in 0..2 {
+            let r = amc(p.gateway, number);
+            assert_eq!(r.status, 200, "{number}: {}", r.body);
+            assert_eq!(r.body, soap, "{number}");
+            assert_eq!(r.header("content-type"), Some("text/xml"));
+        }
+        assert_eq!(server.connections(), 1, "{number}: the connection is kept");
+        // Each (stamped) request arrived whole, by its Content-Length.
+        let bodies = server.bodies();
+        assert_eq!(bodies.len(), 2);
+        assert!(bodies
+            .iter()
+            .all(|b| b.ends_with("<idb/></soapenv:Body></soapenv:Envelope>")));
+    }
+    for _ in 0..2 {
+        let r = amc(p.gateway, "10000003");
+        assert_eq!((r.status, r.body.as_str()), (200, soap.as_str()));
+    }
+    assert_eq!(until_close.connections(), 2, "an answer ended by the close");
+
+    for (number, detail) in [
+        (
+            "10000004",
+            "invalid HTTP answer: conflicting Content-Length",
+        ),
+        (
+            "10000005",
+            "the connection closed before the answer was complete",
+        ),
+        ("10000006", "invalid HTTP answer: bad chunk size"),
+    ] {
+        let r = amc(p.gateway, number);
+        let f = parse_fault(&r.body);
+        assert_eq!(f.code, "amc-unavailable", "{number}: {}", r.body);
+        assert!(r.body.contains(detail), "{number}: {}", r.body);
+    }
+    // And the good ones still answer.
+    assert_eq!(amc(p.gateway, "10000001").status, 200);
+}
