@@ -374,6 +374,9 @@ amc_anchors = ["$PKI/osi/anchors.pem"]
 crls = ["$PKI/osi/root.crl.pem", "$PKI/osi/ac-serveur.crl.pem", "$PKI/osi/ac-services-applicatifs.crl.pem"]
 [log]
 level = "warn"
+# The audit log on, as in production: one line per signed call (issue 18 forbids turning it off).
+[audit]
+file = "$W/audit-$name.jsonl"
 [reload]
 check_interval_s = 0
 [annuaire]

@@ -92,10 +92,5 @@ impl Audit {
 
 /// Now, RFC 3339 with milliseconds, UTC.
 pub fn now_rfc3339() -> String {
-    let now = ::time::OffsetDateTime::now_utc();
-    let ms = now.millisecond();
-    format!(
-        "{}.{ms:03}Z",
-        crate::clock::fmt_time(now.unix_timestamp()).trim_end_matches('Z')
-    )
+    crate::clock::now_rfc3339_millis()
 }

@@ -16,12 +16,29 @@ use crate::config::LogFormat;
 /// The format of the subscriber installed by [`init`].
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 
+/// The audit records logged without `[audit] file` are a record, not chatter: a level that does
+/// not name `rocgw::audit` keeps them (`warn` quiets everything else). `rocgw::audit=off` in
+/// the level turns them off, knowingly.
+fn with_audit(filter: EnvFilter, spec: &str) -> EnvFilter {
+    if spec.contains("rocgw::audit") {
+        return filter;
+    }
+    match "rocgw::audit=info".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    }
+}
+
 /// Installs the global subscriber once; later calls are ignored.
 pub fn init(format: LogFormat, level: Option<&str>) {
-    let filter = match level {
-        Some(l) => EnvFilter::try_new(l).unwrap_or_else(|_| EnvFilter::new("info")),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-    };
+    let spec = level.map_or_else(
+        || std::env::var("RUST_LOG").unwrap_or_default(),
+        str::to_string,
+    );
+    let filter = with_audit(
+        EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new("info")),
+        &spec,
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -83,30 +83,42 @@ pub fn rfc4514(name: &X509Name<'_>) -> String {
 
 /// Appends `s` escaped for a canonical text node (`&`, `<`, `>`, CR).
 fn text(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#xD;"),
-            c => out.push(c),
-        }
+    escape(out, s, |b| match b {
+        b'&' => Some("&amp;"),
+        b'<' => Some("&lt;"),
+        b'>' => Some("&gt;"),
+        b'\r' => Some("&#xD;"),
+        _ => None,
+    });
+}
+
+/// Appends `s` with each byte `esc` names replaced (all are ASCII, so UTF-8 sequences pass
+/// whole); the runs between them are copied at once.
+fn escape(out: &mut String, s: &str, esc: impl Fn(u8) -> Option<&'static str>) {
+    let mut rest = s;
+    while let Some((i, with)) = rest
+        .bytes()
+        .enumerate()
+        .find_map(|(i, b)| Some((i, esc(b)?)))
+    {
+        out.push_str(&rest[..i]);
+        out.push_str(with);
+        rest = &rest[i + 1..];
     }
+    out.push_str(rest);
 }
 
 /// Appends `s` escaped for a canonical attribute value (`&`, `<`, `"`, TAB, LF, CR).
 fn attr(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '"' => out.push_str("&quot;"),
-            '\t' => out.push_str("&#x9;"),
-            '\n' => out.push_str("&#xA;"),
-            '\r' => out.push_str("&#xD;"),
-            c => out.push(c),
-        }
-    }
+    escape(out, s, |b| match b {
+        b'&' => Some("&amp;"),
+        b'<' => Some("&lt;"),
+        b'"' => Some("&quot;"),
+        b'\t' => Some("&#x9;"),
+        b'\n' => Some("&#xA;"),
+        b'\r' => Some("&#xD;"),
+        _ => None,
+    });
 }
 
 /// `s` with every non-ASCII character written as a character reference (`&#xF4;`): for text and
@@ -116,13 +128,14 @@ pub(crate) fn ascii_refs(s: &str) -> std::borrow::Cow<'_, str> {
         return std::borrow::Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 32);
-    for c in s.chars() {
-        if c.is_ascii() {
-            out.push(c);
-        } else {
-            let _ = write!(out, "&#x{:X};", u32::from(c));
-        }
+    let mut rest = s;
+    while let Some(i) = rest.bytes().position(|b| !b.is_ascii()) {
+        out.push_str(&rest[..i]);
+        let c = rest[i..].chars().next().unwrap_or_default();
+        let _ = write!(out, "&#x{:X};", u32::from(c));
+        rest = &rest[i + c.len_utf8()..];
     }
+    out.push_str(rest);
     std::borrow::Cow::Owned(out)
 }
 
@@ -130,10 +143,12 @@ pub(crate) fn ascii_refs(s: &str) -> std::borrow::Cow<'_, str> {
 pub fn new_id() -> String {
     let mut b = [0u8; 16];
     aws_lc_rs::rand::fill(&mut b).expect("system RNG");
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(33);
     s.push('_');
     for x in b {
-        let _ = write!(s, "{x:02x}");
+        s.push(char::from(HEX[usize::from(x >> 4)]));
+        s.push(char::from(HEX[usize::from(x & 15)]));
     }
     s
 }
@@ -341,5 +356,47 @@ pub fn build_assertion_with(
         not_on_or_after: noa_unix,
         issued_at: now,
         xml: xml.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_and_attribute_values_are_escaped_as_canonical_xml_writes_them() {
+        let s = "a&b<c>d\"e\tf\ng\rh — Rhône";
+        let mut t = String::new();
+        text(&mut t, s);
+        assert_eq!(t, "a&amp;b&lt;c&gt;d\"e\tf\ng&#xD;h — Rhône");
+        let mut a = String::new();
+        attr(&mut a, s);
+        assert_eq!(a, "a&amp;b&lt;c>d&quot;e&#x9;f&#xA;g&#xD;h — Rhône");
+        let mut plain = String::from("x");
+        text(&mut plain, "");
+        attr(&mut plain, "y");
+        assert_eq!(plain, "xy");
+    }
+
+    #[test]
+    fn non_ascii_becomes_character_references_and_ascii_stays_borrowed() {
+        assert_eq!(
+            ascii_refs("Bouches-du-Rhône (13) — ÉJ 😀."),
+            "Bouches-du-Rh&#xF4;ne (13) &#x2014; &#xC9;J &#x1F600;."
+        );
+        assert!(matches!(ascii_refs("ascii"), std::borrow::Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn assertion_ids_are_an_underscore_and_32_fresh_hex_digits() {
+        let (a, b) = (new_id(), new_id());
+        assert_ne!(a, b);
+        for id in [a, b] {
+            assert_eq!(id.len(), 33);
+            assert!(id.starts_with('_'));
+            assert!(id[1..]
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        }
     }
 }

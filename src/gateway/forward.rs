@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderName, HeaderValue, USER_AGENT};
+use hyper::header::{HeaderName, HeaderValue, ACCEPT, ACCEPT_LANGUAGE, CONTENT_TYPE, USER_AGENT};
 use hyper::{HeaderMap, Method, Request, Response, Uri};
 
 use crate::breaker::Open;
@@ -15,8 +15,12 @@ use crate::upstream::{Upstream, UpstreamError};
 
 /// Request headers passed on to the upstream; everything else (the local bearer token above
 /// all) stays here.
-const FORWARDED_REQUEST_HEADERS: [&str; 4] =
-    ["content-type", "soapaction", "accept", "accept-language"];
+const FORWARDED_REQUEST_HEADERS: [HeaderName; 4] = [
+    CONTENT_TYPE,
+    HeaderName::from_static("soapaction"),
+    ACCEPT,
+    ACCEPT_LANGUAGE,
+];
 
 /// The annuaire URL with the path below `/annuaire` appended and the SIH's query string.
 pub fn join(base: &Uri, suffix: &str, query: Option<&str>) -> Result<Uri, Fault> {
@@ -56,15 +60,14 @@ pub async fn forward(
     budget: &Budget,
     check: Option<Check<'_>>,
 ) -> Result<HttpResponse, Fault> {
-    let host = url.host().unwrap_or("").to_string();
     let mut req = Request::new(body);
     *req.method_mut() = Method::POST;
-    *req.uri_mut() = url;
+    *req.uri_mut() = url.clone();
     let out = req.headers_mut();
     out.reserve(FORWARDED_REQUEST_HEADERS.len() + 1);
     for name in FORWARDED_REQUEST_HEADERS {
-        for v in headers.get_all(name) {
-            out.append(HeaderName::from_static(name), v.clone());
+        for v in headers.get_all(&name) {
+            out.append(name.clone(), v.clone());
         }
     }
     out.insert(
@@ -80,7 +83,7 @@ pub async fn forward(
                 up.kind().label(),
                 r.status.as_u16()
             );
-            tracing::warn!(upstream = up.kind().label(), host = %host, status = r.status.as_u16(), "upstream error without SOAP");
+            tracing::warn!(upstream = up.kind().label(), host = %host(&url), status = r.status.as_u16(), "upstream error without SOAP");
             Err(Fault::with_detail(up.kind().unavailable(), detail))
         }
         Ok(r) => {
@@ -99,11 +102,16 @@ pub async fn forward(
             reason,
             detail,
         }) => {
-            tracing::warn!(upstream = up.kind().label(), host = %host, reason = reason.as_str(), detail = %detail, "upstream failure");
+            tracing::warn!(upstream = up.kind().label(), host = %host(&url), reason = reason.as_str(), detail = %detail, "upstream failure");
             // No Retry-After on an answer refused for memory: the AMC may have acted on the call.
             Err(Fault::with_detail(code, detail))
         }
     }
+}
+
+/// The host of `url`, for a log line.
+fn host(url: &Uri) -> &str {
+    url.host().unwrap_or("")
 }
 
 /// The fault of a call refused because the endpoint's circuit is open, with its Retry-After.

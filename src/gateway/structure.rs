@@ -17,7 +17,8 @@ use crate::config::Grant;
 use crate::fault::{Fault, FaultCode};
 
 /// Header by which a request names its structure (`1`+FINESS or `3`+SIRET).
-pub const STRUCTURE_HEADER: &str = "x-rocgw-structure";
+pub const STRUCTURE_HEADER: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-rocgw-structure");
 
 /// The structures served and who may use which.
 #[derive(Debug)]
@@ -43,7 +44,7 @@ impl Selector {
             .iter()
             .map(|i| self.grants.get(i))
             .collect();
-        let chosen = match headers.get(STRUCTURE_HEADER) {
+        let chosen = match headers.get(&STRUCTURE_HEADER) {
             Some(v) => {
                 let asked = v.to_str().unwrap_or("").trim();
                 self.known

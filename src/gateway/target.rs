@@ -11,7 +11,8 @@ use crate::fault::{Fault, FaultCode};
 use crate::soap::{self, SoapVersion};
 
 /// Header by which an SIH may shorten a request's deadline (milliseconds).
-pub const DEADLINE_HEADER: &str = "x-rocgw-deadline-ms";
+pub const DEADLINE_HEADER: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-rocgw-deadline-ms");
 
 /// What the SIH asked for, read off the path.
 #[derive(Debug, PartialEq, Eq)]
@@ -116,7 +117,7 @@ pub fn version_hint(headers: &HeaderMap) -> SoapVersion {
 
 /// The request's deadline: `configured`, shortened by `X-Rocgw-Deadline-Ms`.
 pub fn deadline(headers: &HeaderMap, configured: Duration) -> Result<Duration, Fault> {
-    let Some(v) = headers.get(DEADLINE_HEADER) else {
+    let Some(v) = headers.get(&DEADLINE_HEADER) else {
         return Ok(configured);
     };
     match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {

@@ -290,13 +290,11 @@ fn encode(out: &mut Vec<u8>, req: &Request<Bytes>) {
     let headers = req.headers();
     if !headers.contains_key(HOST) {
         // Host and port (when not 443) only: never the userinfo (`user:pw@`) a URL may carry.
-        if let Some(host) = uri.host() {
+        if let Some(a) = uri.authority() {
+            let a = a.as_str();
+            let host = a.rsplit_once('@').map_or(a, |(_, h)| h);
             out.extend_from_slice(b"host: ");
-            out.extend_from_slice(host.as_bytes());
-            if let Some(p) = uri.port_u16().filter(|&p| p != 443) {
-                out.push(b':');
-                out.extend_from_slice(itoa::Buffer::new().format(p).as_bytes());
-            }
+            out.extend_from_slice(host.strip_suffix(":443").unwrap_or(host).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
     }

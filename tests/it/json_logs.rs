@@ -203,3 +203,54 @@ fn a_refused_start_up_says_why_in_one_json_line() {
         "{stderr:?}"
     );
 }
+
+#[test]
+fn a_quiet_log_level_keeps_the_audit_records() {
+    let tmp = scratch();
+    let data = tmp.path().join("sandbox");
+    std::fs::create_dir(&data).unwrap();
+    sandbox_data(&data);
+    let mut child = spawn(
+        &[
+            "--log-level",
+            "warn",
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let out = lines(child.stdout.take().unwrap(), None);
+    let err = lines(child.stderr.take().unwrap(), None);
+    let mut stdout: Vec<String> = Vec::new();
+    let mut gateway: Option<SocketAddr> = None;
+    wait_for("the gateway's address on stdout", START_TIMEOUT, || {
+        stdout.extend(out.try_iter());
+        gateway = stdout.iter().find_map(|l| {
+            let url = l.strip_prefix("rocgw: gateway listening on http://")?;
+            url.split_whitespace().next()?.parse().ok()
+        });
+        gateway.is_some()
+    });
+    let sample = std::fs::read_to_string(data.join("idb-request.xml")).unwrap();
+    let served = post(gateway.unwrap(), "/amc/99999991/idb", CT12, &sample);
+    assert_eq!(served.status, 200, "{}", served.body);
+    let mut stderr: Vec<String> = Vec::new();
+    wait_for("the audit record", Duration::from_secs(10), || {
+        stderr.extend(err.try_iter());
+        stderr.iter().any(|l| l.contains("signed AMC call"))
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    // Nothing else at info came through.
+    assert!(
+        !stderr
+            .iter()
+            .any(|l| l.contains("INFO") && !l.contains("signed AMC call")),
+        "{stderr:?}"
+    );
+}

@@ -51,6 +51,10 @@ fn the_request_goes_out_in_origin_form_with_host_and_our_content_length() {
     );
     let r = req("https://amc.example:443/x", &[], "");
     assert!(encoded(&r).starts_with("POST /x HTTP/1.1\r\nhost: amc.example\r\n"));
+    let r = req("https://u@[::1]:9443/x", &[], "");
+    assert!(encoded(&r).starts_with("POST /x HTTP/1.1\r\nhost: [::1]:9443\r\n"));
+    let r = req("https://[::1]:443/x", &[], "");
+    assert!(encoded(&r).starts_with("POST /x HTTP/1.1\r\nhost: [::1]\r\n"));
 }
 
 #[test]

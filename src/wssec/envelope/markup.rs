@@ -177,7 +177,8 @@ impl<'a> Markup<'a> {
             ns: Namespaces::default(),
             brackets: Vec::new(),
             next_bracket: 0,
-            attrs: Vec::new(),
+            // An envelope's elements seldom carry more.
+            attrs: Vec::with_capacity(8),
             max_attributes,
         }
     }
@@ -589,6 +590,7 @@ fn has_duplicates<T: Ord>(mut items: Vec<T>) -> bool {
 /// An attribute value as the namespace name it declares: references replaced, line ends and
 /// white space normalised (XML 1.0 section 3.3.3), in UTF-8, appended to `out`.
 fn normalize_value(raw: &[u8], charset: Charset, out: &mut Vec<u8>) {
+    out.reserve(raw.len());
     let mut i = 0;
     while i < raw.len() {
         let b = raw[i];
