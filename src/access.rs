@@ -146,7 +146,7 @@ impl Access {
 /// nobody.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    pub name: String,
+    pub name: Arc<str>,
     pub identities: Vec<String>,
 }
 
@@ -157,17 +157,28 @@ impl Caller {
             .filter(|t| *t != "token")
             .map(|t| format!("token:{t}"));
         let uid = peer.uid.map(|u| format!("uid:{u}"));
-        let name = match (&cert, token, &uid, peer.ip()) {
-            (Some(c), ..) => c.clone(),
-            (None, Some(t), ..) => format!("token:{t}"),
-            (None, None, Some(u), _) => u.clone(),
-            (None, None, None, Some(ip)) => format!("ip:{}", canonical(ip)),
-            (None, None, None, None) => "unix".to_string(),
+        let name = match (&cert, token) {
+            (None, Some(t)) => Arc::from(format!("token:{t}")),
+            // A certificate, or no token: the connection's own name, made once.
+            _ => peer
+                .name
+                .get_or_init(|| Arc::from(connection_name(peer)))
+                .clone(),
         };
         Caller {
             name,
             identities: [cert, named, uid].into_iter().flatten().collect(),
         }
+    }
+}
+
+/// A connection's caller name without a token: its certificate, its user id, its address.
+fn connection_name(peer: &Peer) -> String {
+    match (&peer.tls_client, peer.uid, peer.ip()) {
+        (Some(cn), ..) => format!("cert:{cn}"),
+        (None, Some(u), _) => format!("uid:{u}"),
+        (None, None, Some(ip)) => format!("ip:{}", canonical(ip)),
+        (None, None, None) => "unix".to_string(),
     }
 }
 
@@ -209,7 +220,7 @@ mod tests {
         let a = Access::new(&cfg);
         let good = headers(Some("Bearer 0123456789abcdef-token"));
         assert_eq!(
-            a.check(&tcp("10.1.2.3"), &good).unwrap().name,
+            a.check(&tcp("10.1.2.3"), &good).unwrap().name.as_ref(),
             "token:token"
         );
         assert!(a.check(&tcp("10.2.0.1"), &good).is_err());
@@ -224,6 +235,22 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_is_named_once_for_all_its_requests() {
+        let open = Access::new(&AccessConfig::default());
+        let peer = tcp("10.1.2.3");
+        let first = open.check(&peer.clone(), &headers(None)).unwrap().name;
+        let again = open.check(&peer.clone(), &headers(None)).unwrap().name;
+        assert_eq!(&*first, "ip:10.1.2.3");
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "made once, shared by the request copies"
+        );
+        // Another connection from the same address is named on its own.
+        let other = open.check(&tcp("10.1.2.3"), &headers(None)).unwrap().name;
+        assert!(!Arc::ptr_eq(&first, &other));
+    }
+
+    #[test]
     fn each_caller_is_named_by_its_strongest_credential() {
         let cfg = AccessConfig {
             callers: vec![
@@ -235,25 +262,35 @@ mod tests {
         };
         let a = Access::new(&cfg);
         let gap = headers(Some("Bearer gap-token-0123456789"));
-        assert_eq!(a.check(&tcp("127.0.0.1"), &gap).unwrap().name, "token:gap");
+        assert_eq!(
+            a.check(&tcp("127.0.0.1"), &gap).unwrap().name.as_ref(),
+            "token:gap"
+        );
         let mut tls = tcp("127.0.0.1");
         tls.tls_client = Some("SIH DPI".into());
-        assert_eq!(a.check(&tls, &gap).unwrap().name, "cert:SIH DPI");
+        assert_eq!(a.check(&tls, &gap).unwrap().name.as_ref(), "cert:SIH DPI");
         let sock = |uid| Peer {
             uid: Some(uid),
             ..Peer::default()
         };
-        assert_eq!(a.check(&sock(1001), &gap).unwrap().name, "token:gap");
+        assert_eq!(
+            a.check(&sock(1001), &gap).unwrap().name.as_ref(),
+            "token:gap"
+        );
         let f = a.check(&sock(1002), &gap).unwrap_err();
         assert!(f.detail.unwrap().contains("unix_uids"));
         assert!(a.check(&tcp("127.0.0.1"), &headers(None)).is_err());
 
         let open = Access::new(&AccessConfig::default());
-        assert_eq!(open.check(&sock(7), &headers(None)).unwrap().name, "uid:7");
+        assert_eq!(
+            open.check(&sock(7), &headers(None)).unwrap().name.as_ref(),
+            "uid:7"
+        );
         assert_eq!(
             open.check(&tcp("::ffff:127.0.0.1"), &headers(None))
                 .unwrap()
-                .name,
+                .name
+                .as_ref(),
             "ip:127.0.0.1"
         );
     }
@@ -292,7 +329,7 @@ mod tests {
         // An optional token may be absent (anonymous), never wrong.
         let anonymous = a.check(&tcp("127.0.0.1"), &headers(None)).unwrap();
         assert_eq!(
-            (anonymous.name.as_str(), anonymous.identities.len()),
+            (&*anonymous.name, anonymous.identities.len()),
             ("ip:127.0.0.1", 0)
         );
         assert!(a

@@ -139,7 +139,7 @@ impl Gateway {
             amc,
             service,
             asked,
-            caller: caller.as_ref().map_or("-", |c: &Caller| c.name.as_str()),
+            caller: caller.as_ref().map_or("-", |c: &Caller| &*c.name),
             peer: &peer,
             started,
         };

@@ -47,6 +47,10 @@ pub struct Peer {
     pub uid: Option<u32>,
     /// The subject common name of the client certificate, verified against the local CA.
     pub tls_client: Option<Arc<str>>,
+    /// The name this connection's caller has when no named token says otherwise (its
+    /// certificate, user id or address): made once per connection by `access`, shared by the
+    /// copies each request gets.
+    pub name: Arc<std::sync::OnceLock<Arc<str>>>,
 }
 
 impl Peer {

@@ -217,7 +217,8 @@ impl Upstream {
         }
         let mut attempt = 0;
         loop {
-            match self.connector.connect(uri, key).await {
+            // Boxed: the handshake's state is large and rare; every call's future would carry it.
+            match Box::pin(self.connector.connect(uri, key)).await {
                 Ok(conn) => return Ok(Link::new(conn)),
                 Err(e) => {
                     let e = classify(self.kind, &e);

@@ -119,7 +119,7 @@ mod tests {
 
     fn caller(ids: &[&str]) -> Caller {
         Caller {
-            name: ids.first().unwrap_or(&"ip:127.0.0.1").to_string(),
+            name: (*ids.first().unwrap_or(&"ip:127.0.0.1")).into(),
             identities: ids.iter().map(|s| s.to_string()).collect(),
         }
     }
