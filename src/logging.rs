@@ -31,10 +31,12 @@ fn with_audit(filter: EnvFilter, spec: &str) -> EnvFilter {
 
 /// Installs the global subscriber once; later calls are ignored.
 pub fn init(format: LogFormat, level: Option<&str>) {
-    let spec = level.map_or_else(
-        || std::env::var("RUST_LOG").unwrap_or_default(),
-        str::to_string,
-    );
+    // The level given, else RUST_LOG, else `info` (an empty one counts as none).
+    let spec = level
+        .map(str::to_string)
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "info".to_string());
     let filter = with_audit(
         EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new("info")),
         &spec,

@@ -29,7 +29,7 @@ mod connect;
 mod h1;
 mod pool;
 pub use classify::{classify, Reason, UpstreamError};
-pub use connect::{Conn, ConnectError, Connector, HostLimits};
+pub use connect::{nothing_to_read, Conn, ConnectError, Connector, HostLimits};
 pub use h1::KEPT_HEADERS;
 use h1::{Head, Link, SendError};
 use pool::Pool;

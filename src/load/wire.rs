@@ -4,11 +4,8 @@
 //! need; this is the part of `rocgw load` that must cost less than the gateway it measures
 //! (bench/README.md, "rocgw load against wrk").
 
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
-
 use hyper::StatusCode;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Headers of an answer beyond this many make it malformed for the generator.
 const MAX_HEADERS: usize = 64;
@@ -53,16 +50,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
     /// Still open after sitting idle: a read that does not wait finds neither the peer's close
     /// nor anything unasked for.
     pub fn still_open(&mut self) -> bool {
-        if self.at < self.buf.len() {
-            return false;
-        }
-        let mut byte = [0u8; 1];
-        let mut rb = ReadBuf::new(&mut byte);
-        let mut cx = Context::from_waker(Waker::noop());
-        matches!(
-            Pin::new(&mut self.io).poll_read(&mut cx, &mut rb),
-            Poll::Pending
-        )
+        self.at >= self.buf.len() && crate::upstream::nothing_to_read(&mut self.io)
     }
 
     /// Writes `head` (ending before its blank line) and `body` as one POST, with the body's

@@ -140,14 +140,17 @@ impl Drop for Conn {
 impl Conn {
     /// Nothing to read without waiting: neither the server's close nor bytes unasked for.
     pub(super) fn nothing_to_read(&mut self) -> bool {
-        let mut byte = [0u8; 1];
-        let mut rb = ReadBuf::new(&mut byte);
-        let mut cx = Context::from_waker(Waker::noop());
-        matches!(
-            Pin::new(&mut self.io).poll_read(&mut cx, &mut rb),
-            Poll::Pending
-        )
+        nothing_to_read(&mut self.io)
     }
+}
+
+/// A read of `io` that does not wait finds nothing: neither the peer's close nor bytes unasked
+/// for. How a keep-alive connection that sat idle is known to be still usable.
+pub fn nothing_to_read<R: AsyncRead + Unpin>(io: &mut R) -> bool {
+    let mut byte = [0u8; 1];
+    let mut rb = ReadBuf::new(&mut byte);
+    let mut cx = Context::from_waker(Waker::noop());
+    matches!(Pin::new(io).poll_read(&mut cx, &mut rb), Poll::Pending)
 }
 
 impl AsyncRead for Conn {

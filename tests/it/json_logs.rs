@@ -205,52 +205,39 @@ fn a_refused_start_up_says_why_in_one_json_line() {
 }
 
 #[test]
-fn a_quiet_log_level_keeps_the_audit_records() {
+fn without_a_level_rocgw_logs_at_info_and_a_quiet_level_keeps_the_audit_records() {
     let tmp = scratch();
     let data = tmp.path().join("sandbox");
     std::fs::create_dir(&data).unwrap();
     sandbox_data(&data);
-    let mut child = spawn(
-        &[
-            "--log-level",
-            "warn",
-            "serve",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
-    let out = lines(child.stdout.take().unwrap(), None);
-    let err = lines(child.stderr.take().unwrap(), None);
-    let mut stdout: Vec<String> = Vec::new();
-    let mut gateway: Option<SocketAddr> = None;
-    wait_for("the gateway's address on stdout", START_TIMEOUT, || {
-        stdout.extend(out.try_iter());
-        gateway = stdout.iter().find_map(|l| {
-            let url = l.strip_prefix("rocgw: gateway listening on http://")?;
-            url.split_whitespace().next()?.parse().ok()
-        });
-        gateway.is_some()
+    let dir = data.to_str().unwrap();
+    let serve = ["serve", "--data-dir", dir, "--listen", "127.0.0.1:0"];
+    let admin = ["--admin-listen", "127.0.0.1:0"];
+
+    // No level anywhere (RUST_LOG empty, no configuration): info.
+    let args: Vec<&str> = serve.iter().chain(&admin).copied().collect();
+    let p = Proc::start(&args, &[("RUST_LOG", "")]);
+    p.logs_until(Duration::from_secs(10), |l| {
+        l.contains("INFO") && l.contains("gateway listening")
     });
+    drop(p);
     let sample = std::fs::read_to_string(data.join("idb-request.xml")).unwrap();
-    let served = post(gateway.unwrap(), "/amc/99999991/idb", CT12, &sample);
+
+    // `warn`: nothing at info but the audit records.
+    let args: Vec<&str> = ["--log-level", "warn"]
+        .iter()
+        .chain(&serve)
+        .chain(&admin)
+        .copied()
+        .collect();
+    let p = Proc::start(&args, &[]);
+    let served = post(p.gateway, "/amc/99999991/idb", CT12, &sample);
     assert_eq!(served.status, 200, "{}", served.body);
-    let mut stderr: Vec<String> = Vec::new();
-    wait_for("the audit record", Duration::from_secs(10), || {
-        stderr.extend(err.try_iter());
-        stderr.iter().any(|l| l.contains("signed AMC call"))
-    });
-    let _ = child.kill();
-    let _ = child.wait();
-    // Nothing else at info came through.
+    let logs = p.logs_until(Duration::from_secs(10), |l| l.contains("signed AMC call"));
     assert!(
-        !stderr
+        !logs
             .iter()
             .any(|l| l.contains("INFO") && !l.contains("signed AMC call")),
-        "{stderr:?}"
+        "{logs:?}"
     );
 }
