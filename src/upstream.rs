@@ -217,22 +217,22 @@ impl Upstream {
         }
         let mut attempt = 0;
         loop {
-            // Boxed: the handshake's state is large and rare; every call's future would carry it.
-            match Box::pin(self.connector.connect(uri, key)).await {
-                Ok(conn) => return Ok(Link::new(conn)),
-                Err(e) => {
-                    let e = classify(self.kind, &e);
-                    if !e.reason.nothing_sent() || attempt >= self.connect_retries {
-                        return Err(e);
-                    }
-                    attempt += 1;
-                    metrics::get()
-                        .upstream_retries
-                        .with_label_values(&[self.kind.label()])
-                        .inc();
-                    tokio::time::sleep(jitter(attempt)).await;
-                }
+            // Boxed, and the connection boxed within: a handshake's state and a connection are
+            // large and rare, and every call's future would carry room for them.
+            let opened = Box::pin(async { self.connector.connect(uri, key).await.map(Link::new) });
+            let e = match opened.await {
+                Ok(link) => return Ok(link),
+                Err(e) => classify(self.kind, &e),
+            };
+            if !e.reason.nothing_sent() || attempt >= self.connect_retries {
+                return Err(e);
             }
+            attempt += 1;
+            metrics::get()
+                .upstream_retries
+                .with_label_values(&[self.kind.label()])
+                .inc();
+            tokio::time::sleep(jitter(attempt)).await;
         }
     }
 
