@@ -3,7 +3,9 @@
 //! certificates it accepts, see `trust::OsiVerifier`).
 //!
 //! One client per upstream kind, each with its own pool (`upstream::pool`: keep-alive, idle
-//! timeout shorter than the servers', each connection driven by the request using it), TLS
+//! timeout shorter than the servers'), rocgw's own HTTP/1.1 exchange on each connection
+//! (`upstream::h1`, read and written by the request using it; a call its SIH abandons closes
+//! its connection), TLS
 //! session resumption, connect / TLS / first-byte / total timeouts, a hard cap on connections
 //! per host (the connector holds a semaphore permit for the life of each connection, and calls
 //! in progress per host are capped alike), and an optional HTTP `CONNECT` proxy with TLS end to
