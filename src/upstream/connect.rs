@@ -137,13 +137,6 @@ impl Drop for Conn {
     }
 }
 
-impl Conn {
-    /// Nothing to read without waiting: neither the server's close nor bytes unasked for.
-    pub(super) fn nothing_to_read(&mut self) -> bool {
-        nothing_to_read(&mut self.io)
-    }
-}
-
 /// A read of `io` that does not wait finds nothing: neither the peer's close nor bytes unasked
 /// for. How a keep-alive connection that sat idle is known to be still usable.
 pub fn nothing_to_read<R: AsyncRead + Unpin>(io: &mut R) -> bool {

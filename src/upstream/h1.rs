@@ -19,7 +19,7 @@ use hyper::header::{
     TRANSFER_ENCODING,
 };
 use hyper::{HeaderMap, Method, Request, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::connect::Conn;
 
@@ -88,9 +88,9 @@ enum Body {
     Trailers(usize),
 }
 
-/// One HTTP/1.1 connection to an upstream host.
-pub struct Link {
-    conn: Conn,
+/// One HTTP/1.1 connection to an upstream host (over TLS: [`Conn`]; any stream in tests).
+pub struct Link<IO = Conn> {
+    conn: IO,
     /// Bytes read and not yet consumed.
     buf: BytesMut,
     /// The request being written.
@@ -102,10 +102,10 @@ pub struct Link {
     pub reused: bool,
 }
 
-impl Link {
+impl<IO: AsyncRead + AsyncWrite + Unpin> Link<IO> {
     /// HTTP/1.1 over an established connection. Boxed: it changes hands (pool, request) once
     /// per request.
-    pub fn new(conn: Conn) -> Box<Link> {
+    pub fn new(conn: IO) -> Box<Link<IO>> {
         Box::new(Link {
             conn,
             buf: BytesMut::new(),
@@ -272,11 +272,11 @@ impl Link {
     /// Still open after sitting idle: a read that does not wait finds neither the server's
     /// close nor anything unasked for.
     pub fn still_open(&mut self) -> bool {
-        self.reusable() && self.conn.nothing_to_read()
+        self.reusable() && super::connect::nothing_to_read(&mut self.conn)
     }
 }
 
-impl crate::budget::Chunks for Link {
+impl<IO: AsyncRead + AsyncWrite + Unpin + Send> crate::budget::Chunks for Link<IO> {
     async fn next_chunk(&mut self) -> Option<Result<Bytes, crate::budget::BoxError>> {
         Link::next_chunk(self).await.map(|r| r.map_err(Into::into))
     }

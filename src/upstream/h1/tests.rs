@@ -142,3 +142,177 @@ fn chunk_sizes_are_hex_with_extensions_ignored() {
         assert!(chunk_size(bad).is_err(), "{bad:?}");
     }
 }
+
+/// `body` as chunks of random sizes, with an extension now and then and maybe a trailer.
+fn chunked(rng: &mut fastrand::Rng, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let n = rng.usize(1..=rest.len().min(700));
+        let size = if rng.bool() {
+            format!("{n:x}")
+        } else {
+            format!("{n:X}")
+        };
+        out.extend_from_slice(size.as_bytes());
+        if rng.u8(..) < 40 {
+            out.extend_from_slice(b";name=\"v\"");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&rest[..n]);
+        out.extend_from_slice(b"\r\n");
+        rest = &rest[n..];
+    }
+    out.extend_from_slice(b"0\r\n");
+    if rng.bool() {
+        out.extend_from_slice(b"X-Trailer: 1\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// An answer carrying `body`: by length or chunked, after an interim 100 now and then.
+fn answer(rng: &mut fastrand::Rng, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if rng.u8(..) < 50 {
+        out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+    out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n");
+    if rng.bool() {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+        out.extend_from_slice(&chunked(rng, body));
+    } else {
+        out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// Reads one request (head, then its Content-Length body) from `io`, keeping what follows.
+async fn read_request(io: &mut tokio::io::DuplexStream, buf: &mut Vec<u8>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt as _;
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4) {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let n: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |v| v.parse().unwrap());
+            if buf.len() >= end + n {
+                let body = buf[end..end + n].to_vec();
+                buf.drain(..end + n);
+                return body;
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = io.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the client closed mid-request");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Random bytes, CRLFs and digits included, so that no framing can be guessed from the body.
+fn random_body(rng: &mut fastrand::Rng) -> Vec<u8> {
+    let n = rng.usize(0..3000);
+    (0..n)
+        .map(|_| match rng.u8(..) {
+            0..=9 => b'\r',
+            10..=19 => b'\n',
+            20..=39 => b'0' + rng.u8(0..10),
+            x => x,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn answers_in_any_pieces_are_read_whole_and_leave_the_connection_in_step() {
+    use tokio::io::AsyncWriteExt as _;
+    let mut rng = fastrand::Rng::with_seed(18);
+    for round in 0..200 {
+        let (client, mut server) = tokio::io::duplex(256 * 1024);
+        let mut link = Link::new(client);
+        // Three exchanges on one connection: each proves the one before left nothing behind.
+        let bodies: Vec<Vec<u8>> = (0..3).map(|_| random_body(&mut rng)).collect();
+        let wires: Vec<Vec<u8>> = bodies.iter().map(|b| answer(&mut rng, b)).collect();
+        let cuts: Vec<Vec<usize>> = wires
+            .iter()
+            .map(|w| {
+                let mut c: Vec<usize> = (0..rng.usize(0..12))
+                    .map(|_| rng.usize(0..=w.len()))
+                    .collect();
+                c.sort_unstable();
+                c
+            })
+            .collect();
+        let serving = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            for (i, (wire, cuts)) in wires.iter().zip(&cuts).enumerate() {
+                let asked = read_request(&mut server, &mut buf).await;
+                assert_eq!(asked, format!("<call {i}/>").into_bytes());
+                let mut at = 0;
+                for &cut in cuts.iter().chain([&wire.len()]) {
+                    server.write_all(&wire[at..cut]).await.unwrap();
+                    at = cut;
+                    tokio::task::yield_now().await;
+                }
+            }
+            server
+        });
+        for (i, body) in bodies.iter().enumerate() {
+            let req = req("https://amc.example/idb", &[], &format!("<call {i}/>"));
+            let head = link
+                .send(&req)
+                .await
+                .unwrap_or_else(|e| panic!("{round}/{i}: {e:?}"));
+            assert_eq!(head.status, StatusCode::OK);
+            let mut got = Vec::new();
+            while let Some(chunk) = link.next_chunk().await {
+                got.extend_from_slice(&chunk.unwrap_or_else(|e| panic!("{round}/{i}: {e}")));
+            }
+            assert!(got == *body, "round {round}, answer {i}: body differs");
+            assert!(link.reusable(), "round {round}, answer {i}");
+        }
+        let _server = serving.await.unwrap();
+        assert!(link.still_open(), "round {round}: nothing more came");
+    }
+}
+
+#[tokio::test]
+async fn a_connection_with_bytes_after_the_answer_or_closed_by_it_is_not_reused() {
+    use tokio::io::AsyncWriteExt as _;
+    for (wire, close) in [
+        // Something the client never asked for follows the answer.
+        (
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n"[..],
+            false,
+        ),
+        // No length: the body ends with the close.
+        (b"HTTP/1.1 200 OK\r\n\r\nuntil the end", true),
+        // The server said it closes.
+        (
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+            false,
+        ),
+    ] {
+        let (client, mut server) = tokio::io::duplex(64 * 1024);
+        let mut link = Link::new(client);
+        let serving = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            read_request(&mut server, &mut buf).await;
+            server.write_all(wire).await.unwrap();
+            if close {
+                server.shutdown().await.unwrap();
+            }
+            server
+        });
+        link.send(&req("https://h/x", &[], "<call 0/>"))
+            .await
+            .unwrap();
+        while let Some(chunk) = link.next_chunk().await {
+            chunk.unwrap();
+        }
+        let _server = serving.await.unwrap();
+        assert!(!link.reusable(), "{}", String::from_utf8_lossy(wire));
+        assert!(!link.still_open());
+    }
+}
