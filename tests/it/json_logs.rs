@@ -47,20 +47,7 @@ fn json_logs_are_objects_with_a_target_and_requests_share_field_names() {
     sandbox_data(&data);
     // The sandbox: its in-process simulator answers the served call, and without `[audit]
     // file` the audit records are log events.
-    let mut child = spawn(
-        &[
-            "--log-format",
-            "json",
-            "serve",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
+    let mut child = spawn(&sandbox_args(&["--log-format", "json"], &data), &[]);
     let out = lines(child.stdout.take().unwrap(), None);
     let err = lines(child.stderr.take().unwrap(), None);
     let mut stderr: Vec<String> = Vec::new();
@@ -210,13 +197,8 @@ fn without_a_level_rocgw_logs_at_info_and_a_quiet_level_keeps_the_audit_records(
     let data = tmp.path().join("sandbox");
     std::fs::create_dir(&data).unwrap();
     sandbox_data(&data);
-    let dir = data.to_str().unwrap();
-    let serve = ["serve", "--data-dir", dir, "--listen", "127.0.0.1:0"];
-    let admin = ["--admin-listen", "127.0.0.1:0"];
-
     // No level anywhere (RUST_LOG empty, no configuration): info.
-    let args: Vec<&str> = serve.iter().chain(&admin).copied().collect();
-    let p = Proc::start(&args, &[("RUST_LOG", "")]);
+    let p = Proc::start(&sandbox_args(&[], &data), &[("RUST_LOG", "")]);
     p.logs_until(Duration::from_secs(10), |l| {
         l.contains("INFO") && l.contains("gateway listening")
     });
@@ -224,13 +206,7 @@ fn without_a_level_rocgw_logs_at_info_and_a_quiet_level_keeps_the_audit_records(
     let sample = std::fs::read_to_string(data.join("idb-request.xml")).unwrap();
 
     // `warn`: nothing at info but the audit records.
-    let args: Vec<&str> = ["--log-level", "warn"]
-        .iter()
-        .chain(&serve)
-        .chain(&admin)
-        .copied()
-        .collect();
-    let p = Proc::start(&args, &[]);
+    let p = Proc::start(&sandbox_args(&["--log-level", "warn"], &data), &[]);
     let served = post(p.gateway, "/amc/99999991/idb", CT12, &sample);
     assert_eq!(served.status, 200, "{}", served.body);
     let logs = p.logs_until(Duration::from_secs(10), |l| l.contains("signed AMC call"));

@@ -8,18 +8,7 @@ use crate::support::*;
 fn sandbox() -> (Proc, tempfile::TempDir, std::net::SocketAddr) {
     let tmp = scratch();
     sandbox_data(tmp.path());
-    let p = Proc::start(
-        &[
-            "serve",
-            "--data-dir",
-            tmp.path().to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
+    let p = Proc::start(&sandbox_args(&[], tmp.path()), &[]);
     let admin = sim_admin(&p);
     (p, tmp, admin)
 }

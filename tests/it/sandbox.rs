@@ -11,15 +11,7 @@ fn sandbox(data: &Path, extra: &[&str]) -> Proc {
         !Path::new("/etc/rocgw/rocgw.toml").exists(),
         "/etc/rocgw/rocgw.toml exists on this machine: the sandbox cannot be tested here"
     );
-    let mut args = vec![
-        "serve",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-    ];
+    let mut args = sandbox_args(&[], data);
     args.extend_from_slice(extra);
     Proc::start(&args, &[])
 }

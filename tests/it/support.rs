@@ -78,7 +78,6 @@ pub fn p12_password() -> String {
         .to_string()
 }
 
-/// A fresh folder for one test's files.
 /// A sandbox data folder in `dir` that reuses the run's test PKI (no generation): `dir/pki`.
 pub fn sandbox_data(dir: &Path) {
     let st = std::process::Command::new("cp")
@@ -90,6 +89,13 @@ pub fn sandbox_data(dir: &Path) {
         .status()
         .unwrap();
     assert!(st.success());
+}
+
+/// `rocgw [global…] serve` of the sandbox whose data folder is `dir`, on ephemeral ports.
+pub fn sandbox_args<'a>(global: &[&'a str], dir: &'a Path) -> Vec<&'a str> {
+    let serve = ["serve", "--data-dir", dir.to_str().unwrap()];
+    let ports = ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+    [global, &serve[..], &ports[..]].concat()
 }
 
 /// An SOAP 1.2 POST to `path` written on a new connection that is returned unread: a caller
