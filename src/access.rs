@@ -25,9 +25,9 @@ use crate::listener::Peer;
 /// The caller checks of one process, ready for the request path.
 #[derive(Clone, Default)]
 pub struct Access {
-    /// SHA-256 of each accepted token, the name it identifies, and whether it opens the admin
-    /// listener only (`admin_only`): comparing digests keeps the comparison constant-time
-    /// whatever the presented token's length.
+    /// SHA-256 of each accepted token, the caller name it gives (`token:<name>`, made once),
+    /// and whether it opens the admin listener only (`admin_only`): comparing digests keeps the
+    /// comparison constant-time whatever the presented token's length.
     tokens: Vec<([u8; 32], Arc<str>, bool)>,
     allow: Vec<IpNet>,
     unix_uids: Vec<u32>,
@@ -40,7 +40,11 @@ impl std::fmt::Debug for Access {
         f.debug_struct("Access")
             .field(
                 "tokens",
-                &self.tokens.iter().map(|(_, n, _)| n).collect::<Vec<_>>(),
+                &self
+                    .tokens
+                    .iter()
+                    .map(|(_, n, _)| n.trim_start_matches("token:"))
+                    .collect::<Vec<_>>(),
             )
             .field("allow", &self.allow)
             .field("unix_uids", &self.unix_uids)
@@ -55,6 +59,9 @@ fn sha256(b: &[u8]) -> [u8; 32] {
     out
 }
 
+/// The caller name of the shared token: it identifies nobody (no grant can name it).
+const SHARED_TOKEN: &str = "token:token";
+
 fn refused(why: &str) -> Fault {
     Fault::with_detail(FaultCode::Unauthorized, why.to_string())
 }
@@ -64,11 +71,15 @@ impl Access {
         let mut tokens: Vec<([u8; 32], Arc<str>, bool)> = cfg
             .token
             .iter()
-            .map(|t| (sha256(t.as_bytes()), Arc::from("token"), false))
+            .map(|t| (sha256(t.as_bytes()), Arc::from(SHARED_TOKEN), false))
             .collect();
         tokens.extend(cfg.callers.iter().map(|(name, t)| {
             let admin_only = cfg.admin_only.contains(name);
-            (sha256(t.as_bytes()), Arc::from(name.as_str()), admin_only)
+            (
+                sha256(t.as_bytes()),
+                Arc::from(format!("token:{name}")),
+                admin_only,
+            )
         }));
         Access {
             tokens,
@@ -136,7 +147,7 @@ impl Access {
                 }
             }
         }
-        Ok(Caller::new(peer, token_name.as_deref()))
+        Ok(Caller::new(peer, token_name))
     }
 }
 
@@ -151,14 +162,16 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn new(peer: &Peer, token: Option<&str>) -> Caller {
+    /// `token`: the caller name of the token presented, `token:<name>`.
+    fn new(peer: &Peer, token: Option<Arc<str>>) -> Caller {
         let cert = peer.tls_client.as_ref().map(|cn| format!("cert:{cn}"));
         let named = token
-            .filter(|t| *t != "token")
-            .map(|t| format!("token:{t}"));
+            .as_deref()
+            .filter(|t| *t != SHARED_TOKEN)
+            .map(str::to_string);
         let uid = peer.uid.map(|u| format!("uid:{u}"));
         let name = match (&cert, token) {
-            (None, Some(t)) => Arc::from(format!("token:{t}")),
+            (None, Some(t)) => t,
             // A certificate, or no token: the connection's own name, made once.
             _ => peer
                 .name

@@ -14,10 +14,9 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-/// One audit record.
+/// One audit record (its time is the log line's, or the file line's `time`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Record<'a> {
-    pub time: String,
     /// Which SIH application asked (`access`): certificate, token name, user id or address.
     pub caller: &'a str,
     /// The hospital structure (EJ or EG) that signed.
@@ -63,7 +62,11 @@ impl Audit {
     pub fn record(&self, r: &Record<'_>) {
         match self {
             Audit::File(f) => {
-                let mut line = serde_json::to_vec(r).unwrap_or_default();
+                let line = Line {
+                    time: crate::clock::now_rfc3339_millis(),
+                    record: r,
+                };
+                let mut line = serde_json::to_vec(&line).unwrap_or_default();
                 line.push(b'\n');
                 let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
                 if let Err(e) = f.write_all(&line) {
@@ -90,7 +93,10 @@ impl Audit {
     }
 }
 
-/// Now, RFC 3339 with milliseconds, UTC.
-pub fn now_rfc3339() -> String {
-    crate::clock::now_rfc3339_millis()
+/// A line of the audit file: the time (RFC 3339, milliseconds, UTC), then the record.
+#[derive(Serialize)]
+struct Line<'r, 'a> {
+    time: String,
+    #[serde(flatten)]
+    record: &'r Record<'a>,
 }

@@ -245,16 +245,13 @@ impl Gateway {
             .stamper
             .stamp(&self.runtime, call.structure, body, &endpoint);
         let (stamped, signed) = stamping.await?;
-        let key = endpoint
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .unwrap_or_default();
+        let key = endpoint.authority().map_or("", |a| a.as_str());
         // Labelled once the endpoint is known: an AMC the annuaire just found is no longer `other`.
         let known = self.router.amc_label(call.amc);
         let attempt = metrics::AmcAttempt::begin(known, call.until);
-        if let Err(open) = self.breakers.admit(&key, Instant::now()) {
+        if let Err(open) = self.breakers.admit(key, Instant::now()) {
             attempt.end(Some(AmcFailure::CircuitOpen));
-            return Err(in_version(forward::circuit_open(&key, &open)));
+            return Err(in_version(forward::circuit_open(key, &open)));
         }
         let started = Instant::now();
         let upstreams = self.runtime.upstreams();
@@ -263,7 +260,7 @@ impl Gateway {
         let mode = self.runtime.config().amc.response_signature_for(call.amc);
         let check = |b: &[u8]| self.response_signature(mode, b);
         let check = (mode != ResponseSignature::Off).then_some(&check as forward::Check<'_>);
-        let r = forward::forward(amc, endpoint, call.headers, stamped, budget, check).await;
+        let r = forward::forward(amc, &endpoint, call.headers, stamped, budget, check).await;
         attempt.end(r.as_ref().err().and_then(|f| AmcFailure::of(f.code)));
         // An answer (even the AMC's SOAP fault, one too large for the memory budget, one whose
         // signature is refused) means the AMC is alive.
@@ -274,7 +271,7 @@ impl Gateway {
                 FaultCode::Overloaded | FaultCode::AmcSignatureInvalid
             ),
         };
-        self.breakers.record(&key, alive, Instant::now());
+        self.breakers.record(key, alive, Instant::now());
         let record = AmcCall {
             caller: call.caller,
             structure: call.structure,
@@ -305,7 +302,7 @@ impl Gateway {
             ));
         };
         let url = forward::join(base, suffix, query)?;
-        forward::forward(up, url, headers, body, &self.admission.budget, None).await
+        forward::forward(up, &url, headers, body, &self.admission.budget, None).await
     }
 
     /// The AMC answer's signature under `mode` (`[amc] response_signature`).

@@ -20,8 +20,9 @@ use crate::trust::TrustSet;
 /// Above this share of AMC failures over the recent window, `/status` says `degraded` (the
 /// `RocgwErrorRateHigh` alert fires at the same share over 5 minutes).
 pub const DEGRADED_FAILURE_RATE: f64 = 0.05;
-/// A certificate that expires within this many days makes `/status` say `degraded`.
-pub const EXPIRY_WARNING_DAYS: i64 = 30;
+/// A certificate that expires within this many days makes `/status` say `degraded` (the
+/// procedure's one-month alert, as everywhere else).
+pub use crate::identity::EXPIRY_WARNING_DAYS;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct IdentityStatus {
@@ -148,9 +149,8 @@ fn crls(sphere: &str, t: &TrustSet, now: i64, out: &mut Vec<CrlStatus>) {
 /// The samples of one metric family in a gather: (labels, value).
 fn samples<'a>(
     families: &'a [prometheus::proto::MetricFamily],
-    name: &str,
+    name: &'a str,
 ) -> impl Iterator<Item = (BTreeMap<&'a str, &'a str>, u64)> + 'a {
-    let name = name.to_string();
     families
         .iter()
         .filter(move |f| f.name() == name)
@@ -167,7 +167,18 @@ fn samples<'a>(
 
 /// Upstream requests answered and failed, by upstream, and what each AMC saw.
 fn from_counters(now: i64) -> (BTreeMap<String, (u64, u64)>, BTreeMap<String, AmcStatus>) {
-    let families = metrics::get().registry.gather();
+    // These four counters only: gathering the registry would also read the process collector's
+    // /proc files on every page.
+    let m = metrics::get();
+    let families: Vec<_> = [
+        &m.upstream_requests,
+        &m.requests,
+        &m.amc_calls,
+        &m.amc_failures,
+    ]
+    .into_iter()
+    .flat_map(prometheus::core::Collector::collect)
+    .collect();
     let mut upstreams: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for (l, n) in samples(&families, "rocgw_upstream_requests_total") {
         let e = upstreams.entry(l["upstream"].to_string()).or_default();

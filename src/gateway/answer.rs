@@ -155,7 +155,6 @@ impl AmcCall<'_> {
         let outcome = outcome(result.as_ref());
         let status = result.as_ref().map_or(0, |r| r.status().as_u16());
         audit.record(&Record {
-            time: crate::audit::now_rfc3339(),
             caller: self.caller,
             structure: self.structure,
             assertion_id: &self.signed.id,

@@ -54,7 +54,7 @@ pub type Check<'a> = &'a (dyn Fn(&[u8]) -> Result<(), Fault> + Sync);
 /// `…-unavailable` fault.
 pub async fn forward(
     up: &Upstream,
-    url: Uri,
+    url: &Uri,
     headers: &HeaderMap,
     body: Bytes,
     budget: &Budget,
@@ -83,7 +83,7 @@ pub async fn forward(
                 up.kind().label(),
                 r.status.as_u16()
             );
-            tracing::warn!(upstream = up.kind().label(), host = %host(&url), status = r.status.as_u16(), "upstream error without SOAP");
+            tracing::warn!(upstream = up.kind().label(), host = %host(url), status = r.status.as_u16(), "upstream error without SOAP");
             Err(Fault::with_detail(up.kind().unavailable(), detail))
         }
         Ok(r) => {
@@ -102,7 +102,7 @@ pub async fn forward(
             reason,
             detail,
         }) => {
-            tracing::warn!(upstream = up.kind().label(), host = %host(&url), reason = reason.as_str(), detail = %detail, "upstream failure");
+            tracing::warn!(upstream = up.kind().label(), host = %host(url), reason = reason.as_str(), detail = %detail, "upstream failure");
             // No Retry-After on an answer refused for memory: the AMC may have acted on the call.
             Err(Fault::with_detail(code, detail))
         }

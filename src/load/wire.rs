@@ -218,7 +218,7 @@ fn read_answer(resp: &httparse::Response<'_, '_>) -> Result<(Answer, Framing), &
             } else if tokens().any(|t| t.eq_ignore_ascii_case(b"keep-alive")) {
                 keep_alive = true;
             }
-        } else if name.eq_ignore_ascii_case("x-rocgw-error") {
+        } else if name.eq_ignore_ascii_case(crate::fault::ERROR_HEADER) {
             error_code = std::str::from_utf8(h.value).ok().map(str::to_string);
         }
     }

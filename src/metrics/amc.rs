@@ -107,10 +107,10 @@ impl Recent {
     fn record(&self, amc: &str, failed: bool, now: i64) {
         let slot = now.div_euclid(BUCKET_S);
         let mut m = self.by_amc.lock().unwrap_or_else(|e| e.into_inner());
-        if !m.contains_key(amc) {
-            m.insert(amc.to_string(), Default::default());
-        }
-        let Some(ring) = m.get_mut(amc) else { return };
+        let ring = match m.get_mut(amc) {
+            Some(r) => r,
+            None => m.entry(amc.to_string()).or_default(),
+        };
         let b = &mut ring[slot.rem_euclid(BUCKETS as i64) as usize];
         if b.slot != slot {
             *b = Bucket {
@@ -172,16 +172,16 @@ impl super::Metrics {
 /// — a timeout if the request's deadline had passed (the gateway dropped the call), else the
 /// SIH hung up (a call, not an AMC failure).
 #[derive(Debug)]
-pub struct AmcAttempt {
-    amc: String,
+pub struct AmcAttempt<'a> {
+    amc: &'a str,
     deadline: Instant,
     done: bool,
 }
 
-impl AmcAttempt {
-    pub fn begin(amc: &str, deadline: Instant) -> AmcAttempt {
+impl<'a> AmcAttempt<'a> {
+    pub fn begin(amc: &'a str, deadline: Instant) -> AmcAttempt<'a> {
         AmcAttempt {
-            amc: amc.to_string(),
+            amc,
             deadline,
             done: false,
         }
@@ -189,15 +189,15 @@ impl AmcAttempt {
 
     pub fn end(mut self, failure: Option<AmcFailure>) {
         self.done = true;
-        super::get().amc_call(&self.amc, failure);
+        super::get().amc_call(self.amc, failure);
     }
 }
 
-impl Drop for AmcAttempt {
+impl Drop for AmcAttempt<'_> {
     fn drop(&mut self) {
         if !self.done {
             let late = Instant::now() >= self.deadline;
-            super::get().amc_call(&self.amc, late.then_some(AmcFailure::Timeout));
+            super::get().amc_call(self.amc, late.then_some(AmcFailure::Timeout));
         }
     }
 }
