@@ -20,7 +20,7 @@
 //! - layer 3, serving and credentials in force: `runtime`, `listener`, `access`
 //! - layer 2, credentials and mechanisms: `identity`, `trust`, `wssec`, `annuaire`, `upstream`, `breaker`, `audit`, `local_tls`
 //! - layer 1, configuration: `config`, `logging`
-//! - layer 0, foundations: `clock`, `crypto`, `soap`, `fault`, `metrics`, `budget`, `notify`, `version`
+//! - layer 0, foundations: `clock`, `crypto`, `soap`, `fault`, `metrics`, `budget`, `notify`, `version`, `http1`
 pub mod access;
 pub mod admin;
 pub mod annuaire;
@@ -34,6 +34,7 @@ pub mod config;
 pub mod crypto;
 pub mod fault;
 pub mod gateway;
+pub mod http1;
 pub mod identity;
 pub mod listener;
 pub mod load;

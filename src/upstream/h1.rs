@@ -13,39 +13,24 @@
 
 use std::io;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use hyper::header::{
     HeaderName, HeaderValue, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_TYPE, HOST,
     TRANSFER_ENCODING,
 };
 use hyper::{HeaderMap, Method, Request, StatusCode};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::connect::Conn;
+pub use crate::http1::H1Error;
+use crate::http1::{Body, Framing, Reader};
 
 /// Header fields of an answer beyond this many make it invalid (hyper's client default).
 const MAX_HEADERS: usize = 100;
 /// An answer head larger than this is invalid.
 const MAX_HEAD: usize = 64 * 1024;
-/// A chunk-size line, or a trailer line, longer than this is invalid.
-const MAX_LINE: usize = 4 * 1024;
-/// Trailers beyond this many bytes in all are invalid.
-const MAX_TRAILERS: usize = 16 * 1024;
-/// What a read asks the socket for at least.
-const READ_SIZE: usize = 8 * 1024;
 /// Bodies up to this size are copied behind the head and written with it.
 const COPY_BODY: usize = 16 * 1024;
-
-/// Why an exchange failed after the request was written.
-#[derive(Debug, thiserror::Error)]
-pub enum H1Error {
-    #[error("the connection closed before the answer was complete")]
-    ClosedEarly,
-    #[error("invalid HTTP answer: {0}")]
-    Invalid(&'static str),
-    #[error("{0}")]
-    Io(#[from] io::Error),
-}
 
 /// How a request on a connection ended before its answer's head came.
 #[derive(Debug)]
@@ -69,33 +54,12 @@ pub struct Head {
     pub length: Option<u64>,
 }
 
-/// Where the answer's body stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Body {
-    /// No answer is being read.
-    Done,
-    /// This many bytes still to come.
-    Length(u64),
-    /// Until the server closes.
-    Close,
-    /// At a chunk-size line.
-    ChunkSize,
-    /// Within a chunk: this many bytes still to come, then its CRLF.
-    Chunk(u64),
-    /// At the CRLF that ends a chunk.
-    ChunkEnd,
-    /// Past the last chunk: trailer lines (this many bytes so far) until an empty one.
-    Trailers(usize),
-}
-
 /// One HTTP/1.1 connection to an upstream host (over TLS: [`Conn`]; any stream in tests).
 pub struct Link<IO = Conn> {
-    conn: IO,
-    /// Bytes read and not yet consumed.
-    buf: BytesMut,
+    /// The connection, what was read of it, and the answer's body being read.
+    reader: Reader<IO>,
     /// The request being written.
     out: Vec<u8>,
-    body: Body,
     /// The answer being read leaves the connection open for another request.
     keep_alive: bool,
     /// Taken from the pool (a request sent on it may find it closed by the server).
@@ -107,10 +71,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Link<IO> {
     /// per request.
     pub fn new(conn: IO) -> Box<Link<IO>> {
         Box::new(Link {
-            conn,
-            buf: BytesMut::new(),
+            reader: Reader::new(conn),
             out: Vec::new(),
-            body: Body::Done,
             keep_alive: false,
             reused: false,
         })
@@ -122,12 +84,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Link<IO> {
         encode(&mut self.out, req);
         let body = req.body();
         let written = async {
-            self.conn.write_all(&self.out).await?;
+            let conn = &mut self.reader.io;
+            conn.write_all(&self.out).await?;
             if body.len() > COPY_BODY {
-                self.conn.write_all(body).await?;
+                conn.write_all(body).await?;
             }
             // TLS keeps what the socket did not take yet: push it out.
-            self.conn.flush().await
+            conn.flush().await
         };
         written.await.map_err(SendError::NotSent)?;
         self.read_head(req.method() == Method::HEAD)
@@ -138,8 +101,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Link<IO> {
     /// Reads until a final answer's head (1xx answers are skipped).
     async fn read_head(&mut self, head_only: bool) -> Result<Head, H1Error> {
         loop {
-            if let Some(parsed) = parse_head(&self.buf)? {
-                self.buf.advance(parsed.len);
+            if let Some(parsed) = parse_head(&self.reader.buf)? {
+                self.reader.consume(parsed.len);
                 let code = parsed.head.status.as_u16();
                 if (100..200).contains(&code) {
                     if code == 101 {
@@ -148,131 +111,40 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Link<IO> {
                     continue;
                 }
                 self.keep_alive = parsed.keep_alive;
-                self.body = if head_only || code == 204 || code == 304 {
+                self.reader.body = if head_only || code == 204 || code == 304 {
                     Body::Done
                 } else {
                     parsed.body
                 };
-                if self.body == Body::Close {
+                if self.reader.body == Body::Close {
                     self.keep_alive = false;
                 }
                 return Ok(parsed.head);
             }
-            if self.buf.len() >= MAX_HEAD {
+            if self.reader.buf.len() >= MAX_HEAD {
                 return Err(H1Error::Invalid("head too large"));
             }
-            if self.fill().await? == 0 {
+            if self.reader.fill().await? == 0 {
                 return Err(H1Error::ClosedEarly);
             }
         }
-    }
-
-    /// Reads more from the connection; 0 at its end.
-    async fn fill(&mut self) -> io::Result<usize> {
-        if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
-            self.buf.reserve(READ_SIZE);
-        }
-        self.conn.read_buf(&mut self.buf).await
-    }
-
-    /// Reads until `buf` holds something, or fails with `ClosedEarly` at the connection's end.
-    async fn fill_some(&mut self) -> Result<(), H1Error> {
-        if self.buf.is_empty() && self.fill().await? == 0 {
-            return Err(H1Error::ClosedEarly);
-        }
-        Ok(())
     }
 
     /// The next bytes of the answer's body; `None` at its end.
     pub async fn next_chunk(&mut self) -> Option<Result<Bytes, H1Error>> {
-        self.chunk().await.transpose()
-    }
-
-    async fn chunk(&mut self) -> Result<Option<Bytes>, H1Error> {
-        loop {
-            match self.body {
-                Body::Done | Body::Length(0) => {
-                    self.body = Body::Done;
-                    return Ok(None);
-                }
-                Body::Length(n) | Body::Chunk(n) => {
-                    self.fill_some().await?;
-                    let k = self.buf.len().min(usize::try_from(n).unwrap_or(usize::MAX));
-                    let left = n - k as u64;
-                    self.body = match self.body {
-                        Body::Chunk(_) if left == 0 => Body::ChunkEnd,
-                        Body::Chunk(_) => Body::Chunk(left),
-                        _ => Body::Length(left),
-                    };
-                    return Ok(Some(self.buf.split_to(k).freeze()));
-                }
-                Body::Close => {
-                    if self.buf.is_empty() && self.fill().await? == 0 {
-                        self.body = Body::Done;
-                        return Ok(None);
-                    }
-                    return Ok(Some(self.buf.split().freeze()));
-                }
-                Body::ChunkSize => {
-                    let line = self.line().await?;
-                    let size = chunk_size(&line)?;
-                    self.body = if size == 0 {
-                        Body::Trailers(0)
-                    } else {
-                        Body::Chunk(size)
-                    };
-                }
-                Body::ChunkEnd => {
-                    if !self.line().await?.is_empty() {
-                        return Err(H1Error::Invalid("chunk longer than its size"));
-                    }
-                    self.body = Body::ChunkSize;
-                }
-                Body::Trailers(seen) => {
-                    let line = self.line().await?;
-                    let seen = seen + line.len() + 2;
-                    if seen > MAX_TRAILERS {
-                        return Err(H1Error::Invalid("trailers too large"));
-                    }
-                    self.body = if line.is_empty() {
-                        Body::Done
-                    } else {
-                        Body::Trailers(seen)
-                    };
-                }
-            }
-        }
-    }
-
-    /// The next line (without its CRLF).
-    async fn line(&mut self) -> Result<Bytes, H1Error> {
-        loop {
-            if let Some(i) = memchr::memchr(b'\n', &self.buf) {
-                if i == 0 || self.buf[i - 1] != b'\r' {
-                    return Err(H1Error::Invalid("line not ended by CRLF"));
-                }
-                let line = self.buf.split_to(i + 1).freeze();
-                return Ok(line.slice(..i - 1));
-            }
-            if self.buf.len() > MAX_LINE {
-                return Err(H1Error::Invalid("chunk line too long"));
-            }
-            if self.fill().await? == 0 {
-                return Err(H1Error::ClosedEarly);
-            }
-        }
+        self.reader.next_chunk().await
     }
 
     /// Ready for another request: the last answer was read whole, nothing came after it, and
     /// neither side asked to close.
     pub fn reusable(&self) -> bool {
-        self.keep_alive && self.body == Body::Done && self.buf.is_empty()
+        self.keep_alive && self.reader.body == Body::Done && self.reader.buf.is_empty()
     }
 
     /// Still open after sitting idle: a read that does not wait finds neither the server's
     /// close nor anything unasked for.
     pub fn still_open(&mut self) -> bool {
-        self.reusable() && super::connect::nothing_to_read(&mut self.conn)
+        self.reusable() && super::connect::nothing_to_read(&mut self.reader.io)
     }
 }
 
@@ -359,24 +231,14 @@ fn head_in<'b>(
         .code
         .and_then(|c| StatusCode::from_u16(c).ok())
         .ok_or(H1Error::Invalid("bad status code"))?;
-    let mut keep_alive = resp.version == Some(1);
-    let mut length: Option<u64> = None;
-    let mut chunked = None;
+    let mut framing = Framing::default();
     let mut headers = HeaderMap::new();
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let n = content_length(h.value)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(H1Error::Invalid("conflicting Content-Length"));
-            }
-            length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            // Chunked only when it is the last coding; any other leaves the close to end it.
-            chunked = Some(last_token(h.value).eq_ignore_ascii_case(b"chunked"));
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            keep_alive &= !has_token(h.value, b"close");
-        } else if let Some(kept) = KEPT_HEADERS
+        if framing.field(name, h.value)? {
+            continue;
+        }
+        if let Some(kept) = KEPT_HEADERS
             .iter()
             .find(|k| name.eq_ignore_ascii_case(k.as_str().as_bytes()))
         {
@@ -385,7 +247,8 @@ fn head_in<'b>(
             headers.append(kept.clone(), value);
         }
     }
-    let body = match (chunked, length) {
+    // Chunked only when it is the last coding; any other leaves the close to end it.
+    let body = match (framing.chunked, framing.length) {
         (Some(true), _) => Body::ChunkSize,
         (Some(false), _) | (None, None) => Body::Close,
         (None, Some(n)) => Body::Length(n),
@@ -394,50 +257,12 @@ fn head_in<'b>(
         head: Head {
             status,
             headers,
-            length,
+            length: framing.length,
         },
         len,
         body,
-        // A length and a coding together: the message's framing is suspect (RFC 9112 §6.1).
-        keep_alive: keep_alive && !(chunked.is_some() && length.is_some()),
+        keep_alive: resp.version == Some(1) && !framing.close && !framing.ambiguous(),
     }))
-}
-
-/// A `Content-Length` value: digits only.
-fn content_length(v: &[u8]) -> Result<u64, H1Error> {
-    let bad = H1Error::Invalid("bad Content-Length");
-    let v = v.trim_ascii();
-    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
-        return Err(bad);
-    }
-    std::str::from_utf8(v)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or(bad)
-}
-
-/// A chunk-size line's size (extensions after `;` ignored).
-fn chunk_size(line: &[u8]) -> Result<u64, H1Error> {
-    let bad = H1Error::Invalid("bad chunk size");
-    let end = memchr::memchr(b';', line).unwrap_or(line.len());
-    let hex = line[..end].trim_ascii();
-    if hex.is_empty() || hex.len() > 15 {
-        return Err(bad);
-    }
-    let s = std::str::from_utf8(hex).map_err(|_| H1Error::Invalid("bad chunk size"))?;
-    u64::from_str_radix(s, 16).map_err(|_| bad)
-}
-
-fn last_token(v: &[u8]) -> &[u8] {
-    v.rsplit(|&b| b == b',')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii()
-}
-
-fn has_token(v: &[u8], token: &[u8]) -> bool {
-    v.split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 #[cfg(test)]

@@ -133,16 +133,6 @@ fn heads_that_cannot_be_trusted_are_refused() {
     );
 }
 
-#[test]
-fn chunk_sizes_are_hex_with_extensions_ignored() {
-    assert_eq!(chunk_size(b"1a").unwrap(), 26);
-    assert_eq!(chunk_size(b"FF;name=value").unwrap(), 255);
-    assert_eq!(chunk_size(b"0").unwrap(), 0);
-    for bad in [&b""[..], b"g", b"-1", b"1 2", b"10000000000000000"] {
-        assert!(chunk_size(bad).is_err(), "{bad:?}");
-    }
-}
-
 /// `body` as chunks of random sizes, with an extension now and then and maybe a trailer.
 fn chunked(rng: &mut fastrand::Rng, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();

@@ -1,0 +1,291 @@
+//! HTTP/1.1 message framing (RFC 9112), shared by rocgw's two ends: the SIH side's server
+//! (`listener::h1`) and the AMC side's client (`upstream::h1`). A [`Reader`] holds a
+//! connection's bytes read and not yet consumed, and reads a message body by its framing
+//! (`Content-Length`, chunked with extensions and trailers, or until the close); [`Framing`]
+//! scans a head's framing fields (one length, chunked only as the last coding,
+//! `Connection: close`).
+//!
+//! The reader is poll-based, so a body can be read from a future (`next_chunk`) or from a
+//! `poll` method (the server's request body implements `http_body::Body` with it).
+
+use std::io;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf as _, Bytes, BytesMut};
+use tokio::io::AsyncRead;
+
+/// A chunk-size line, or a trailer line, longer than this is invalid.
+const MAX_LINE: usize = 4 * 1024;
+/// Trailers beyond this many bytes in all are invalid.
+const MAX_TRAILERS: usize = 16 * 1024;
+/// What a read asks the socket for at least.
+const READ_SIZE: usize = 8 * 1024;
+
+/// Why a message could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum H1Error {
+    #[error("the connection closed before the message was complete")]
+    ClosedEarly,
+    #[error("invalid HTTP message: {0}")]
+    Invalid(&'static str),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Where a message's body stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// No body is being read.
+    Done,
+    /// This many bytes still to come.
+    Length(u64),
+    /// Until the peer closes.
+    Close,
+    /// At a chunk-size line.
+    ChunkSize,
+    /// Within a chunk: this many bytes still to come, then its CRLF.
+    Chunk(u64),
+    /// At the CRLF that ends a chunk.
+    ChunkEnd,
+    /// Past the last chunk: trailer lines (this many bytes so far) until an empty one.
+    Trailers(usize),
+}
+
+/// One side of a connection being read: the stream, what was read of it and not consumed, and
+/// the body being read.
+pub struct Reader<IO> {
+    pub io: IO,
+    pub buf: BytesMut,
+    pub body: Body,
+}
+
+impl<IO: AsyncRead + Unpin> Reader<IO> {
+    pub fn new(io: IO) -> Reader<IO> {
+        Reader {
+            io,
+            buf: BytesMut::new(),
+            body: Body::Done,
+        }
+    }
+
+    /// Reads more from the stream into `buf`; 0 at its end.
+    pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
+            self.buf.reserve(READ_SIZE);
+        }
+        let spare = self.buf.spare_capacity_mut();
+        let mut rb = tokio::io::ReadBuf::uninit(spare);
+        ready!(std::pin::Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
+        let n = rb.filled().len();
+        // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity.
+        unsafe { self.buf.set_len(self.buf.len() + n) };
+        Poll::Ready(Ok(n))
+    }
+
+    /// [`Reader::poll_fill`] as a future.
+    pub async fn fill(&mut self) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+    }
+
+    /// Reads until `buf` holds something; `ClosedEarly` at the stream's end.
+    fn poll_some(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), H1Error>> {
+        if self.buf.is_empty() && ready!(self.poll_fill(cx))? == 0 {
+            return Poll::Ready(Err(H1Error::ClosedEarly));
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// The body's next bytes; `None` at its end. After `Pending`, or an error, nothing read is
+    /// lost: the state is all in `buf` and `body`.
+    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, H1Error>> {
+        loop {
+            match self.body {
+                Body::Done | Body::Length(0) => {
+                    self.body = Body::Done;
+                    return Poll::Ready(Ok(None));
+                }
+                Body::Length(n) | Body::Chunk(n) => {
+                    ready!(self.poll_some(cx))?;
+                    let k = self.buf.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+                    let left = n - k as u64;
+                    self.body = match self.body {
+                        Body::Chunk(_) if left == 0 => Body::ChunkEnd,
+                        Body::Chunk(_) => Body::Chunk(left),
+                        _ => Body::Length(left),
+                    };
+                    return Poll::Ready(Ok(Some(self.buf.split_to(k).freeze())));
+                }
+                Body::Close => {
+                    if self.buf.is_empty() && ready!(self.poll_fill(cx))? == 0 {
+                        self.body = Body::Done;
+                        return Poll::Ready(Ok(None));
+                    }
+                    return Poll::Ready(Ok(Some(self.buf.split().freeze())));
+                }
+                Body::ChunkSize => {
+                    let line = ready!(self.poll_line(cx))?;
+                    let size = chunk_size(&line)?;
+                    self.body = if size == 0 {
+                        Body::Trailers(0)
+                    } else {
+                        Body::Chunk(size)
+                    };
+                }
+                Body::ChunkEnd => {
+                    if !ready!(self.poll_line(cx))?.is_empty() {
+                        return Poll::Ready(Err(H1Error::Invalid("chunk longer than its size")));
+                    }
+                    self.body = Body::ChunkSize;
+                }
+                Body::Trailers(seen) => {
+                    let line = ready!(self.poll_line(cx))?;
+                    let seen = seen + line.len() + 2;
+                    if seen > MAX_TRAILERS {
+                        return Poll::Ready(Err(H1Error::Invalid("trailers too large")));
+                    }
+                    self.body = if line.is_empty() {
+                        Body::Done
+                    } else {
+                        Body::Trailers(seen)
+                    };
+                }
+            }
+        }
+    }
+
+    /// [`Reader::poll_chunk`] as a future.
+    pub async fn next_chunk(&mut self) -> Option<Result<Bytes, H1Error>> {
+        std::future::poll_fn(|cx| self.poll_chunk(cx)).await.transpose()
+    }
+
+    /// The next line (without its CRLF).
+    fn poll_line(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes, H1Error>> {
+        loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf) {
+                if i == 0 || self.buf[i - 1] != b'\r' {
+                    return Poll::Ready(Err(H1Error::Invalid("line not ended by CRLF")));
+                }
+                let line = self.buf.split_to(i + 1).freeze();
+                return Poll::Ready(Ok(line.slice(..i - 1)));
+            }
+            if self.buf.len() > MAX_LINE {
+                return Poll::Ready(Err(H1Error::Invalid("chunk line too long")));
+            }
+            if ready!(self.poll_fill(cx))? == 0 {
+                return Poll::Ready(Err(H1Error::ClosedEarly));
+            }
+        }
+    }
+
+    /// Drops the first `n` bytes of `buf` (a head just parsed).
+    pub fn consume(&mut self, n: usize) {
+        self.buf.advance(n);
+    }
+}
+
+/// A head's framing fields, scanned one by one ([`Framing::field`]).
+#[derive(Debug, Default)]
+pub struct Framing {
+    /// Its `Content-Length`, when it has one.
+    pub length: Option<u64>,
+    /// `Some(true)`: chunked as the last transfer coding; `Some(false)`: another coding last.
+    pub chunked: Option<bool>,
+    /// `Connection: close` seen.
+    pub close: bool,
+}
+
+impl Framing {
+    /// Takes in one header field; `Ok(true)` when it was a framing field.
+    pub fn field(&mut self, name: &[u8], value: &[u8]) -> Result<bool, H1Error> {
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = content_length(value)?;
+            if self.length.is_some_and(|l| l != n) {
+                return Err(H1Error::Invalid("conflicting Content-Length"));
+            }
+            self.length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.chunked = Some(last_token(value).eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            self.close |= has_token(value, b"close");
+        } else {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// A length and a coding together: the message's framing is suspect (RFC 9112 §6.1).
+    pub fn ambiguous(&self) -> bool {
+        self.chunked.is_some() && self.length.is_some()
+    }
+}
+
+/// A `Content-Length` value: digits only.
+fn content_length(v: &[u8]) -> Result<u64, H1Error> {
+    let bad = H1Error::Invalid("bad Content-Length");
+    let v = v.trim_ascii();
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return Err(bad);
+    }
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(bad)
+}
+
+/// A chunk-size line's size (extensions after `;` ignored).
+pub fn chunk_size(line: &[u8]) -> Result<u64, H1Error> {
+    let bad = H1Error::Invalid("bad chunk size");
+    let end = memchr::memchr(b';', line).unwrap_or(line.len());
+    let hex = line[..end].trim_ascii();
+    if hex.is_empty() || hex.len() > 15 {
+        return Err(bad);
+    }
+    let s = std::str::from_utf8(hex).map_err(|_| H1Error::Invalid("bad chunk size"))?;
+    u64::from_str_radix(s, 16).map_err(|_| bad)
+}
+
+fn last_token(v: &[u8]) -> &[u8] {
+    v.rsplit(|&b| b == b',')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii()
+}
+
+/// `token` is one of the comma-separated tokens of `v` (ASCII case ignored).
+pub fn has_token(v: &[u8], token: &[u8]) -> bool {
+    v.split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_sizes_are_hex_with_extensions_ignored() {
+        assert_eq!(chunk_size(b"1a").unwrap(), 26);
+        assert_eq!(chunk_size(b"FF;name=value").unwrap(), 255);
+        assert_eq!(chunk_size(b"0").unwrap(), 0);
+        for bad in [&b""[..], b"g", b"-1", b"1 2", b"10000000000000000"] {
+            assert!(chunk_size(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn framing_fields_are_read_and_checked() {
+        let mut f = Framing::default();
+        assert!(f.field(b"Content-Length", b" 12 ").unwrap());
+        assert!(f.field(b"content-length", b"12").unwrap());
+        assert!(f.field(b"CONTENT-LENGTH", b"13").is_err());
+        assert!(!f.field(b"content-type", b"text/xml").unwrap());
+        assert!(f.field(b"Connection", b"keep-alive, Close").unwrap());
+        assert!(f.close && !f.ambiguous());
+        assert!(f.field(b"Transfer-Encoding", b"gzip, chunked").unwrap());
+        assert_eq!(f.chunked, Some(true));
+        assert!(f.ambiguous());
+        let mut f = Framing::default();
+        f.field(b"transfer-encoding", b"chunked, gzip").unwrap();
+        assert_eq!(f.chunked, Some(false));
+        assert!(Framing::default().field(b"content-length", b"+1").is_err());
+    }
+}
