@@ -14,8 +14,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use aws_lc_rs::{constant_time, digest};
-use hyper::header::AUTHORIZATION;
-use hyper::HeaderMap;
+use http::header::AUTHORIZATION;
+use http::HeaderMap;
 use ipnet::IpNet;
 
 use crate::config::AccessConfig;

@@ -8,9 +8,9 @@ pub mod status;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use hyper::body::Incoming;
-use hyper::header::HeaderValue;
-use hyper::{Method, Request, StatusCode};
+use crate::listener::Body;
+use http::header::HeaderValue;
+use http::{Method, Request, StatusCode};
 
 use crate::access::Access;
 use crate::annuaire::Directory;
@@ -60,7 +60,7 @@ impl Admin {
         Some(s)
     }
 
-    fn allowed(&self, req: &Request<Incoming>, peer: &Peer) -> bool {
+    fn allowed(&self, req: &Request<Body>, peer: &Peer) -> bool {
         self.access
             .get()
             .map(|a| a.check_admin(peer, req.headers()).is_ok())
@@ -71,7 +71,7 @@ impl Admin {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: Peer) -> HttpResponse {
+    pub async fn handle(self: Arc<Self>, req: Request<Body>, peer: Peer) -> HttpResponse {
         let mut resp = match (req.method(), req.uri().path()) {
             (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
             (&Method::GET | &Method::HEAD, "/readyz") => {
@@ -101,7 +101,7 @@ impl Admin {
                     }
                     let mut r = text(StatusCode::OK, metrics::get().render());
                     r.headers_mut().insert(
-                        hyper::header::CONTENT_TYPE,
+                        http::header::CONTENT_TYPE,
                         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
                     );
                     r
@@ -115,7 +115,7 @@ impl Admin {
                 (true, Some(s)) => {
                     let html = req
                         .headers()
-                        .get(hyper::header::ACCEPT)
+                        .get(http::header::ACCEPT)
                         .and_then(|v| v.to_str().ok())
                         .is_some_and(|a| a.contains("text/html"));
                     let (body, ct) = if html {
@@ -125,7 +125,7 @@ impl Admin {
                     };
                     let mut r = text(StatusCode::OK, body);
                     r.headers_mut()
-                        .insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+                        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
                     r
                 }
             },

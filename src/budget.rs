@@ -126,22 +126,6 @@ pub trait Chunks {
     fn next_chunk(&mut self) -> impl Future<Output = Option<Result<Bytes, BoxError>>> + Send;
 }
 
-impl Chunks for hyper::body::Incoming {
-    async fn next_chunk(&mut self) -> Option<Result<Bytes, BoxError>> {
-        use http_body_util::BodyExt as _;
-        loop {
-            match self.frame().await? {
-                Ok(frame) => {
-                    if let Ok(data) = frame.into_data() {
-                        return Some(Ok(data));
-                    }
-                }
-                Err(e) => return Some(Err(e.into())),
-            }
-        }
-    }
-}
-
 /// How fast a body must come: all of it within `grace` plus one second per `min_rate` bytes
 /// received (0: no rate, `grace` for the whole body).
 #[derive(Debug, Clone, Copy)]

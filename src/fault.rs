@@ -9,9 +9,8 @@
 use std::fmt::Write as _;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
-use hyper::{Response, StatusCode};
+use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use http::{Response, StatusCode};
 use serde::Deserialize;
 
 use crate::soap::{NotSoap, SoapVersion};
@@ -355,8 +354,8 @@ impl Fault {
     }
 
     /// The full HTTP response for this fault.
-    pub fn to_response(&self, version: SoapVersion, mode: StatusMode) -> Response<Full<Bytes>> {
-        let mut resp = Response::new(Full::new(Bytes::from(self.to_xml(version))));
+    pub fn to_response(&self, version: SoapVersion, mode: StatusMode) -> Response<Bytes> {
+        let mut resp = Response::new(Bytes::from(self.to_xml(version)));
         *resp.status_mut() = self.code.status(version, mode);
         let h = resp.headers_mut();
         h.insert(

@@ -22,16 +22,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hyper::body::Incoming;
-use hyper::http::request::Parts;
-use hyper::{HeaderMap, Method, Request};
+use http::request::Parts;
+use http::{HeaderMap, Method, Request};
 
 use crate::access::{Access, Caller};
 use crate::audit::Audit;
 use crate::breaker::Breakers;
 use crate::config::ResponseSignature;
 use crate::fault::{Fault, FaultCode, StatusMode};
-use crate::listener::{HttpResponse, Peer};
+use crate::listener::{Body, HttpResponse, Peer};
 use crate::metrics::{self, AmcFailure};
 use crate::runtime::Runtime;
 use crate::soap::{self, SoapVersion};
@@ -99,7 +98,7 @@ impl Gateway {
     }
 
     /// Handles one request; never fails: errors become SOAP faults.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: Peer) -> HttpResponse {
+    pub async fn handle(self: Arc<Self>, req: Request<Body>, peer: Peer) -> HttpResponse {
         let started = Instant::now();
         let mut in_flight = InFlight::enter();
         let (parts, body) = req.into_parts();
@@ -153,15 +152,15 @@ impl Gateway {
     async fn serve(
         &self,
         parts: &Parts,
-        body: Incoming,
+        body: Body,
         peer: &Peer,
         target: Result<&Target<'_>, &'static str>,
         (hint, until): (SoapVersion, Instant),
         who: &mut Option<Caller>,
     ) -> (&'static str, &str, Outcome) {
-        // A request refused before its body is read: the body is drained (not kept) in the
-        // background so the SIH, still sending, reads the fault instead of a reset.
-        let refuse = |body: Incoming, f: Fault| {
+        // A request refused before its body is read: the body is drained (not kept) after the
+        // answer so the SIH, still sending, reads the fault instead of a reset.
+        let refuse = |body: Body, f: Fault| {
             self.admission.drain(body);
             Err(f.in_version(hint))
         };

@@ -5,7 +5,6 @@
 //! A listener is TCP, TCP with mutual TLS (client certificates from a local CA), or a Unix
 //! domain socket (file permissions, peer credentials).
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -13,18 +12,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use http::{Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::config::Limits;
 use crate::local_tls::LocalTls;
+
+mod h1;
+pub use h1::{serve as serve_http1, Body, Io, Settings};
 
 /// Time a client gets to complete a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,7 +28,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Response header present on every response of a sandbox process.
 pub const SANDBOX_HEADER: &str = "x-rocgw-sandbox";
 
-pub type HttpResponse = Response<Full<Bytes>>;
+pub type HttpResponse = Response<Bytes>;
 
 /// The words of a bind failure (`<field>: cannot listen on <addr>: <reason>`): the sandbox
 /// tells it apart from other start-up errors by them.
@@ -224,7 +220,7 @@ impl Bound {
 /// Serves connections from `listener` with `handler` until the process ends.
 pub async fn serve<H, F>(listener: TcpListener, handler: Arc<H>)
 where
-    H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
+    H: Fn(Request<Body>, Peer) -> F + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
 {
     let (_keep, stop) = tokio::sync::watch::channel(false);
@@ -248,10 +244,9 @@ pub async fn serve_until<H, F>(
     mut stop: tokio::sync::watch::Receiver<bool>,
     drain: Duration,
 ) where
-    H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
+    H: Fn(Request<Body>, Peer) -> F + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         let accepted = tokio::select! {
@@ -276,7 +271,7 @@ pub async fn serve_until<H, F>(
             continue;
         };
         let handler = handler.clone();
-        let watcher = graceful.watcher();
+        let watcher = stop.clone();
         tokio::spawn(async move {
             let _slot = slot;
             match conn {
@@ -318,13 +313,15 @@ pub async fn serve_until<H, F>(
         let _ = std::fs::remove_file(path);
     }
     drop(bound);
-    let open = graceful.count();
+    // Each connection holds a slot until it ends: all of them back, every connection is done.
+    let open = limits.max_connections - slots.available_permits();
     tracing::info!(
         connections = open,
         drain_s = drain.as_secs_f64(),
         "draining"
     );
-    if tokio::time::timeout(drain, graceful.shutdown())
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(drain, slots.acquire_many(all))
         .await
         .is_err()
     {
@@ -338,58 +335,42 @@ async fn serve_conn<IO, H, F>(
     recheck: Option<Recheck>,
     limits: Limits,
     handler: Arc<H>,
-    watcher: Watcher,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<Incoming>, Peer) -> F + Send + Sync + 'static,
+    H: Fn(Request<Body>, Peer) -> F + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
 {
-    let shown = peer.to_string();
-    let svc = service_fn(move |req: Request<Incoming>| {
+    let handle = |req: Request<Body>| {
         let verdict = recheck.as_ref().map_or(Verdict::Fresh, Recheck::verdict);
-        // hyper checks its buffer only while the head is incomplete: a head that arrives whole
-        // may exceed it. This makes the limit exact.
         let fut = match verdict {
             Verdict::Refused => None,
-            _ if head_bytes(&req) > limits.max_header_bytes => None,
             _ => Some(handler(req, peer.clone())),
         };
         async move {
-            let mut resp = match (fut, &verdict) {
-                (Some(f), _) => f.await,
-                (None, Verdict::Refused) => text(
-                    hyper::StatusCode::FORBIDDEN,
+            let mut resp = match fut {
+                Some(f) => f.await,
+                None => text(
+                    http::StatusCode::FORBIDDEN,
                     "client certificate no longer accepted\n",
-                ),
-                (None, _) => text(
-                    hyper::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "request headers too large\n",
                 ),
             };
             if !matches!(verdict, Verdict::Fresh) {
                 resp.headers_mut().insert(
-                    hyper::header::CONNECTION,
-                    hyper::header::HeaderValue::from_static("close"),
+                    http::header::CONNECTION,
+                    http::header::HeaderValue::from_static("close"),
                 );
             }
-            Ok::<_, Infallible>(resp)
+            resp
         }
-    });
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_headers(limits.max_headers)
-        .max_buf_size(limits.max_header_bytes.max(8192));
+    };
+    let settings = Settings::from(&limits);
     let io = WriteTimeout {
         io,
         limit: limits.write_timeout,
         stalled: None,
     };
-    let conn = watcher.watch(builder.serve_connection(TokioIo::new(io), svc));
-    if let Err(e) = conn.await {
-        tracing::debug!(peer = %shown, error = %e, "connection ended with an error");
-    }
+    h1::serve(Box::new(io), settings, handle, stop).await;
 }
 
 /// Cuts a connection whose writes make no progress for `limit`: a client that stops reading
@@ -483,22 +464,13 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<IO> {
     }
 }
 
-/// Bytes of a request's line and headers, as sent.
-fn head_bytes<B>(req: &Request<B>) -> usize {
-    let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
-    let line = req.method().as_str().len() + target + 12;
-    req.headers()
-        .iter()
-        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
-}
-
 /// A plain-text response (admin endpoints).
-pub fn text(status: hyper::StatusCode, body: impl Into<Bytes>) -> HttpResponse {
-    let mut r = Response::new(Full::new(body.into()));
+pub fn text(status: http::StatusCode, body: impl Into<Bytes>) -> HttpResponse {
+    let mut r = Response::new(body.into());
     *r.status_mut() = status;
     r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        http::header::CONTENT_TYPE,
+        http::header::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
 }

@@ -142,7 +142,7 @@ pub struct Options {
     /// How connections reach the target.
     pub transport: Transport,
     /// `Authorization` header value (a bearer token), sent with every request.
-    pub authorization: Option<hyper::header::HeaderValue>,
+    pub authorization: Option<http::header::HeaderValue>,
     pub mix: Vec<MixEntry>,
     /// Body templates by service; services without one use the built-in template.
     pub templates: BTreeMap<String, String>,

@@ -35,7 +35,7 @@ pub struct Answer {
 
 /// `http://host[:port]/path` → the addresses to try, the `Host` header and the path.
 fn target(url: &str) -> Result<(Vec<SocketAddr>, String, String), String> {
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
     if uri.scheme_str() != Some("http") {
         return Err(format!(
             "{url}: the admin listener speaks plain http:// only"

@@ -37,7 +37,7 @@ pub struct Clients {
     /// The AMC client (IGC OSI verified).
     pub amc: Arc<Upstream>,
     /// The annuaire client (this structure's AUTH_CLI presented), when an annuaire is configured.
-    pub annuaire: Option<(Arc<Upstream>, hyper::Uri)>,
+    pub annuaire: Option<(Arc<Upstream>, http::Uri)>,
 }
 
 /// The upstream clients in force, by structure.

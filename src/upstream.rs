@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hyper::{HeaderMap, Request, StatusCode, Uri};
+use http::{HeaderMap, Request, StatusCode, Uri};
 use rustls::ClientConfig;
 use tokio_rustls::TlsConnector;
 
@@ -35,6 +35,32 @@ pub use connect::{nothing_to_read, Conn, ConnectError, Connector, HostLimits};
 pub use h1::KEPT_HEADERS;
 use h1::{Head, Link, SendError};
 use pool::Pool;
+
+/// Maps keyed by upstream host (`host:port`), looked up a few times per call. The keys come
+/// from the configuration, not from callers, so a hash that resists chosen keys (std's
+/// SipHash, three times the cost) buys nothing here: FNV-1a.
+type HostMap<V> = std::collections::HashMap<String, V, std::hash::BuildHasherDefault<Fnv1a>>;
+
+/// The 64-bit FNV-1a hash.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Fnv1a {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// The User-Agent of rocgw's upstream requests.
 pub const USER_AGENT: &str = concat!("rocgw/", env!("CARGO_PKG_VERSION"));
@@ -370,5 +396,24 @@ mod tests {
             host_key(&"https://h:1/".parse().unwrap()),
             std::borrow::Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn host_maps_hash_with_fnv1a() {
+        use std::hash::{BuildHasher as _, BuildHasherDefault};
+        // The published FNV-1a 64 test vectors; `str` hashes add a 0xff terminator.
+        let fnv = |b: &[u8]| {
+            let mut h = Fnv1a::default();
+            std::hash::Hasher::write(&mut h, b);
+            std::hash::Hasher::finish(&h)
+        };
+        assert_eq!(fnv(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv(b"foobar"), 0x8594_4171_f739_67e8);
+        let b = BuildHasherDefault::<Fnv1a>::default();
+        assert_ne!(b.hash_one("amc-a:443"), b.hash_one("amc-b:443"));
+        let mut m: HostMap<u8> = HostMap::default();
+        m.insert("amc-a:443".into(), 1);
+        assert_eq!(m.get("amc-a:443"), Some(&1));
     }
 }

@@ -148,7 +148,7 @@ fn load_options(a: LoadArgs) -> Result<crate::load::Options, String> {
     };
     let authorization = token
         .map(|t| {
-            let mut v = hyper::header::HeaderValue::from_str(&format!("Bearer {}", t.as_str()))
+            let mut v = http::header::HeaderValue::from_str(&format!("Bearer {}", t.as_str()))
                 .map_err(|_| "the token is not a valid header value".to_string())?;
             v.set_sensitive(true);
             Ok::<_, String>(v)

@@ -28,7 +28,7 @@ pub(super) struct RawAnnuaire {
 
 #[derive(Debug, Clone)]
 pub struct AnnuaireConfig {
-    pub url: hyper::Uri,
+    pub url: http::Uri,
     pub revocation: RevocationPolicy,
     /// How lookups are cached, and who rocgw says it is in them.
     pub directory: DirectoryConfig,

@@ -163,7 +163,7 @@ pub struct Config {
     pub assertion: Profile,
     pub services: Vec<String>,
     /// AMC number → service → https endpoint.
-    pub routes: BTreeMap<String, BTreeMap<String, hyper::Uri>>,
+    pub routes: BTreeMap<String, BTreeMap<String, http::Uri>>,
     /// Every file a secret was read from (tokens, proxy credentials, P12 passwords), with its
     /// field: readable by rocgw only, or `serve` and `cert doctor` warn.
     pub secret_files: Vec<(String, PathBuf)>,
@@ -464,8 +464,8 @@ impl Validator<'_> {
         })
     }
 
-    fn https_uri(&self, field: &str, s: &str) -> Result<hyper::Uri, ConfigError> {
-        let uri: hyper::Uri = s
+    fn https_uri(&self, field: &str, s: &str) -> Result<http::Uri, ConfigError> {
+        let uri: http::Uri = s
             .parse()
             .map_err(|_| self.err(field, format!("not a valid URL: {s:?}")))?;
         if uri.scheme_str() != Some("https") || uri.host().is_none() {

@@ -70,7 +70,7 @@ impl ProxyConfig {
 }
 
 pub(super) fn validate(v: &Validator<'_>, raw: &RawProxy) -> Result<ProxyConfig, ConfigError> {
-    let uri: hyper::Uri = raw
+    let uri: http::Uri = raw
         .url
         .parse()
         .map_err(|_| v.err("proxy.url", format!("not a valid URL: {:?}", raw.url)))?;

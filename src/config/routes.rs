@@ -9,7 +9,7 @@ use super::{ConfigError, Validator};
 pub const DEFAULT_SERVICES: [&str; 4] = ["idb", "simulation", "clc", "annulation"];
 
 /// AMC number → service → endpoint.
-type Routes = BTreeMap<String, BTreeMap<String, hyper::Uri>>;
+type Routes = BTreeMap<String, BTreeMap<String, http::Uri>>;
 
 /// The services (lowercased) and the routes, whose services must be among them.
 pub(super) fn validate(

@@ -10,11 +10,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::listener::Body;
 use bytes::Bytes;
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::header::CONTENT_LENGTH;
-use hyper::HeaderMap;
+use http::header::CONTENT_LENGTH;
+use http::HeaderMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::budget::{Budget, Held, Pace, ReadError};
@@ -196,7 +195,7 @@ impl Admission {
     pub async fn read_body(
         &self,
         headers: &HeaderMap,
-        mut body: Incoming,
+        mut body: Body,
         caller: &CallerHold,
     ) -> Result<(Bytes, Option<Held>), Fault> {
         let declared = headers
@@ -248,24 +247,11 @@ impl Admission {
         }
     }
 
-    /// Reads and drops a refused request's body in the background: at most `max_body_bytes`
-    /// and [`DRAIN_TIME`], never kept in memory, so the SIH, still sending, reads the fault
-    /// instead of a reset.
-    pub fn drain(&self, body: Incoming) {
-        let limit = self.max_body_bytes;
-        tokio::spawn(async move {
-            let mut body = body;
-            let mut seen = 0usize;
-            let _ = tokio::time::timeout(DRAIN_TIME, async {
-                while let Some(Ok(frame)) = body.frame().await {
-                    seen += frame.data_ref().map_or(0, |d| d.len());
-                    if seen > limit {
-                        break;
-                    }
-                }
-            })
-            .await;
-        });
+    /// Has a refused request's body read and dropped after the answer (by the listener): at
+    /// most `max_body_bytes` and [`DRAIN_TIME`], never kept in memory, so the SIH, still
+    /// sending, reads the fault instead of a reset.
+    pub fn drain(&self, body: Body) {
+        body.discard(self.max_body_bytes, DRAIN_TIME);
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use hyper::header::HeaderValue;
+use http::header::HeaderValue;
 
 use super::stamp::Signed;
 use super::target::Target;

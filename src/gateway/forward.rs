@@ -3,9 +3,8 @@
 //! is not SOAP becomes an `…-unavailable` fault. The AMC's own SOAP faults pass untouched.
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::{HeaderName, HeaderValue, ACCEPT, ACCEPT_LANGUAGE, CONTENT_TYPE, USER_AGENT};
-use hyper::{HeaderMap, Method, Request, Response, Uri};
+use http::header::{HeaderName, HeaderValue, ACCEPT, ACCEPT_LANGUAGE, CONTENT_TYPE, USER_AGENT};
+use http::{HeaderMap, Method, Request, Response, Uri};
 
 use crate::breaker::Open;
 use crate::budget::Budget;
@@ -91,7 +90,7 @@ pub async fn forward(
                 check(&r.body)?;
             }
             // The answer keeps its share of the memory budget until its last byte is written.
-            let mut resp = Response::new(Full::new(crate::budget::holding(r.body, r.held)));
+            let mut resp = Response::new(crate::budget::holding(r.body, r.held));
             *resp.status_mut() = r.status;
             // The upstream kept only the fields passed back (`upstream::KEPT_HEADERS`).
             *resp.headers_mut() = r.headers;

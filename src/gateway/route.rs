@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hyper::{HeaderMap, Request, Uri};
+use http::{HeaderMap, Request, Uri};
 
 use crate::annuaire::{self, parse_search_response, search_request, Answer, Directory, Lookup};
 use crate::config::Config;
@@ -251,9 +251,9 @@ async fn call(
     };
     let body = search_request(who, key, crate::clock::now_unix());
     let req = Request::post(url.clone())
-        .header(hyper::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+        .header(http::header::CONTENT_TYPE, "text/xml; charset=utf-8")
         .header("soapaction", "\"search\"")
-        .header(hyper::header::USER_AGENT, crate::upstream::USER_AGENT)
+        .header(http::header::USER_AGENT, crate::upstream::USER_AGENT)
         .body(Bytes::from(body))
         .map_err(|e| e.to_string())?;
     let r = match up.send(req).await {

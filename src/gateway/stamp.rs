@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use hyper::Uri;
+use http::Uri;
 use tokio::sync::Semaphore;
 
 use crate::fault::{Fault, FaultCode, VersionedFault};

@@ -10,15 +10,15 @@
 
 use std::collections::BTreeMap;
 
-use hyper::HeaderMap;
+use http::HeaderMap;
 
 use crate::access::Caller;
 use crate::config::Grant;
 use crate::fault::{Fault, FaultCode};
 
 /// Header by which a request names its structure (`1`+FINESS or `3`+SIRET).
-pub const STRUCTURE_HEADER: hyper::header::HeaderName =
-    hyper::header::HeaderName::from_static("x-rocgw-structure");
+pub const STRUCTURE_HEADER: http::header::HeaderName =
+    http::header::HeaderName::from_static("x-rocgw-structure");
 
 /// The structures served and who may use which.
 #[derive(Debug)]

@@ -4,15 +4,15 @@
 
 use std::time::Duration;
 
-use hyper::header::CONTENT_TYPE;
-use hyper::HeaderMap;
+use http::header::CONTENT_TYPE;
+use http::HeaderMap;
 
 use crate::fault::{Fault, FaultCode};
 use crate::soap::{self, SoapVersion};
 
 /// Header by which an SIH may shorten a request's deadline (milliseconds).
-pub const DEADLINE_HEADER: hyper::header::HeaderName =
-    hyper::header::HeaderName::from_static("x-rocgw-deadline-ms");
+pub const DEADLINE_HEADER: http::header::HeaderName =
+    http::header::HeaderName::from_static("x-rocgw-deadline-ms");
 
 /// What the SIH asked for, read off the path.
 #[derive(Debug, PartialEq, Eq)]

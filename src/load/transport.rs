@@ -2,8 +2,8 @@
 //! certificate, through a pool of HTTP/1.1 connections kept alive unless told otherwise (each
 //! spoken by `load::wire`).
 
-use hyper::header::HeaderValue;
-use hyper::StatusCode;
+use http::header::HeaderValue;
+use http::StatusCode;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

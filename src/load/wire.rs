@@ -4,7 +4,7 @@
 //! need; this is the part of `rocgw load` that must cost less than the gateway it measures
 //! (bench/README.md, "rocgw load against wrk").
 
-use hyper::StatusCode;
+use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Headers of an answer beyond this many make it malformed for the generator.

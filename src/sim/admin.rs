@@ -4,11 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::listener::Body;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use prometheus::{IntCounterVec, Opts, Registry};
 
 use super::server::{read_body, State};
@@ -63,7 +62,7 @@ pub(super) fn render(state: &State) -> String {
     String::from_utf8(buf).unwrap_or_default()
 }
 
-pub(super) async fn handle(state: &State, req: Request<Incoming>) -> HttpResponse {
+pub(super) async fn handle(state: &State, req: Request<Body>) -> HttpResponse {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     match (method.as_str(), path.as_str()) {
@@ -71,8 +70,8 @@ pub(super) async fn handle(state: &State, req: Request<Incoming>) -> HttpRespons
         ("GET", "/metrics") => {
             let mut r = listener::text(StatusCode::OK, render(state));
             r.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+                http::header::CONTENT_TYPE,
+                http::header::HeaderValue::from_static("text/plain; version=0.0.4"),
             );
             r
         }
@@ -113,7 +112,7 @@ async fn faults_of(
     slot: &ArcSwap<Faults>,
     configured: Faults,
     method: &str,
-    req: Request<Incoming>,
+    req: Request<Body>,
 ) -> HttpResponse {
     match method {
         "GET" => json(StatusCode::OK, &(**slot.load()).clone()),
@@ -148,11 +147,11 @@ async fn faults_of(
 
 fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> HttpResponse {
     let text = serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
-    let mut r = Response::new(Full::new(Bytes::from(text)));
+    let mut r = Response::new(Bytes::from(text));
     *r.status_mut() = status;
     r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
+        http::header::CONTENT_TYPE,
+        http::header::HeaderValue::from_static("application/json"),
     );
     r
 }

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::listener::Body;
 use bytes::Bytes;
-use hyper::body::Incoming;
-use hyper::{Request, StatusCode};
+use http::{Request, StatusCode};
 
 use super::answer;
 use super::server::{inject, injected_status, read_body, with_reason, xml, Amc, State};
@@ -18,7 +18,7 @@ use crate::soap::SoapVersion;
 pub(super) async fn handle(
     state: Arc<State>,
     amc: Arc<Amc>,
-    req: Request<Incoming>,
+    req: Request<Body>,
 ) -> Option<HttpResponse> {
     let path = req.uri().path().to_string();
     let prefix = format!("/amc/{}/", amc.numero);

@@ -1,8 +1,8 @@
 //! The simulated Annuaire AMC: answers a lookup with the simulated AMCs' endpoints (or the
 //! configured extra entries), after the annuaire's own injected faults.
 
-use hyper::body::Incoming;
-use hyper::{Request, StatusCode};
+use crate::listener::Body;
+use http::{Request, StatusCode};
 
 use super::answer;
 use super::server::{inject, injected_status, read_body, with_reason, xml, State};
@@ -12,10 +12,10 @@ use crate::listener::{self, HttpResponse};
 use crate::soap::SoapVersion;
 
 /// Answers one annuaire request; `None` asks for the connection to be reset.
-pub(super) async fn handle(state: &State, req: Request<Incoming>) -> Option<HttpResponse> {
+pub(super) async fn handle(state: &State, req: Request<Body>) -> Option<HttpResponse> {
     let count = |r: &str| state.counters.annuaire.with_label_values(&[r]).inc();
     let path = req.uri().path().to_string();
-    if req.method() != hyper::Method::POST || !path.starts_with("/annuaire") {
+    if req.method() != http::Method::POST || !path.starts_with("/annuaire") {
         count("not-found");
         return Some(listener::text(StatusCode::NOT_FOUND, "POST /annuaire\n"));
     }

@@ -5,11 +5,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::listener::Body;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use tokio::net::TcpListener;
 
 use super::admin::{self, Counters};
@@ -106,7 +105,7 @@ impl Sim {
         let annuaire_tls = tls::annuaire_tls(&cfg, &anchors)?;
         tokio::spawn(tls::serve_tls(annuaire_l, annuaire_tls, {
             let state = state.clone();
-            Arc::new(move |req: Request<Incoming>| {
+            Arc::new(move |req: Request<Body>| {
                 let state = state.clone();
                 async move { annuaire::handle(&state, req).await }
             })
@@ -117,7 +116,7 @@ impl Sim {
             tokio::spawn(tls::serve_tls(
                 l,
                 tls,
-                Arc::new(move |req: Request<Incoming>| {
+                Arc::new(move |req: Request<Body>| {
                     let (state, amc) = (state.clone(), amc.clone());
                     amc::handle(state, amc, req)
                 }),
@@ -243,30 +242,26 @@ pub async fn run(cfg: SimConfig) -> Result<(), String> {
 // What the handlers share
 // ---------------------------------------------------------------------------------------------
 
-pub(super) async fn read_body(req: Request<Incoming>) -> Option<Bytes> {
-    Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .ok()
-        .map(|c| c.to_bytes())
+pub(super) async fn read_body(req: Request<Body>) -> Option<Bytes> {
+    req.into_body().collect(MAX_BODY).await
 }
 
 pub(super) fn xml(status: StatusCode, version: SoapVersion, body: String) -> HttpResponse {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(Bytes::from(body));
     *r.status_mut() = status;
     let ct = match version {
         SoapVersion::V11 => "text/xml; charset=utf-8",
         SoapVersion::V12 => "application/soap+xml; charset=utf-8",
     };
     r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(ct),
+        http::header::CONTENT_TYPE,
+        http::header::HeaderValue::from_static(ct),
     );
     r
 }
 
 pub(super) fn with_reason(mut r: HttpResponse, reason: &str) -> HttpResponse {
-    if let Ok(v) = hyper::header::HeaderValue::from_str(reason) {
+    if let Ok(v) = http::header::HeaderValue::from_str(reason) {
         r.headers_mut().insert("x-rocsim-reason", v);
     }
     r

@@ -5,9 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper::Request;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use http::Request;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -16,7 +14,7 @@ use tokio::net::TcpListener;
 
 use super::server::Amc;
 use super::{CertKey, CertMode, Certificates, SimConfig};
-use crate::listener::HttpResponse;
+use crate::listener::{Body, HttpResponse};
 use crate::trust::Anchors;
 
 fn certified(c: &CertKey) -> Result<Arc<CertifiedKey>, String> {
@@ -172,7 +170,7 @@ impl ClientCertVerifier for AuthCliVerifier {
 /// Serves HTTPS on `l`. A handler answering `None` wants the connection reset (RST).
 pub(super) async fn serve_tls<H, F>(l: TcpListener, tls: Arc<ServerConfig>, handler: Arc<H>)
 where
-    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    H: Fn(Request<Body>) -> F + Send + Sync + 'static,
     F: std::future::Future<Output = Option<HttpResponse>> + Send + 'static,
 {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
@@ -200,25 +198,21 @@ where
                     Err(_) => return,
                 };
             let reset = Arc::new(tokio::sync::Notify::new());
-            let svc = {
-                let reset = reset.clone();
-                hyper::service::service_fn(move |req| {
-                    let (handler, reset) = (handler.clone(), reset.clone());
-                    async move {
-                        match handler(req).await {
-                            Some(r) => Ok::<_, std::convert::Infallible>(r),
-                            None => {
-                                reset.notify_one();
-                                std::future::pending().await
-                            }
+            let handle = |req| {
+                let (handler, reset) = (handler.clone(), reset.clone());
+                async move {
+                    match handler(req).await {
+                        Some(r) => r,
+                        None => {
+                            reset.notify_one();
+                            std::future::pending().await
                         }
                     }
-                })
+                }
             };
-            let mut b = hyper::server::conn::http1::Builder::new();
-            b.timer(TokioTimer::new())
-                .header_read_timeout(crate::config::HEADER_READ_TIMEOUT);
-            let conn = b.serve_connection(TokioIo::new(tls), svc);
+            let settings = crate::listener::Settings::from(&crate::config::Limits::default());
+            let (_running, stop) = tokio::sync::watch::channel(false);
+            let conn = crate::listener::serve_http1(Box::new(tls), settings, handle, stop);
             tokio::select! {
                 _ = conn => {}
                 _ = reset.notified() => {

@@ -5,9 +5,8 @@
 use crate::config::ProxyConfig;
 use crate::metrics;
 use base64::Engine as _;
-use hyper::Uri;
+use http::Uri;
 use rustls::pki_types::ServerName;
-use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
@@ -26,8 +25,8 @@ use super::Kind;
 /// connects. One semaphore per `host:port` for connections, one for calls in progress.
 #[derive(Clone, Default)]
 pub struct HostLimits {
-    conns: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
-    calls: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    conns: Arc<Mutex<super::HostMap<Arc<Semaphore>>>>,
+    calls: Arc<Mutex<super::HostMap<Arc<Semaphore>>>>,
     /// The pools whose connections hold those permits: a connection one pool needs can be
     /// freed by closing an idle one of another (another structure's, another generation's).
     pools: Arc<Mutex<Vec<Weak<dyn Evict>>>>,
@@ -47,7 +46,7 @@ pub trait Evict: Send + Sync {
 
 impl HostLimits {
     /// The semaphore of `key` in `map`, made with `max` permits on first use.
-    fn of(map: &Mutex<HashMap<String, Arc<Semaphore>>>, key: &str, max: usize) -> Arc<Semaphore> {
+    fn of(map: &Mutex<super::HostMap<Arc<Semaphore>>>, key: &str, max: usize) -> Arc<Semaphore> {
         let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
         match m.get(key) {
             Some(s) => s.clone(),

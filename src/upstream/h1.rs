@@ -14,11 +14,11 @@
 use std::io;
 
 use bytes::Bytes;
-use hyper::header::{
+use http::header::{
     HeaderName, HeaderValue, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_TYPE, HOST,
     TRANSFER_ENCODING,
 };
-use hyper::{HeaderMap, Method, Request, StatusCode};
+use http::{HeaderMap, Method, Request, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::connect::Conn;

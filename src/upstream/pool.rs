@@ -4,7 +4,6 @@
 //! not closed it; idle ones past `pool_idle_timeout` are dropped (on checkout, and by a sweep
 //! every half timeout), before the servers' own idle timeouts close them under a request.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ struct Idle {
 }
 
 #[derive(Default)]
-struct Shelves(HashMap<String, Vec<Idle>>);
+struct Shelves(super::HostMap<Vec<Idle>>);
 
 impl Evict for Mutex<Shelves> {
     fn evict_one(&self, key: &str) -> bool {

@@ -831,13 +831,13 @@ fn answers_are_read_by_their_framing_however_the_amc_sends_them() {
     for (number, detail) in [
         (
             "10000004",
-            "invalid HTTP answer: conflicting Content-Length",
+            "invalid HTTP message: conflicting Content-Length",
         ),
         (
             "10000005",
-            "the connection closed before the answer was complete",
+            "the connection closed before the message was complete",
         ),
-        ("10000006", "invalid HTTP answer: bad chunk size"),
+        ("10000006", "invalid HTTP message: bad chunk size"),
     ] {
         let r = amc(p.gateway, number);
         let f = parse_fault(&r.body);

@@ -1,0 +1,420 @@
+use super::*;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use tokio::io::{AsyncReadExt as _, DuplexStream};
+
+fn settings() -> Settings {
+    Settings {
+        header_read_timeout: Duration::from_secs(5),
+        max_headers: 32,
+        max_header_bytes: 4096,
+    }
+}
+
+/// An answer as the client read it.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    fields: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Every answer in `bytes` (each framed by its Content-Length; `head_only` answers have none).
+fn answers(mut bytes: &[u8], head_only: bool) -> Vec<Answer> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let mut h = [httparse::EMPTY_HEADER; 32];
+        let mut r = httparse::Response::new(&mut h);
+        let n = match r.parse(bytes).expect("a valid answer head") {
+            httparse::Status::Complete(n) => n,
+            httparse::Status::Partial => panic!("cut answer: {:?}", String::from_utf8_lossy(bytes)),
+        };
+        let fields: Vec<(String, String)> = r
+            .headers
+            .iter()
+            .map(|h| {
+                let v = String::from_utf8_lossy(h.value).to_string();
+                (h.name.to_ascii_lowercase(), v)
+            })
+            .collect();
+        let status = r.code.unwrap();
+        let len: usize = match (head_only, status) {
+            (true, _) | (_, 100..=199 | 204 | 304) => 0,
+            _ => fields
+                .iter()
+                .find(|(k, _)| k == "content-length")
+                .map_or(0, |(_, v)| v.parse().unwrap()),
+        };
+        out.push(Answer {
+            status,
+            fields,
+            body: bytes[n..n + len].to_vec(),
+        });
+        bytes = &bytes[n + len..];
+    }
+    out
+}
+
+/// A handler that echoes the method, path and body it read.
+async fn echo(req: Request<Body>) -> HttpResponse {
+    let (parts, body) = req.into_parts();
+    let body = body.collect(1 << 20).await.unwrap_or_default();
+    let mut text = format!("{} {} ", parts.method, parts.uri.path()).into_bytes();
+    text.extend_from_slice(&body);
+    Response::new(Bytes::from(text))
+}
+
+use http::Response;
+
+/// Serves one connection in the background; the client's end back.
+fn start<H, F>(
+    handle: H,
+) -> (
+    DuplexStream,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    H: FnMut(Request<Body>) -> F + Send + 'static,
+    F: Future<Output = HttpResponse> + Send + 'static,
+{
+    let (client, server) = tokio::io::duplex(1 << 16);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(serve(Box::new(server), settings(), handle, rx));
+    (client, tx, task)
+}
+
+async fn read_to_close(c: &mut DuplexStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).await.unwrap();
+    out
+}
+
+/// Random requests, each with a body by length, chunked (random chunks, extensions, a
+/// trailer now and then) or none, written back to back in random pieces: each is answered, in
+/// order, with the body it carried, on one connection.
+#[tokio::test]
+async fn pipelined_requests_in_random_pieces_are_each_answered_in_order() {
+    let mut rng = fastrand::Rng::with_seed(18);
+    for round in 0..60 {
+        let mut wire = Vec::new();
+        let mut expected = Vec::new();
+        for i in 0..rng.usize(1..5) {
+            let body: Vec<u8> = (0..rng.usize(0..300))
+                .map(|_| *rng.choice(b"ab\r\n0;<>x").unwrap())
+                .collect();
+            let path = format!("/r{round}/{i}");
+            match rng.u8(0..3) {
+                0 => {
+                    let head = format!(
+                        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    wire.extend_from_slice(head.as_bytes());
+                    wire.extend_from_slice(&body);
+                }
+                1 => {
+                    wire.extend_from_slice(
+                        format!(
+                            "POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        )
+                        .as_bytes(),
+                    );
+                    let mut rest = &body[..];
+                    while !rest.is_empty() {
+                        let n = rng.usize(1..=rest.len());
+                        let ext = if rng.bool() { ";e=1" } else { "" };
+                        wire.extend_from_slice(format!("{n:x}{ext}\r\n").as_bytes());
+                        wire.extend_from_slice(&rest[..n]);
+                        wire.extend_from_slice(b"\r\n");
+                        rest = &rest[n..];
+                    }
+                    wire.extend_from_slice(if rng.bool() {
+                        b"0\r\nX-T: 1\r\n\r\n"
+                    } else {
+                        b"0\r\n\r\n"
+                    });
+                }
+                _ => {
+                    wire.extend_from_slice(
+                        format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+                    );
+                    expected.push(format!("GET {path} ").into_bytes());
+                    continue;
+                }
+            }
+            let mut e = format!("POST {path} ").into_bytes();
+            e.extend_from_slice(&body);
+            expected.push(e);
+        }
+        wire.extend_from_slice(b"GET /last HTTP/1.1\r\nConnection: close\r\n\r\n");
+        expected.push(b"GET /last ".to_vec());
+
+        let (mut c, _stop, task) = start(echo);
+        let mut rest = &wire[..];
+        while !rest.is_empty() {
+            let n = rng.usize(1..=rest.len().min(64));
+            c.write_all(&rest[..n]).await.unwrap();
+            rest = &rest[n..];
+            if rng.bool() {
+                tokio::task::yield_now().await;
+            }
+        }
+        let got = answers(&read_to_close(&mut c).await, false);
+        let bodies: Vec<Vec<u8>> = got.iter().map(|a| a.body.clone()).collect();
+        assert_eq!(
+            bodies,
+            expected,
+            "round {round}: {:?}",
+            String::from_utf8_lossy(&wire)
+        );
+        assert!(got
+            .iter()
+            .all(|a| a.status == 200 && a.field("date").is_some()));
+        assert_eq!(got.last().unwrap().field("connection"), Some("close"));
+        assert!(got[..got.len() - 1]
+            .iter()
+            .all(|a| a.field("connection").is_none()));
+        task.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn http10_closes_unless_asked_to_keep_alive() {
+    let (mut c, _stop, task) = start(echo);
+    c.write_all(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let got = answers(&read_to_close(&mut c).await, false);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].field("connection"), Some("keep-alive"));
+    assert_eq!(got[1].field("connection"), Some("close"));
+    assert_eq!(got[1].body, b"GET /b ");
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn heads_it_cannot_take_are_refused_with_their_status() {
+    let many: String = (0..40).map(|i| format!("X-{i}: v\r\n")).collect();
+    let huge = format!("X-Big: {}\r\n", "v".repeat(5000));
+    for (head, status) in [
+        (format!("GET / HTTP/1.1\r\n{many}\r\n"), 431),
+        (format!("GET / HTTP/1.1\r\n{huge}\r\n"), 431),
+        ("GET / HTTP/1.1\r\nBad Name: v\r\n\r\n".to_string(), 400),
+        ("PRI * HTTP/2.0\r\n\r\n".to_string(), 505),
+        (
+            "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".to_string(),
+            400,
+        ),
+        (
+            "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_string(),
+            400,
+        ),
+        (
+            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n".to_string(),
+            400,
+        ),
+    ] {
+        let called = Arc::new(AtomicBool::new(false));
+        let seen = called.clone();
+        let (mut c, _stop, task) = start(move |req| {
+            seen.store(true, Ordering::SeqCst);
+            echo(req)
+        });
+        c.write_all(head.as_bytes()).await.unwrap();
+        let got = answers(&read_to_close(&mut c).await, false);
+        assert_eq!(got.len(), 1, "{head:.40}");
+        assert_eq!(got[0].status, status, "{head:.40}");
+        assert_eq!(got[0].field("connection"), Some("close"));
+        assert!(!called.load(Ordering::SeqCst), "{head:.40}");
+        task.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_interim_answer_goes_out_only_when_the_body_is_read() {
+    // Read: 100 Continue, then the answer; the connection stays open.
+    let (mut c, _stop, _task) = start(echo);
+    c.write_all(b"POST /a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; CONTINUE.len()];
+    c.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first[..], CONTINUE);
+    c.write_all(b"hi").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = c.read(&mut buf).await.unwrap();
+    let got = answers(&buf[..n], false);
+    assert_eq!((got[0].status, &got[0].body[..]), (200, &b"POST /a hi"[..]));
+
+    // Not read: no interim answer, and the connection closes after the answer.
+    let (mut c, _stop, task) = start(|_req| async { Response::new(Bytes::from_static(b"no")) });
+    c.write_all(b"POST /a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+        .await
+        .unwrap();
+    let got = answers(&read_to_close(&mut c).await, false);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].status, got[0].field("connection")),
+        (200, Some("close"))
+    );
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_body_left_unread_closes_the_connection_unless_discarded_whole() {
+    // Dropped: the answer says close, and the rest is not read.
+    let (mut c, _stop, task) = start(|req: Request<Body>| async move {
+        drop(req);
+        Response::new(Bytes::from_static(b"refused"))
+    });
+    c.write_all(b"POST /a HTTP/1.1\r\nContent-Length: 10\r\n\r\n01234")
+        .await
+        .unwrap();
+    let got = answers(&read_to_close(&mut c).await, false);
+    assert_eq!(got[0].field("connection"), Some("close"));
+    task.await.unwrap();
+
+    // Discarded: the client, still sending after the answer, can send all of it.
+    let (mut c, _stop, task) = start(|req: Request<Body>| async move {
+        req.into_body().discard(1 << 20, Duration::from_secs(5));
+        Response::new(Bytes::from_static(b"refused"))
+    });
+    let big = vec![b'x'; 200_000];
+    c.write_all(format!("POST /a HTTP/1.1\r\nContent-Length: {}\r\n\r\n", big.len()).as_bytes())
+        .await
+        .unwrap();
+    let (mut r, mut w) = tokio::io::split(c);
+    let sending = tokio::spawn(async move { w.write_all(&big).await.is_ok() });
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).await.unwrap();
+    assert!(sending.await.unwrap(), "the body was not read to its end");
+    let got = answers(&out, false);
+    assert_eq!(
+        (got[0].status, got[0].field("connection")),
+        (200, Some("close"))
+    );
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_drops_the_handler_s_work() {
+    struct Dropped(Arc<AtomicBool>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = dropped.clone();
+    let (mut c, _stop, task) = start(move |req: Request<Body>| {
+        let guard = Dropped(flag.clone());
+        async move {
+            drop(req);
+            let _guard = guard;
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+    });
+    c.write_all(b"GET /slow HTTP/1.1\r\n\r\n").await.unwrap();
+    tokio::task::yield_now().await;
+    assert!(!dropped.load(Ordering::SeqCst));
+    drop(c);
+    task.await.unwrap();
+    assert!(dropped.load(Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn a_stop_closes_an_idle_connection_and_a_busy_one_after_its_answer() {
+    let (mut idle, stop, task) = start(echo);
+    idle.write_all(b"GET /a HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert_eq!(answers(&buf[..n], false)[0].status, 200);
+    stop.send(true).unwrap();
+    assert!(read_to_close(&mut idle).await.is_empty());
+    task.await.unwrap();
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (go, wait) = tokio::sync::watch::channel(false);
+    let counted = calls.clone();
+    let (mut busy, stop, task) = start(move |_req| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let mut wait = wait.clone();
+        async move {
+            let _ = wait.wait_for(|g| *g).await;
+            Response::new(Bytes::from_static(b"done"))
+        }
+    });
+    busy.write_all(b"GET /a HTTP/1.1\r\n\r\n").await.unwrap();
+    while calls.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    stop.send(true).unwrap();
+    go.send(true).unwrap();
+    let got = answers(&read_to_close(&mut busy).await, false);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].body.as_slice(), got[0].field("connection")),
+        (&b"done"[..], Some("close"))
+    );
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_head_that_does_not_come_in_time_closes_the_connection() {
+    let (mut c, _stop, task) = start(echo);
+    // An answered request, then an idle wait: the timeout counts from the wait's start.
+    c.write_all(b"GET /a HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = c.read(&mut buf).await.unwrap();
+    assert_eq!(answers(&buf[..n], false)[0].status, 200);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    c.write_all(b"GET /b HTTP/1.1\r\n").await.unwrap();
+    let started = Instant::now();
+    assert!(read_to_close(&mut c).await.is_empty());
+    let waited = started.elapsed();
+    // 4 s idle, then 1 s more: the 5 s count from the wait's start, not from the first byte.
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn answers_carry_their_length_and_head_answers_none_of_their_body() {
+    let (mut c, _stop, task) = start(|req: Request<Body>| async move {
+        let status = if req.uri().path() == "/none" {
+            204
+        } else {
+            200
+        };
+        let mut r = Response::new(Bytes::from_static(b"twelve bytes"));
+        *r.status_mut() = StatusCode::from_u16(status).unwrap();
+        r.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from_static("99"));
+        r
+    });
+    c.write_all(b"HEAD /a HTTP/1.1\r\n\r\nGET /none HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let out = read_to_close(&mut c).await;
+    let text = String::from_utf8_lossy(&out).to_string();
+    assert_eq!(text.matches("content-length").count(), 1, "{text}");
+    assert!(text.contains("content-length: 12\r\n"), "{text}");
+    assert!(!text.contains("twelve"), "{text}");
+    assert!(text.contains("HTTP/1.1 204 No Content\r\n"), "{text}");
+    task.await.unwrap();
+}
