@@ -216,7 +216,7 @@ pub async fn read(
 }
 
 /// The bytes of an answer that keep its share of the budget until the last reference to them
-/// is gone: hyper drops them once they are written to the SIH's connection (or the connection
+/// is gone: the listener drops them once they are written to the SIH's connection (or the connection
 /// is gone), not when the handler returns.
 pub fn holding(bytes: bytes::Bytes, held: Option<Held>) -> bytes::Bytes {
     match held {

@@ -109,14 +109,14 @@ impl ServerTls {
     }
 }
 
-/// Per-connection limits. Beyond them hyper answers `431` (headers too large) or closes the
-/// connection (headers too slow) before any handler runs.
+/// Per-connection limits. Beyond them the listener answers `431` (headers too large or too
+/// many) or closes the connection (headers too slow) before any handler runs.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub header_read_timeout: Duration,
     /// Header fields per request.
     pub max_headers: usize,
-    /// Bytes of request line and headers (hyper's read buffer; at least 8192).
+    /// Bytes of request line and headers.
     pub max_header_bytes: usize,
     /// Connections open at once on one listener; beyond, new ones are closed at once.
     pub max_connections: usize,

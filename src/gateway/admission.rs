@@ -281,7 +281,7 @@ pub fn overloaded(detail: String) -> Fault {
 }
 
 /// One request in `rocgw_in_flight_requests`. Dropped unfinished when the SIH closes its
-/// connection before the answer: hyper then drops the request's future, which abandons the
+/// connection before the answer: the listener then drops the request's future, which abandons the
 /// upstream call (its connection is closed, nothing keeps running); counted as `client-gone`.
 pub struct InFlight {
     pub done: bool,

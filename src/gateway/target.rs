@@ -39,7 +39,7 @@ impl Target<'_> {
 }
 
 /// `POST /amc/{numero_amc}/{service}` or `POST /annuaire[/…]`, read off the raw request target
-/// (hyper passes the path as the SIH sent it, undecoded and unnormalised). `Err` says why there
+/// (the listener passes the path as the SIH sent it, undecoded and unnormalised). `Err` says why there
 /// is no target: no such route, or a path refused by [`refused_path`].
 pub fn target(path: &str) -> Result<Target<'_>, &'static str> {
     const NO_ROUTE: &str = "use POST /amc/{numero_amc}/{service} or POST /annuaire";
