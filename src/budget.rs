@@ -162,7 +162,8 @@ pub async fn read(
     if declared > max {
         return Err(ReadError::TooLarge);
     }
-    let start = tokio::time::Instant::now();
+    // The clock is read only for a pace to keep.
+    let start = pace.map(|_| tokio::time::Instant::now());
     let mut held = None;
     let fits = |need: usize, held: &mut Option<Held>| match budget {
         Some(b) if need > free => match held {
@@ -177,10 +178,12 @@ pub async fn read(
     let mut buf = bytes::BytesMut::new();
     loop {
         let received = only.as_ref().map_or(buf.len(), bytes::Bytes::len);
-        let next = match pace {
-            Some(p) => tokio::time::timeout_at(p.deadline(start, received), body.next_chunk())
-                .await
-                .map_err(|_| ReadError::TooSlow)?,
+        let next = match pace.zip(start) {
+            Some((p, start)) => {
+                crate::clock::within(p.deadline(start, received), body.next_chunk())
+                    .await
+                    .ok_or(ReadError::TooSlow)?
+            }
             None => body.next_chunk().await,
         };
         let Some(d) = next else { break };

@@ -1,5 +1,21 @@
 //! The wall clock, in one place: Unix seconds for certificate and assertion times, and RFC 3339
-//! for what people read. Every module takes its time from here, so tests and logs agree.
+//! for what people read. Every module takes its time from here, so tests and logs agree. Also
+//! [`within`], a deadline that costs nothing when the work is already done.
+
+/// `fut`'s output, unless `deadline` passes first (`None`). The future is polled once before
+/// a timer is armed: work that is ready at once (a body already read with its head, an answer
+/// already in the buffer) costs no timer, which on a pass-through request is most of them.
+pub async fn within<F: std::future::Future>(
+    deadline: tokio::time::Instant,
+    fut: F,
+) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        std::task::Poll::Ready(out) => Some(out),
+        std::task::Poll::Pending => tokio::time::timeout_at(deadline, fut).await.ok(),
+    }
+}
 
 /// RFC 3339 UTC time for messages.
 pub fn fmt_time(unix: i64) -> String {
@@ -48,6 +64,24 @@ pub fn now_unix() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn within_gives_what_is_ready_and_nothing_past_the_deadline() {
+        use std::time::Duration;
+        use tokio::time::Instant;
+        let past = Instant::now() - Duration::from_secs(1);
+        assert_eq!(within(past, async { 7 }).await, Some(7));
+        let soon = Instant::now() + Duration::from_millis(100);
+        let slow = tokio::time::sleep(Duration::from_millis(200));
+        assert_eq!(within(soon, slow).await, None);
+        assert!(Instant::now() >= soon && Instant::now() < soon + Duration::from_millis(50));
+        let later = Instant::now() + Duration::from_millis(100);
+        let quick = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            8
+        };
+        assert_eq!(within(later, quick).await, Some(8));
+    }
 
     #[test]
     fn audit_times_have_three_millisecond_digits_before_the_z() {

@@ -199,19 +199,15 @@ pub struct Framing {
 impl Framing {
     /// Takes in one header field; `Ok(true)` when it was a framing field.
     pub fn field(&mut self, name: &[u8], value: &[u8]) -> Result<bool, H1Error> {
-        // Told apart by length first: most fields are none of the three.
-        if !matches!(name.len(), 10 | 14 | 17) {
-            return Ok(false);
-        }
-        if name.eq_ignore_ascii_case(b"content-length") {
+        if is_name(name, b"content-length") {
             let n = content_length(value)?;
             if self.length.is_some_and(|l| l != n) {
                 return Err(H1Error::Invalid("conflicting Content-Length"));
             }
             self.length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if is_name(name, b"transfer-encoding") {
             self.chunked = Some(last_token(value).eq_ignore_ascii_case(b"chunked"));
-        } else if name.eq_ignore_ascii_case(b"connection") {
+        } else if is_name(name, b"connection") {
             self.close |= has_token(value, b"close");
         } else {
             return Ok(false);
@@ -223,6 +219,25 @@ impl Framing {
     pub fn ambiguous(&self) -> bool {
         self.chunked.is_some() && self.length.is_some()
     }
+}
+
+/// `name`, a header field name as `httparse` took it (token characters only), is `lower` (ASCII
+/// lower-case letters and `-`), case ignored: compared eight bytes at a time with bit 5 set.
+/// Among token characters only a letter's two cases, and `-` itself, give a lower-case letter
+/// or `-` with that bit set.
+pub fn is_name(name: &[u8], lower: &[u8]) -> bool {
+    const CASE: u64 = 0x2020_2020_2020_2020;
+    if name.len() != lower.len() {
+        return false;
+    }
+    let (a, b) = (name.chunks_exact(8), lower.chunks_exact(8));
+    let tail = a
+        .remainder()
+        .iter()
+        .zip(b.remainder())
+        .all(|(x, y)| x | 0x20 == *y);
+    let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or_default());
+    tail && a.zip(b).all(|(x, y)| word(x) | CASE == word(y))
 }
 
 /// A `Content-Length` value: digits only.
@@ -274,6 +289,43 @@ mod tests {
         assert_eq!(chunk_size(b"0").unwrap(), 0);
         for bad in [&b""[..], b"g", b"-1", b"1 2", b"10000000000000000"] {
             assert!(chunk_size(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn field_names_match_in_any_case_and_nothing_else() {
+        let names: [&[u8]; 3] = [b"content-length", b"transfer-encoding", b"connection"];
+        for lower in names {
+            let upper = lower.to_ascii_uppercase();
+            assert!(is_name(lower, lower) && is_name(&upper, lower));
+            let mixed: Vec<u8> = lower
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    if i % 3 == 0 {
+                        b.to_ascii_uppercase()
+                    } else {
+                        *b
+                    }
+                })
+                .collect();
+            assert!(is_name(&mixed, lower));
+            // Every other token character, in every position, is a different name.
+            let token =
+                b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+            for i in 0..lower.len() {
+                for &c in token {
+                    let mut other = lower.to_vec();
+                    other[i] = c;
+                    assert_eq!(
+                        is_name(&other, lower),
+                        c.eq_ignore_ascii_case(&lower[i]),
+                        "{:?}",
+                        String::from_utf8_lossy(&other)
+                    );
+                }
+            }
+            assert!(!is_name(&lower[1..], lower));
         }
     }
 

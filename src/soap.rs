@@ -73,6 +73,8 @@ pub fn sniff(body: &[u8]) -> Result<SoapVersion, NotSoap> {
     // Borrowing events: nothing of the body is copied. No namespace resolver: the root
     // element's namespace can only be declared on the root itself.
     let mut reader = Reader::from_reader(body);
+    // Reading stops at the root's start: no end tag to match, no stack of open names to keep.
+    reader.config_mut().check_end_names = false;
     let mut saw_doctype = false;
     loop {
         match reader.read_event() {

@@ -299,14 +299,14 @@ impl Upstream {
                 Err(_) => return Err(timeout("response")),
                 Ok(r) => r?,
             };
-        let left = self.total_timeout.saturating_sub(started.elapsed());
+        let until = tokio::time::Instant::from_std(started + self.total_timeout);
         let declared = head
             .length
             .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
         let read = self.read_body(&mut link, declared, budget);
-        let (body, held) = match tokio::time::timeout(left, read).await {
-            Err(_) => return Err(timeout("complete response")),
-            Ok(r) => r?,
+        let (body, held) = match crate::clock::within(until, read).await {
+            None => return Err(timeout("complete response")),
+            Some(r) => r?,
         };
         self.pool.checkin(key, link);
         Ok(UpstreamResponse {

@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 
 use super::HttpResponse;
 use crate::budget::{BoxError, Chunks};
-use crate::http1::{Body as Framed, Framing, H1Error, Reader};
+use crate::http1::{is_name, Body as Framed, Framing, H1Error, Reader};
 
 /// A connection the server can read and write.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -486,9 +486,9 @@ fn build_head(head: Bytes, spans: &Spans) -> Result<Head, Refused> {
             .field(name, value)
             .map_err(|_| bad("bad framing fields"))?
         {
-            keep_alive_asked |= name.eq_ignore_ascii_case(b"connection")
-                && crate::http1::has_token(value, b"keep-alive");
-        } else if name.eq_ignore_ascii_case(b"expect") {
+            keep_alive_asked |=
+                is_name(name, b"connection") && crate::http1::has_token(value, b"keep-alive");
+        } else if is_name(name, b"expect") {
             expect = value.eq_ignore_ascii_case(b"100-continue");
         }
         let name = HeaderName::from_bytes(name).map_err(|_| bad("bad header name"))?;

@@ -240,7 +240,7 @@ fn head_in<'b>(
         }
         if let Some(kept) = KEPT_HEADERS
             .iter()
-            .find(|k| name.eq_ignore_ascii_case(k.as_str().as_bytes()))
+            .find(|k| crate::http1::is_name(name, k.as_str().as_bytes()))
         {
             let value = HeaderValue::from_bytes(h.value)
                 .map_err(|_| H1Error::Invalid("bad header value"))?;
