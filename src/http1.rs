@@ -192,6 +192,8 @@ pub struct Framing {
     pub length: Option<u64>,
     /// `Some(true)`: chunked as the last transfer coding; `Some(false)`: another coding last.
     pub chunked: Option<bool>,
+    /// Transfer codings named, in all `Transfer-Encoding` fields.
+    pub codings: usize,
     /// `Connection: close` seen.
     pub close: bool,
 }
@@ -207,6 +209,10 @@ impl Framing {
             self.length = Some(n);
         } else if is_name(name, b"transfer-encoding") {
             self.chunked = Some(last_token(value).eq_ignore_ascii_case(b"chunked"));
+            self.codings += value
+                .split(|&b| b == b',')
+                .filter(|t| !t.trim_ascii().is_empty())
+                .count();
         } else if is_name(name, b"connection") {
             self.close |= has_token(value, b"close");
         } else {
@@ -253,16 +259,26 @@ fn content_length(v: &[u8]) -> Result<u64, H1Error> {
         .ok_or(bad)
 }
 
-/// A chunk-size line's size (extensions after `;` ignored).
+/// A chunk-size line's size: 1 to 15 hexadecimal digits, then nothing, or (after spaces or
+/// tabs) extensions from a `;`, which are ignored but may hold no control character.
 pub fn chunk_size(line: &[u8]) -> Result<u64, H1Error> {
     let bad = H1Error::Invalid("bad chunk size");
-    let end = memchr::memchr(b';', line).unwrap_or(line.len());
-    let hex = line[..end].trim_ascii();
-    if hex.is_empty() || hex.len() > 15 {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 15 {
         return Err(bad);
     }
-    let s = std::str::from_utf8(hex).map_err(|_| H1Error::Invalid("bad chunk size"))?;
-    u64::from_str_radix(s, 16).map_err(|_| bad)
+    let rest = &line[digits..];
+    let rest = &rest[rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count()..];
+    let control = |&b: &u8| (b < b' ' && b != b'\t') || b == 0x7f;
+    if !(rest.is_empty() || rest[0] == b';') || rest.iter().any(control) {
+        return Err(bad);
+    }
+    let hex =
+        std::str::from_utf8(&line[..digits]).map_err(|_| H1Error::Invalid("bad chunk size"))?;
+    u64::from_str_radix(hex, 16).map_err(|_| bad)
 }
 
 fn last_token(v: &[u8]) -> &[u8] {
@@ -287,7 +303,19 @@ mod tests {
         assert_eq!(chunk_size(b"1a").unwrap(), 26);
         assert_eq!(chunk_size(b"FF;name=value").unwrap(), 255);
         assert_eq!(chunk_size(b"0").unwrap(), 0);
-        for bad in [&b""[..], b"g", b"-1", b"1 2", b"10000000000000000"] {
+        assert_eq!(chunk_size(b"a \t;e=\"x y\"").unwrap(), 10);
+        for bad in [
+            &b""[..],
+            b"g",
+            b"-1",
+            b"+1",
+            b" 1",
+            b"1\r",
+            b"1 2",
+            b"1;e\rx",
+            b"1;\x00",
+            b"10000000000000000",
+        ] {
             assert!(chunk_size(bad).is_err(), "{bad:?}");
         }
     }
@@ -339,7 +367,7 @@ mod tests {
         assert!(f.field(b"Connection", b"keep-alive, Close").unwrap());
         assert!(f.close && !f.ambiguous());
         assert!(f.field(b"Transfer-Encoding", b"gzip, chunked").unwrap());
-        assert_eq!(f.chunked, Some(true));
+        assert_eq!((f.chunked, f.codings), (Some(true), 2));
         assert!(f.ambiguous());
         let mut f = Framing::default();
         f.field(b"transfer-encoding", b"chunked, gzip").unwrap();

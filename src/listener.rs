@@ -460,7 +460,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<IO> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+        // A TLS close (its close_notify) is a write too: a client that stopped reading
+        // cannot hold it.
+        let r = std::pin::Pin::new(&mut self.io).poll_shutdown(cx);
+        self.progressed(r, cx)
     }
 }
 

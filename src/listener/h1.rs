@@ -66,8 +66,8 @@ impl From<&crate::config::Limits> for Settings {
 pub struct Body {
     wire: Option<Wire>,
     slot: Arc<Slot>,
-    /// `Expect: 100-continue`: how much of [`CONTINUE`] is written (its length: all, flushed).
-    continued: usize,
+    /// `Expect: 100-continue`: where the interim answer stands.
+    interim: Interim,
     /// The rest to read and drop after the answer, and for how long at most.
     discard: Option<(usize, Duration)>,
 }
@@ -88,9 +88,30 @@ impl Slot {
 
 struct Returned {
     wire: Wire,
-    /// The interim answer was asked for and not sent: the client may not send the body.
-    unsent_continue: bool,
+    interim: Interim,
     discard: Option<(usize, Duration)>,
+}
+
+/// The interim answer to `Expect: 100-continue`, written when the body is first read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Interim {
+    /// Not asked for, or written and flushed.
+    Done,
+    /// Asked for; this many of its bytes written.
+    Writing(usize),
+    /// Written, not yet flushed (TLS keeps what the socket did not take).
+    Flushing,
+}
+
+impl Interim {
+    /// What of it must still precede the final answer: none when it was never begun (the
+    /// final answer replaces it; the client may then not send the body).
+    fn rest(self) -> &'static [u8] {
+        match self {
+            Interim::Writing(n) if n > 0 => &CONTINUE[n..],
+            _ => b"",
+        }
+    }
 }
 
 impl Body {
@@ -121,20 +142,24 @@ impl Body {
         if wire.body == Framed::Done {
             return Poll::Ready(Ok(None));
         }
-        while self.continued < CONTINUE.len() {
-            let n = ready!(Pin::new(&mut wire.io).poll_write(cx, &CONTINUE[self.continued..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(H1Error::ClosedEarly));
-            }
-            self.continued += n;
-            if self.continued == CONTINUE.len() {
-                // Flushed before the body is waited for (TLS keeps what it could not send).
-                self.continued -= 1;
-                ready!(Pin::new(&mut wire.io).poll_flush(cx))?;
-                self.continued += 1;
+        loop {
+            match self.interim {
+                Interim::Done => return wire.poll_chunk(cx),
+                Interim::Writing(n) if n == CONTINUE.len() => self.interim = Interim::Flushing,
+                Interim::Writing(n) => {
+                    let w = ready!(Pin::new(&mut wire.io).poll_write(cx, &CONTINUE[n..]))?;
+                    if w == 0 {
+                        return Poll::Ready(Err(H1Error::ClosedEarly));
+                    }
+                    self.interim = Interim::Writing(n + w);
+                }
+                Interim::Flushing => {
+                    // Flushed before the body is waited for.
+                    ready!(Pin::new(&mut wire.io).poll_flush(cx))?;
+                    self.interim = Interim::Done;
+                }
             }
         }
-        wire.poll_chunk(cx)
     }
 }
 
@@ -152,7 +177,7 @@ impl Drop for Body {
         if let Some(wire) = self.wire.take() {
             let returned = Returned {
                 wire,
-                unsent_continue: self.continued < CONTINUE.len(),
+                interim: self.interim,
                 discard: self.discard,
             };
             self.slot.put(returned);
@@ -233,7 +258,9 @@ pub async fn serve<H, F>(
             Ok(h) => h,
             Err(Refused::Quiet) => return,
             Err(Refused::Status(status, why)) => {
+                tracing::debug!(status = status.as_u16(), why, "request head refused");
                 let resp = super::text(status, format!("{why}\n"));
+                out.clear();
                 let _ = write_answer(&mut wire, &mut out, resp, Keep::Close, false).await;
                 let _ = wire.io.shutdown().await;
                 return;
@@ -245,10 +272,10 @@ pub async fn serve<H, F>(
         let body = Body {
             wire: Some(wire),
             slot: slot.clone(),
-            continued: if head.expect_continue {
-                0
+            interim: if head.expect_continue {
+                Interim::Writing(0)
             } else {
-                CONTINUE.len()
+                Interim::Done
             },
             discard: None,
         };
@@ -272,6 +299,9 @@ pub async fn serve<H, F>(
             (true, false) => Keep::Open,
             (true, true) => Keep::Open10,
         };
+        // An interim answer cut midway is finished first: the final one cannot start inside it.
+        out.clear();
+        out.extend_from_slice(back.interim.rest());
         if write_answer(&mut wire, &mut out, resp, keep, head_only)
             .await
             .is_err()
@@ -282,7 +312,9 @@ pub async fn serve<H, F>(
             continue;
         }
         let _ = wire.io.shutdown().await;
-        if let (true, Some((limit, within)), false) = (unread, back.discard, back.unsent_continue) {
+        // A client that was never told to continue may never send the body: nothing to wait for.
+        let told = back.interim != Interim::Writing(0);
+        if let (true, Some((limit, within)), true) = (unread, back.discard, told) {
             let _ = tokio::time::timeout(within, drop_body(&mut wire, limit)).await;
         }
         return;
@@ -374,18 +406,22 @@ async fn read_head(
     mut stopping: Pin<&mut (dyn Future<Output = ()> + Send)>,
 ) -> Result<Head, Refused> {
     let deadline = Instant::now() + settings.header_read_timeout;
+    // Parsed again only when a line has ended since: a head sent byte by byte is not parsed
+    // once per byte.
+    let mut seen = 0;
     std::future::poll_fn(|cx| loop {
-        if !wire.buf.is_empty() {
+        if memchr::memchr(b'\n', &wire.buf[seen.min(wire.buf.len())..]).is_some() {
+            seen = wire.buf.len();
             if let Some(n) = parse_head(&wire.buf, settings, spans)? {
                 let head = build_head(wire.buf.split_to(n).freeze(), spans)?;
                 return Poll::Ready(Ok(head));
             }
-            if wire.buf.len() > settings.max_header_bytes {
-                return Poll::Ready(Err(Refused::Status(
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "request headers too large",
-                )));
-            }
+        }
+        if wire.buf.len() > settings.max_header_bytes {
+            return Poll::Ready(Err(Refused::Status(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request headers too large",
+            )));
         }
         match wire.poll_fill(cx) {
             Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Err(Refused::Quiet)),
@@ -479,7 +515,7 @@ fn build_head(head: Bytes, spans: &Spans) -> Result<Head, Refused> {
         Uri::from_maybe_shared(head.slice(o..o + n)).map_err(|_| bad("bad request target"))?;
     let mut headers = HeaderMap::with_capacity(spans.fields.len());
     let mut framing = Framing::default();
-    let (mut keep_alive_asked, mut expect) = (false, false);
+    let (mut keep_alive_asked, mut expect, mut hosts) = (false, false, 0);
     for &[no, nl, vo, vl] in &spans.fields {
         let (name, value) = (&head[no..no + nl], &head[vo..vo + vl]);
         if framing
@@ -490,6 +526,8 @@ fn build_head(head: Bytes, spans: &Spans) -> Result<Head, Refused> {
                 is_name(name, b"connection") && crate::http1::has_token(value, b"keep-alive");
         } else if is_name(name, b"expect") {
             expect = value.eq_ignore_ascii_case(b"100-continue");
+        } else if is_name(name, b"host") {
+            hosts += 1;
         }
         let name = HeaderName::from_bytes(name).map_err(|_| bad("bad header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(vo..vo + vl))
@@ -497,12 +535,22 @@ fn build_head(head: Bytes, spans: &Spans) -> Result<Head, Refused> {
         headers.append(name, value);
     }
     let http10 = spans.http10;
+    // RFC 9112 §3.2: one Host in HTTP/1.1, at most one in HTTP/1.0.
+    if hosts > 1 || (hosts == 0 && !http10) {
+        return Err(bad("one Host field required"));
+    }
     let body = match (framing.chunked, framing.length) {
+        (Some(_), _) if http10 => return Err(bad("Transfer-Encoding in HTTP/1.0")),
         (Some(_), Some(_)) => return Err(bad("both Content-Length and Transfer-Encoding")),
-        (Some(true), None) if !http10 => Framed::ChunkSize,
-        (Some(_), None) => return Err(bad("unsupported transfer coding")),
+        (Some(true), None) if framing.codings == 1 => Framed::ChunkSize,
+        (Some(_), None) => {
+            return Err(Refused::Status(
+                StatusCode::NOT_IMPLEMENTED,
+                "no transfer coding but chunked",
+            ))
+        }
+        (None, Some(0)) | (None, None) => Framed::Done,
         (None, Some(n)) => Framed::Length(n),
-        (None, None) => Framed::Done,
     };
     let mut request = Request::new(());
     *request.method_mut() = method;
@@ -517,12 +565,12 @@ fn build_head(head: Bytes, spans: &Spans) -> Result<Head, Refused> {
         request,
         keep_alive: !framing.close && (!http10 || keep_alive_asked),
         http10,
-        expect_continue: expect && !http10 && body != Framed::Done && body != Framed::Length(0),
+        expect_continue: expect && !http10 && body != Framed::Done,
         body,
     })
 }
 
-/// Writes `resp`: status line, its fields, `date`, the framing rocgw owns (`content-length`;
+/// Writes what `out` holds, then `resp`: status line, its fields, `date`, the framing rocgw owns (`content-length`;
 /// `connection` as `keep` says), then its body unless `head_only`.
 async fn write_answer(
     wire: &mut Wire,
@@ -532,7 +580,6 @@ async fn write_answer(
     head_only: bool,
 ) -> std::io::Result<()> {
     let (parts, body) = resp.into_parts();
-    out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(parts.status.as_str().as_bytes());
     out.push(b' ');
@@ -589,7 +636,7 @@ fn field(out: &mut Vec<u8>, name: &HeaderName, value: &[u8]) {
 
 thread_local! {
     static DATE_NOW: std::cell::RefCell<CachedDate> = const {
-        std::cell::RefCell::new(CachedDate { second: 0, text: [0; 29] })
+        std::cell::RefCell::new(CachedDate { second: u64::MAX, text: [0; 29] })
     };
 }
 
