@@ -108,11 +108,23 @@ pub fn sniff(body: &[u8]) -> Result<SoapVersion, NotSoap> {
 /// (`xmlns` or `xmlns:prefix`); `None` for no namespace or another one. A prefix declared
 /// nowhere is an error.
 fn root_namespace(e: &BytesStart<'_>) -> Result<Option<SoapVersion>, &'static str> {
+    const ILL_FORMED: &str = "ill-formed markup";
     let prefix = e.name().prefix().map(|p| p.into_inner());
     let mut found = None;
-    for a in e.attributes() {
-        let a = a.map_err(|_| "ill-formed markup")?;
-        let key = a.key.as_ref();
+    // Duplicate names are looked for among the first few here, without quick-xml's list of
+    // every name (an allocation per root); a root with more is checked again by quick-xml.
+    let mut seen: [&[u8]; 16] = [b""; 16];
+    let mut count = 0;
+    for a in e.attributes().with_checks(false) {
+        let a = a.map_err(|_| ILL_FORMED)?;
+        let key = a.key.into_inner();
+        if seen[..count.min(seen.len())].contains(&key) {
+            return Err(ILL_FORMED);
+        }
+        if let Some(slot) = seen.get_mut(count) {
+            *slot = key;
+        }
+        count += 1;
         let declares = match (key.strip_prefix(b"xmlns"), prefix) {
             (Some(b""), None) => true,
             (Some(rest), Some(p)) => rest.strip_prefix(b":") == Some(p),
@@ -121,6 +133,9 @@ fn root_namespace(e: &BytesStart<'_>) -> Result<Option<SoapVersion>, &'static st
         if declares {
             found = Some(SoapVersion::from_namespace(&a.value));
         }
+    }
+    if count > seen.len() && e.attributes().any(|a| a.is_err()) {
+        return Err(ILL_FORMED);
     }
     match (found, prefix) {
         (None, Some(_)) => Err("undeclared namespace prefix"),
@@ -196,6 +211,21 @@ mod tests {
             why(r#"<Envelope xmlns="urn:a" xmlns="urn:a"/>"#),
             "not well-formed XML: ill-formed markup"
         );
+        // Repeated after many others (beyond the first sixteen names kept), or among them.
+        let many: String = (0..20).map(|i| format!(" a{i}=\"\"")).collect();
+        for repeated in [" a3=\"\"", " a19=\"\""] {
+            let doc = format!(
+                r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"{many}{repeated}/>"#
+            );
+            assert_eq!(
+                why(&doc),
+                "not well-formed XML: ill-formed markup",
+                "{repeated}"
+            );
+        }
+        let fine =
+            format!(r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"{many}/>"#);
+        assert_eq!(sniff(fine.as_bytes()).unwrap(), SoapVersion::V12);
         assert_eq!(why(""), "empty or truncated document");
         assert_eq!(why("<a"), "not well-formed XML: syntax error");
         // A DOCTYPE is refused in the envelope's version.
