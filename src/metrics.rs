@@ -26,6 +26,8 @@ pub struct Metrics {
     pub upstream_retries: IntCounterVec,
     /// New upstream connections (TCP + TLS) opened, by upstream kind.
     pub upstream_connections: IntCounterVec,
+    /// Connections of calls cut by their caller, kept (the answer read and dropped), by kind.
+    pub upstream_kept: IntCounterVec,
     /// Failed TLS handshakes and TLS-level rejections, by upstream kind and reason.
     pub tls_failures: IntCounterVec,
     /// Handshakes allowed under the soft policy with an unknown revocation status.
@@ -175,6 +177,7 @@ impl Metrics {
             ),
             upstream_retries: counter_vec(&r, "rocgw_upstream_retries_total", up),
             upstream_connections: counter_vec(&r, "rocgw_upstream_connections_opened_total", up),
+            upstream_kept: counter_vec(&r, "rocgw_upstream_connections_kept_total", up),
             tls_failures: counter_vec(&r, "rocgw_upstream_tls_failures_total", by_reason),
             revocation_unknown: counter_vec(&r, "rocgw_revocation_unknown_total", by_reason),
             reloads: counter_vec(&r, "rocgw_reloads_total", &["outcome"]),
@@ -206,6 +209,7 @@ impl Metrics {
             self.upstream_requests.with_label_values(&[up, "ok"]);
             self.upstream_retries.with_label_values(&[up]);
             self.upstream_connections.with_label_values(&[up]);
+            self.upstream_kept.with_label_values(&[up]);
             self.upstream_open.with_label_values(&[up]);
         }
         self.faults.with_label_values(&["overloaded"]);

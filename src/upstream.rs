@@ -41,6 +41,50 @@ use pool::Pool;
 /// SipHash, three times the cost) buys nothing here: FNV-1a.
 type HostMap<V> = std::collections::HashMap<String, V, std::hash::BuildHasherDefault<Fnv1a>>;
 
+/// How long a call cut by its caller keeps its connection to read the rest of the answer, and
+/// how much of it it reads for that ([`Exchange`]).
+const SALVAGE_TIME: Duration = Duration::from_secs(1);
+const SALVAGE_BYTES: usize = 1024 * 1024;
+
+/// The connection of a call in progress. Dropped with its call before the answer was read
+/// whole (the SIH hung up, the request's deadline passed), it is not closed at once: the rest
+/// of the answer is read and dropped in the background, within [`SALVAGE_TIME`], and the
+/// connection goes back to the pool (a new one would cost the AMC a mutual-TLS handshake; a
+/// load test's end cuts many calls at once). Cut mid-request, or on an error or a timeout of
+/// the call itself, it is closed.
+struct Exchange<'a> {
+    link: Option<Box<Link>>,
+    pool: &'a Pool,
+    key: &'a str,
+    kind: Kind,
+}
+
+impl Drop for Exchange<'_> {
+    fn drop(&mut self) {
+        let Some(mut link) = self.link.take() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !link.answer_pending() {
+            return;
+        }
+        let (pool, key) = (self.pool.clone(), self.key.to_string());
+        let kept = metrics::get()
+            .upstream_kept
+            .with_label_values(&[self.kind.label()]);
+        rt.spawn(async move {
+            let finished = tokio::time::timeout(SALVAGE_TIME, link.finish(SALVAGE_BYTES)).await;
+            if matches!(finished, Ok(Ok(()))) {
+                tracing::debug!(host = %key, "connection of a cut call kept");
+                kept.inc();
+                pool.checkin(&key, link);
+            }
+        });
+    }
+}
+
 /// The 64-bit FNV-1a hash.
 struct Fnv1a(u64);
 
@@ -264,20 +308,26 @@ impl Upstream {
         }
     }
 
-    /// The request sent and its answer's head read, on a pooled or new connection.
+    /// The request sent and its answer's head read, on a pooled or new connection, which is
+    /// left in `slot` (emptied on an error).
     async fn head(
         &self,
         req: &Request<Bytes>,
         key: &str,
-    ) -> Result<(Box<Link>, Head), UpstreamError> {
+        slot: &mut Option<Box<Link>>,
+    ) -> Result<Head, UpstreamError> {
         loop {
-            let mut link = self.link(key, req.uri()).await?;
-            match link.send(req).await {
-                Ok(head) => return Ok((link, head)),
+            let link = slot.insert(self.link(key, req.uri()).await?);
+            let failed = match link.send(req).await {
+                Ok(head) => return Ok(head),
                 // A pooled connection the server closed before the request was written whole.
-                Err(SendError::NotSent(_)) if link.reused => {}
-                Err(SendError::NotSent(e)) => return Err(classify(self.kind, &e)),
-                Err(SendError::Failed(e)) => return Err(classify(self.kind, &e)),
+                Err(SendError::NotSent(_)) if link.reused => None,
+                Err(SendError::NotSent(e)) => Some(classify(self.kind, &e)),
+                Err(SendError::Failed(e)) => Some(classify(self.kind, &e)),
+            };
+            *slot = None;
+            if let Some(e) = failed {
+                return Err(e);
             }
         }
     }
@@ -294,21 +344,40 @@ impl Upstream {
             reason: Reason::Timeout,
             detail: format!("no {what} from the {} in time", self.kind.label()),
         };
-        let (mut link, head) =
-            match tokio::time::timeout(self.first_byte_timeout, self.head(req, key)).await {
-                Err(_) => return Err(timeout("response")),
-                Ok(r) => r?,
-            };
+        let mut call = Exchange {
+            link: None,
+            pool: &self.pool,
+            key,
+            kind: self.kind,
+        };
+        let head =
+            tokio::time::timeout(self.first_byte_timeout, self.head(req, key, &mut call.link));
+        let head = match head.await {
+            Err(_) => {
+                // A slow AMC: its connection is closed, not waited for.
+                call.link = None;
+                return Err(timeout("response"));
+            }
+            Ok(r) => r?,
+        };
         let until = tokio::time::Instant::from_std(started + self.total_timeout);
         let declared = head
             .length
             .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
-        let read = self.read_body(&mut link, declared, budget);
-        let (body, held) = match crate::clock::within(until, read).await {
+        let Some(link) = call.link.as_deref_mut() else {
+            return Err(timeout("response"));
+        };
+        let read = self.read_body(link, declared, budget);
+        let read = crate::clock::within(until, read).await;
+        // Past here the call is not cut by its caller: the connection is pooled or closed.
+        let link = call.link.take();
+        let (body, held) = match read {
             None => return Err(timeout("complete response")),
             Some(r) => r?,
         };
-        self.pool.checkin(key, link);
+        if let Some(link) = link {
+            self.pool.checkin(key, link);
+        }
         Ok(UpstreamResponse {
             status: head.status,
             headers: head.headers,

@@ -54,6 +54,10 @@ pub const HELP: &[(&str, &str)] = &[
         "Requests sent upstream, by upstream and outcome.",
     ),
     (
+        "rocgw_upstream_connections_kept_total",
+        "Connections of calls cut by their caller (hang-up, deadline) kept for the next call: the rest of the answer read and dropped.",
+    ),
+    (
         "rocgw_upstream_retries_total",
         "Requests re-sent because their connection could not be opened (nothing sent).",
     ),

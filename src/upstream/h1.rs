@@ -64,6 +64,19 @@ pub struct Link<IO = Conn> {
     keep_alive: bool,
     /// Taken from the pool (a request sent on it may find it closed by the server).
     pub reused: bool,
+    /// Where the exchange stands: what [`Link::finish`] has left to do.
+    phase: Phase,
+}
+
+/// Where an exchange on a connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No request, or its answer's head read (the body's state is the reader's).
+    Idle,
+    /// The request is being written: cut now, the connection carries half a request.
+    Writing,
+    /// The request is written; its answer's head (for a `HEAD` request or not) not yet read.
+    Head { head_only: bool },
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Link<IO> {
@@ -75,6 +88,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Link<IO> {
             out: Vec::new(),
             keep_alive: false,
             reused: false,
+            phase: Phase::Idle,
         })
     }
 
@@ -82,6 +96,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Link<IO> {
     pub async fn send(&mut self, req: &Request<Bytes>) -> Result<Head, SendError> {
         self.out.clear();
         encode(&mut self.out, req);
+        self.phase = Phase::Writing;
         let body = req.body();
         let written = async {
             let conn = &mut self.reader.io;
@@ -93,9 +108,42 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Link<IO> {
             conn.flush().await
         };
         written.await.map_err(SendError::NotSent)?;
-        self.read_head(req.method() == Method::HEAD)
-            .await
-            .map_err(SendError::Failed)
+        let head_only = req.method() == Method::HEAD;
+        self.phase = Phase::Head { head_only };
+        let head = self.read_head(head_only).await.map_err(SendError::Failed)?;
+        self.phase = Phase::Idle;
+        Ok(head)
+    }
+
+    /// The request was written whole and its answer not read whole: [`Link::finish`] can
+    /// read the rest and leave the connection ready for another request.
+    pub fn answer_pending(&self) -> bool {
+        match self.phase {
+            Phase::Writing => false,
+            Phase::Head { .. } => true,
+            Phase::Idle => self.reader.body != Body::Done,
+        }
+    }
+
+    /// Reads and drops the rest of the answer in progress (its head if not read yet, then its
+    /// body), at most `limit` bytes of body; `Ok` when the connection can be reused.
+    pub async fn finish(&mut self, limit: usize) -> Result<(), H1Error> {
+        match self.phase {
+            Phase::Writing => return Err(H1Error::Invalid("half a request written")),
+            Phase::Head { head_only } => {
+                self.read_head(head_only).await?;
+                self.phase = Phase::Idle;
+            }
+            Phase::Idle => {}
+        }
+        let mut seen = 0;
+        while let Some(chunk) = self.next_chunk().await {
+            seen += chunk?.len();
+            if seen > limit {
+                return Err(H1Error::Invalid("answer too large to finish"));
+            }
+        }
+        Ok(())
     }
 
     /// Reads until a final answer's head (1xx answers are skipped).

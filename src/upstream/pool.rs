@@ -33,6 +33,7 @@ impl Evict for Mutex<Shelves> {
 }
 
 /// Idle connections by `host:port`, newest last (reused first: the oldest expire).
+#[derive(Clone)]
 pub struct Pool {
     idle: Arc<Mutex<Shelves>>,
     idle_timeout: Duration,

@@ -369,7 +369,8 @@ fn an_sih_that_hangs_up_cancels_its_upstream_call() {
     });
     assert_eq!(hanging.open(), 1);
     drop(sih);
-    // The gateway drops the call: its upstream connection closes, nothing stays in flight.
+    // The gateway drops the call; its connection, whose answer does not come in the second it
+    // is given to be kept, closes: nothing stays in flight.
     wait_for(
         "the upstream connection to close",
         Duration::from_secs(5),
@@ -387,6 +388,46 @@ fn an_sih_that_hangs_up_cancels_its_upstream_call() {
     );
     // And the gateway still serves.
     assert_eq!(call(&gw, "99999991", "idb", &[]).status, 200);
+}
+
+#[test]
+fn a_call_cut_by_its_sih_leaves_its_upstream_connection_for_the_next_call() {
+    // The AMC answers 300 ms after each request; the SIH hangs up after 100 ms.
+    let slow = TlsServer::fixture(
+        "osi/amc-b",
+        None,
+        Behavior::Delay(Duration::from_millis(300)),
+    );
+    let s = SimFixture::start(|cfg| {
+        cfg.annuaire.entries = vec![entry("88888882", slow.url("/idb"))];
+    });
+    let (gw, _t) = gateway(&s, "", "", "");
+    let sih = post_unread(gw.gateway, "/amc/88888882/idb");
+    wait_for("the request upstream", Duration::from_secs(5), || {
+        slow.requests() == 1
+    });
+    drop(sih);
+    // The answer is read and dropped; the connection stays open, back in the pool.
+    wait_for("the connection kept", Duration::from_secs(5), || {
+        metric(
+            &scrape(gw.admin),
+            "rocgw_upstream_connections_kept_total",
+            &[("upstream", "amc")],
+        ) == 1.0
+    });
+    assert_eq!(slow.open(), 1);
+    let samples = scrape(gw.admin);
+    assert_eq!(
+        metric(
+            &samples,
+            "rocgw_requests_total",
+            &[("outcome", "client-gone")]
+        ),
+        1.0
+    );
+    // The next call goes out on it: no second connection, no second handshake.
+    assert_eq!(call(&gw, "88888882", "idb", &[]).status, 200);
+    assert_eq!((slow.requests(), slow.connections()), (2, 1));
 }
 
 /// Reads what the server sends until it closes (or `limit` passes): the bytes, and whether it

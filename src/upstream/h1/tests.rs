@@ -306,3 +306,48 @@ async fn a_connection_with_bytes_after_the_answer_or_closed_by_it_is_not_reused(
         assert!(!link.still_open());
     }
 }
+
+#[tokio::test]
+async fn an_exchange_cut_after_its_request_can_be_finished_and_its_connection_reused() {
+    use tokio::io::AsyncWriteExt as _;
+    let (client, mut server) = tokio::io::duplex(64 * 1024);
+    let mut link = Link::new(client);
+    assert!(!link.answer_pending(), "nothing sent yet");
+    let serving = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        read_request(&mut server, &mut buf).await;
+        server
+            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        server.write_all(b"2\r\nde\r\n0\r\n\r\n").await.unwrap();
+        server
+    });
+    // The caller goes away with only part of the answer read.
+    link.send(&req("https://h/x", &[], "<call 0/>"))
+        .await
+        .unwrap();
+    assert_eq!(&link.next_chunk().await.unwrap().unwrap()[..], b"abc");
+    assert!(link.answer_pending() && !link.reusable());
+    link.finish(1024).await.unwrap();
+    assert!(!link.answer_pending() && link.reusable());
+    let _server = serving.await.unwrap();
+    // A body over the limit is not finished.
+    let (client, mut server) = tokio::io::duplex(64 * 1024);
+    let mut link = Link::new(client);
+    let serving = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        read_request(&mut server, &mut buf).await;
+        server
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789")
+            .await
+            .unwrap();
+        server
+    });
+    link.send(&req("https://h/x", &[], "<call 0/>"))
+        .await
+        .unwrap();
+    assert!(link.finish(4).await.is_err());
+    let _server = serving.await.unwrap();
+}
