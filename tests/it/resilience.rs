@@ -356,19 +356,35 @@ fn down_hanging_and_resetting_amcs_each_get_their_fault_in_time_while_a_healthy_
     assert_eq!(s.counter("injected", "reset"), 3.0);
 }
 
-#[test]
-fn an_sih_that_hangs_up_cancels_its_upstream_call() {
-    let hanging = TlsServer::fixture("osi/amc-b", None, Behavior::Delay(Duration::from_secs(60)));
+/// An AMC behaving as `behavior` behind a gateway, and an SIH that hung up on a call to it
+/// once the call reached it. The simulator and the gateway's temporary folder live as long as
+/// the returned values.
+fn sih_hangs_up_on(behavior: Behavior) -> (TlsServer, Proc, SimFixture, tempfile::TempDir) {
+    let amc = TlsServer::fixture("osi/amc-b", None, behavior);
     let s = SimFixture::start(|cfg| {
-        cfg.annuaire.entries = vec![entry("88888882", hanging.url("/idb"))];
+        cfg.annuaire.entries = vec![entry("88888882", amc.url("/idb"))];
     });
-    let (gw, _t) = gateway(&s, "", "", "");
+    let (gw, t) = gateway(&s, "", "", "");
     let sih = post_unread(gw.gateway, "/amc/88888882/idb");
     wait_for("the request upstream", Duration::from_secs(5), || {
-        hanging.requests() == 1
+        amc.requests() == 1
     });
-    assert_eq!(hanging.open(), 1);
+    assert_eq!(amc.open(), 1);
     drop(sih);
+    (amc, gw, s, t)
+}
+
+fn client_gone(samples: &[Sample]) -> f64 {
+    metric(
+        samples,
+        "rocgw_requests_total",
+        &[("outcome", "client-gone")],
+    )
+}
+
+#[test]
+fn an_sih_that_hangs_up_cancels_its_upstream_call() {
+    let (hanging, gw, _s, _t) = sih_hangs_up_on(Behavior::Delay(Duration::from_secs(60)));
     // The gateway drops the call; its connection, whose answer does not come in the second it
     // is given to be kept, closes: nothing stays in flight.
     wait_for(
@@ -378,53 +394,26 @@ fn an_sih_that_hangs_up_cancels_its_upstream_call() {
     );
     let samples = scrape(gw.admin);
     assert_eq!(metric(&samples, "rocgw_in_flight_requests", &[]), 0.0);
-    assert_eq!(
-        metric(
-            &samples,
-            "rocgw_requests_total",
-            &[("outcome", "client-gone")]
-        ),
-        1.0
-    );
+    assert_eq!(client_gone(&samples), 1.0);
     // And the gateway still serves.
     assert_eq!(call(&gw, "99999991", "idb", &[]).status, 200);
 }
 
 #[test]
 fn a_call_cut_by_its_sih_leaves_its_upstream_connection_for_the_next_call() {
-    // The AMC answers 300 ms after each request; the SIH hangs up after 100 ms.
-    let slow = TlsServer::fixture(
-        "osi/amc-b",
-        None,
-        Behavior::Delay(Duration::from_millis(300)),
-    );
-    let s = SimFixture::start(|cfg| {
-        cfg.annuaire.entries = vec![entry("88888882", slow.url("/idb"))];
-    });
-    let (gw, _t) = gateway(&s, "", "", "");
-    let sih = post_unread(gw.gateway, "/amc/88888882/idb");
-    wait_for("the request upstream", Duration::from_secs(5), || {
-        slow.requests() == 1
-    });
-    drop(sih);
+    // The AMC answers 300 ms after each request; the SIH hung up before.
+    let (slow, gw, _s, _t) = sih_hangs_up_on(Behavior::Delay(Duration::from_millis(300)));
     // The answer is read and dropped; the connection stays open, back in the pool.
     wait_for("the connection kept", Duration::from_secs(5), || {
+        let kept = &[("upstream", "amc")];
         metric(
             &scrape(gw.admin),
             "rocgw_upstream_connections_kept_total",
-            &[("upstream", "amc")],
+            kept,
         ) == 1.0
     });
     assert_eq!(slow.open(), 1);
-    let samples = scrape(gw.admin);
-    assert_eq!(
-        metric(
-            &samples,
-            "rocgw_requests_total",
-            &[("outcome", "client-gone")]
-        ),
-        1.0
-    );
+    assert_eq!(client_gone(&scrape(gw.admin)), 1.0);
     // The next call goes out on it: no second connection, no second handshake.
     assert_eq!(call(&gw, "88888882", "idb", &[]).status, 200);
     assert_eq!((slow.requests(), slow.connections()), (2, 1));
