@@ -23,12 +23,13 @@ use tokio::time::Instant;
 
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+use http::{HeaderName, Method, Request, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 
 use super::HttpResponse;
 use crate::budget::{BoxError, Chunks};
-use crate::http1::{is_name, Body as Framed, Framing, H1Error, Reader};
+use crate::http1::{Body as Framed, H1Error, Reader};
+use head::{build_head, parse_head, Head, Refused, Spans};
 
 /// A connection the server can read and write.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -38,8 +39,6 @@ type Wire = Reader<Box<dyn Io>>;
 
 /// The interim answer to `Expect: 100-continue`.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-/// Header fields looked for first: requests seldom have more (up to the limit then).
-const FEW_HEADERS: usize = 24;
 /// Answer bodies up to this size are copied behind the head and written with it.
 const COPY_BODY: usize = 16 * 1024;
 
@@ -185,23 +184,6 @@ impl Drop for Body {
     }
 }
 
-/// Why a head was not taken: the answer to give before closing.
-#[derive(Debug)]
-enum Refused {
-    /// Closed, timed out or stopped: nothing to answer.
-    Quiet,
-    Status(StatusCode, &'static str),
-}
-
-/// A request head, parsed.
-struct Head {
-    request: Request<()>,
-    body: Framed,
-    keep_alive: bool,
-    http10: bool,
-    expect_continue: bool,
-}
-
 /// What the answer says of the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Keep {
@@ -211,16 +193,6 @@ enum Keep {
     Open10,
     /// `connection: close`.
     Close,
-}
-
-/// Where a head's parts are in its bytes (offset, length), found by `httparse`.
-#[derive(Default)]
-struct Spans {
-    method: (usize, usize),
-    target: (usize, usize),
-    http10: bool,
-    /// Name and value of each field.
-    fields: Vec<[usize; 4]>,
 }
 
 /// Serves HTTP/1.1 on `io` until the client closes, a request asks to, an error, or `stop`
@@ -439,137 +411,6 @@ async fn read_head(
     .await
 }
 
-const TOO_MANY: &str = "too many header fields";
-
-fn bad(why: &'static str) -> Refused {
-    Refused::Status(StatusCode::BAD_REQUEST, why)
-}
-
-/// The length of the head at the start of `buf`, when it is all there, its parts in `spans`.
-fn parse_head(
-    buf: &[u8],
-    settings: &Settings,
-    spans: &mut Spans,
-) -> Result<Option<usize>, Refused> {
-    let mut few = [httparse::EMPTY_HEADER; FEW_HEADERS];
-    let first = settings.max_headers.min(FEW_HEADERS);
-    match spans_in(buf, &mut few[..first], settings, spans) {
-        Err(Refused::Status(_, TOO_MANY)) if settings.max_headers > FEW_HEADERS => {
-            let mut many = vec![httparse::EMPTY_HEADER; settings.max_headers];
-            spans_in(buf, &mut many, settings, spans)
-        }
-        r => r,
-    }
-}
-
-/// [`parse_head`] with room for `slots.len()` header fields.
-fn spans_in<'b>(
-    buf: &'b [u8],
-    slots: &mut [httparse::Header<'b>],
-    settings: &Settings,
-    spans: &mut Spans,
-) -> Result<Option<usize>, Refused> {
-    let mut req = httparse::Request::new(slots);
-    let n = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(Refused::Status(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                TOO_MANY,
-            ))
-        }
-        Err(httparse::Error::Version) => {
-            return Err(Refused::Status(
-                StatusCode::HTTP_VERSION_NOT_SUPPORTED,
-                "HTTP/1.1 only",
-            ))
-        }
-        Err(_) => return Err(bad("malformed request head")),
-    };
-    if n > settings.max_header_bytes {
-        return Err(Refused::Status(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "request headers too large",
-        ));
-    }
-    let base = buf.as_ptr() as usize;
-    let span = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
-    spans.method = span(req.method.unwrap_or_default().as_bytes());
-    spans.target = span(req.path.unwrap_or_default().as_bytes());
-    spans.http10 = req.version == Some(0);
-    spans.fields.clear();
-    for h in req.headers.iter() {
-        let (name, value) = (span(h.name.as_bytes()), span(h.value));
-        spans.fields.push([name.0, name.1, value.0, value.1]);
-    }
-    Ok(Some(n))
-}
-
-/// The request `head` says, its parts where `spans` found them.
-fn build_head(head: Bytes, spans: &Spans) -> Result<Head, Refused> {
-    let at = |(o, n): (usize, usize)| &head[o..o + n];
-    let method = Method::from_bytes(at(spans.method)).map_err(|_| bad("bad method"))?;
-    let (o, n) = spans.target;
-    let uri =
-        Uri::from_maybe_shared(head.slice(o..o + n)).map_err(|_| bad("bad request target"))?;
-    let mut headers = HeaderMap::with_capacity(spans.fields.len());
-    let mut framing = Framing::default();
-    let (mut keep_alive_asked, mut expect, mut hosts) = (false, false, 0);
-    for &[no, nl, vo, vl] in &spans.fields {
-        let (name, value) = (&head[no..no + nl], &head[vo..vo + vl]);
-        if framing
-            .field(name, value)
-            .map_err(|_| bad("bad framing fields"))?
-        {
-            keep_alive_asked |=
-                is_name(name, b"connection") && crate::http1::has_token(value, b"keep-alive");
-        } else if is_name(name, b"expect") {
-            expect = value.eq_ignore_ascii_case(b"100-continue");
-        } else if is_name(name, b"host") {
-            hosts += 1;
-        }
-        let name = HeaderName::from_bytes(name).map_err(|_| bad("bad header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(vo..vo + vl))
-            .map_err(|_| bad("bad header value"))?;
-        headers.append(name, value);
-    }
-    let http10 = spans.http10;
-    // RFC 9112 §3.2: one Host in HTTP/1.1, at most one in HTTP/1.0.
-    if hosts > 1 || (hosts == 0 && !http10) {
-        return Err(bad("one Host field required"));
-    }
-    let body = match (framing.chunked, framing.length) {
-        (Some(_), _) if http10 => return Err(bad("Transfer-Encoding in HTTP/1.0")),
-        (Some(_), Some(_)) => return Err(bad("both Content-Length and Transfer-Encoding")),
-        (Some(true), None) if framing.codings == 1 => Framed::ChunkSize,
-        (Some(_), None) => {
-            return Err(Refused::Status(
-                StatusCode::NOT_IMPLEMENTED,
-                "no transfer coding but chunked",
-            ))
-        }
-        (None, Some(0)) | (None, None) => Framed::Done,
-        (None, Some(n)) => Framed::Length(n),
-    };
-    let mut request = Request::new(());
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    *request.version_mut() = if http10 {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
-    };
-    *request.headers_mut() = headers;
-    Ok(Head {
-        request,
-        keep_alive: !framing.close && (!http10 || keep_alive_asked),
-        http10,
-        expect_continue: expect && !http10 && body != Framed::Done,
-        body,
-    })
-}
-
 /// Writes what `out` holds, then `resp`: status line, its fields, `date`, the framing rocgw owns (`content-length`;
 /// `connection` as `keep` says), then its body unless `head_only`.
 async fn write_answer(
@@ -663,5 +504,6 @@ impl CachedDate {
     }
 }
 
+mod head;
 #[cfg(test)]
 mod tests;

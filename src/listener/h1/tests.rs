@@ -74,7 +74,7 @@ async fn echo(req: Request<Body>) -> HttpResponse {
     Response::new(Bytes::from(text))
 }
 
-use http::Response;
+use http::{HeaderValue, Response};
 
 /// Serves one connection in the background; the client's end back.
 type Started = (
