@@ -6,9 +6,10 @@
 //!
 //! What it keeps of a general server: keep-alive (HTTP/1.1 by default, HTTP/1.0 on request),
 //! pipelined requests, bodies by `Content-Length` or chunked, `Expect: 100-continue` (answered
-//! when the body is first read), `400` / `431` / `505` for heads it cannot take, a header read
-//! timeout from the moment the connection waits for a head (idle keep-alive included, as
-//! hyper's), and a graceful stop: an idle connection closes, a busy one after its answer.
+//! when the body is first read), `400` / `431` / `501` / `505` for heads it cannot take (one
+//! `Host` required, no transfer coding but chunked: see `head`), a header read timeout from the
+//! moment the connection waits for a head (idle keep-alive included, as hyper's), and a
+//! graceful stop: an idle connection closes, a busy one after its answer.
 //!
 //! A request's body is read by the handler; what it leaves unread closes the connection after
 //! the answer, unless the handler asked for it to be read and dropped ([`Body::discard`]).
@@ -19,12 +20,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE};
 use http::{HeaderName, Method, Request, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
+use tokio::time::Instant;
 
 use super::HttpResponse;
 use crate::budget::{BoxError, Chunks};
