@@ -267,9 +267,36 @@ async fn answers_in_any_pieces_are_read_whole_and_leave_the_connection_in_step()
     }
 }
 
+/// A link to an in-memory server that reads one request, writes `pieces` 20 ms apart, then
+/// closes its side when `close`; the server's end comes back from the task.
+fn answering(
+    pieces: Vec<&'static [u8]>,
+    close: bool,
+) -> (
+    Box<Link<tokio::io::DuplexStream>>,
+    tokio::task::JoinHandle<tokio::io::DuplexStream>,
+) {
+    use tokio::io::AsyncWriteExt as _;
+    let (client, mut server) = tokio::io::duplex(64 * 1024);
+    let serving = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        read_request(&mut server, &mut buf).await;
+        for (i, piece) in pieces.into_iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            server.write_all(piece).await.unwrap();
+        }
+        if close {
+            server.shutdown().await.unwrap();
+        }
+        server
+    });
+    (Link::new(client), serving)
+}
+
 #[tokio::test]
 async fn a_connection_with_bytes_after_the_answer_or_closed_by_it_is_not_reused() {
-    use tokio::io::AsyncWriteExt as _;
     for (wire, close) in [
         // Something the client never asked for follows the answer.
         (
@@ -284,17 +311,7 @@ async fn a_connection_with_bytes_after_the_answer_or_closed_by_it_is_not_reused(
             false,
         ),
     ] {
-        let (client, mut server) = tokio::io::duplex(64 * 1024);
-        let mut link = Link::new(client);
-        let serving = tokio::spawn(async move {
-            let mut buf = Vec::new();
-            read_request(&mut server, &mut buf).await;
-            server.write_all(wire).await.unwrap();
-            if close {
-                server.shutdown().await.unwrap();
-            }
-            server
-        });
+        let (mut link, serving) = answering(vec![wire], close);
         link.send(&req("https://h/x", &[], "<call 0/>"))
             .await
             .unwrap();
@@ -309,21 +326,14 @@ async fn a_connection_with_bytes_after_the_answer_or_closed_by_it_is_not_reused(
 
 #[tokio::test]
 async fn an_exchange_cut_after_its_request_can_be_finished_and_its_connection_reused() {
-    use tokio::io::AsyncWriteExt as _;
-    let (client, mut server) = tokio::io::duplex(64 * 1024);
-    let mut link = Link::new(client);
+    let (mut link, serving) = answering(
+        vec![
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+            b"2\r\nde\r\n0\r\n\r\n",
+        ],
+        false,
+    );
     assert!(!link.answer_pending(), "nothing sent yet");
-    let serving = tokio::spawn(async move {
-        let mut buf = Vec::new();
-        read_request(&mut server, &mut buf).await;
-        server
-            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
-            .await
-            .unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        server.write_all(b"2\r\nde\r\n0\r\n\r\n").await.unwrap();
-        server
-    });
     // The caller goes away with only part of the answer read.
     link.send(&req("https://h/x", &[], "<call 0/>"))
         .await
@@ -334,17 +344,10 @@ async fn an_exchange_cut_after_its_request_can_be_finished_and_its_connection_re
     assert!(!link.answer_pending() && link.reusable());
     let _server = serving.await.unwrap();
     // A body over the limit is not finished.
-    let (client, mut server) = tokio::io::duplex(64 * 1024);
-    let mut link = Link::new(client);
-    let serving = tokio::spawn(async move {
-        let mut buf = Vec::new();
-        read_request(&mut server, &mut buf).await;
-        server
-            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789")
-            .await
-            .unwrap();
-        server
-    });
+    let (mut link, serving) = answering(
+        vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789"],
+        false,
+    );
     link.send(&req("https://h/x", &[], "<call 0/>"))
         .await
         .unwrap();
