@@ -103,6 +103,29 @@ where
     (client, tx, task)
 }
 
+/// Serves one connection to which `wire` is written at once: the answers that came back
+/// until the close.
+async fn session<H, F>(handle: H, wire: &[u8]) -> Vec<Answer>
+where
+    H: FnMut(Request<Body>) -> F + Send + 'static,
+    F: Future<Output = HttpResponse> + Send + 'static,
+{
+    answers(&session_bytes(handle, wire).await, false)
+}
+
+/// [`session`], the bytes as they came.
+async fn session_bytes<H, F>(handle: H, wire: &[u8]) -> Vec<u8>
+where
+    H: FnMut(Request<Body>) -> F + Send + 'static,
+    F: Future<Output = HttpResponse> + Send + 'static,
+{
+    let (mut c, _stop, task) = start(handle);
+    c.write_all(wire).await.unwrap();
+    let out = read_to_close(&mut c).await;
+    task.await.unwrap();
+    out
+}
+
 async fn read_to_close(c: &mut DuplexStream) -> Vec<u8> {
     let mut out = Vec::new();
     c.read_to_end(&mut out).await.unwrap();
@@ -200,16 +223,15 @@ async fn pipelined_requests_in_random_pieces_are_each_answered_in_order() {
 
 #[tokio::test]
 async fn http10_closes_unless_asked_to_keep_alive() {
-    let (mut c, _stop, task) = start(echo);
-    c.write_all(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\n\r\n")
-        .await
-        .unwrap();
-    let got = answers(&read_to_close(&mut c).await, false);
+    let got = session(
+        echo,
+        b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\n\r\n",
+    )
+    .await;
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].field("connection"), Some("keep-alive"));
     assert_eq!(got[1].field("connection"), Some("close"));
     assert_eq!(got[1].body, b"GET /b ");
-    task.await.unwrap();
 }
 
 #[tokio::test]
@@ -252,17 +274,14 @@ async fn heads_it_cannot_take_are_refused_with_their_status() {
     ] {
         let called = Arc::new(AtomicBool::new(false));
         let seen = called.clone();
-        let (mut c, _stop, task) = start(move |req| {
+        let got = session(move |req| {
             seen.store(true, Ordering::SeqCst);
             echo(req)
-        });
-        c.write_all(head.as_bytes()).await.unwrap();
-        let got = answers(&read_to_close(&mut c).await, false);
+        }, head.as_bytes()).await;
         assert_eq!(got.len(), 1, "{head:.40}");
         assert_eq!(got[0].status, status, "{head:.40}");
         assert_eq!(got[0].field("connection"), Some("close"));
         assert!(!called.load(Ordering::SeqCst), "{head:.40}");
-        task.await.unwrap();
     }
 }
 
@@ -273,30 +292,30 @@ const EXPECTING: &[u8] =
 #[tokio::test]
 async fn no_interim_answer_goes_out_for_a_body_left_unread() {
     // The answer comes alone, and the connection closes after it.
-    let (mut c, _stop, task) = start(|_req| async { Response::new(Bytes::from_static(b"no")) });
-    c.write_all(EXPECTING).await.unwrap();
-    let got = answers(&read_to_close(&mut c).await, false);
+    let got = session(
+        |_req| async { Response::new(Bytes::from_static(b"no")) },
+        EXPECTING,
+    )
+    .await;
     assert_eq!(got.len(), 1);
     assert_eq!(
         (got[0].status, got[0].field("connection")),
         (200, Some("close"))
     );
-    task.await.unwrap();
 }
 
 #[tokio::test]
 async fn a_body_left_unread_closes_the_connection_unless_discarded_whole() {
     // Dropped: the answer says close, and the rest is not read.
-    let (mut c, _stop, task) = start(|req: Request<Body>| async move {
-        drop(req);
-        Response::new(Bytes::from_static(b"refused"))
-    });
-    c.write_all(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234")
-        .await
-        .unwrap();
-    let got = answers(&read_to_close(&mut c).await, false);
+    let got = session(
+        |req: Request<Body>| async move {
+            drop(req);
+            Response::new(Bytes::from_static(b"refused"))
+        },
+        b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234",
+    )
+    .await;
     assert_eq!(got[0].field("connection"), Some("close"));
-    task.await.unwrap();
 
     // Discarded: the client, still sending after the answer, can send all of it.
     let (mut c, _stop, task) = start(|req: Request<Body>| async move {
@@ -427,7 +446,7 @@ async fn a_head_that_does_not_come_in_time_closes_the_connection() {
 
 #[tokio::test]
 async fn answers_carry_their_length_and_head_answers_none_of_their_body() {
-    let (mut c, _stop, task) = start(|req: Request<Body>| async move {
+    let out = session_bytes(|req: Request<Body>| async move {
         let status = if req.uri().path() == "/none" {
             204
         } else {
@@ -438,42 +457,27 @@ async fn answers_carry_their_length_and_head_answers_none_of_their_body() {
         r.headers_mut()
             .insert(CONTENT_LENGTH, HeaderValue::from_static("99"));
         r
-    });
-    c.write_all(b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\nGET /none HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let out = read_to_close(&mut c).await;
+    }, b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\nGET /none HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
     let text = String::from_utf8_lossy(&out).to_string();
     assert_eq!(text.matches("content-length").count(), 1, "{text}");
     assert!(text.contains("content-length: 12\r\n"), "{text}");
     assert!(!text.contains("twelve"), "{text}");
     assert!(text.contains("HTTP/1.1 204 No Content\r\n"), "{text}");
-    task.await.unwrap();
 }
 
 #[tokio::test]
 async fn an_empty_body_left_unread_keeps_the_connection() {
-    let (mut c, _stop, task) = start(|_req| async { Response::new(Bytes::from_static(b"ok")) });
-    c.write_all(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let got = answers(&read_to_close(&mut c).await, false);
+    let got = session(|_req| async { Response::new(Bytes::from_static(b"ok")) }, b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].field("connection"), None);
-    task.await.unwrap();
 }
 
 #[tokio::test]
 async fn a_broken_chunked_body_ends_the_connection_after_its_answer() {
-    let (mut c, _stop, task) = start(echo);
-    c.write_all(b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n+3\r\nabc\r\n0\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let got = answers(&read_to_close(&mut c).await, false);
+    let got = session(echo, b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n+3\r\nabc\r\n0\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n").await;
     // The handler saw an unreadable body; nothing after it is taken for a request.
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].field("connection"), Some("close"));
-    task.await.unwrap();
 }
 
 #[tokio::test]
