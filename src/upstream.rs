@@ -38,8 +38,8 @@ use pool::Pool;
 
 /// Maps keyed by upstream host (`host:port`), looked up a few times per call. The keys come
 /// from the configuration, not from callers, so a hash that resists chosen keys (std's
-/// SipHash, three times the cost) buys nothing here: FNV-1a.
-type HostMap<V> = std::collections::HashMap<String, V, std::hash::BuildHasherDefault<Fnv1a>>;
+/// SipHash, three times the cost) buys nothing here: FNV-1a (the `fnv` crate).
+type HostMap<V> = std::collections::HashMap<String, V, fnv::FnvBuildHasher>;
 
 /// How long a call cut by its caller keeps its connection to read the rest of the answer, and
 /// how much of it it reads for that ([`Exchange`]).
@@ -85,26 +85,6 @@ impl Drop for Exchange<'_> {
     }
 }
 
-/// The 64-bit FNV-1a hash.
-struct Fnv1a(u64);
-
-impl Default for Fnv1a {
-    fn default() -> Fnv1a {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for Fnv1a {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
 
 /// The User-Agent of rocgw's upstream requests.
 pub const USER_AGENT: &str = concat!("rocgw/", env!("CARGO_PKG_VERSION"));
@@ -469,17 +449,17 @@ mod tests {
 
     #[test]
     fn host_maps_hash_with_fnv1a() {
-        use std::hash::{BuildHasher as _, BuildHasherDefault};
+        use std::hash::BuildHasher as _;
         // The published FNV-1a 64 test vectors; `str` hashes add a 0xff terminator.
         let fnv = |b: &[u8]| {
-            let mut h = Fnv1a::default();
+            let mut h = fnv::FnvHasher::default();
             std::hash::Hasher::write(&mut h, b);
             std::hash::Hasher::finish(&h)
         };
         assert_eq!(fnv(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv(b"foobar"), 0x8594_4171_f739_67e8);
-        let b = BuildHasherDefault::<Fnv1a>::default();
+        let b = fnv::FnvBuildHasher::default();
         assert_ne!(b.hash_one("amc-a:443"), b.hash_one("amc-b:443"));
         let mut m: HostMap<u8> = HostMap::default();
         m.insert("amc-a:443".into(), 1);
