@@ -9,10 +9,12 @@
 //! `poll` method (the server's request body implements `http_body::Body` with it).
 
 use std::io;
-use std::task::{ready, Context, Poll};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll, Waker};
 
 use bytes::{Buf as _, Bytes, BytesMut};
-use tokio::io::AsyncRead;
+use http::StatusCode;
+use tokio::io::{AsyncRead, ReadBuf};
 
 /// A chunk-size line, or a trailer line, longer than this is invalid.
 const MAX_LINE: usize = 4 * 1024;
@@ -20,6 +22,8 @@ const MAX_LINE: usize = 4 * 1024;
 const MAX_TRAILERS: usize = 16 * 1024;
 /// What a read asks the socket for at least.
 const READ_SIZE: usize = 8 * 1024;
+/// Header fields looked for first: heads seldom have more ([`with_header_slots`]).
+const FEW_HEADERS: usize = 24;
 
 /// Why a message could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +79,7 @@ impl<IO: AsyncRead + Unpin> Reader<IO> {
         }
         let spare = self.buf.spare_capacity_mut();
         let mut rb = tokio::io::ReadBuf::uninit(spare);
-        ready!(std::pin::Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
         let n = rb.filled().len();
         // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity.
         unsafe { self.buf.set_len(self.buf.len() + n) };
@@ -196,6 +200,8 @@ pub struct Framing {
     pub codings: usize,
     /// `Connection: close` seen.
     pub close: bool,
+    /// `Connection: keep-alive` seen (what keeps an HTTP/1.0 connection).
+    pub keep_alive: bool,
 }
 
 impl Framing {
@@ -215,6 +221,7 @@ impl Framing {
                 .count();
         } else if is_name(name, b"connection") {
             self.close |= has_token(value, b"close");
+            self.keep_alive |= has_token(value, b"keep-alive");
         } else {
             return Ok(false);
         }
@@ -244,6 +251,39 @@ pub fn is_name(name: &[u8], lower: &[u8]) -> bool {
         .all(|(x, y)| x | 0x20 == *y);
     let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or_default());
     tail && a.zip(b).all(|(x, y)| word(x) | CASE == word(y))
+}
+
+/// An answer with this status has no body, whatever its fields say (RFC 9112 §6.3).
+pub fn bodiless(status: StatusCode) -> bool {
+    status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+}
+
+/// `parse` run with room for a few header fields, then, when the head has more (`too_many`
+/// says so of its error), with room for `max`: most heads cost no allocation and only a few
+/// slots' set-up.
+pub fn with_header_slots<'b, T, E>(
+    max: usize,
+    too_many: impl Fn(&E) -> bool,
+    mut parse: impl FnMut(&mut [httparse::Header<'b>]) -> Result<T, E>,
+) -> Result<T, E> {
+    let mut few = [httparse::EMPTY_HEADER; FEW_HEADERS];
+    match parse(&mut few[..max.min(FEW_HEADERS)]) {
+        Err(e) if max > FEW_HEADERS && too_many(&e) => {
+            parse(&mut vec![httparse::EMPTY_HEADER; max])
+        }
+        r => r,
+    }
+}
+
+/// A read of `io` that does not wait finds nothing: neither the peer's close nor bytes unasked
+/// for. How a keep-alive connection that sat idle is known to be still usable.
+pub fn nothing_to_read<R: AsyncRead + Unpin>(io: &mut R) -> bool {
+    let mut byte = [0u8; 1];
+    let mut rb = ReadBuf::new(&mut byte);
+    let mut cx = Context::from_waker(Waker::noop());
+    matches!(Pin::new(io).poll_read(&mut cx, &mut rb), Poll::Pending)
 }
 
 /// A `Content-Length` value: digits only.
@@ -365,7 +405,7 @@ mod tests {
         assert!(f.field(b"CONTENT-LENGTH", b"13").is_err());
         assert!(!f.field(b"content-type", b"text/xml").unwrap());
         assert!(f.field(b"Connection", b"keep-alive, Close").unwrap());
-        assert!(f.close && !f.ambiguous());
+        assert!(f.close && f.keep_alive && !f.ambiguous());
         assert!(f.field(b"Transfer-Encoding", b"gzip, chunked").unwrap());
         assert_eq!((f.chunked, f.codings), (Some(true), 2));
         assert!(f.ambiguous());

@@ -31,7 +31,7 @@ mod connect;
 mod h1;
 mod pool;
 pub use classify::{classify, Reason, UpstreamError};
-pub use connect::{nothing_to_read, Conn, ConnectError, Connector, HostLimits};
+pub use connect::{Conn, ConnectError, Connector, HostLimits};
 pub use h1::KEPT_HEADERS;
 use h1::{Head, Link, SendError};
 use pool::Pool;
@@ -84,7 +84,6 @@ impl Drop for Exchange<'_> {
         });
     }
 }
-
 
 /// The User-Agent of rocgw's upstream requests.
 pub const USER_AGENT: &str = concat!("rocgw/", env!("CARGO_PKG_VERSION"));

@@ -441,9 +441,7 @@ async fn write_answer(
     if !parts.headers.contains_key(DATE) {
         DATE_NOW.with(|d| field(out, &DATE, d.borrow_mut().now()));
     }
-    let bodiless = parts.status.is_informational()
-        || parts.status == StatusCode::NO_CONTENT
-        || parts.status == StatusCode::NOT_MODIFIED;
+    let bodiless = crate::http1::bodiless(parts.status);
     if !bodiless {
         field(
             out,

@@ -50,7 +50,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
     /// Still open after sitting idle: a read that does not wait finds neither the peer's close
     /// nor anything unasked for.
     pub fn still_open(&mut self) -> bool {
-        self.at >= self.buf.len() && crate::upstream::nothing_to_read(&mut self.io)
+        self.at >= self.buf.len() && crate::http1::nothing_to_read(&mut self.io)
     }
 
     /// Writes `head` (ending before its blank line) and `body` as one POST, with the body's
@@ -213,18 +213,16 @@ fn read_answer(resp: &httparse::Response<'_, '_>) -> Result<(Answer, Framing), &
                     .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")),
             );
         } else if name.eq_ignore_ascii_case("connection") {
-            if tokens().any(|t| t.eq_ignore_ascii_case(b"close")) {
+            if crate::http1::has_token(h.value, b"close") {
                 keep_alive = false;
-            } else if tokens().any(|t| t.eq_ignore_ascii_case(b"keep-alive")) {
+            } else if crate::http1::has_token(h.value, b"keep-alive") {
                 keep_alive = true;
             }
         } else if name.eq_ignore_ascii_case(crate::fault::ERROR_HEADER) {
             error_code = std::str::from_utf8(h.value).ok().map(str::to_string);
         }
     }
-    let bodiless = status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
+    let bodiless = crate::http1::bodiless(status);
     // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3): chunked when it is the last
     // coding, else the body ends with the connection.
     let framing = match (bodiless, coded, length) {

@@ -10,7 +10,7 @@ use rustls::pki_types::ServerName;
 use std::error::Error as StdError;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -134,15 +134,6 @@ impl Drop for Conn {
             .with_label_values(&[self.kind.label()])
             .dec();
     }
-}
-
-/// A read of `io` that does not wait finds nothing: neither the peer's close nor bytes unasked
-/// for. How a keep-alive connection that sat idle is known to be still usable.
-pub fn nothing_to_read<R: AsyncRead + Unpin>(io: &mut R) -> bool {
-    let mut byte = [0u8; 1];
-    let mut rb = ReadBuf::new(&mut byte);
-    let mut cx = Context::from_waker(Waker::noop());
-    matches!(Pin::new(io).poll_read(&mut cx, &mut rb), Poll::Pending)
 }
 
 impl AsyncRead for Conn {

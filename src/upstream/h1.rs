@@ -159,7 +159,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Link<IO> {
                     continue;
                 }
                 self.keep_alive = parsed.keep_alive;
-                self.reader.body = if head_only || code == 204 || code == 304 {
+                self.reader.body = if head_only || crate::http1::bodiless(parsed.head.status) {
                     Body::Done
                 } else {
                     parsed.body
@@ -192,7 +192,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Link<IO> {
     /// Still open after sitting idle: a read that does not wait finds neither the server's
     /// close nor anything unasked for.
     pub fn still_open(&mut self) -> bool {
-        self.reusable() && super::connect::nothing_to_read(&mut self.reader.io)
+        self.reusable() && crate::http1::nothing_to_read(&mut self.reader.io)
     }
 }
 
@@ -241,9 +241,6 @@ fn encode(out: &mut Vec<u8>, req: &Request<Bytes>) {
     }
 }
 
-/// Header fields looked for first: answers seldom have more (up to [`MAX_HEADERS`] then).
-const FEW_HEADERS: usize = 24;
-
 /// A parsed answer head: what it says, its length, how its body is framed.
 struct Parsed {
     head: Head,
@@ -254,11 +251,8 @@ struct Parsed {
 
 /// The answer head at the start of `buf`, when it is all there.
 fn parse_head(buf: &[u8]) -> Result<Option<Parsed>, H1Error> {
-    let mut few = [httparse::EMPTY_HEADER; FEW_HEADERS];
-    match head_in(buf, &mut few) {
-        Err(H1Error::Invalid(TOO_MANY)) => head_in(buf, &mut [httparse::EMPTY_HEADER; MAX_HEADERS]),
-        r => r,
-    }
+    let too_many = |e: &H1Error| matches!(e, H1Error::Invalid(TOO_MANY));
+    crate::http1::with_header_slots(MAX_HEADERS, too_many, |slots| head_in(buf, slots))
 }
 
 const TOO_MANY: &str = "too many header fields";

@@ -6,10 +6,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
 use super::Settings;
-use crate::http1::{is_name, Body as Framed, Framing};
-
-/// Header fields looked for first: requests seldom have more (up to the limit then).
-const FEW_HEADERS: usize = 24;
+use crate::http1::{is_name, with_header_slots, Body as Framed, Framing};
 
 /// Why a head was not taken: the answer to give before closing.
 #[derive(Debug)]
@@ -50,15 +47,10 @@ pub(super) fn parse_head(
     settings: &Settings,
     spans: &mut Spans,
 ) -> Result<Option<usize>, Refused> {
-    let mut few = [httparse::EMPTY_HEADER; FEW_HEADERS];
-    let first = settings.max_headers.min(FEW_HEADERS);
-    match spans_in(buf, &mut few[..first], settings, spans) {
-        Err(Refused::Status(_, TOO_MANY)) if settings.max_headers > FEW_HEADERS => {
-            let mut many = vec![httparse::EMPTY_HEADER; settings.max_headers];
-            spans_in(buf, &mut many, settings, spans)
-        }
-        r => r,
-    }
+    let too_many = |e: &Refused| matches!(e, Refused::Status(_, TOO_MANY));
+    with_header_slots(settings.max_headers, too_many, |slots| {
+        spans_in(buf, slots, settings, spans)
+    })
 }
 
 /// [`parse_head`] with room for `slots.len()` header fields.
@@ -114,18 +106,15 @@ pub(super) fn build_head(head: Bytes, spans: &Spans) -> Result<Head, Refused> {
         Uri::from_maybe_shared(head.slice(o..o + n)).map_err(|_| bad("bad request target"))?;
     let mut headers = HeaderMap::with_capacity(spans.fields.len());
     let mut framing = Framing::default();
-    let (mut keep_alive_asked, mut expect, mut hosts) = (false, false, 0);
+    let (mut expect, mut hosts) = (false, 0);
     for &[no, nl, vo, vl] in &spans.fields {
         let (name, value) = (&head[no..no + nl], &head[vo..vo + vl]);
-        if framing
+        let framed = framing
             .field(name, value)
-            .map_err(|_| bad("bad framing fields"))?
-        {
-            keep_alive_asked |=
-                is_name(name, b"connection") && crate::http1::has_token(value, b"keep-alive");
-        } else if is_name(name, b"expect") {
+            .map_err(|_| bad("bad framing fields"))?;
+        if !framed && is_name(name, b"expect") {
             expect = value.eq_ignore_ascii_case(b"100-continue");
-        } else if is_name(name, b"host") {
+        } else if !framed && is_name(name, b"host") {
             hosts += 1;
         }
         let name = HeaderName::from_bytes(name).map_err(|_| bad("bad header name"))?;
@@ -162,7 +151,7 @@ pub(super) fn build_head(head: Bytes, spans: &Spans) -> Result<Head, Refused> {
     *request.headers_mut() = headers;
     Ok(Head {
         request,
-        keep_alive: !framing.close && (!http10 || keep_alive_asked),
+        keep_alive: !framing.close && (!http10 || framing.keep_alive),
         http10,
         expect_continue: expect && !http10 && body != Framed::Done,
         body,
