@@ -2,18 +2,50 @@
 //! for what people read. Every module takes its time from here, so tests and logs agree. Also
 //! [`within`], a deadline that costs nothing when the work is already done.
 
-/// `fut`'s output, unless `deadline` passes first (`None`). The future is polled once before
-/// a timer is armed: work that is ready at once (a body already read with its head, an answer
+/// `fut`'s output, unless `deadline` passes first (`None`). The future is polled before a
+/// timer is armed: work that is ready at once (a body already read with its head, an answer
 /// already in the buffer) costs no timer, which on a pass-through request is most of them.
-pub async fn within<F: std::future::Future>(
-    deadline: tokio::time::Instant,
-    fut: F,
-) -> Option<F::Output> {
-    let mut fut = std::pin::pin!(fut);
-    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
-    match first {
-        std::task::Poll::Ready(out) => Some(out),
-        std::task::Poll::Pending => tokio::time::timeout_at(deadline, fut).await.ok(),
+/// A plain future, not an `async fn`: `fut` is moved once, into it, and not again into an
+/// `async fn`'s own state (a copy of a large future per call).
+pub fn within<F: std::future::Future>(deadline: tokio::time::Instant, fut: F) -> Within<F> {
+    Within {
+        fut,
+        deadline,
+        timer: None,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`within`].
+    pub struct Within<F> {
+        #[pin]
+        fut: F,
+        deadline: tokio::time::Instant,
+        #[pin]
+        timer: Option<tokio::time::Sleep>,
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Within<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        let mut this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        if this.timer.as_mut().as_pin_mut().is_none() {
+            this.timer
+                .set(Some(tokio::time::sleep_until(*this.deadline)));
+        }
+        match this.timer.as_pin_mut().map(|t| t.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(None),
+            _ => Poll::Pending,
+        }
     }
 }
 

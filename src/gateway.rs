@@ -33,6 +33,7 @@ use crate::fault::{Fault, FaultCode, StatusMode};
 use crate::listener::{Body, HttpResponse, Peer};
 use crate::metrics::{self, AmcFailure};
 use crate::runtime::Runtime;
+use crate::slots::Gated;
 use crate::soap::{self, SoapVersion};
 use crate::wssec::response::Signed;
 use admission::{Admission, InFlight};
@@ -97,11 +98,22 @@ impl Gateway {
         self.router.directories()
     }
 
+    /// The listeners' gate: the request slots, waited for before a head is parsed, within
+    /// the deadline the request may set in `X-Rocgw-Deadline-Ms`.
+    pub fn gate(&self) -> crate::listener::Gate {
+        crate::listener::Gate {
+            slots: self.admission.requests.clone(),
+            deadline_field: b"x-rocgw-deadline-ms",
+            deadline: target::deadline_value,
+        }
+    }
+
     /// Handles one request; never fails: errors become SOAP faults.
     pub async fn handle(self: Arc<Self>, req: Request<Body>, peer: Peer) -> HttpResponse {
-        let started = Instant::now();
         let mut in_flight = InFlight::enter();
         let (parts, body) = req.into_parts();
+        // From the head's arrival: a wait at the listener's gate counts against the deadline.
+        let started = body.arrived().map_or_else(Instant::now, |t| t.into_std());
         let target = target::target(parts.uri.path());
         let hint = target::version_hint(&parts.headers);
         // Who called, once `access` said: named in the refusal log line as in the audit record.
@@ -114,11 +126,20 @@ impl Gateway {
             Ok(deadline) => {
                 let target = target.as_ref().map_err(|why| *why);
                 let until = started + deadline;
-                let serving = self.serve(&parts, body, &peer, target, (hint, until), &mut caller);
-                match tokio::time::timeout(deadline, serving).await {
-                    Ok(r) => r,
+                // What the wait at the listener's gate left of it.
+                let left = until.saturating_duration_since(Instant::now());
+                let served = if left.is_zero() {
+                    self.admission.drain(body);
+                    None
+                } else {
+                    let serving =
+                        self.serve(&parts, body, &peer, target, (hint, until), &mut caller);
+                    tokio::time::timeout(left, serving).await.ok()
+                };
+                match served {
+                    Some(r) => r,
                     // The upstream call is dropped with the future: nothing keeps running.
-                    Err(_) => {
+                    None => {
                         let (route, r) = answer::deadline_passed(target.ok(), deadline, hint);
                         (route, "-", r)
                     }
@@ -152,7 +173,7 @@ impl Gateway {
     async fn serve(
         &self,
         parts: &Parts,
-        body: Body,
+        mut body: Body,
         peer: &Peer,
         target: Result<&Target<'_>, &'static str>,
         (hint, until): (SoapVersion, Instant),
@@ -190,17 +211,20 @@ impl Gateway {
             Ok(hold) => hold,
             Err(f) => return (route, structure, refuse(body, f)),
         };
-        // The body first: a slow one holds its bytes and connection, not a request slot.
-        let read = self
-            .admission
-            .read_body(&parts.headers, body, &caller_share);
-        let (body, _held) = match read.await {
-            Ok(b) => b,
-            Err(f) => return (route, structure, Err(f.in_version(hint))),
+        // Shed at the listener's gate: refused before its body is read.
+        let gated = match body.gated() {
+            Gated::Shed => return (route, structure, refuse(body, self.admission.full())),
+            Gated::Slot(slot) => Some(slot),
+            Gated::Open => None,
         };
-        // Over capacity: say so at once rather than queue without bound.
-        let _admitted = match self.admission.request_slot().await {
-            Ok(slot) => slot,
+        // The body, then a request slot: a slow body holds its bytes and connection, not a
+        // slot; over capacity, a short wait, then `overloaded` rather than a queue without
+        // bound.
+        let admitted = self
+            .admission
+            .body_then_slot(&parts.headers, body, &caller_share, gated);
+        let (body, _held, _slot) = match admitted.await {
+            Ok(b) => b,
             Err(f) => return (route, structure, Err(f.in_version(hint))),
         };
         let version = match soap::sniff(&body) {

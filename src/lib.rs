@@ -20,7 +20,7 @@
 //! - layer 3, serving and credentials in force: `runtime`, `listener`, `access`
 //! - layer 2, credentials and mechanisms: `identity`, `trust`, `wssec`, `annuaire`, `upstream`, `breaker`, `audit`, `local_tls`
 //! - layer 1, configuration: `config`, `logging`
-//! - layer 0, foundations: `clock`, `crypto`, `soap`, `fault`, `metrics`, `budget`, `notify`, `version`, `http1`
+//! - layer 0, foundations: `clock`, `crypto`, `soap`, `fault`, `metrics`, `budget`, `notify`, `version`, `http1`, `slots`
 pub mod access;
 pub mod admin;
 pub mod annuaire;
@@ -48,6 +48,7 @@ pub mod runtime;
 pub mod sandbox;
 pub mod serve;
 pub mod sim;
+pub mod slots;
 pub mod soap;
 pub mod trust;
 pub mod upstream;

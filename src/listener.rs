@@ -20,7 +20,7 @@ use crate::config::Limits;
 use crate::local_tls::LocalTls;
 
 mod h1;
-pub use h1::{serve as serve_http1, Body, Io, Settings};
+pub use h1::{serve as serve_http1, Body, Gate, Io, Settings};
 
 /// Time a client gets to complete a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -230,19 +230,22 @@ where
         handler,
         stop,
         Duration::ZERO,
+        None,
     )
     .await;
 }
 
 /// Serves until `stop` turns true, then stops accepting, lets every connection finish the
 /// request it is serving (keep-alive connections close after it), and returns once all are
-/// done or `drain` has passed.
+/// done or `drain` has passed. With a `gate`, each request waits there for its slot before
+/// its head is parsed (`h1::serve`).
 pub async fn serve_until<H, F>(
     bound: Bound,
     limits: Limits,
     handler: Arc<H>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     drain: Duration,
+    gate: Option<Gate>,
 ) where
     H: Fn(Request<Body>, Peer) -> F + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
@@ -272,11 +275,13 @@ pub async fn serve_until<H, F>(
         };
         let handler = handler.clone();
         let watcher = stop.clone();
+        let gate = gate.clone();
         tokio::spawn(async move {
             let _slot = slot;
+            let on = (limits, watcher, gate);
             match conn {
-                Conn::Tcp(s) => serve_conn(s, peer, None, limits, handler, watcher).await,
-                Conn::Unix(s) => serve_conn(s, peer, None, limits, handler, watcher).await,
+                Conn::Tcp(s) => serve_conn(s, peer, None, handler, on).await,
+                Conn::Unix(s) => serve_conn(s, peer, None, handler, on).await,
                 Conn::Tls(s, at, current) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(at.config.clone());
                     let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(s))
@@ -304,7 +309,7 @@ pub async fn serve_until<H, F>(
                         .and_then(|i| i.common_name)
                         .map(Arc::from);
                     let recheck = Recheck { at, current, chain };
-                    serve_conn(tls, peer, Some(recheck), limits, handler, watcher).await
+                    serve_conn(tls, peer, Some(recheck), handler, on).await
                 }
             }
         });
@@ -329,13 +334,15 @@ pub async fn serve_until<H, F>(
     }
 }
 
+/// What a connection is served under: the listener's limits, its stop signal and its gate.
+type Under = (Limits, tokio::sync::watch::Receiver<bool>, Option<Gate>);
+
 async fn serve_conn<IO, H, F>(
     io: IO,
     peer: Peer,
     recheck: Option<Recheck>,
-    limits: Limits,
     handler: Arc<H>,
-    stop: tokio::sync::watch::Receiver<bool>,
+    (limits, stop, gate): Under,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Body>, Peer) -> F + Send + Sync + 'static,
@@ -370,7 +377,7 @@ async fn serve_conn<IO, H, F>(
         limit: limits.write_timeout,
         stalled: None,
     };
-    h1::serve(Box::new(io), settings, handle, stop).await;
+    h1::serve(Box::new(io), settings, handle, stop, gate).await;
 }
 
 /// Cuts a connection whose writes make no progress for `limit`: a client that stops reading

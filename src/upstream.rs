@@ -346,8 +346,7 @@ impl Upstream {
         let Some(link) = call.link.as_deref_mut() else {
             return Err(timeout("response"));
         };
-        let read = self.read_body(link, declared, budget);
-        let read = crate::clock::within(until, read).await;
+        let read = crate::clock::within(until, self.read_body(link, declared, budget)).await;
         // Past here the call is not cut by its caller: the connection is pooled or closed.
         let link = call.link.take();
         let (body, held) = match read {

@@ -20,6 +20,7 @@ use crate::budget::{Budget, Held, Pace, ReadError};
 use crate::config::ServerConfig;
 use crate::fault::{Fault, FaultCode};
 use crate::metrics;
+use crate::slots::{Slot, Slots};
 
 /// How long a refused request's body is drained.
 const DRAIN_TIME: Duration = Duration::from_secs(10);
@@ -27,13 +28,9 @@ const DRAIN_TIME: Duration = Duration::from_secs(10);
 /// The gateway's limits on what requests hold.
 #[derive(Debug)]
 pub struct Admission {
-    /// Requests in progress (a short queue, then load shedding beyond it).
-    requests: Arc<Semaphore>,
-    max_requests: usize,
-    /// How long a request may wait for a slot, and how many may wait.
-    queue_wait: Duration,
-    max_queued: usize,
-    queued: std::sync::atomic::AtomicUsize,
+    /// Requests in progress (a short queue, then load shedding beyond it), shared with the
+    /// listener's gate.
+    pub requests: Arc<Slots>,
     /// Calls in progress per AMC (label-bounded keys: known AMCs, else `other`).
     per_amc: Mutex<HashMap<String, Arc<Semaphore>>>,
     max_per_amc: usize,
@@ -85,11 +82,11 @@ impl Admission {
                 shares: Mutex::default(),
             });
         Admission {
-            requests: Arc::new(Semaphore::new(server.max_concurrent_requests)),
-            max_requests: server.max_concurrent_requests,
-            queue_wait: server.queue_wait,
-            max_queued: server.max_queued_requests,
-            queued: Default::default(),
+            requests: Arc::new(Slots::new(
+                server.max_concurrent_requests,
+                server.queue_wait,
+                server.max_queued_requests,
+            )),
             per_amc: Mutex::default(),
             max_per_amc,
             budget,
@@ -137,28 +134,42 @@ impl Admission {
     /// (first come, first served; the wait counts against the request's deadline), else
     /// `overloaded`. A short wait turns a burst into latency instead of refusals that the
     /// SIHs would retry at once.
-    pub async fn request_slot(&self) -> Result<OwnedSemaphorePermit, Fault> {
-        use std::sync::atomic::Ordering::Relaxed;
-        if let Ok(slot) = self.requests.clone().try_acquire_owned() {
-            return Ok(slot);
-        }
-        let shed = || {
-            overloaded(format!(
-                "more than {} requests in progress, and {} waiting or {} ms of wait",
-                self.max_requests,
-                self.max_queued,
-                self.queue_wait.as_millis()
-            ))
+    pub async fn request_slot(&self) -> Result<Slot, Fault> {
+        self.requests.take().await.ok_or_else(|| self.full())
+    }
+
+    /// The `overloaded` fault of a request that found no slot.
+    pub fn full(&self) -> Fault {
+        overloaded(self.requests.full())
+    }
+
+    /// The body, read by [`Admission::read_body`], then a request slot: the one the listener's
+    /// gate took is kept when the body was all there at once; while a body is still coming it
+    /// is given back (a slow body holds its bytes and connection, not a slot), and a slot is
+    /// waited for again once the body is read.
+    pub async fn body_then_slot(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        caller: &CallerHold,
+        gated: Option<Slot>,
+    ) -> Result<(Bytes, Option<Held>, Slot), Fault> {
+        let mut gated = gated;
+        let read = self.read_body(headers, body, caller);
+        let mut read = std::pin::pin!(read);
+        let (body, held) = std::future::poll_fn(|cx| {
+            let r = std::future::Future::poll(read.as_mut(), cx);
+            if r.is_pending() {
+                gated = None;
+            }
+            r
+        })
+        .await?;
+        let slot = match gated {
+            Some(slot) => slot,
+            None => self.request_slot().await?,
         };
-        if self.queue_wait.is_zero() {
-            return Err(shed());
-        }
-        // Counted out when the wait ends, however it ends (a caller gone drops it midway).
-        let _waiting = Waiting::enter(&self.queued);
-        if self.queued.load(Relaxed) > self.max_queued {
-            return Err(shed());
-        }
-        self.wait_for(&self.requests).await.ok_or_else(shed)
+        Ok((body, held, slot))
     }
 
     /// A permit of `sem`, waited for at most `queue_wait`.
@@ -166,7 +177,7 @@ impl Admission {
         if let Ok(slot) = sem.clone().try_acquire_owned() {
             return Some(slot);
         }
-        let waited = tokio::time::timeout(self.queue_wait, sem.clone().acquire_owned());
+        let waited = tokio::time::timeout(self.requests.wait(), sem.clone().acquire_owned());
         waited.await.ok().and_then(Result::ok)
     }
 
@@ -252,24 +263,6 @@ impl Admission {
     /// sending, reads the fault instead of a reset.
     pub fn drain(&self, body: Body) {
         body.discard(self.max_body_bytes, DRAIN_TIME);
-    }
-}
-
-/// One request waiting for a slot, in the count and in `rocgw_queued_requests` until dropped.
-struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn enter(count: &'a std::sync::atomic::AtomicUsize) -> Waiting<'a> {
-        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        metrics::get().queued.inc();
-        Waiting(count)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        metrics::get().queued.dec();
     }
 }
 

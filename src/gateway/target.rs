@@ -120,13 +120,20 @@ pub fn deadline(headers: &HeaderMap, configured: Duration) -> Result<Duration, F
     let Some(v) = headers.get(&DEADLINE_HEADER) else {
         return Ok(configured);
     };
-    match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
-        Some(ms) if ms > 0 => Ok(configured.min(Duration::from_millis(ms))),
+    match deadline_value(v.as_bytes()) {
+        Some(asked) => Ok(configured.min(asked)),
         _ => Err(Fault::with_detail(
             FaultCode::NotFound,
             "X-Rocgw-Deadline-Ms: a whole number of milliseconds greater than 0",
         )),
     }
+}
+
+/// The deadline a request asks for in `X-Rocgw-Deadline-Ms`: a whole number of milliseconds
+/// greater than 0, else `None`.
+pub fn deadline_value(v: &[u8]) -> Option<Duration> {
+    let ms = std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok()?;
+    (ms > 0).then(|| Duration::from_millis(ms))
 }
 
 #[cfg(test)]

@@ -29,7 +29,8 @@ use tokio::time::Instant;
 use super::HttpResponse;
 use crate::budget::{BoxError, Chunks};
 use crate::http1::{Body as Framed, H1Error, Reader};
-use head::{build_head, parse_head, Head, Refused, Spans};
+use crate::slots::{Gated, Slots};
+use head::{build_head, parse_head, Refused, Spans};
 
 /// A connection the server can read and write.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -41,6 +42,17 @@ type Wire = Reader<Box<dyn Io>>;
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Answer bodies up to this size are copied behind the head and written with it.
 const COPY_BODY: usize = 16 * 1024;
+
+/// A listener's gate: the request slots a request whose head has come waits for before its
+/// head is parsed, and the field in which a request may set its own deadline (which then
+/// bounds that wait too), with how to read it.
+#[derive(Clone)]
+pub struct Gate {
+    pub slots: Arc<Slots>,
+    /// Lower case.
+    pub deadline_field: &'static [u8],
+    pub deadline: fn(&[u8]) -> Option<Duration>,
+}
 
 /// The server's limits on one connection.
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +81,10 @@ pub struct Body {
     interim: Interim,
     /// The rest to read and drop after the answer, and for how long at most.
     discard: Option<(usize, Duration)>,
+    /// With a gate: when the head had come, before the wait for a slot.
+    arrived: Option<Instant>,
+    /// With a gate: the request's slot, or that it was shed.
+    gated: Gated,
 }
 
 /// Where a body leaves the connection for the server.
@@ -114,6 +130,17 @@ impl Interim {
 }
 
 impl Body {
+    /// With a gate on the listener, when the request's head had come (before its wait for a
+    /// slot, which counts against its deadline).
+    pub fn arrived(&self) -> Option<Instant> {
+        self.arrived
+    }
+
+    /// What the listener's gate said of this request; taken (`Open` afterwards).
+    pub fn gated(&mut self) -> Gated {
+        std::mem::take(&mut self.gated)
+    }
+
     /// Asks the server to read and drop what is left of this body after the answer, at most
     /// `limit` bytes for at most `within`, so that a client still sending reads the answer
     /// instead of a reset. The connection closes after it.
@@ -197,11 +224,16 @@ enum Keep {
 
 /// Serves HTTP/1.1 on `io` until the client closes, a request asks to, an error, or `stop`
 /// (idle: at once; busy: after the answer). `handle` answers each request.
+///
+/// With a `gate`, a request whose head has come waits for a slot there before its head is
+/// parsed (or is marked shed), so that requests beyond the slots wait as bytes in their
+/// connection's buffer rather than as parsed requests and their handlers' state.
 pub async fn serve<H, F>(
     io: Box<dyn Io>,
     settings: Settings,
     mut handle: H,
     stop: tokio::sync::watch::Receiver<bool>,
+    gate: Option<Gate>,
 ) where
     H: FnMut(Request<Body>) -> F,
     F: Future<Output = HttpResponse>,
@@ -226,6 +258,17 @@ pub async fn serve<H, F>(
             stopping.as_mut(),
         )
         .await;
+        let (arrived, gated) = match (&head, &gate) {
+            (Ok(_), Some(gate)) => {
+                let arrived = Instant::now();
+                let asked = spans.field(&wire.buf, gate.deadline_field);
+                let limit = asked.and_then(gate.deadline);
+                let slot = gate.slots.take_within(limit).await;
+                (Some(arrived), slot.map_or(Gated::Shed, Gated::Slot))
+            }
+            _ => (None, Gated::Open),
+        };
+        let head = head.and_then(|n| build_head(wire.buf.split_to(n).freeze(), &spans));
         let head = match head {
             Ok(h) => h,
             Err(Refused::Quiet) => return,
@@ -250,6 +293,8 @@ pub async fn serve<H, F>(
                 Interim::Done
             },
             discard: None,
+            arrived,
+            gated,
         };
         let handling = handle(Request::from_parts(parts, body));
         let Some((resp, back)) =
@@ -369,14 +414,14 @@ impl HeadTimer {
 }
 
 /// Waits for a whole request head within the header read timeout, unless `stopping` comes
-/// first while nothing of it has come.
+/// first while nothing of it has come: its length, its parts in `spans`.
 async fn read_head(
     wire: &mut Wire,
     settings: &Settings,
     timer: &mut HeadTimer,
     spans: &mut Spans,
     mut stopping: Pin<&mut (dyn Future<Output = ()> + Send)>,
-) -> Result<Head, Refused> {
+) -> Result<usize, Refused> {
     let deadline = Instant::now() + settings.header_read_timeout;
     // Parsed again only when a line has ended since: a head sent byte by byte is not parsed
     // once per byte.
@@ -385,8 +430,7 @@ async fn read_head(
         if memchr::memchr(b'\n', &wire.buf[seen.min(wire.buf.len())..]).is_some() {
             seen = wire.buf.len();
             if let Some(n) = parse_head(&wire.buf, settings, spans)? {
-                let head = build_head(wire.buf.split_to(n).freeze(), spans)?;
-                return Poll::Ready(Ok(head));
+                return Poll::Ready(Ok(n));
             }
         }
         if wire.buf.len() > settings.max_header_bytes {

@@ -212,7 +212,7 @@ where
             };
             let settings = crate::listener::Settings::from(&crate::config::Limits::default());
             let (_running, stop) = tokio::sync::watch::channel(false);
-            let conn = crate::listener::serve_http1(Box::new(tls), settings, handle, stop);
+            let conn = crate::listener::serve_http1(Box::new(tls), settings, handle, stop, None);
             tokio::select! {
                 _ = conn => {}
                 _ = reset.notified() => {

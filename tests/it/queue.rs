@@ -137,3 +137,63 @@ fn overload_refusals_are_counted_each_but_logged_once_a_second() {
         .sum();
     assert!(also <= shed as u64 - lines.len() as u64, "{lines:?}");
 }
+
+/// Beyond the slots, a request waits at the listener's gate as the bytes of its head: it is
+/// queued but not in progress (its head not parsed, no handler state) until a slot is free.
+#[test]
+fn a_queued_request_waits_before_its_head_is_parsed() {
+    let (_s, _dir, gw, busy) = one_slot_taken(
+        700,
+        "max_concurrent_requests = 1\nqueue_ms = 2000\nmax_queued_requests = 8",
+    );
+    let addr = gw.gateway;
+    let queued = std::thread::spawn(move || call(addr, &[]));
+    wait_for("the second request queued", Duration::from_secs(5), || {
+        metric(&scrape(gw.admin), "rocgw_queued_requests", &[]) == 1.0
+    });
+    let samples = scrape(gw.admin);
+    assert_eq!(metric(&samples, "rocgw_in_flight_requests", &[]), 1.0);
+    assert_eq!(busy.join().unwrap().0, 200);
+    let (status, code, _) = queued.join().unwrap();
+    assert_eq!(
+        (status, code),
+        (200, None),
+        "served once the slot came back"
+    );
+}
+
+/// A request whose body is still coming gives back the slot its head got at the gate: with one
+/// slot, another SIH is served while that body dribbles, and the slow one is served after.
+#[test]
+fn a_body_still_coming_holds_no_slot() {
+    use std::io::{Read as _, Write as _};
+    let s = slow_sim(0);
+    let dir = scratch();
+    let text = s.config_text(
+        "max_concurrent_requests = 1\nqueue_ms = 50",
+        "",
+        "",
+        "",
+        5_000,
+    );
+    let gw = Proc::with_config(&write_config(dir.path(), &text));
+    let body = envelope12("<r:req xmlns:r=\"urn:test\"/>");
+    let mut slow = std::net::TcpStream::connect(gw.gateway).unwrap();
+    let head = format!(
+        "POST /amc/99999991/idb HTTP/1.1\r\nHost: x\r\nContent-Type: {CT12}\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    slow.write_all(head.as_bytes()).unwrap();
+    slow.write_all(&body.as_bytes()[..10]).unwrap();
+    wait_for("the slow body in progress", Duration::from_secs(5), || {
+        metric(&scrape(gw.admin), "rocgw_in_flight_requests", &[]) == 1.0
+    });
+    for _ in 0..3 {
+        assert_eq!(call(gw.gateway, &[]).0, 200, "served while the body comes");
+    }
+    slow.write_all(&body.as_bytes()[10..]).unwrap();
+    let mut got = [0u8; 12];
+    slow.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"HTTP/1.1 200");
+}

@@ -35,6 +35,16 @@ pub(super) struct Spans {
     fields: Vec<[usize; 4]>,
 }
 
+impl Spans {
+    /// The value of the first field named `name` (lower case) in the head at the start of `buf`.
+    pub(super) fn field<'b>(&self, buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
+        self.fields
+            .iter()
+            .find(|&&[no, nl, ..]| is_name(&buf[no..no + nl], name))
+            .map(|&[_, _, vo, vl]| &buf[vo..vo + vl])
+    }
+}
+
 const TOO_MANY: &str = "too many header fields";
 
 fn bad(why: &'static str) -> Refused {

@@ -2,6 +2,8 @@ use super::*;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use crate::slots::{Gated, Slots};
+
 use tokio::io::{AsyncReadExt as _, DuplexStream};
 
 fn settings() -> Settings {
@@ -99,7 +101,7 @@ where
 {
     let (client, server) = tokio::io::duplex(capacity);
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(serve(Box::new(server), settings(), handle, rx));
+    let task = tokio::spawn(serve(Box::new(server), settings(), handle, rx, None));
     (client, tx, task)
 }
 
@@ -536,4 +538,86 @@ async fn a_discarded_body_is_read_up_to_its_limit_only() {
     task.await.unwrap();
     // The server stopped reading past the limit and closed: the client could not send it all.
     assert!(!sending.await.unwrap());
+}
+
+/// A gate of one slot, with `wait`; requests may shorten it in `x-deadline-ms`.
+fn gate_of_one(wait: Duration) -> Gate {
+    Gate {
+        slots: Arc::new(Slots::new(1, wait, 8)),
+        deadline_field: b"x-deadline-ms",
+        deadline: |v| {
+            let ms = std::str::from_utf8(v).ok()?.parse().ok()?;
+            Some(Duration::from_millis(ms))
+        },
+    }
+}
+
+/// What a gated handler saw: whether it had a slot, and how long after the head it ran.
+fn gated_handler(
+    seen: Arc<Mutex<Vec<(bool, Duration)>>>,
+) -> impl FnMut(Request<Body>) -> Pin<Box<dyn Future<Output = HttpResponse> + Send>> {
+    move |req: Request<Body>| {
+        let (_, mut body) = req.into_parts();
+        let arrived = body.arrived().expect("a gated request says when it came");
+        let slot = matches!(body.gated(), Gated::Slot(_));
+        assert!(matches!(body.gated(), Gated::Open), "taken once");
+        seen.lock().unwrap().push((slot, arrived.elapsed()));
+        Box::pin(async move {
+            assert_eq!(body.collect(16).await.as_deref(), Some(&b"hi"[..]));
+            Response::new(Bytes::from_static(b"ok"))
+        })
+    }
+}
+
+const GATED: &[u8] = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhi";
+
+/// With the slots taken, a request whose head has come is not handed over (not parsed) until
+/// one is given back, and its handler gets that slot; without one within the wait, it is
+/// handed over marked shed, at the end of the wait or of its own shorter deadline.
+#[tokio::test(start_paused = true)]
+async fn a_gated_request_waits_for_a_slot_before_it_is_handed_over() {
+    let gate = gate_of_one(Duration::from_millis(500));
+    let held = gate.slots.take().await.unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (mut c, server) = tokio::io::duplex(1 << 16);
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let handle = gated_handler(seen.clone());
+    let task = tokio::spawn(serve(
+        Box::new(server),
+        settings(),
+        handle,
+        rx,
+        Some(gate.clone()),
+    ));
+    c.write_all(GATED).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "handed over while the slots are taken"
+    );
+    drop(held);
+    let mut got = [0u8; 1024];
+    let n = c.read(&mut got).await.unwrap();
+    assert_eq!(answers(&got[..n], false)[0].status, 200);
+    let first = seen.lock().unwrap()[0];
+    assert!(first.0, "the handler got the slot given back");
+    assert_eq!(
+        first.1,
+        Duration::from_millis(200),
+        "its wait counted from the head"
+    );
+    // The slot came back with the answer: taken by someone else, the next request waits its
+    // whole wait, then is handed over shed; one asking for 100 ms waits only that.
+    let _kept = gate.slots.take().await.unwrap();
+    c.write_all(GATED).await.unwrap();
+    let with_deadline =
+        b"POST / HTTP/1.1\r\nhost: x\r\nx-deadline-ms: 100\r\ncontent-length: 2\r\n\r\nhi";
+    c.write_all(with_deadline).await.unwrap();
+    c.shutdown().await.unwrap();
+    let all = answers(&read_to_close(&mut c).await, false);
+    assert_eq!(all.len(), 2);
+    task.await.unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[1], (false, Duration::from_millis(500)));
+    assert_eq!(seen[2], (false, Duration::from_millis(100)));
 }
