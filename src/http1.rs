@@ -55,6 +55,12 @@ pub enum Body {
     Trailers(usize),
 }
 
+thread_local! {
+    /// Where a read into an empty buffer lands first ([`Reader::poll_fill`]).
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; READ_SIZE].into_boxed_slice());
+}
+
 /// One side of a connection being read: the stream, what was read of it and not consumed, and
 /// the body being read.
 pub struct Reader<IO> {
@@ -73,7 +79,30 @@ impl<IO: AsyncRead + Unpin> Reader<IO> {
     }
 
     /// Reads more from the stream into `buf`; 0 at its end.
+    ///
+    /// Into an empty `buf`, the read lands in the thread's scratch buffer and only what came is
+    /// kept, in a buffer of its size: a connection waiting for its next message holds no read
+    /// buffer, and a message is read into memory the allocator just freed (in cache) rather
+    /// than into the unread end of a buffer of its own. Measured with 1,536 connections: a
+    /// fifth more requests served per second (`bench/README.md`, "Fifth round").
     pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.is_empty() {
+            let io = &mut self.io;
+            let read = SCRATCH.with(|s| {
+                // Not taken while another reader on this thread holds it (none does today).
+                let mut s = s.try_borrow_mut().ok()?;
+                let mut rb = ReadBuf::new(&mut s[..]);
+                Some(match Pin::new(&mut *io).poll_read(cx, &mut rb) {
+                    Poll::Ready(Ok(())) => Poll::Ready(Ok(BytesMut::from(rb.filled()))),
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                })
+            });
+            if let Some(read) = read {
+                self.buf = ready!(read)?;
+                return Poll::Ready(Ok(self.buf.len()));
+            }
+        }
         if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
             self.buf.reserve(READ_SIZE);
         }
@@ -413,5 +442,31 @@ mod tests {
         f.field(b"transfer-encoding", b"chunked, gzip").unwrap();
         assert_eq!(f.chunked, Some(false));
         assert!(Framing::default().field(b"content-length", b"+1").is_err());
+    }
+
+    /// A message read whole and consumed leaves no read buffer behind, and the next one is
+    /// read as it comes, whatever was read before.
+    #[tokio::test]
+    async fn a_reader_between_messages_holds_no_buffer() {
+        use tokio::io::AsyncWriteExt as _;
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut r = Reader::new(server);
+        client.write_all(b"0123456789").await.unwrap();
+        assert_eq!(r.fill().await.unwrap(), 10);
+        assert_eq!(r.buf.capacity(), 10, "kept in a buffer of its size");
+        r.body = Body::Length(10);
+        let got = std::future::poll_fn(|cx| r.poll_chunk(cx)).await.unwrap();
+        assert_eq!(got.as_deref(), Some(&b"0123456789"[..]));
+        assert_eq!(r.buf.capacity(), 0, "nothing held between messages");
+        // A message in several reads: the first lands in the scratch, the rest grows the buffer.
+        client.write_all(b"ab").await.unwrap();
+        assert_eq!(r.fill().await.unwrap(), 2);
+        let big = vec![b'x'; 3 * READ_SIZE];
+        client.write_all(&big).await.unwrap();
+        while r.buf.len() < 2 + big.len() {
+            assert!(r.fill().await.unwrap() > 0);
+        }
+        assert_eq!(&r.buf[..2], b"ab");
+        assert!(r.buf[2..].iter().all(|&b| b == b'x'));
     }
 }
