@@ -42,10 +42,15 @@ impl<F: std::future::Future> std::future::Future for Within<F> {
             this.timer
                 .set(Some(tokio::time::sleep_until(*this.deadline)));
         }
-        match this.timer.as_pin_mut().map(|t| t.poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(None),
-            _ => Poll::Pending,
+        let Some(timer) = this.timer.as_pin_mut() else {
+            return Poll::Pending;
+        };
+        // Read first: polling a timer costs the task's cooperative budget, which work that
+        // used all of it must not be able to dodge the deadline with.
+        if timer.is_elapsed() || timer.poll(cx).is_ready() {
+            return Poll::Ready(None);
         }
+        Poll::Pending
     }
 }
 

@@ -99,13 +99,15 @@ impl Gateway {
     }
 
     /// The listeners' gate: the request slots, waited for before a head is parsed, within
-    /// the deadline the request may set in `X-Rocgw-Deadline-Ms`.
-    pub fn gate(&self) -> crate::listener::Gate {
-        crate::listener::Gate {
+    /// the deadline the request may set in `X-Rocgw-Deadline-Ms`. None with per-caller caps:
+    /// requests then queue once their caller is known, so that one caller's flood cannot fill
+    /// the queue before its cap refuses it.
+    pub fn gate(&self) -> Option<crate::listener::Gate> {
+        (!self.admission.has_caller_caps()).then(|| crate::listener::Gate {
             slots: self.admission.requests.clone(),
             deadline_field: b"x-rocgw-deadline-ms",
             deadline: target::deadline_value,
-        }
+        })
     }
 
     /// Handles one request; never fails: errors become SOAP faults.

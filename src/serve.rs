@@ -358,7 +358,7 @@ fn spawn_gateway(
                 handler.clone(),
                 rx.clone(),
                 drain,
-                Some(gate.clone()),
+                gate.clone(),
             ))
         })
         .collect();

@@ -1,10 +1,15 @@
-//! Whether a request gets in, and what it may hold: its body read first, at a minimum pace,
-//! under the size limit and the memory budget (reserved as bytes arrive, so a slow or lying
-//! body holds its bytes and its connection but no request slot); then a request slot (load
-//! shedding beyond `max_concurrent_requests`) and a slot among the calls to its AMC; with
-//! per-caller caps, a caller's requests in progress and bytes held. What is refused is said at
-//! once (`overloaded`, Retry-After) rather than queued without bound, and a refused body is
-//! drained, not kept.
+//! Whether a request gets in, and what it may hold: a request slot (at most
+//! `max_concurrent_requests` in progress; beyond, a short queue, then `overloaded`), its body
+//! read at a minimum pace under the size limit and the memory budget (reserved as bytes
+//! arrive), and a slot among the calls to its AMC; with per-caller caps, a caller's requests
+//! in progress and bytes held.
+//!
+//! The slot is usually taken before the request is parsed, at the listener's gate
+//! (`slots`), when the body came with the head; a request shed there is refused before its
+//! body is read. Otherwise (a body still coming, per-caller caps on) the body is read first and
+//! the slot waited for after it, so a slow or lying body holds its bytes and its connection,
+//! not a slot. What is refused is said at once (`overloaded`, Retry-After) rather than queued
+//! without bound, and a refused body is drained, not kept.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -97,6 +102,12 @@ impl Admission {
             },
             per_caller,
         }
+    }
+
+    /// Whether callers have caps of their own (`max_requests_per_caller`,
+    /// `max_buffered_bytes_per_caller`).
+    pub fn has_caller_caps(&self) -> bool {
+        self.per_caller.is_some()
     }
 
     /// The caller's share and one of its request slots, or `overloaded` (nothing to hold

@@ -258,8 +258,11 @@ pub async fn serve<H, F>(
             stopping.as_mut(),
         )
         .await;
+        // Gated: a request whose body is all here (or has none). One whose body is still to
+        // come (chunked, `100-continue`, a length not yet read) queues after its body instead,
+        // in the gateway: a slow body holds no slot, and no request waits twice.
         let (arrived, gated) = match (&head, &gate) {
-            (Ok(_), Some(gate)) => {
+            (Ok(n), Some(gate)) if spans.body_here(&wire.buf, *n) => {
                 let arrived = Instant::now();
                 let asked = spans.field(&wire.buf, gate.deadline_field);
                 let limit = asked.and_then(gate.deadline);
@@ -303,6 +306,16 @@ pub async fn serve<H, F>(
             return;
         };
         wire = back.wire;
+        // A refused body already read with its head is dropped from the buffer: the
+        // connection stays open (an SIH shed under load keeps its connection).
+        if let (Framed::Length(n), Some(_)) = (wire.body, back.discard) {
+            if let Ok(n) = usize::try_from(n) {
+                if n <= wire.buf.len() {
+                    bytes::Buf::advance(&mut wire.buf, n);
+                    wire.body = Framed::Done;
+                }
+            }
+        }
         let unread = wire.body != Framed::Done;
         let keep = head.keep_alive
             && !unread

@@ -186,10 +186,20 @@ fn six_hundred_bodies_dribbled_just_under_the_minimum_rate_are_cut_while_others_
         .collect();
     kinds.sort();
     kinds.dedup();
+    // When short: what else the gateway said (its distinct log messages, counted).
+    let mut said = std::collections::BTreeMap::<String, usize>::new();
+    for l in gw.stderr_lines() {
+        let msg = l
+            .split("msg=")
+            .nth(1)
+            .or_else(|| l.split("  ").last())
+            .unwrap_or(&l);
+        *said.entry(msg.chars().take(90).collect()).or_default() += 1;
+    }
     assert_eq!(
         metrics("rocgw_faults_total", &timeouts),
         600.0,
-        "how the dribblers ended: {kinds:?}"
+        "how the dribblers ended: {kinds:?}; the gateway's log: {said:?}"
     );
     let fine = rt.block_on(slow_but_fine).unwrap();
     assert!(fine.starts_with("HTTP/1.1 200"), "{fine}");

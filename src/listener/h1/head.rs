@@ -36,6 +36,27 @@ pub(super) struct Spans {
 }
 
 impl Spans {
+    /// Whether the body of the head at the start of `buf` (its first `head` bytes) is all in
+    /// `buf`: none, or a `Content-Length` already read; not a chunked one, nor one the client
+    /// sends only once told to continue.
+    pub(super) fn body_here(&self, buf: &[u8], head: usize) -> bool {
+        let mut length = 0;
+        for &[no, nl, vo, vl] in &self.fields {
+            let name = &buf[no..no + nl];
+            if is_name(name, b"transfer-encoding") || is_name(name, b"expect") {
+                return false;
+            }
+            if is_name(name, b"content-length") {
+                let v = std::str::from_utf8(&buf[vo..vo + vl]).ok();
+                match v.and_then(|v| v.trim().parse::<usize>().ok()) {
+                    Some(n) => length = n,
+                    None => return false,
+                }
+            }
+        }
+        length <= buf.len() - head
+    }
+
     /// The value of the first field named `name` (lower case) in the head at the start of `buf`.
     pub(super) fn field<'b>(&self, buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
         self.fields

@@ -552,17 +552,26 @@ fn gate_of_one(wait: Duration) -> Gate {
     }
 }
 
-/// What a gated handler saw: whether it had a slot, and how long after the head it ran.
+/// What a gated handler saw: whether it had a slot, and how long after the head it ran. While
+/// it runs, the slot it holds is not free (`slots`, of one).
 fn gated_handler(
     seen: Arc<Mutex<Vec<(bool, Duration)>>>,
+    slots: Arc<Slots>,
 ) -> impl FnMut(Request<Body>) -> Pin<Box<dyn Future<Output = HttpResponse> + Send>> {
     move |req: Request<Body>| {
         let (_, mut body) = req.into_parts();
         let arrived = body.arrived().expect("a gated request says when it came");
-        let slot = matches!(body.gated(), Gated::Slot(_));
+        let gated = body.gated();
+        let slot = matches!(gated, Gated::Slot(_));
         assert!(matches!(body.gated(), Gated::Open), "taken once");
         seen.lock().unwrap().push((slot, arrived.elapsed()));
+        let slots = slots.clone();
         Box::pin(async move {
+            if slot {
+                let free = slots.take_within(Some(Duration::ZERO)).await;
+                assert!(free.is_none(), "the slot is held while the request runs");
+            }
+            drop(gated);
             assert_eq!(body.collect(16).await.as_deref(), Some(&b"hi"[..]));
             Response::new(Bytes::from_static(b"ok"))
         })
@@ -581,7 +590,7 @@ async fn a_gated_request_waits_for_a_slot_before_it_is_handed_over() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (mut c, server) = tokio::io::duplex(1 << 16);
     let (_stop, rx) = tokio::sync::watch::channel(false);
-    let handle = gated_handler(seen.clone());
+    let handle = gated_handler(seen.clone(), gate.slots.clone());
     let task = tokio::spawn(serve(
         Box::new(server),
         settings(),
@@ -606,8 +615,8 @@ async fn a_gated_request_waits_for_a_slot_before_it_is_handed_over() {
         Duration::from_millis(200),
         "its wait counted from the head"
     );
-    // The slot came back with the answer: taken by someone else, the next request waits its
-    // whole wait, then is handed over shed; one asking for 100 ms waits only that.
+    // Its slot given back, and taken now by someone else: the next request waits its whole
+    // wait, then is handed over shed; one asking for 100 ms waits only that.
     let _kept = gate.slots.take().await.unwrap();
     c.write_all(GATED).await.unwrap();
     let with_deadline =
@@ -620,4 +629,56 @@ async fn a_gated_request_waits_for_a_slot_before_it_is_handed_over() {
     let seen = seen.lock().unwrap();
     assert_eq!(seen[1], (false, Duration::from_millis(500)));
     assert_eq!(seen[2], (false, Duration::from_millis(100)));
+}
+
+/// A request whose body is not all there with its head is not gated (it queues after its body,
+/// in the handler): a slow body waits for no slot, and holds none.
+#[tokio::test]
+async fn a_request_whose_body_is_still_coming_passes_the_gate() {
+    let gate = gate_of_one(Duration::from_millis(500));
+    let _held = gate.slots.take().await.unwrap();
+    let (mut c, server) = tokio::io::duplex(1 << 16);
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let handle = |req: Request<Body>| {
+        let (_, mut body) = req.into_parts();
+        assert!(body.arrived().is_none() && matches!(body.gated(), Gated::Open));
+        async move {
+            let got = body.collect(64).await.unwrap();
+            Response::new(got)
+        }
+    };
+    let task = tokio::spawn(serve(Box::new(server), settings(), handle, rx, Some(gate)));
+    c.write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\nab")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    c.write_all(b"cd").await.unwrap();
+    let chunked =
+        b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n2\r\nef\r\n0\r\n\r\n";
+    c.write_all(chunked).await.unwrap();
+    c.shutdown().await.unwrap();
+    let all = answers(&read_to_close(&mut c).await, false);
+    let bodies: Vec<&[u8]> = all.iter().map(|a| a.body.as_slice()).collect();
+    assert_eq!(bodies, [&b"abcd"[..], &b"ef"[..]]);
+    task.await.unwrap();
+}
+
+/// A body the handler asked to drop, already read with its head, is dropped from the buffer
+/// and the connection stays open (a request refused unread, e.g. shed under load).
+#[tokio::test]
+async fn a_discarded_body_already_here_keeps_the_connection() {
+    let handle = |req: Request<Body>| {
+        let (_, body) = req.into_parts();
+        body.discard(1024, Duration::from_secs(1));
+        std::future::ready(Response::new(Bytes::from_static(b"no")))
+    };
+    let (mut c, _stop, task) = start(handle);
+    c.write_all(&[GATED, GATED].concat()).await.unwrap();
+    c.shutdown().await.unwrap();
+    let all = answers(&read_to_close(&mut c).await, false);
+    task.await.unwrap();
+    assert_eq!(all.len(), 2, "both answered on one connection");
+    assert!(all
+        .iter()
+        .all(|a| a.status == 200 && a.field("connection").is_none()));
 }
