@@ -20,10 +20,11 @@ pub type Slot = OwnedSemaphorePermit;
 #[derive(Debug)]
 pub struct Slots {
     sem: Arc<Semaphore>,
-    max: usize,
     wait: Duration,
     max_queued: usize,
     queued: AtomicUsize,
+    /// Why a request is shed, written once: a shed request under load is cheap to answer.
+    full: String,
 }
 
 /// What the listener's gate said of a request before its head was parsed.
@@ -42,10 +43,13 @@ impl Slots {
     pub fn new(max: usize, wait: Duration, max_queued: usize) -> Slots {
         Slots {
             sem: Arc::new(Semaphore::new(max)),
-            max,
             wait,
             max_queued,
             queued: AtomicUsize::new(0),
+            full: format!(
+                "more than {max} requests in progress, and {max_queued} waiting or {} ms of wait",
+                wait.as_millis()
+            ),
         }
     }
 
@@ -81,12 +85,7 @@ impl Slots {
 
     /// Why a request was shed, for its fault.
     pub fn full(&self) -> String {
-        format!(
-            "more than {} requests in progress, and {} waiting or {} ms of wait",
-            self.max,
-            self.max_queued,
-            self.wait.as_millis()
-        )
+        self.full.clone()
     }
 }
 

@@ -83,7 +83,7 @@ pub fn rfc4514(name: &X509Name<'_>) -> String {
 
 /// Appends `s` escaped for a canonical text node (`&`, `<`, `>`, CR).
 fn text(out: &mut String, s: &str) {
-    escape(out, s, |b| match b {
+    crate::fault::push_escaped(out, s, |b| match b {
         b'&' => Some("&amp;"),
         b'<' => Some("&lt;"),
         b'>' => Some("&gt;"),
@@ -92,25 +92,9 @@ fn text(out: &mut String, s: &str) {
     });
 }
 
-/// Appends `s` with each byte `esc` names replaced (all are ASCII, so UTF-8 sequences pass
-/// whole); the runs between them are copied at once.
-fn escape(out: &mut String, s: &str, esc: impl Fn(u8) -> Option<&'static str>) {
-    let mut rest = s;
-    while let Some((i, with)) = rest
-        .bytes()
-        .enumerate()
-        .find_map(|(i, b)| Some((i, esc(b)?)))
-    {
-        out.push_str(&rest[..i]);
-        out.push_str(with);
-        rest = &rest[i + 1..];
-    }
-    out.push_str(rest);
-}
-
 /// Appends `s` escaped for a canonical attribute value (`&`, `<`, `"`, TAB, LF, CR).
 fn attr(out: &mut String, s: &str) {
-    escape(out, s, |b| match b {
+    crate::fault::push_escaped(out, s, |b| match b {
         b'&' => Some("&amp;"),
         b'<' => Some("&lt;"),
         b'"' => Some("&quot;"),
