@@ -282,7 +282,9 @@ pub async fn serve_until<H, F>(
             match conn {
                 Conn::Tcp(s) => serve_conn(s, peer, None, handler, on).await,
                 Conn::Unix(s) => serve_conn(s, peer, None, handler, on).await,
-                Conn::Tls(s, at, current) => {
+                // Boxed: a TLS handshake's state is large, and every plain connection's task
+                // would otherwise carry room for it (4.5 KiB instead of 1.7 KiB per task).
+                Conn::Tls(s, at, current) => Box::pin(async move {
                     let acceptor = tokio_rustls::TlsAcceptor::from(at.config.clone());
                     let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(s))
                         .await
@@ -310,7 +312,8 @@ pub async fn serve_until<H, F>(
                         .map(Arc::from);
                     let recheck = Recheck { at, current, chain };
                     serve_conn(tls, peer, Some(recheck), handler, on).await
-                }
+                })
+                .await,
             }
         });
     }
