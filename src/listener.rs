@@ -256,7 +256,7 @@ pub async fn serve_until<H, F>(
             a = bound.accept() => a,
             _ = stop.wait_for(|s| *s) => break,
         };
-        let (conn, mut peer) = match accepted {
+        let (conn, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -283,37 +283,10 @@ pub async fn serve_until<H, F>(
                 Conn::Tcp(s) => serve_conn(s, peer, None, handler, on).await,
                 Conn::Unix(s) => serve_conn(s, peer, None, handler, on).await,
                 // Boxed: a TLS handshake's state is large, and every plain connection's task
-                // would otherwise carry room for it (4.5 KiB instead of 1.7 KiB per task).
-                Conn::Tls(s, at, current) => Box::pin(async move {
-                    let acceptor = tokio_rustls::TlsAcceptor::from(at.config.clone());
-                    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(s))
-                        .await
-                    {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::info!(peer = %peer, error = %e, "TLS handshake refused");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::info!(peer = %peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let chain: Vec<_> = tls
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-                        .unwrap_or_default();
-                    peer.tls_client = chain
-                        .first()
-                        .and_then(|c| crate::identity::CertInfo::parse(c.as_ref()).ok())
-                        .and_then(|i| i.common_name)
-                        .map(Arc::from);
-                    let recheck = Recheck { at, current, chain };
-                    serve_conn(tls, peer, Some(recheck), handler, on).await
-                })
-                .await,
+                // would otherwise carry room for it (4.5 KiB instead of 2.2 KiB per task).
+                Conn::Tls(s, at, current) => {
+                    Box::pin(serve_tls(s, (at, current), peer, handler, on)).await;
+                }
             }
         });
     }
@@ -335,6 +308,44 @@ pub async fn serve_until<H, F>(
     {
         tracing::warn!("drain deadline passed: remaining connections are cut");
     }
+}
+
+/// The TLS handshake of a connection on a mutual-TLS listener, then its requests.
+async fn serve_tls<H, F>(
+    s: TcpStream,
+    (at, current): (Arc<LocalTls>, Arc<arc_swap::ArcSwap<LocalTls>>),
+    mut peer: Peer,
+    handler: Arc<H>,
+    on: Under,
+) where
+    H: Fn(Request<Body>, Peer) -> F + Send + Sync + 'static,
+    F: Future<Output = HttpResponse> + Send + 'static,
+{
+    let acceptor = tokio_rustls::TlsAcceptor::from(at.config.clone());
+    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(s)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::info!(peer = %peer, error = %e, "TLS handshake refused");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(peer = %peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let chain: Vec<_> = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+        .unwrap_or_default();
+    peer.tls_client = chain
+        .first()
+        .and_then(|c| crate::identity::CertInfo::parse(c.as_ref()).ok())
+        .and_then(|i| i.common_name)
+        .map(Arc::from);
+    let recheck = Recheck { at, current, chain };
+    serve_conn(tls, peer, Some(recheck), handler, on).await;
 }
 
 /// What a connection is served under: the listener's limits, its stop signal and its gate.
