@@ -26,13 +26,31 @@ pub(super) struct Head {
 }
 
 /// Where a head's parts are in its bytes (offset, length), found by `httparse`.
-#[derive(Default)]
 pub(super) struct Spans {
     method: (usize, usize),
     target: (usize, usize),
     http10: bool,
     /// Name and value of each field.
     fields: Vec<[usize; 4]>,
+    /// The framing fields, `Expect: 100-continue` and the `Host` fields, scanned once with
+    /// the parts: the gate and [`build_head`] both read them.
+    framing: Result<Framing, ()>,
+    expect: bool,
+    hosts: usize,
+}
+
+impl Default for Spans {
+    fn default() -> Spans {
+        Spans {
+            method: (0, 0),
+            target: (0, 0),
+            http10: false,
+            fields: Vec::new(),
+            framing: Ok(Framing::default()),
+            expect: false,
+            hosts: 0,
+        }
+    }
 }
 
 impl Spans {
@@ -40,21 +58,12 @@ impl Spans {
     /// `buf`: none, or a `Content-Length` already read; not a chunked one, nor one the client
     /// sends only once told to continue.
     pub(super) fn body_here(&self, buf: &[u8], head: usize) -> bool {
-        let mut length = 0;
-        for &[no, nl, vo, vl] in &self.fields {
-            let name = &buf[no..no + nl];
-            if is_name(name, b"transfer-encoding") || is_name(name, b"expect") {
-                return false;
+        match &self.framing {
+            Ok(f) if f.chunked.is_none() && !self.expect => {
+                f.length.unwrap_or(0) <= (buf.len() - head) as u64
             }
-            if is_name(name, b"content-length") {
-                let v = std::str::from_utf8(&buf[vo..vo + vl]).ok();
-                match v.and_then(|v| v.trim().parse::<usize>().ok()) {
-                    Some(n) => length = n,
-                    None => return false,
-                }
-            }
+            _ => false,
         }
-        length <= buf.len() - head
     }
 
     /// The value of the first field named `name` (lower case) in the head at the start of `buf`.
@@ -121,10 +130,23 @@ fn spans_in<'b>(
     spans.target = span(req.path.unwrap_or_default().as_bytes());
     spans.http10 = req.version == Some(0);
     spans.fields.clear();
+    let mut framing = Framing::default();
+    let (mut ok, mut expect, mut hosts) = (true, false, 0);
     for h in req.headers.iter() {
-        let (name, value) = (span(h.name.as_bytes()), span(h.value));
-        spans.fields.push([name.0, name.1, value.0, value.1]);
+        let (name, value) = (h.name.as_bytes(), h.value);
+        let (n, v) = (span(name), span(value));
+        spans.fields.push([n.0, n.1, v.0, v.1]);
+        match framing.field(name, value) {
+            Ok(true) => {}
+            Ok(false) if is_name(name, b"expect") => {
+                expect = value.eq_ignore_ascii_case(b"100-continue");
+            }
+            Ok(false) => hosts += usize::from(is_name(name, b"host")),
+            Err(_) => ok = false,
+        }
     }
+    spans.framing = if ok { Ok(framing) } else { Err(()) };
+    (spans.expect, spans.hosts) = (expect, hosts);
     Ok(Some(n))
 }
 
@@ -135,19 +157,14 @@ pub(super) fn build_head(head: Bytes, spans: &Spans) -> Result<Head, Refused> {
     let (o, n) = spans.target;
     let uri =
         Uri::from_maybe_shared(head.slice(o..o + n)).map_err(|_| bad("bad request target"))?;
+    let framing = spans
+        .framing
+        .as_ref()
+        .map_err(|()| bad("bad framing fields"))?;
+    let (expect, hosts) = (spans.expect, spans.hosts);
     let mut headers = HeaderMap::with_capacity(spans.fields.len());
-    let mut framing = Framing::default();
-    let (mut expect, mut hosts) = (false, 0);
     for &[no, nl, vo, vl] in &spans.fields {
-        let (name, value) = (&head[no..no + nl], &head[vo..vo + vl]);
-        let framed = framing
-            .field(name, value)
-            .map_err(|_| bad("bad framing fields"))?;
-        if !framed && is_name(name, b"expect") {
-            expect = value.eq_ignore_ascii_case(b"100-continue");
-        } else if !framed && is_name(name, b"host") {
-            hosts += 1;
-        }
+        let name = &head[no..no + nl];
         let name = HeaderName::from_bytes(name).map_err(|_| bad("bad header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(vo..vo + vl))
             .map_err(|_| bad("bad header value"))?;
