@@ -105,7 +105,7 @@ impl Gateway {
     pub fn gate(&self) -> Option<crate::listener::Gate> {
         (!self.admission.has_caller_caps()).then(|| crate::listener::Gate {
             slots: self.admission.requests.clone(),
-            deadline_field: b"x-rocgw-deadline-ms",
+            deadline_field: target::DEADLINE_NAME.as_bytes(),
             deadline: target::deadline_value,
         })
     }

@@ -64,10 +64,15 @@ impl Slots {
         self.take_within(None).await
     }
 
+    /// A slot if one is free now.
+    pub fn try_take(&self) -> Option<Slot> {
+        self.sem.clone().try_acquire_owned().ok()
+    }
+
     /// [`Slots::take`], waiting no longer than `limit` either (what is left of the request's
     /// own deadline).
     pub async fn take_within(&self, limit: Option<Duration>) -> Option<Slot> {
-        if let Ok(slot) = self.sem.clone().try_acquire_owned() {
+        if let Some(slot) = self.try_take() {
             return Some(slot);
         }
         let wait = limit.map_or(self.wait, |l| l.min(self.wait));

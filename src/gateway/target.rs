@@ -12,7 +12,9 @@ use crate::soap::{self, SoapVersion};
 
 /// Header by which an SIH may shorten a request's deadline (milliseconds).
 pub const DEADLINE_HEADER: http::header::HeaderName =
-    http::header::HeaderName::from_static("x-rocgw-deadline-ms");
+    http::header::HeaderName::from_static(DEADLINE_NAME);
+/// Its name, as the listener's gate looks it up in a head not yet parsed.
+pub const DEADLINE_NAME: &str = "x-rocgw-deadline-ms";
 
 /// What the SIH asked for, read off the path.
 #[derive(Debug, PartialEq, Eq)]

@@ -264,9 +264,14 @@ pub async fn serve<H, F>(
         let (arrived, gated) = match (&head, &gate) {
             (Ok(n), Some(gate)) if spans.body_here(&wire.buf, *n) => {
                 let arrived = Instant::now();
-                let asked = spans.field(&wire.buf, gate.deadline_field);
-                let limit = asked.and_then(gate.deadline);
-                let slot = gate.slots.take_within(limit).await;
+                let slot = match gate.slots.try_take() {
+                    Some(slot) => Some(slot),
+                    // Only a request that must wait looks for its own deadline.
+                    None => {
+                        let asked = spans.field(&wire.buf, gate.deadline_field);
+                        gate.slots.take_within(asked.and_then(gate.deadline)).await
+                    }
+                };
                 (Some(arrived), slot.map_or(Gated::Shed, Gated::Slot))
             }
             _ => (None, Gated::Open),
