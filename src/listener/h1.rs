@@ -143,8 +143,21 @@ impl Body {
 
     /// Asks the server to read and drop what is left of this body after the answer, at most
     /// `limit` bytes for at most `within`, so that a client still sending reads the answer
-    /// instead of a reset. The connection closes after it.
+    /// instead of a reset. The connection closes after it, unless the rest was already read
+    /// with the head: it is dropped at once and the connection stays open (an SIH shed under
+    /// load keeps its connection).
     pub fn discard(mut self, limit: usize, within: Duration) {
+        if let Some(wire) = self.wire.as_mut() {
+            let here = match wire.body {
+                Framed::Length(n) => usize::try_from(n).ok().filter(|&n| n <= wire.buf.len()),
+                _ => None,
+            };
+            if let Some(n) = here {
+                bytes::Buf::advance(&mut wire.buf, n);
+                wire.body = Framed::Done;
+                return;
+            }
+        }
         self.discard = Some((limit, within));
     }
 
@@ -311,16 +324,6 @@ pub async fn serve<H, F>(
             return;
         };
         wire = back.wire;
-        // A refused body already read with its head is dropped from the buffer: the
-        // connection stays open (an SIH shed under load keeps its connection).
-        if let (Framed::Length(n), Some(_)) = (wire.body, back.discard) {
-            if let Ok(n) = usize::try_from(n) {
-                if n <= wire.buf.len() {
-                    bytes::Buf::advance(&mut wire.buf, n);
-                    wire.body = Framed::Done;
-                }
-            }
-        }
         let unread = wire.body != Framed::Done;
         let keep = head.keep_alive
             && !unread
