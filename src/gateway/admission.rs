@@ -155,9 +155,9 @@ impl Admission {
     }
 
     /// The body, read by [`Admission::read_body`], then a request slot: the one the listener's
-    /// gate took is kept when the body was all there at once; while a body is still coming it
-    /// is given back (a slow body holds its bytes and connection, not a slot), and a slot is
-    /// waited for again once the body is read.
+    /// gate took (it takes one only for a request whose body came with its head, so that body
+    /// is read at once), else one waited for now that the body is read (a slow body held its
+    /// bytes and connection, not a slot).
     pub async fn body_then_slot(
         &self,
         headers: &HeaderMap,
@@ -165,17 +165,7 @@ impl Admission {
         caller: &CallerHold,
         gated: Option<Slot>,
     ) -> Result<(Bytes, Option<Held>, Slot), Fault> {
-        let mut gated = gated;
-        let read = self.read_body(headers, body, caller);
-        let mut read = std::pin::pin!(read);
-        let (body, held) = std::future::poll_fn(|cx| {
-            let r = std::future::Future::poll(read.as_mut(), cx);
-            if r.is_pending() {
-                gated = None;
-            }
-            r
-        })
-        .await?;
+        let (body, held) = self.read_body(headers, body, caller).await?;
         let slot = match gated {
             Some(slot) => slot,
             None => self.request_slot().await?,
