@@ -115,7 +115,8 @@ impl Gateway {
         let mut in_flight = InFlight::enter();
         let (parts, body) = req.into_parts();
         // From the head's arrival: a wait at the listener's gate counts against the deadline.
-        let started = body.arrived().map_or_else(Instant::now, |t| t.into_std());
+        let arrived = body.arrived();
+        let started = arrived.map_or_else(Instant::now, |t| t.into_std());
         let target = target::target(parts.uri.path());
         let hint = target::version_hint(&parts.headers);
         // Who called, once `access` said: named in the refusal log line as in the audit record.
@@ -128,15 +129,17 @@ impl Gateway {
             Ok(deadline) => {
                 let target = target.as_ref().map_err(|why| *why);
                 let until = started + deadline;
-                // What the wait at the listener's gate left of it.
-                let left = until.saturating_duration_since(Instant::now());
-                let served = if left.is_zero() {
+                // Nothing left of it after the wait at the listener's gate: the deadline's
+                // fault, not the gate's. Otherwise a timer only if the answer is not ready at
+                // once (a refusal is).
+                let spent = arrived.is_some() && until <= Instant::now();
+                let served = if spent {
                     self.admission.drain(body);
                     None
                 } else {
                     let serving =
                         self.serve(&parts, body, &peer, target, (hint, until), &mut caller);
-                    tokio::time::timeout(left, serving).await.ok()
+                    crate::clock::within(until.into(), serving).await
                 };
                 match served {
                     Some(r) => r,
