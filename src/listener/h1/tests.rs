@@ -99,9 +99,18 @@ where
     H: FnMut(Request<Body>) -> F + Send + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
 {
+    start_gated(capacity, None, handle)
+}
+
+/// [`start_with`] behind `gate`.
+fn start_gated<H, F>(capacity: usize, gate: Option<Gate>, handle: H) -> Started
+where
+    H: FnMut(Request<Body>) -> F + Send + 'static,
+    F: Future<Output = HttpResponse> + Send + 'static,
+{
     let (client, server) = tokio::io::duplex(capacity);
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(serve(Box::new(server), settings(), handle, rx, None));
+    let task = tokio::spawn(serve(Box::new(server), settings(), handle, rx, gate));
     (client, tx, task)
 }
 
@@ -588,16 +597,8 @@ async fn a_gated_request_waits_for_a_slot_before_it_is_handed_over() {
     let gate = gate_of_one(Duration::from_millis(500));
     let held = gate.slots.take().await.unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let (mut c, server) = tokio::io::duplex(1 << 16);
-    let (_stop, rx) = tokio::sync::watch::channel(false);
     let handle = gated_handler(seen.clone(), gate.slots.clone());
-    let task = tokio::spawn(serve(
-        Box::new(server),
-        settings(),
-        handle,
-        rx,
-        Some(gate.clone()),
-    ));
+    let (mut c, _stop, task) = start_gated(1 << 16, Some(gate.clone()), handle);
     c.write_all(GATED).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
@@ -637,8 +638,6 @@ async fn a_gated_request_waits_for_a_slot_before_it_is_handed_over() {
 async fn a_request_whose_body_is_still_coming_passes_the_gate() {
     let gate = gate_of_one(Duration::from_millis(500));
     let _held = gate.slots.take().await.unwrap();
-    let (mut c, server) = tokio::io::duplex(1 << 16);
-    let (_stop, rx) = tokio::sync::watch::channel(false);
     let handle = |req: Request<Body>| {
         let (_, mut body) = req.into_parts();
         assert!(body.arrived().is_none() && matches!(body.gated(), Gated::Open));
@@ -647,7 +646,7 @@ async fn a_request_whose_body_is_still_coming_passes_the_gate() {
             Response::new(got)
         }
     };
-    let task = tokio::spawn(serve(Box::new(server), settings(), handle, rx, Some(gate)));
+    let (mut c, _stop, task) = start_gated(1 << 16, Some(gate), handle);
     c.write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\nab")
         .await
         .unwrap();
