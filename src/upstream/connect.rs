@@ -84,6 +84,9 @@ impl HostLimits {
     }
 }
 
+/// How often a wait for a connection permit closes an idle connection again.
+const EVICT_AGAIN: Duration = Duration::from_millis(20);
+
 /// Why a connection could not be made.
 #[derive(Debug)]
 pub enum ConnectError {
@@ -196,13 +199,20 @@ impl Connector {
         let permit = match sem.clone().try_acquire_owned() {
             Ok(p) => p,
             // Every permit is held: by connections in use, or idle in some pool. Close an idle
-            // one (another structure's pool may hold them all), then wait for a permit.
-            Err(_) => {
+            // one (another structure's pool may hold them all), then wait for a permit, closing
+            // an idle one again now and then: a connection put back while this waits (a cut
+            // call's, finished in the background) would otherwise hold its permit idle while
+            // every call slot waits here.
+            Err(_) => loop {
                 self.limits.evict_idle(key);
-                sem.acquire_owned()
-                    .await
-                    .map_err(|_| ConnectError::Proxy("connection limiter closed".into()))?
-            }
+                match tokio::time::timeout(EVICT_AGAIN, sem.clone().acquire_owned()).await {
+                    Ok(Ok(p)) => break p,
+                    Ok(Err(_)) => {
+                        return Err(ConnectError::Proxy("connection limiter closed".into()))
+                    }
+                    Err(_) => {}
+                }
+            },
         };
         let tcp = match &self.proxy {
             Some(p) if !p.bypass(&host) => self.tunnel(p, &host, port).await?,
