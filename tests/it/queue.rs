@@ -142,9 +142,11 @@ fn overload_refusals_are_counted_each_but_logged_once_a_second() {
 /// queued but not in progress (its head not parsed, no handler state) until a slot is free.
 #[test]
 fn a_queued_request_waits_before_its_head_is_parsed() {
+    // The call in progress lasts long enough for the counts to be read while it runs (its
+    // slot given back, it is still counted in flight for a moment).
     let (_s, _dir, gw, busy) = one_slot_taken(
-        700,
-        "max_concurrent_requests = 1\nqueue_ms = 2000\nmax_queued_requests = 8",
+        2_000,
+        "max_concurrent_requests = 1\nqueue_ms = 4000\nmax_queued_requests = 8",
     );
     let addr = gw.gateway;
     let queued = std::thread::spawn(move || call(addr, &[]));
