@@ -84,7 +84,8 @@ impl HostLimits {
     }
 }
 
-/// How often a wait for a connection permit closes an idle connection again.
+/// How long one wait for a connection permit lasts before the pool is looked in again and an
+/// idle connection closed again.
 const EVICT_AGAIN: Duration = Duration::from_millis(20);
 
 /// Why a connection could not be made.
@@ -184,7 +185,34 @@ impl Connector {
         HostLimits::of(&self.limits.conns, key, self.max_per_host)
     }
 
-    pub(super) async fn connect(&self, uri: &Uri, key: &str) -> Result<Conn, ConnectError> {
+    /// A connection permit for `key` if one is free, or becomes free within [`EVICT_AGAIN`]:
+    /// every permit may be held by connections in use or idle in some pool, so an idle one is
+    /// closed first (another structure's pool may hold them all). `None` when the wait ran
+    /// out: the caller looks in its own pool again, where a connection may have come back
+    /// meanwhile (a cut call's, finished in the background), before it waits again. Closed
+    /// limiter: an error.
+    pub(super) async fn permit(
+        &self,
+        key: &str,
+    ) -> Result<Option<OwnedSemaphorePermit>, ConnectError> {
+        let sem = self.semaphore(key);
+        if let Ok(p) = sem.clone().try_acquire_owned() {
+            return Ok(Some(p));
+        }
+        self.limits.evict_idle(key);
+        match tokio::time::timeout(EVICT_AGAIN, sem.acquire_owned()).await {
+            Ok(Ok(p)) => Ok(Some(p)),
+            Ok(Err(_)) => Err(ConnectError::Proxy("connection limiter closed".into())),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// A new connection to `uri` under `permit` (from [`Connector::permit`]).
+    pub(super) async fn connect(
+        &self,
+        uri: &Uri,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Conn, ConnectError> {
         if uri.scheme_str() != Some("https") {
             return Err(ConnectError::NotHttps);
         }
@@ -195,25 +223,6 @@ impl Connector {
             .trim_end_matches(']')
             .to_string();
         let port = uri.port_u16().unwrap_or(443);
-        let sem = self.semaphore(key);
-        let permit = match sem.clone().try_acquire_owned() {
-            Ok(p) => p,
-            // Every permit is held: by connections in use, or idle in some pool. Close an idle
-            // one (another structure's pool may hold them all), then wait for a permit, closing
-            // an idle one again now and then: a connection put back while this waits (a cut
-            // call's, finished in the background) would otherwise hold its permit idle while
-            // every call slot waits here.
-            Err(_) => loop {
-                self.limits.evict_idle(key);
-                match tokio::time::timeout(EVICT_AGAIN, sem.clone().acquire_owned()).await {
-                    Ok(Ok(p)) => break p,
-                    Ok(Err(_)) => {
-                        return Err(ConnectError::Proxy("connection limiter closed".into()))
-                    }
-                    Err(_) => {}
-                }
-            },
-        };
         let tcp = match &self.proxy {
             Some(p) if !p.bypass(&host) => self.tunnel(p, &host, port).await?,
             _ => tokio::time::timeout(

@@ -356,15 +356,22 @@ fn down_hanging_and_resetting_amcs_each_get_their_fault_in_time_while_a_healthy_
     assert_eq!(s.counter("injected", "reset"), 3.0);
 }
 
-/// An AMC behaving as `behavior` behind a gateway, and an SIH that hung up on a call to it
-/// once the call reached it. The simulator and the gateway's temporary folder live as long as
-/// the returned values.
-fn sih_hangs_up_on(behavior: Behavior) -> (TlsServer, Proc, SimFixture, tempfile::TempDir) {
+/// An AMC behaving as `behavior` behind a gateway (with `upstream`, lines of its `[upstream]`
+/// table), and an SIH that hung up on a call to it once the call reached it. The simulator and
+/// the gateway's temporary folder live as long as the returned values.
+fn sih_hangs_up_on(
+    behavior: Behavior,
+    upstream: &str,
+) -> (TlsServer, Proc, SimFixture, tempfile::TempDir) {
     let amc = TlsServer::fixture("osi/amc-b", None, behavior);
     let s = SimFixture::start(|cfg| {
         cfg.annuaire.entries = vec![entry("88888882", amc.url("/idb"))];
     });
-    let (gw, t) = gateway(&s, "", "", "");
+    let t = scratch();
+    let text = s
+        .config_text("", "", "", "", 3_000)
+        .replace("[upstream]\n", &format!("[upstream]\n{upstream}\n"));
+    let gw = Proc::with_config(&write_config(t.path(), &text));
     let sih = post_unread(gw.gateway, "/amc/88888882/idb");
     wait_for("the request upstream", Duration::from_secs(5), || {
         amc.requests() == 1
@@ -384,7 +391,7 @@ fn client_gone(samples: &[Sample]) -> f64 {
 
 #[test]
 fn an_sih_that_hangs_up_cancels_its_upstream_call() {
-    let (hanging, gw, _s, _t) = sih_hangs_up_on(Behavior::Delay(Duration::from_secs(60)));
+    let (hanging, gw, _s, _t) = sih_hangs_up_on(Behavior::Delay(Duration::from_secs(60)), "");
     // The gateway drops the call; its connection, whose answer does not come in the second it
     // is given to be kept, closes: nothing stays in flight.
     wait_for(
@@ -402,7 +409,7 @@ fn an_sih_that_hangs_up_cancels_its_upstream_call() {
 #[test]
 fn a_call_cut_by_its_sih_leaves_its_upstream_connection_for_the_next_call() {
     // The AMC answers 300 ms after each request; the SIH hung up before.
-    let (slow, gw, _s, _t) = sih_hangs_up_on(Behavior::Delay(Duration::from_millis(300)));
+    let (slow, gw, _s, _t) = sih_hangs_up_on(Behavior::Delay(Duration::from_millis(300)), "");
     // The answer is read and dropped; the connection stays open, back in the pool.
     wait_for("the connection kept", Duration::from_secs(5), || {
         let kept = &[("upstream", "amc")];
@@ -416,6 +423,33 @@ fn a_call_cut_by_its_sih_leaves_its_upstream_connection_for_the_next_call() {
     assert_eq!(client_gone(&scrape(gw.admin)), 1.0);
     // The next call goes out on it: no second connection, no second handshake.
     assert_eq!(call(&gw, "88888882", "idb", &[]).status, 200);
+    assert_eq!((slow.requests(), slow.connections()), (2, 1));
+}
+
+#[test]
+fn a_call_waiting_for_the_hosts_only_connection_gets_it_when_a_cut_call_puts_it_back() {
+    // One connection to the AMC at most; it answers 300 ms after each request; the SIH hung
+    // up before. The next call comes while the cut call's connection still reads its answer:
+    // it holds the host's only connection permit, so the call waits for one.
+    let (slow, gw, _s, _t) = sih_hangs_up_on(
+        Behavior::Delay(Duration::from_millis(300)),
+        "max_connections_per_host = 1",
+    );
+    let t = Instant::now();
+    let r = call(&gw, "88888882", "idb", &[]);
+    // The connection, back in the pool, is the call's: it is not left idle holding the permit
+    // (the call would wait for its deadline), nor closed for a new one (a second handshake).
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let kept = &[("upstream", "amc")];
+    assert_eq!(
+        metric(
+            &scrape(gw.admin),
+            "rocgw_upstream_connections_kept_total",
+            kept
+        ),
+        1.0
+    );
     assert_eq!((slow.requests(), slow.connections()), (2, 1));
 }
 
