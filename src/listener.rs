@@ -105,11 +105,28 @@ fn local(l: &TcpListener) -> SocketAddr {
     l.local_addr().expect("bound listener has an address")
 }
 
+/// The listen backlog: connections the kernel completes before they are accepted. std's (and
+/// so tokio's `TcpListener::bind`) is 128: 600 SIH connections opened at once overflowed it,
+/// and the kernel fell back on SYN cookies, which now and then reset a connection the gateway
+/// never saw. The kernel caps it at `net.core.somaxconn` (4096 by default).
+const BACKLOG: u32 = 4096;
+
 /// Binds `addr`; the error names the config `field` so start-up failures are one clear line.
 pub async fn bind(field: &str, addr: SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("{field}: {CANNOT_LISTEN} {addr}: {e}"))
+    listen_on(addr).map_err(|e| format!("{field}: {CANNOT_LISTEN} {addr}: {e}"))
+}
+
+/// A TCP listener on `addr` with [`BACKLOG`] (and `SO_REUSEADDR`, as std sets it: a restart
+/// binds again while the last run's connections linger in `TIME_WAIT`).
+fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// Binds a Unix domain socket at `path` with file mode `mode`. The socket is made under a
@@ -497,4 +514,47 @@ pub fn text(status: http::StatusCode, body: impl Into<Bytes>) -> HttpResponse {
         http::header::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+    use tokio::net::TcpStream;
+
+    /// Connections opened at once, before any is accepted, wait in the kernel's backlog until
+    /// they are: more of them than std's 128, none dropped (a dropped SYN is retried a second
+    /// later) nor answered with a SYN cookie.
+    #[tokio::test]
+    async fn three_hundred_connections_opened_at_once_wait_to_be_accepted() {
+        let l = super::bind("server.listen", "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = l.local_addr().unwrap();
+        let n = 300;
+        let opening: Vec<_> = (0..n)
+            .map(|_| {
+                tokio::spawn(tokio::time::timeout(
+                    Duration::from_millis(700),
+                    TcpStream::connect(addr),
+                ))
+            })
+            .collect();
+        let mut open = Vec::new();
+        for o in opening {
+            if let Ok(Ok(s)) = o.await.unwrap() {
+                open.push(s);
+            }
+        }
+        let mut accepted = 0;
+        while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(300), l.accept()).await {
+            accepted += 1;
+        }
+        let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap_or_default();
+        assert_eq!(
+            (open.len(), accepted),
+            (n, n),
+            "net.core.somaxconn = {}",
+            somaxconn.trim()
+        );
+    }
 }

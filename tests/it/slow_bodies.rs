@@ -120,26 +120,41 @@ fn sixty_six_bodies_declaring_a_mebibyte_and_sending_six_bytes_starve_nobody() {
 /// (a late tick does not bunch up); stops writing as soon as the gateway answers. The outcome.
 async fn dribble(addr: SocketAddr, body: Vec<u8>, chunk: usize, every: Duration) -> String {
     let mut c = open_request(addr, body.len(), &[]).await;
+    let started = Instant::now();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut parts = body.chunks(chunk);
     let (mut r, mut w) = c.split();
     let mut first = [0u8; 1];
     let mut got = Vec::new();
-    loop {
+    let mut sent = 0;
+    let stopped = loop {
         tokio::select! {
             _ = tick.tick() => match parts.next() {
-                Some(p) if w.write_all(p).await.is_ok() => {}
-                _ => break,
+                Some(p) => match w.write_all(p).await {
+                    Ok(()) => sent += 1,
+                    Err(e) => break format!("write failed ({:?})", e.kind()),
+                },
+                None => break "all sent".to_string(),
             },
             // The gateway answered (or closed): stop sending.
-            n = r.read(&mut first) => {
-                got.extend_from_slice(&first[..n.unwrap_or(0)]);
-                break;
+            n = r.read(&mut first) => match n {
+                Ok(n) => {
+                    got.extend_from_slice(&first[..n]);
+                    break if n == 0 { "closed" } else { "answered" }.to_string();
+                }
+                Err(e) => break format!("read failed ({:?})", e.kind()),
             }
         }
+    };
+    let end = outcome_after(c, Duration::from_secs(30), got).await;
+    if end == "(nothing)" {
+        // How it ended, for a failure's message.
+        let t = started.elapsed().as_secs_f64();
+        format!("(nothing): {stopped} after {sent} writes, {t:.1} s")
+    } else {
+        end
     }
-    outcome_after(c, Duration::from_secs(30), got).await
 }
 
 #[test]
