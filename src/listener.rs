@@ -105,8 +105,8 @@ fn local(l: &TcpListener) -> SocketAddr {
     l.local_addr().expect("bound listener has an address")
 }
 
-/// The listen backlog: connections the kernel completes before they are accepted. std's (and
-/// so tokio's `TcpListener::bind`) is 128: 600 SIH connections opened at once overflowed it,
+/// The listen backlog (TCP and Unix): connections the kernel completes before they are
+/// accepted. std's (and so tokio's `TcpListener::bind`) is 128: 600 SIH connections opened at once overflowed it,
 /// and the kernel fell back on SYN cookies, which now and then reset a connection the gateway
 /// never saw. The kernel caps it at `net.core.somaxconn` (4096 by default).
 const BACKLOG: u32 = 4096;
@@ -152,7 +152,12 @@ pub fn bind_unix(field: &str, path: &Path, mode: u32) -> Result<Bound, String> {
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    let l = UnixListener::bind(&tmp).map_err(|e| fail(format!("cannot listen: {e}")))?;
+    let l = tokio::net::UnixSocket::new_stream()
+        .and_then(|s| {
+            s.bind(&tmp)?;
+            s.listen(BACKLOG)
+        })
+        .map_err(|e| fail(format!("cannot listen: {e}")))?;
     let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
         .map_err(|e| fail(format!("cannot set its mode to {mode:o}: {e}")))
         .and_then(|_| {
@@ -549,12 +554,35 @@ mod tests {
         while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(300), l.accept()).await {
             accepted += 1;
         }
-        let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap_or_default();
-        assert_eq!(
-            (open.len(), accepted),
-            (n, n),
-            "net.core.somaxconn = {}",
-            somaxconn.trim()
-        );
+        assert_eq!((open.len(), accepted), (n, n), "{}", somaxconn());
+    }
+
+    fn somaxconn() -> String {
+        let v = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap_or_default();
+        format!("net.core.somaxconn = {}", v.trim())
+    }
+
+    /// The same on the Unix socket.
+    #[tokio::test]
+    async fn three_hundred_unix_connections_opened_at_once_wait_to_be_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rocgw.sock");
+        let super::Bound::Unix(l, _) =
+            super::bind_unix("server.unix_socket", &path, 0o600).unwrap()
+        else {
+            panic!("a Unix listener");
+        };
+        let n = 300;
+        let mut open = Vec::new();
+        for _ in 0..n {
+            if let Ok(s) = tokio::net::UnixStream::connect(&path).await {
+                open.push(s);
+            }
+        }
+        let mut accepted = 0;
+        while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(300), l.accept()).await {
+            accepted += 1;
+        }
+        assert_eq!((open.len(), accepted), (n, n), "{}", somaxconn());
     }
 }
