@@ -262,24 +262,30 @@ impl Upstream {
 
     /// A connection to `key`: an idle pooled one, or a new one (its opening retried while
     /// nothing can have been sent). While every connection permit of the host is held, the
-    /// pool is looked in again after each wait: a connection put back meanwhile is reused.
+    /// pool is looked in again after each wait: a connection put back meanwhile (a cut call's)
+    /// is reused.
     async fn link(&self, key: &str, uri: &Uri) -> Result<Box<Link>, UpstreamError> {
+        if let Some(link) = self.pool.checkout(key) {
+            return Ok(link);
+        }
+        let target = connect::target(uri).map_err(|e| classify(self.kind, &e))?;
         let mut attempt = 0;
         loop {
             let permit = loop {
-                if let Some(link) = self.pool.checkout(key) {
-                    return Ok(link);
-                }
                 match self.connector.permit(key).await {
                     Ok(Some(p)) => break p,
-                    Ok(None) => {}
+                    Ok(None) => {
+                        if let Some(link) = self.pool.checkout(key) {
+                            return Ok(link);
+                        }
+                    }
                     Err(e) => return Err(classify(self.kind, &e)),
                 }
             };
             // Boxed, and the connection boxed within: a handshake's state and a connection are
             // large and rare, and every call's future would carry room for them.
             let opened =
-                Box::pin(async { self.connector.connect(uri, permit).await.map(Link::new) });
+                Box::pin(async { self.connector.connect(&target, permit).await.map(Link::new) });
             let e = match opened.await {
                 Ok(link) => return Ok(link),
                 Err(e) => classify(self.kind, &e),

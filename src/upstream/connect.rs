@@ -168,6 +168,30 @@ impl AsyncWrite for Conn {
     }
 }
 
+/// Where a connection goes: an https URL's host (without IPv6 brackets) and port.
+pub(super) struct Target {
+    host: String,
+    port: u16,
+}
+
+/// The [`Target`] of `uri`, checked before any wait for a connection permit: only https
+/// upstreams exist.
+pub(super) fn target(uri: &Uri) -> Result<Target, ConnectError> {
+    if uri.scheme_str() != Some("https") {
+        return Err(ConnectError::NotHttps);
+    }
+    let host = uri
+        .host()
+        .ok_or(ConnectError::NotHttps)?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    Ok(Target {
+        host,
+        port: uri.port_u16().unwrap_or(443),
+    })
+}
+
 /// Makes TLS connections for the pool: TCP (directly or through the proxy), then TLS.
 #[derive(Clone)]
 pub struct Connector {
@@ -207,24 +231,16 @@ impl Connector {
         }
     }
 
-    /// A new connection to `uri` under `permit` (from [`Connector::permit`]).
+    /// A new connection to `target` (from [`target`]) under `permit` (from
+    /// [`Connector::permit`]).
     pub(super) async fn connect(
         &self,
-        uri: &Uri,
+        target: &Target,
         permit: OwnedSemaphorePermit,
     ) -> Result<Conn, ConnectError> {
-        if uri.scheme_str() != Some("https") {
-            return Err(ConnectError::NotHttps);
-        }
-        let host = uri
-            .host()
-            .ok_or(ConnectError::NotHttps)?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let port = uri.port_u16().unwrap_or(443);
+        let (host, port) = (&target.host, target.port);
         let tcp = match &self.proxy {
-            Some(p) if !p.bypass(&host) => self.tunnel(p, &host, port).await?,
+            Some(p) if !p.bypass(host) => self.tunnel(p, host, port).await?,
             _ => tokio::time::timeout(
                 self.connect_timeout,
                 TcpStream::connect((host.as_str(), port)),
