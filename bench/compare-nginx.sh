@@ -19,6 +19,8 @@
 #      connections, and the default 512 at CONNECTIONS and 48 × 32 (max_connections = 2048, ulimit -n
 #      raised); one rocgw process per limit and path; answers counted by status and X-Rocgw-Error (a
 #      wrk Lua `response` hook); goodput = served (200) req/s at the high count ÷ at CONNECTIONS.
+#      For reference, the nginx proxy on `/annuaire` at CONNECTIONS and 48 × 32 (no admission
+#      limit: its own goodput, what 1,536 open connections cost a proxy on this machine).
 #   4. Memory: a fresh rocgw's VmRSS idle, then VmHWM after MEM_CONNECTIONS busy connections on each
 #      path (max_concurrent_requests and max_concurrent_per_amc = 1024, so all are admitted), then
 #      IDLE_WAIT seconds idle (upstream connections opened meanwhile); nginx's worker for reference.
@@ -557,6 +559,10 @@ if [[ " $SECTIONS " == *" 3 "* ]]; then
       wrk_run 3 "$p-512-c$OVL_LOW" "$r" "http://${OADDR[512-$p]}/$path" "$OVL_LOW" "$W/count.lua" "${OPID[512-$p]}"
       wrk_run 3 "$p-512-c$OVL_HUGE" "$r" "http://${OADDR[512-$p]}/$path" "$OVL_HUGE" "$W/count.lua" "${OPID[512-$p]}"
     done
+    # shellcheck disable=SC2086 # the worker list is words
+    for c in "$OVL_LOW" "$OVL_HUGE"; do
+      wrk_run 3 "nginx-annuaire-c$c" "$r" "http://127.0.0.1:$NGX/annuaire" "$c" "$W/count.lua" "$NGINX_PROXY_PID" $NGINX_PROXY_WORKERS
+    done
   done
   for k in 64-annuaire 64-amc 512-annuaire 512-amc; do
     instance_report "overload-$k" "${OPID[$k]}" "${OADMIN[$k]}"
@@ -736,6 +742,10 @@ for p, name in (("annuaire", "`/annuaire`"), ("amc", "`/amc/99999991/idb`")):
             f"{n(served(hi))} (p99 {n(med(hi, 5), 1)} ms)", f"{n(served(lo))} at -c{low} (p99 {n(med(lo, 5), 1)} ms)", ratio(served(hi), served(lo)))
         row("3", "  answers other than 200 (status:X-Rocgw-Error, all rounds); upstream connections opened",
             f"-c{top}: {o_hi} ({share_hi:.1f} %); {total(hi, 14):,}", f"-c{low}: {o_lo}; {total(lo, 14):,}", "")
+lo, hi = ("3", f"nginx-annuaire-c{low}"), ("3", f"nginx-annuaire-c{huge}")
+if rows.get(lo) and rows.get(hi):
+    row("3", f"reference: nginx proxying `/annuaire` (no admission limit): served req/s at -c{huge}, vs -c{low}; its own goodput",
+        "", f"{n(served(hi))} vs {n(served(lo))}; CPU per 1,000 {n(med(hi, 6), 1)} vs {n(med(lo, 6), 1)} ms", ratio(served(hi), served(lo)))
 for p, name in (("annuaire", "`/annuaire`"), ("amc", "`/amc/99999991/idb`")):
     k = ("4", f"rss-rocgw-{p}")
     if rows.get(k):
