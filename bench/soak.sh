@@ -6,9 +6,9 @@
 # (`rocgw load --rate`) for SOAK_SECONDS. While the load runs:
 #
 #   * every SOAK_SAMPLE_SECONDS the gateway's RSS (VmRSS) is written to rss.csv;
-#   * at 1/3 of the run both identities are rotated: org/ → org2/ (a second structure of the
-#     same test IGC-Santé hierarchy, so the simulator still trusts it), atomic `mv` over the
-#     configured P12 files, then SIGHUP; /status must show the new serials;
+#   * at 1/3 of the run both identities are rotated: org/ → org/*-renewed (the structure's
+#     renewed certificates: a reload refuses another structure's, as a restart would), atomic
+#     `mv` over the configured P12 files, then SIGHUP; /status must show the new serials;
 #   * at 2/3 the IGC OSI CRL bundle is updated: it gains AC-SERVEUR's CRL (which revokes the
 #     test PKI's `server-revoked` certificate), atomic `mv`, no signal: the timed file check
 #     ([reload] check_interval_s) must pick it up. Proof: /status lists the new CRL, and a probe
@@ -142,9 +142,9 @@ install_atomic "$PKI/org/sign.p12" "$D/certs/sign.p12"
 cat "$PKI/osi/root.crl.pem" "$PKI/osi/ac-services-applicatifs.crl.pem" >"$D/trust/osi.crls.pem.new"
 mv -f "$D/trust/osi.crls.pem.new" "$D/trust/osi.crls.pem"
 OLD_SIGN=$(manifest_serial org/sign.pem)
-NEW_SIGN=$(manifest_serial org2/sign.pem)
+NEW_SIGN=$(manifest_serial org/sign-renewed.pem)
 OLD_AUTH=$(manifest_serial org/auth_cli.pem)
-NEW_AUTH=$(manifest_serial org2/auth_cli.pem)
+NEW_AUTH=$(manifest_serial org/auth_cli-renewed.pem)
 
 # The simulator: AMCs 99999991 (no fault) and 99999992 (20 ms + exponential 30 ms latency) take
 # the load; AMC 99999993 serves the revoked server certificate and only gets the probes.
@@ -245,11 +245,11 @@ sample() {
 
 ROTATED_T= ROTATED_EPOCH= ROTATION_OK=0 ANN_CALLS_AT_ROTATION=
 rotate() {
-  log "rotation: org/ → org2/ identities (atomic mv), then SIGHUP"
+  log "rotation: org/ → org/*-renewed identities (atomic mv), then SIGHUP"
   metrics "$D/metrics.rotation.txt"
   ANN_CALLS_AT_ROTATION=$(prom_sum "$D/metrics.rotation.txt" rocgw_annuaire_calls_total)
-  install_atomic "$PKI/org2/auth_cli.p12" "$D/certs/auth_cli.p12"
-  install_atomic "$PKI/org2/sign.p12" "$D/certs/sign.p12"
+  install_atomic "$PKI/org/auth_cli-renewed.p12" "$D/certs/auth_cli.p12"
+  install_atomic "$PKI/org/sign-renewed.p12" "$D/certs/sign.p12"
   kill -HUP "$GW_PID"
   for ((i = 0; i < 100; i++)); do
     status

@@ -234,6 +234,10 @@ pub enum IdentityError {
     /// Loaded, but the signing layer cannot use the key; `why` names the field.
     #[error("{why}")]
     Unusable { why: String },
+    /// Read by a reload, but not for the gateway in force (another structure, the other
+    /// hierarchy): what a restart would refuse.
+    #[error("{field}: {why}; the certificate in force is kept")]
+    Unfit { field: String, why: String },
     /// The file's chain stops before a root: the issuer `missing` is not in it.
     #[error("{field}: the certificate chain in the file stops at {missing}: {advice}")]
     IncompleteChain {
@@ -617,10 +621,19 @@ impl ReloadableIdentity {
         self.current.load_full()
     }
 
-    /// Reads the source again. On success the new identity replaces the old one and the result
-    /// says whether the certificate changed; on failure the old identity stays.
-    pub fn reload(&self, now: i64) -> Result<bool, IdentityError> {
+    /// Reads the source again. On success (and when `fit` accepts it) the new identity replaces
+    /// the old one and the result says whether the certificate changed; on failure the old
+    /// identity stays.
+    pub fn reload(
+        &self,
+        now: i64,
+        fit: &dyn Fn(&Identity) -> Result<(), String>,
+    ) -> Result<bool, IdentityError> {
         let id = self.read_again(now)?;
+        fit(&id).map_err(|why| IdentityError::Unfit {
+            field: id.field.clone(),
+            why,
+        })?;
         let changed = id.chain != self.current.load().chain;
         self.current.store(Arc::new(id));
         Ok(changed)

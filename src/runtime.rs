@@ -66,6 +66,9 @@ pub struct Structure {
     pub profile: Profile,
 }
 
+/// The structure's identifier when its certificates name none.
+const DEFAULT_STRUCTURE: &str = "default";
+
 impl Structure {
     /// Loads a structure's identities; in the `[structures.*]` form both certificates must name
     /// the configured identifier.
@@ -91,7 +94,7 @@ impl Structure {
             }
             None => Some(named(&sign.identity()))
                 .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "default".into()),
+                .unwrap_or_else(|| DEFAULT_STRUCTURE.into()),
         };
         let mut profile = global.clone();
         if cfg.name_id.is_some() {
@@ -291,7 +294,8 @@ impl Runtime {
         let mut ok = true;
         let mut new_auth = Vec::new();
         for s in self.structures.values() {
-            match s.auth_cli.reload(now) {
+            let fit = |id: &Identity| self.fit(s, id);
+            match s.auth_cli.reload(now, &fit) {
                 Ok(true) => {
                     new_certificate(s, &s.auth_cli.current());
                     new_auth.push(s.id.as_str());
@@ -302,7 +306,7 @@ impl Runtime {
                     kept("identity", &e);
                 }
             }
-            match s.sign.reload(now) {
+            match s.sign.reload(now, &fit) {
                 Ok(true) => new_certificate(s, &s.sign.identity()),
                 Ok(false) => {}
                 Err(e) => {
@@ -341,6 +345,35 @@ impl Runtime {
             self.report();
         }
         ok
+    }
+}
+
+impl Runtime {
+    /// What start-up refuses (`cert doctor`'s structure and hierarchy checks) in a certificate a
+    /// reload read for structure `s`: one naming another structure than the one in force, or
+    /// from the other IGC-Santé hierarchy than `environment`. A reload must not put in force
+    /// what a restart would refuse.
+    fn fit(&self, s: &Structure, id: &Identity) -> Result<(), String> {
+        if let Some(other) = id.info.structure_id.as_deref() {
+            if s.id != DEFAULT_STRUCTURE && other != s.id {
+                return Err(format!(
+                    "a certificate of structure {other}, not of structure {} (in force): both \
+                     certificates must name the structure (their OU)",
+                    s.id
+                ));
+            }
+        }
+        if let Some(env) = self.cfg.environment {
+            let test = crate::identity::is_test(&id.info);
+            if test != (env == crate::config::Environment::Test) {
+                return Err(format!(
+                    "a {} certificate with environment = \"{}\"",
+                    if test { "TEST" } else { "production" },
+                    env.as_str()
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

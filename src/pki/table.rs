@@ -186,6 +186,21 @@ const IGC_SANTE: Hierarchy = Hierarchy {
             p12: ALL_P12,
             ..ORG
         }),
+        // The first structure's certificates renewed (same structure, new keys): a rotation.
+        Item::Leaf(LeafSpec {
+            base: "org/auth_cli-renewed",
+            role: "org-auth-cli-renewed",
+            profile: Profile::AuthCli,
+            dn: ORG_AUTH_CLI,
+            ..ORG
+        }),
+        Item::Leaf(LeafSpec {
+            base: "org/sign-renewed",
+            role: "org-sign-renewed",
+            profile: Profile::Sign,
+            dn: ORG_SIGN,
+            ..ORG
+        }),
         // The second structure (another EG of the same group).
         Item::Leaf(LeafSpec {
             base: "org2/auth_cli",

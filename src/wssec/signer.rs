@@ -185,8 +185,17 @@ impl ReloadableSigner {
     }
 
     /// Reads the source again; returns whether the certificate changed (see the contract).
-    pub fn reload(&self, now: i64) -> Result<bool, IdentityError> {
+    /// A new certificate `fit` refuses is not put in force.
+    pub fn reload(
+        &self,
+        now: i64,
+        fit: &dyn Fn(&Identity) -> Result<(), String>,
+    ) -> Result<bool, IdentityError> {
         let id = self.identity.read_again(now)?;
+        fit(&id).map_err(|why| IdentityError::Unfit {
+            field: id.field.clone(),
+            why,
+        })?;
         if id.chain == self.identity.current().chain {
             return Ok(false);
         }

@@ -1,5 +1,6 @@
 //! A reload rebuilds only what changed: a reload that finds the same SIGN certificate keeps the
-//! signer and the assertions it signed for reuse; a new SIGN certificate replaces both at once.
+//! signer and the assertions it signed for reuse; a new SIGN certificate replaces both at once;
+//! one a restart would refuse (another structure's) is not put in force.
 
 use std::fs;
 use std::time::Duration;
@@ -69,14 +70,43 @@ fn a_reload_keeps_the_signer_and_its_reused_assertions_unless_sign_changed() {
     assert_eq!(a[2]["assertion_id"], a[0]["assertion_id"]);
     assert_eq!(a[2]["signer_serial"], serial_of("org/sign.pem").as_str());
 
-    // A new SIGN certificate: a new signer, and nothing signed by the old key is reused.
+    // Another structure's SIGN certificate (1990000020 for 1990000012): what a restart would
+    // refuse, so the reload keeps the certificate in force, its signer and its assertion.
     replace_file(&pki_path("org2/sign.p12"), &sign);
+    p.signal("HUP");
+    wait_for("the refused reload", Duration::from_secs(10), || {
+        metric(
+            &scrape(p.admin),
+            "rocgw_reloads_total",
+            &[("outcome", "failed")],
+        ) >= 1.0
+    });
+    call();
+    let a = audit_records(&audit, 4);
+    assert_eq!(a[3]["reused"].as_bool(), Some(true), "{:?}", a[3]);
+    assert_eq!(a[3]["signer_serial"], serial_of("org/sign.pem").as_str());
+    let refused = p
+        .stderr_lines()
+        .into_iter()
+        .find(|l| l.contains("reload failed"))
+        .unwrap_or_default();
+    assert!(
+        refused.contains("structure 1990000020, not of structure 1990000012"),
+        "{refused}"
+    );
+
+    // The structure's SIGN certificate renewed: a new signer, and nothing signed by the old key
+    // is reused.
+    replace_file(&pki_path("org/sign-renewed.p12"), &sign);
     p.signal("HUP");
     reloads(2.0);
     call();
-    let a = audit_records(&audit, 4);
-    assert_eq!(a[3]["reused"].as_bool(), Some(false), "{:?}", a[3]);
-    assert_ne!(a[3]["assertion_id"], a[0]["assertion_id"]);
-    assert_eq!(a[3]["signer_serial"], serial_of("org2/sign.pem").as_str());
-    assert_ne!(serial_of("org2/sign.pem"), serial_of("org/sign.pem"));
+    let a = audit_records(&audit, 5);
+    assert_eq!(a[4]["reused"].as_bool(), Some(false), "{:?}", a[4]);
+    assert_ne!(a[4]["assertion_id"], a[0]["assertion_id"]);
+    assert_eq!(
+        a[4]["signer_serial"],
+        serial_of("org/sign-renewed.pem").as_str()
+    );
+    assert_ne!(serial_of("org/sign-renewed.pem"), serial_of("org/sign.pem"));
 }

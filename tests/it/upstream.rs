@@ -632,7 +632,7 @@ fn rotation(trigger_by_signal: bool) {
     }
     .start();
     let old = pki_serial("org/auth_cli.pem");
-    let new = pki_serial("org2/auth_cli.pem");
+    let new = pki_serial("org/auth_cli-renewed.pem");
 
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -683,8 +683,8 @@ fn rotation(trigger_by_signal: bool) {
     );
     assert!(ann.serials()[n..].iter().all(|s| *s == old));
 
-    // The new certificate: after the reload, the server sees its serial.
-    replace_file(&pki_path("org2/auth_cli.p12"), &p12);
+    // The structure's AUTH_CLI renewed: after the reload, the server sees its serial.
+    replace_file(&pki_path("org/auth_cli-renewed.p12"), &p12);
     if trigger_by_signal {
         p.signal("HUP");
     }
