@@ -293,8 +293,9 @@ impl Runtime {
         let now = now_unix();
         let mut ok = true;
         let mut new_auth = Vec::new();
+        let crls = crate::trust::IdentityCrls::load(&self.cfg.trust.identity_crls);
         for s in self.structures.values() {
-            let fit = |id: &Identity| self.fit(s, id);
+            let fit = |id: &Identity| self.fit(s, id, &crls);
             match s.auth_cli.reload(now, &fit) {
                 Ok(true) => {
                     new_certificate(s, &s.auth_cli.current());
@@ -349,11 +350,17 @@ impl Runtime {
 }
 
 impl Runtime {
-    /// What start-up refuses (`cert doctor`'s structure and hierarchy checks) in a certificate a
-    /// reload read for structure `s`: one naming another structure than the one in force, or
-    /// from the other IGC-Santé hierarchy than `environment`. A reload must not put in force
-    /// what a restart would refuse.
-    fn fit(&self, s: &Structure, id: &Identity) -> Result<(), String> {
+    /// What start-up refuses (`cert doctor`'s structure, hierarchy and revocation checks) in a
+    /// certificate a reload read for structure `s`: one naming another structure than the one
+    /// in force, from the other IGC-Santé hierarchy than `environment`, or listed by the
+    /// IGC-Santé CRLs (`crls`: those read, and why any could not be). A reload must not put in
+    /// force what a restart would refuse.
+    fn fit(
+        &self,
+        s: &Structure,
+        id: &Identity,
+        crls: &(crate::trust::IdentityCrls, Vec<String>),
+    ) -> Result<(), String> {
         if let Some(other) = id.info.structure_id.as_deref() {
             if s.id != DEFAULT_STRUCTURE && other != s.id {
                 return Err(format!(
@@ -372,6 +379,18 @@ impl Runtime {
                     env.as_str()
                 ));
             }
+        }
+        let (crls, unreadable) = crls;
+        if let Some(e) = unreadable.first() {
+            return Err(format!(
+                "cannot check it against [trust] identity_crls: {e}"
+            ));
+        }
+        if id.chain.first().is_some_and(|leaf| crls.revokes(leaf)) {
+            return Err(format!(
+                "serial {} is in the IGC-Santé CRL: this certificate was revoked",
+                id.info.serial
+            ));
         }
         Ok(())
     }

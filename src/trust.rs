@@ -24,9 +24,11 @@ use crate::config::TrustConfig;
 use crate::identity::{read_pem_certs, CertInfo};
 
 mod crl;
+mod identity_crls;
 mod roles;
 mod verifier;
 pub use crl::{crl_ders, read_crl_file, Certs, Crl, CrlSet, Scope, Status, Superseded};
+pub use identity_crls::IdentityCrls;
 pub use roles::{Role, Roles, WrongRole};
 pub use verifier::OsiVerifier;
 

@@ -154,7 +154,7 @@ fn structure(
     st: &StructureConfig,
     now: i64,
     expect: Expect,
-    identity_crls: &[(Vec<u8>, Vec<Vec<u8>>)],
+    identity_crls: &crate::trust::IdentityCrls,
 ) {
     use crate::identity::Role;
     let mut found = Vec::new();

@@ -13,10 +13,13 @@ fn serial_of(p12_pem: &str) -> String {
     rocgw::identity::CertInfo::parse(&der[0]).unwrap().serial
 }
 
-#[test]
-fn a_reload_keeps_the_signer_and_its_reused_assertions_unless_sign_changed() {
-    let amc = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
-    let tmp = scratch();
+/// A gateway signing with a copy of `org/sign.p12` (its path returned, to be replaced), `trust`
+/// lines added to `[trust]`, an audit file, and AMC 10000001 at `amc`.
+fn gateway(
+    amc: &TlsServer,
+    tmp: &tempfile::TempDir,
+    trust: &str,
+) -> (Proc, std::path::PathBuf, std::path::PathBuf) {
     let sign = tmp.path().join("sign.p12");
     fs::copy(pki_path("org/sign.p12"), &sign).unwrap();
     let audit = audit_file(tmp.path());
@@ -31,25 +34,49 @@ fn a_reload_keeps_the_signer_and_its_reused_assertions_unless_sign_changed() {
     .replace(
         pki_path("org/sign.p12").to_str().unwrap(),
         sign.to_str().unwrap(),
+    )
+    .replace("[trust]\n", &format!("[trust]\n{trust}\n"));
+    (
+        Proc::with_config(&write_config(tmp.path(), &text)),
+        sign,
+        audit,
+    )
+}
+
+/// One signed call to AMC 10000001, answered 200.
+fn call(p: &Proc) {
+    let r = post(
+        p.gateway,
+        "/amc/10000001/idb",
+        CT12,
+        &envelope12("<r:q xmlns:r=\"urn:t\"/>"),
     );
-    let p = Proc::with_config(&write_config(tmp.path(), &text));
-    let call = || {
-        let r = post(
-            p.gateway,
-            "/amc/10000001/idb",
-            CT12,
-            &envelope12("<r:q xmlns:r=\"urn:t\"/>"),
-        );
-        assert_eq!(r.status, 200, "{}", r.body);
-    };
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// Waits for the `n`th reload with `outcome`; the last "reload failed" log line.
+fn reloaded(p: &Proc, outcome: &str, n: f64) -> String {
+    wait_for("the reload", Duration::from_secs(10), || {
+        metric(
+            &scrape(p.admin),
+            "rocgw_reloads_total",
+            &[("outcome", outcome)],
+        ) >= n
+    });
+    p.stderr_lines()
+        .into_iter()
+        .rfind(|l| l.contains("reload failed"))
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_reload_keeps_the_signer_and_its_reused_assertions_unless_sign_changed() {
+    let amc = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
+    let tmp = scratch();
+    let (p, sign, audit) = gateway(&amc, &tmp, "");
+    let call = || call(&p);
     let reloads = |n: f64| {
-        wait_for("the reload", Duration::from_secs(10), || {
-            metric(
-                &scrape(p.admin),
-                "rocgw_reloads_total",
-                &[("outcome", "ok")],
-            ) >= n
-        })
+        reloaded(&p, "ok", n);
     };
 
     call();
@@ -74,22 +101,11 @@ fn a_reload_keeps_the_signer_and_its_reused_assertions_unless_sign_changed() {
     // refuse, so the reload keeps the certificate in force, its signer and its assertion.
     replace_file(&pki_path("org2/sign.p12"), &sign);
     p.signal("HUP");
-    wait_for("the refused reload", Duration::from_secs(10), || {
-        metric(
-            &scrape(p.admin),
-            "rocgw_reloads_total",
-            &[("outcome", "failed")],
-        ) >= 1.0
-    });
+    let refused = reloaded(&p, "failed", 1.0);
     call();
     let a = audit_records(&audit, 4);
     assert_eq!(a[3]["reused"].as_bool(), Some(true), "{:?}", a[3]);
     assert_eq!(a[3]["signer_serial"], serial_of("org/sign.pem").as_str());
-    let refused = p
-        .stderr_lines()
-        .into_iter()
-        .find(|l| l.contains("reload failed"))
-        .unwrap_or_default();
     assert!(
         refused.contains("structure 1990000020, not of structure 1990000012"),
         "{refused}"
@@ -109,4 +125,31 @@ fn a_reload_keeps_the_signer_and_its_reused_assertions_unless_sign_changed() {
         serial_of("org/sign-renewed.pem").as_str()
     );
     assert_ne!(serial_of("org/sign-renewed.pem"), serial_of("org/sign.pem"));
+}
+
+/// A SIGN certificate the IGC-Santé CRLs (`[trust] identity_crls`) revoke is refused by a
+/// reload, as by start-up; the certificate in force goes on signing.
+#[test]
+fn a_reload_refuses_a_revoked_sign_certificate() {
+    let amc = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
+    let tmp = scratch();
+    let crls = format!(
+        "identity_crls = [\"{}\", \"{}\"]",
+        pki_path("igc-sante/aci-el-org.crl.pem").display(),
+        pki_path("igc-sante/acr.crl.pem").display()
+    );
+    let (p, sign, audit) = gateway(&amc, &tmp, &crls);
+    replace_file(&pki_path("negative/sign-revoked.p12"), &sign);
+    p.signal("HUP");
+    let refused = reloaded(&p, "failed", 1.0);
+    assert!(
+        refused.contains(&format!(
+            "serial {} is in the IGC-Santé CRL",
+            serial_of("negative/sign-revoked.pem")
+        )),
+        "{refused}"
+    );
+    call(&p);
+    let a = audit_records(&audit, 1);
+    assert_eq!(a[0]["signer_serial"], serial_of("org/sign.pem").as_str());
 }

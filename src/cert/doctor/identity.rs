@@ -4,39 +4,20 @@
 use std::path::{Path, PathBuf};
 
 use rustls::pki_types::CertificateDer;
-use x509_parser::prelude::*;
 
 use super::{Expect, Level, Report};
 use crate::cert::{chain_up, is_test, key_matches, missing_is_aci_el_org, Chain};
 use crate::config::{Environment, IdentitySource};
 use crate::identity::{CertInfo, Role, EXPIRY_WARNING_DAYS};
+use crate::trust::IdentityCrls;
 
-/// (issuer raw name, serials) of each IGC-Santé CRL file.
-pub(in crate::cert) fn load_crls(
-    paths: &[PathBuf],
-    r: &mut Report,
-) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
-    let mut out = Vec::new();
-    for p in paths {
-        let ders = match crate::trust::read_crl_file(p) {
-            Ok(d) => d,
-            Err(e) => {
-                r.add(Level::Fail, "trust.identity_crls", e.to_string(), None);
-                continue;
-            }
-        };
-        for der in ders {
-            if let Ok((_, crl)) = parse_x509_crl(&der) {
-                out.push((
-                    crl.issuer().as_raw().to_vec(),
-                    crl.iter_revoked_certificates()
-                        .map(|c| c.raw_serial().to_vec())
-                        .collect(),
-                ));
-            }
-        }
+/// The IGC-Santé CRL files; one FAIL line per file that cannot be read.
+pub(in crate::cert) fn load_crls(paths: &[PathBuf], r: &mut Report) -> IdentityCrls {
+    let (crls, errors) = IdentityCrls::load(paths);
+    for e in errors {
+        r.add(Level::Fail, "trust.identity_crls", e, None);
     }
-    out
+    crls
 }
 
 /// Checks one identity; returns its structure identifier when it could be read.
@@ -47,7 +28,7 @@ pub(in crate::cert) fn identity(
     source: &IdentitySource,
     now: i64,
     expect: Expect,
-    crls: &[(Vec<u8>, Vec<Vec<u8>>)],
+    crls: &IdentityCrls,
 ) -> Option<String> {
     let src = crate::identity::open(source);
     let raw = match src.read() {
@@ -275,23 +256,12 @@ fn hierarchy(r: &mut Report, name: &str, info: &CertInfo, expect: Expect) {
 }
 
 /// Not listed by the configured IGC-Santé CRLs; no line when none is configured.
-fn revocation(
-    r: &mut Report,
-    name: &str,
-    leaf: &[u8],
-    info: &CertInfo,
-    crls: &[(Vec<u8>, Vec<Vec<u8>>)],
-) {
+fn revocation(r: &mut Report, name: &str, leaf: &[u8], info: &CertInfo, crls: &IdentityCrls) {
     if crls.is_empty() {
         return;
     }
     let what = what(name, "revocation");
-    let revoked = X509Certificate::from_der(leaf).is_ok_and(|(_, c)| {
-        crls.iter().any(|(issuer, serials)| {
-            issuer.as_slice() == c.issuer().as_raw()
-                && serials.iter().any(|s| s.as_slice() == c.raw_serial())
-        })
-    });
+    let revoked = crls.revokes(leaf);
     if revoked {
         r.add(
             Level::Fail,
