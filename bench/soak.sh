@@ -7,8 +7,8 @@
 #
 #   * every SOAK_SAMPLE_SECONDS the gateway's RSS (VmRSS) is written to rss.csv;
 #   * at 1/3 of the run both identities are rotated: org/ → org/*-renewed (the structure's
-#     renewed certificates: a reload refuses another structure's, as a restart would), atomic
-#     `mv` over the configured P12 files, then SIGHUP; /status must show the new serials;
+#     renewed certificates: a reload keeps the structures, so it refuses another structure's),
+#     atomic `mv` over the configured P12 files, then SIGHUP; /status must show the new serials;
 #   * at 2/3 the IGC OSI CRL bundle is updated: it gains AC-SERVEUR's CRL (which revokes the
 #     test PKI's `server-revoked` certificate), atomic `mv`, no signal: the timed file check
 #     ([reload] check_interval_s) must pick it up. Proof: /status lists the new CRL, and a probe

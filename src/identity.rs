@@ -234,10 +234,14 @@ pub enum IdentityError {
     /// Loaded, but the signing layer cannot use the key; `why` names the field.
     #[error("{why}")]
     Unusable { why: String },
-    /// Read by a reload, but not for the gateway in force (another structure, the other
-    /// hierarchy): what a restart would refuse.
-    #[error("{field}: {why}; the certificate in force is kept")]
-    Unfit { field: String, why: String },
+    /// Read by a reload, but not for the gateway in force (another structure, another root,
+    /// the other hierarchy, revoked): `new` when it is not the certificate in force.
+    #[error("{field}: {}", if *new { format!("{why}; the certificate in force is kept") } else { format!("the certificate in force: {why}") })]
+    Unfit {
+        field: String,
+        why: String,
+        new: bool,
+    },
     /// The file's chain stops before a root: the issuer `missing` is not in it.
     #[error("{field}: the certificate chain in the file stops at {missing}: {advice}")]
     IncompleteChain {
@@ -630,11 +634,12 @@ impl ReloadableIdentity {
         fit: &dyn Fn(&Identity) -> Result<(), String>,
     ) -> Result<bool, IdentityError> {
         let id = self.read_again(now)?;
+        let changed = id.chain != self.current.load().chain;
         fit(&id).map_err(|why| IdentityError::Unfit {
             field: id.field.clone(),
             why,
+            new: changed,
         })?;
-        let changed = id.chain != self.current.load().chain;
         self.current.store(Arc::new(id));
         Ok(changed)
     }
@@ -700,6 +705,21 @@ pub fn chain_up(leaf: &[u8], pool: &[Vec<u8>]) -> Chain {
 /// Whether a missing issuer is the ACI-EL-ORG intermediate the procedure says to add.
 pub fn missing_is_aci_el_org(issuer: &str) -> bool {
     issuer.contains("ELEMENTAIRE ORGANISATIONS")
+}
+
+/// The root a complete chain ends at, when it is not IGC-Santé's (its subject): ORG
+/// certificates for ROC come from IGC-Santé. `None` for an IGC-Santé root or an incomplete
+/// chain (a problem of its own).
+pub fn foreign_root(chain: &Chain) -> Option<String> {
+    let Chain::Complete(certs) = chain else {
+        return None;
+    };
+    let root = certs
+        .last()
+        .and_then(|c| CertInfo::parse(c).ok())
+        .map(|i| i.subject)
+        .unwrap_or_default();
+    (!root.to_ascii_uppercase().contains("IGC-SANTE")).then_some(root)
 }
 
 /// Whether a certificate belongs to a TEST hierarchy (IGC-Santé TEST names, the test PKI).

@@ -350,23 +350,33 @@ impl Runtime {
 }
 
 impl Runtime {
-    /// What start-up refuses (`cert doctor`'s structure, hierarchy and revocation checks) in a
-    /// certificate a reload read for structure `s`: one naming another structure than the one
-    /// in force, from the other IGC-Santé hierarchy than `environment`, or listed by the
-    /// IGC-Santé CRLs (`crls`: those read, and why any could not be). A reload must not put in
-    /// force what a restart would refuse.
+    /// What a reload must not put in force, beyond the certificate's own checks: one naming
+    /// another structure than `s` (a reload keeps the structures: `s.id` keys them; a
+    /// certificate without one belongs to the `default` structure), and what start-up refuses
+    /// (`cert doctor`'s chain, hierarchy and revocation checks): a root other than IGC-Santé's,
+    /// the other IGC-Santé hierarchy than `environment`, a certificate the IGC-Santé CRLs list
+    /// (`crls`: those read, and why any could not be).
     fn fit(
         &self,
         s: &Structure,
         id: &Identity,
         crls: &(crate::trust::IdentityCrls, Vec<String>),
     ) -> Result<(), String> {
-        if let Some(other) = id.info.structure_id.as_deref() {
-            if s.id != DEFAULT_STRUCTURE && other != s.id {
+        let named = id.info.structure_id.as_deref().unwrap_or(DEFAULT_STRUCTURE);
+        if named != s.id {
+            return Err(format!(
+                "a certificate of structure {named}, not of structure {} (in force): a reload \
+                 keeps the structures; to change one, change the configuration and restart",
+                s.id
+            ));
+        }
+        let pool: Vec<Vec<u8>> = id.chain.iter().skip(1).map(|c| c.to_vec()).collect();
+        if let Some(leaf) = id.chain.first() {
+            if let Some(root) =
+                crate::identity::foreign_root(&crate::identity::chain_up(leaf, &pool))
+            {
                 return Err(format!(
-                    "a certificate of structure {other}, not of structure {} (in force): both \
-                     certificates must name the structure (their OU)",
-                    s.id
+                    "its chain ends at {root}, not at an IGC-Santé root"
                 ));
             }
         }

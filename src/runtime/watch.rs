@@ -20,6 +20,9 @@ impl Runtime {
             files.extend(s.sign.files());
         }
         files.extend(self.trust.files().iter().cloned());
+        // The IGC-Santé CRLs the structures' certificates are checked against: a new one may
+        // revoke a certificate in force, which the reload then reports.
+        files.extend(self.cfg.trust.identity_crls.iter().cloned());
         if let Some(t) = &self.local_tls {
             files.extend(t.files());
         }

@@ -192,11 +192,13 @@ impl ReloadableSigner {
         fit: &dyn Fn(&Identity) -> Result<(), String>,
     ) -> Result<bool, IdentityError> {
         let id = self.identity.read_again(now)?;
+        let changed = id.chain != self.identity.current().chain;
         fit(&id).map_err(|why| IdentityError::Unfit {
             field: id.field.clone(),
             why,
+            new: changed,
         })?;
-        if id.chain == self.identity.current().chain {
+        if !changed {
             return Ok(false);
         }
         let signer = Signer::new(&id).map_err(|why| IdentityError::Unusable { why })?;

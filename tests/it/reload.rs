@@ -14,11 +14,12 @@ fn serial_of(p12_pem: &str) -> String {
 }
 
 /// A gateway signing with a copy of `org/sign.p12` (its path returned, to be replaced), `trust`
-/// lines added to `[trust]`, an audit file, and AMC 10000001 at `amc`.
+/// lines added to `[trust]`, an audit file, AMC 10000001 at `amc`, and `extra` TOML.
 fn gateway(
     amc: &TlsServer,
     tmp: &tempfile::TempDir,
     trust: &str,
+    extra: &str,
 ) -> (Proc, std::path::PathBuf, std::path::PathBuf) {
     let sign = tmp.path().join("sign.p12");
     fs::copy(pki_path("org/sign.p12"), &sign).unwrap();
@@ -26,7 +27,7 @@ fn gateway(
     let text = config_text(
         "",
         &format!(
-            "[routes.\"10000001\"]\nidb = \"{}\"\n\n[assertion]\nreuse_s = 120\n\n[audit]\nfile = \"{}\"\n",
+            "[routes.\"10000001\"]\nidb = \"{}\"\n\n[assertion]\nreuse_s = 120\n\n[audit]\nfile = \"{}\"\n{extra}\n",
             amc.url("/idb"),
             audit.display()
         ),
@@ -73,7 +74,7 @@ fn reloaded(p: &Proc, outcome: &str, n: f64) -> String {
 fn a_reload_keeps_the_signer_and_its_reused_assertions_unless_sign_changed() {
     let amc = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
     let tmp = scratch();
-    let (p, sign, audit) = gateway(&amc, &tmp, "");
+    let (p, sign, audit) = gateway(&amc, &tmp, "", "");
     let call = || call(&p);
     let reloads = |n: f64| {
         reloaded(&p, "ok", n);
@@ -138,7 +139,10 @@ fn a_reload_refuses_a_revoked_sign_certificate() {
         pki_path("igc-sante/aci-el-org.crl.pem").display(),
         pki_path("igc-sante/acr.crl.pem").display()
     );
-    let (p, sign, audit) = gateway(&amc, &tmp, &crls);
+    let (p, sign, audit) = gateway(&amc, &tmp, &crls, "");
+    // With the CRLs configured, a reload of certificates they do not list succeeds.
+    p.signal("HUP");
+    assert_eq!(reloaded(&p, "ok", 1.0), "", "no reload failed");
     replace_file(&pki_path("negative/sign-revoked.p12"), &sign);
     p.signal("HUP");
     let refused = reloaded(&p, "failed", 1.0);
@@ -152,4 +156,45 @@ fn a_reload_refuses_a_revoked_sign_certificate() {
     call(&p);
     let a = audit_records(&audit, 1);
     assert_eq!(a[0]["signer_serial"], serial_of("org/sign.pem").as_str());
+}
+
+/// A SIGN certificate of the right structure but from another CA than IGC-Santé (a complete
+/// chain to a foreign root) is refused by a reload, as by start-up.
+#[test]
+fn a_reload_refuses_a_certificate_from_another_ca() {
+    let amc = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
+    let tmp = scratch();
+    let (p, sign, audit) = gateway(&amc, &tmp, "", "");
+    replace_file(&pki_path("negative/sign-foreign.p12"), &sign);
+    p.signal("HUP");
+    let refused = reloaded(&p, "failed", 1.0);
+    assert!(refused.contains("not at an IGC-Santé root"), "{refused}");
+    call(&p);
+    let a = audit_records(&audit, 1);
+    assert_eq!(a[0]["signer_serial"], serial_of("org/sign.pem").as_str());
+}
+
+/// A new IGC-Santé CRL that lists the SIGN certificate in force is seen by the file check: the
+/// reload fails and says the certificate in force is revoked (a restart would refuse it).
+#[test]
+fn a_new_identity_crl_listing_the_certificate_in_force_fails_the_reload() {
+    let amc = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
+    let tmp = scratch();
+    // The ACR's CRL only at first: it does not list the leaf `negative/sign-revoked`.
+    let crl = tmp.path().join("igc-sante.crl.pem");
+    fs::copy(pki_path("igc-sante/acr.crl.pem"), &crl).unwrap();
+    let crls = format!("identity_crls = [\"{}\"]", crl.display());
+    let (p, sign, _audit) = gateway(&amc, &tmp, &crls, "[reload]\ncheck_interval_s = 1");
+    replace_file(&pki_path("negative/sign-revoked.p12"), &sign);
+    assert_eq!(reloaded(&p, "ok", 1.0), "", "no reload failed");
+    // ACI-EL-ORG's CRL, which lists it, replaces the file: no signal, the file check.
+    replace_file(&pki_path("igc-sante/aci-el-org.crl.pem"), &crl);
+    let refused = reloaded(&p, "failed", 1.0);
+    assert!(
+        refused.contains(&format!(
+            "the certificate in force: serial {} is in the IGC-Santé CRL",
+            serial_of("negative/sign-revoked.pem")
+        )),
+        "{refused}"
+    );
 }
