@@ -419,7 +419,8 @@ impl Status {
         });
         if let Some(r) = self.last_reload.as_ref().filter(|r| r.outcome != "ok") {
             why.push(format!(
-                "the last reload, at {}, failed: the previous certificates and CRLs stay in force",
+                "the last reload, at {}, failed: each part that failed keeps its previous certificates \
+                 or CRLs (the log says which, and why)",
                 r.at
             ));
         }

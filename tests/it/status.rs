@@ -198,7 +198,7 @@ fn an_expiring_certificate_and_a_failed_reload_degrade_status_until_fixed() {
         reasons(&st)
             .iter()
             .any(|r| r.starts_with("the last reload, at ")
-                && r.ends_with("failed: the previous certificates and CRLs stay in force")),
+                && r.ends_with("failed: each part that failed keeps its previous certificates or CRLs (the log says which, and why)")),
         "{st}"
     );
     assert!(page(p.admin).contains("Last reload: <span class=\"bad\">FAILED</span> at"));
