@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 use crate::config::IdentitySource;
 
 mod chain;
-pub use chain::{chain_up, foreign_root, is_test, issued_by, missing_is_aci_el_org, Chain};
+pub use chain::{chain_up, is_igc_sante_root, is_test, issued_by, missing_is_aci_el_org, Chain};
 
 /// Days before expiry from which rocgw warns (the procedure's one-month alert).
 pub const EXPIRY_WARNING_DAYS: i64 = 30;
@@ -179,6 +179,9 @@ pub struct Identity {
     pub field: String,
     pub chain: Vec<CertificateDer<'static>>,
     pub info: CertInfo,
+    /// The subject of the self-signed root its chain reaches, once read from a source (the
+    /// chain then found complete); empty before.
+    pub root: String,
     key_pkcs8: Zeroizing<Vec<u8>>,
 }
 
@@ -444,20 +447,25 @@ impl Identity {
             field,
             chain: raw.chain,
             info,
+            root: String::new(),
             key_pkcs8: key,
         })
     }
 
     /// The file's chain reaches a self-signed root: rocgw presents AUTH_CLI's chain and the AMCs
     /// build SIGN's from it. A certificate made from a CSR and bundled without ACI-EL-ORG is
-    /// refused here, at start-up, rather than at the annuaire's handshake.
-    pub fn complete_chain(&self) -> Result<(), IdentityError> {
+    /// refused here, at start-up, rather than at the annuaire's handshake. The root's subject.
+    pub fn complete_chain(&self) -> Result<String, IdentityError> {
         let ders: Vec<Vec<u8>> = self.chain.iter().map(|c| c.as_ref().to_vec()).collect();
         let Some((leaf, pool)) = ders.split_first() else {
-            return Ok(());
+            return Ok(String::new());
         };
-        let Chain::Incomplete(found) = chain_up(leaf, pool) else {
-            return Ok(());
+        let found = match chain_up(leaf, pool) {
+            Chain::Complete(chain) => {
+                let root = chain.last().and_then(|c| CertInfo::parse(c).ok());
+                return Ok(root.map(|i| i.subject).unwrap_or_default());
+            }
+            Chain::Incomplete(found) => found,
         };
         let last = found.last().expect("the leaf at least");
         let missing = X509Certificate::from_der(last)
@@ -618,8 +626,8 @@ impl ReloadableIdentity {
             field: source.field().to_string(),
             why,
         })?;
-        let id = Identity::check(raw, role, source.field().to_string(), now)?;
-        id.complete_chain()?;
+        let mut id = Identity::check(raw, role, source.field().to_string(), now)?;
+        id.root = id.complete_chain()?;
         Ok(id)
     }
 
@@ -636,6 +644,18 @@ impl ReloadableIdentity {
         now: i64,
         fit: &dyn Fn(&Identity) -> Result<(), String>,
     ) -> Result<bool, IdentityError> {
+        let (id, changed) = self.read_fit(now, fit)?;
+        self.current.store(Arc::new(id));
+        Ok(changed)
+    }
+
+    /// Reads the source again and checks it with `fit`, without putting it in force; whether
+    /// the certificate differs from the one in force.
+    pub fn read_fit(
+        &self,
+        now: i64,
+        fit: &dyn Fn(&Identity) -> Result<(), String>,
+    ) -> Result<(Identity, bool), IdentityError> {
         let id = self.read_again(now)?;
         let changed = id.chain != self.current.load().chain;
         fit(&id).map_err(|why| IdentityError::Unfit {
@@ -643,8 +663,7 @@ impl ReloadableIdentity {
             why,
             new: changed,
         })?;
-        self.current.store(Arc::new(id));
-        Ok(changed)
+        Ok((id, changed))
     }
 
     /// Reads and checks the source without putting it in force (for a holder that must swap

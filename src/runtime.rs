@@ -347,9 +347,7 @@ impl Runtime {
         }
         ok
     }
-}
 
-impl Runtime {
     /// What a reload must not put in force, beyond the certificate's own checks: one naming
     /// another structure than `s` (a reload keeps the structures: `s.id` keys them; a
     /// certificate without one belongs to the `default` structure), and what start-up refuses
@@ -370,15 +368,11 @@ impl Runtime {
                 s.id
             ));
         }
-        let pool: Vec<Vec<u8>> = id.chain.iter().skip(1).map(|c| c.to_vec()).collect();
-        if let Some(leaf) = id.chain.first() {
-            if let Some(root) =
-                crate::identity::foreign_root(&crate::identity::chain_up(leaf, &pool))
-            {
-                return Err(format!(
-                    "its chain ends at {root}, not at an IGC-Santé root"
-                ));
-            }
+        if !crate::identity::is_igc_sante_root(&id.root) {
+            return Err(format!(
+                "its chain ends at {}, not at an IGC-Santé root",
+                id.root
+            ));
         }
         if let Some(env) = self.cfg.environment {
             let test = crate::identity::is_test(&id.info);

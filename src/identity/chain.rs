@@ -48,19 +48,9 @@ pub fn missing_is_aci_el_org(issuer: &str) -> bool {
     issuer.contains("ELEMENTAIRE ORGANISATIONS")
 }
 
-/// The root a complete chain ends at, when it is not IGC-Santé's (its subject): ORG
-/// certificates for ROC come from IGC-Santé. `None` for an IGC-Santé root or an incomplete
-/// chain (a problem of its own).
-pub fn foreign_root(chain: &Chain) -> Option<String> {
-    let Chain::Complete(certs) = chain else {
-        return None;
-    };
-    let root = certs
-        .last()
-        .and_then(|c| CertInfo::parse(c).ok())
-        .map(|i| i.subject)
-        .unwrap_or_default();
-    (!root.to_ascii_uppercase().contains("IGC-SANTE")).then_some(root)
+/// Whether a root (its subject) is IGC-Santé's: ORG certificates for ROC come from IGC-Santé.
+pub fn is_igc_sante_root(subject: &str) -> bool {
+    subject.to_ascii_uppercase().contains("IGC-SANTE")
 }
 
 /// Whether a certificate belongs to a TEST hierarchy (IGC-Santé TEST names, the test PKI).

@@ -191,13 +191,7 @@ impl ReloadableSigner {
         now: i64,
         fit: &dyn Fn(&Identity) -> Result<(), String>,
     ) -> Result<bool, IdentityError> {
-        let id = self.identity.read_again(now)?;
-        let changed = id.chain != self.identity.current().chain;
-        fit(&id).map_err(|why| IdentityError::Unfit {
-            field: id.field.clone(),
-            why,
-            new: changed,
-        })?;
+        let (id, changed) = self.identity.read_fit(now, fit)?;
         if !changed {
             return Ok(false);
         }

@@ -8,7 +8,7 @@ use rustls::pki_types::CertificateDer;
 use super::{Expect, Level, Report};
 use crate::cert::{chain_up, is_test, key_matches, missing_is_aci_el_org, Chain};
 use crate::config::{Environment, IdentitySource};
-use crate::identity::{foreign_root, CertInfo, Role, EXPIRY_WARNING_DAYS};
+use crate::identity::{is_igc_sante_root, CertInfo, Role, EXPIRY_WARNING_DAYS};
 use crate::trust::IdentityCrls;
 
 /// The IGC-Santé CRL files; one FAIL line per file that cannot be read.
@@ -128,29 +128,28 @@ fn key_pair(r: &mut Report, name: &str, key: Option<&[u8]>, leaf: &[u8]) {
 fn chain(r: &mut Report, name: &str, leaf: &[u8], rest: &[CertificateDer<'_>]) {
     let what = what(name, "chain");
     let pool: Vec<Vec<u8>> = rest.iter().map(|c| c.as_ref().to_vec()).collect();
-    let found = chain_up(leaf, &pool);
-    if let Some(root) = foreign_root(&found) {
-        r.add(
-            Level::Fail,
-            &what,
-            format!("ends at {root}, not at an IGC-Santé root"),
-            Some("ORG certificates for ROC come from IGC-Santé (gamme élémentaire)"),
-        );
-        return;
-    }
-    match found {
+    match chain_up(leaf, &pool) {
         Chain::Complete(chain) => {
             let root = chain
                 .last()
                 .and_then(|c| CertInfo::parse(c).ok())
                 .map(|i| i.subject)
                 .unwrap_or_default();
-            r.add(
-                Level::Ok,
-                &what,
-                format!("complete up to {root} ({} certificates)", chain.len()),
-                None,
-            );
+            if is_igc_sante_root(&root) {
+                r.add(
+                    Level::Ok,
+                    &what,
+                    format!("complete up to {root} ({} certificates)", chain.len()),
+                    None,
+                );
+            } else {
+                r.add(
+                    Level::Fail,
+                    &what,
+                    format!("ends at {root}, not at an IGC-Santé root"),
+                    Some("ORG certificates for ROC come from IGC-Santé (gamme élémentaire)"),
+                );
+            }
         }
         Chain::Incomplete(chain) => {
             let issuer = chain
