@@ -143,19 +143,11 @@ fn a_reload_refuses_a_revoked_sign_certificate() {
     // With the CRLs configured, a reload of certificates they do not list succeeds.
     p.signal("HUP");
     assert_eq!(reloaded(&p, "ok", 1.0), "", "no reload failed");
-    replace_file(&pki_path("negative/sign-revoked.p12"), &sign);
-    p.signal("HUP");
-    let refused = reloaded(&p, "failed", 1.0);
-    assert!(
-        refused.contains(&format!(
-            "serial {} is in the IGC-Santé CRL",
-            serial_of("negative/sign-revoked.pem")
-        )),
-        "{refused}"
+    let revoked = format!(
+        "serial {} is in the IGC-Santé CRL",
+        serial_of("negative/sign-revoked.pem")
     );
-    call(&p);
-    let a = audit_records(&audit, 1);
-    assert_eq!(a[0]["signer_serial"], serial_of("org/sign.pem").as_str());
+    refused_and_old_sign_kept(&p, &sign, &audit, "negative/sign-revoked.p12", &revoked);
 }
 
 /// A SIGN certificate of the right structure but from another CA than IGC-Santé (a complete
@@ -165,12 +157,25 @@ fn a_reload_refuses_a_certificate_from_another_ca() {
     let amc = TlsServer::fixture("osi/amc-a", None, Behavior::Echo);
     let tmp = scratch();
     let (p, sign, audit) = gateway(&amc, &tmp, "", "");
-    replace_file(&pki_path("negative/sign-foreign.p12"), &sign);
+    let foreign = "not at an IGC-Santé root";
+    refused_and_old_sign_kept(&p, &sign, &audit, "negative/sign-foreign.p12", foreign);
+}
+
+/// SIGN replaced by the test PKI's `p12` and a SIGHUP: the reload fails saying `why`, and the
+/// next call is still signed with `org/sign` (the first audit record).
+fn refused_and_old_sign_kept(
+    p: &Proc,
+    sign: &std::path::Path,
+    audit: &std::path::Path,
+    p12: &str,
+    why: &str,
+) {
+    replace_file(&pki_path(p12), sign);
     p.signal("HUP");
-    let refused = reloaded(&p, "failed", 1.0);
-    assert!(refused.contains("not at an IGC-Santé root"), "{refused}");
-    call(&p);
-    let a = audit_records(&audit, 1);
+    let refused = reloaded(p, "failed", 1.0);
+    assert!(refused.contains(why), "{refused}");
+    call(p);
+    let a = audit_records(audit, 1);
     assert_eq!(a[0]["signer_serial"], serial_of("org/sign.pem").as_str());
 }
 
