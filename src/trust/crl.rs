@@ -268,7 +268,7 @@ pub fn read_crl_file(p: &Path) -> Result<Vec<Vec<u8>>, TrustError> {
 }
 
 /// DER integers may carry a leading zero byte; serials are compared without it.
-fn serial_key(raw: &[u8]) -> &[u8] {
+pub(super) fn serial_key(raw: &[u8]) -> &[u8] {
     let mut s = raw;
     while s.len() > 1 && s[0] == 0 {
         s = &s[1..];
