@@ -66,6 +66,9 @@ pub enum Answer {
     UnknownAmc,
 }
 
+/// The `SOAPAction` of the lookup (SOAP 1.1), quoted as the binding writes it.
+pub const SEARCH_ACTION: &str = "\"search\"";
+
 /// The SOAP 1.1 lookup request.
 pub fn search_request(who: &Requester, lookup: &Lookup, now: i64) -> String {
     let mut s = format!(

@@ -4,10 +4,10 @@
 //!
 //! HTTP statuses follow the SOAP bindings by default (SOAP 1.1: always 500, WS-I Basic Profile
 //! R1126; SOAP 1.2: 400 for sender faults, 500 for receiver faults) so that every SOAP stack reads
-//! the fault. `http_status = "precise"` uses 400/401/404/413/502/503/504 instead.
+//! the fault. `http_status = "precise"` uses 400/401/404/413/415/502/503/504 instead.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
 use serde::Deserialize;
 
@@ -22,6 +22,7 @@ pub const FAULT_NS: &str = "urn:rocgw:fault:1";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FaultCode {
     NotSoap,
+    UnsupportedEncoding,
     DtdForbidden,
     BodyTooLarge,
     BodyTimeout,
@@ -66,8 +67,9 @@ pub enum StatusMode {
 
 impl FaultCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [FaultCode; 21] = [
+    pub const ALL: [FaultCode; 22] = [
         FaultCode::NotSoap,
+        FaultCode::UnsupportedEncoding,
         FaultCode::DtdForbidden,
         FaultCode::BodyTooLarge,
         FaultCode::BodyTimeout,
@@ -93,6 +95,7 @@ impl FaultCode {
     pub fn as_str(self) -> &'static str {
         match self {
             FaultCode::NotSoap => "not-soap",
+            FaultCode::UnsupportedEncoding => "unsupported-encoding",
             FaultCode::DtdForbidden => "dtd-forbidden",
             FaultCode::BodyTooLarge => "body-too-large",
             FaultCode::BodyTimeout => "body-timeout",
@@ -119,6 +122,7 @@ impl FaultCode {
     pub fn side(self) -> Side {
         match self {
             FaultCode::NotSoap
+            | FaultCode::UnsupportedEncoding
             | FaultCode::DtdForbidden
             | FaultCode::BodyTooLarge
             | FaultCode::BodyTimeout
@@ -140,6 +144,7 @@ impl FaultCode {
             | FaultCode::DtdForbidden
             | FaultCode::XmlLimit
             | FaultCode::SecurityHeaderPresent => StatusCode::BAD_REQUEST,
+            FaultCode::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             FaultCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             FaultCode::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             FaultCode::UnknownAmc
@@ -183,6 +188,10 @@ impl FaultCode {
             FaultCode::NotSoap => (
                 "La requête n'est pas une enveloppe SOAP 1.1 ou 1.2.",
                 "The request is not a SOAP 1.1 or 1.2 envelope.",
+            ),
+            FaultCode::UnsupportedEncoding => (
+                "Le corps de la requête doit être envoyé sans compression (Content-Encoding).",
+                "The request body must be sent uncompressed (no Content-Encoding).",
             ),
             FaultCode::DtdForbidden => (
                 "Les DTD et déclarations d'entités sont interdites.",
@@ -368,6 +377,10 @@ impl Fault {
         h.insert(ERROR_HEADER, HeaderValue::from_static(self.code.as_str()));
         if let Some(secs) = self.retry_after {
             h.insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.code == FaultCode::UnsupportedEncoding {
+            // RFC 9110, 15.5.16: the content codings that would have been accepted.
+            h.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         }
         resp
     }

@@ -212,6 +212,9 @@ impl Gateway {
             let f = Fault::with_detail(FaultCode::NotFound, "only POST is served here");
             return (route, structure, refuse(body, f));
         }
+        if let Err(f) = target::uncompressed(&parts.headers) {
+            return (route, structure, refuse(body, f));
+        }
         let caller_share = match self.admission.caller(&caller.name) {
             Ok(hold) => hold,
             Err(f) => return (route, structure, refuse(body, f)),

@@ -357,15 +357,18 @@ pub async fn run(opts: Options) -> Result<Report, String> {
         .mix
         .iter()
         .map(|e| {
+            let text = (opts.templates.get(&e.service).cloned())
+                .unwrap_or_else(|| builtin_template(&e.service));
+            // Its placeholders are element text: the envelope's namespace reads as it is.
+            let version =
+                crate::soap::sniff(text.as_bytes()).unwrap_or(crate::soap::DEFAULT_FAULT_VERSION);
+            let action = match e.service.as_str() {
+                ANNUAIRE => crate::annuaire::SEARCH_ACTION,
+                _ => "\"\"",
+            };
             Ok(Prepared {
-                template: Template::parse(
-                    &opts
-                        .templates
-                        .get(&e.service)
-                        .cloned()
-                        .unwrap_or_else(|| builtin_template(&e.service)),
-                ),
-                head: pool.head(&e.path())?,
+                template: Template::parse(&text),
+                head: pool.head(&e.path(), version, action)?,
                 route: format!("{}/{}", e.amc, e.service),
             })
         })

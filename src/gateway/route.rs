@@ -252,7 +252,7 @@ async fn call(
     let body = search_request(who, key, crate::clock::now_unix());
     let req = Request::post(url.clone())
         .header(http::header::CONTENT_TYPE, "text/xml; charset=utf-8")
-        .header("soapaction", "\"search\"")
+        .header("soapaction", crate::annuaire::SEARCH_ACTION)
         .header(http::header::USER_AGENT, crate::upstream::USER_AGENT)
         .body(Bytes::from(body))
         .map_err(|e| e.to_string())?;

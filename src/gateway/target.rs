@@ -1,10 +1,10 @@
 //! What a request asks for, read once off its head: the target (an AMC service or the annuaire,
 //! from the path as sent, refused when it could mean another path), the SOAP version its faults
-//! speak before the body is read, and its deadline.
+//! speak before the body is read, its deadline, and whether its body comes uncompressed.
 
 use std::time::Duration;
 
-use http::header::CONTENT_TYPE;
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::HeaderMap;
 
 use crate::fault::{Fault, FaultCode};
@@ -117,6 +117,28 @@ pub fn version_hint(headers: &HeaderMap) -> SoapVersion {
     }
 }
 
+/// A body rocgw can read: without `Content-Encoding` (or `identity`). A compressed envelope
+/// cannot be parsed, stamped or passed on as it is (only the headers of the call go upstream),
+/// so it is refused before its body is read.
+pub fn uncompressed(headers: &HeaderMap) -> Result<(), Fault> {
+    for v in headers.get_all(CONTENT_ENCODING) {
+        let mut listed = v.to_str().unwrap_or("?").split(',').map(str::trim);
+        if let Some(coding) = listed.find(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"))
+        {
+            let coding: String = coding
+                .chars()
+                .take(32)
+                .filter(char::is_ascii_graphic)
+                .collect();
+            return Err(Fault::with_detail(
+                FaultCode::UnsupportedEncoding,
+                format!("Content-Encoding: {coding}: send the envelope uncompressed"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The request's deadline: `configured`, shortened by `X-Rocgw-Deadline-Ms`.
 pub fn deadline(headers: &HeaderMap, configured: Duration) -> Result<Duration, Fault> {
     let Some(v) = headers.get(&DEADLINE_HEADER) else {
@@ -215,6 +237,29 @@ mod tests {
             "/amc/1/idb/",
         ] {
             assert_eq!(refused_path(good), None, "{good}");
+        }
+    }
+
+    #[test]
+    fn only_an_uncompressed_body_is_read() {
+        let with = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(CONTENT_ENCODING, v.parse().unwrap());
+            }
+            uncompressed(&h).map_err(|f| (f.code, f.detail.unwrap_or_default()))
+        };
+        assert_eq!(with(&[]), Ok(()));
+        assert_eq!(with(&["identity"]), Ok(()));
+        assert_eq!(with(&["Identity, "]), Ok(()));
+        for sent in [&["gzip"][..], &["identity, br"], &["identity", "deflate"]] {
+            let (code, detail) = with(sent).unwrap_err();
+            assert_eq!(code, FaultCode::UnsupportedEncoding, "{sent:?}");
+            let coding = sent.last().unwrap().rsplit(' ').next().unwrap();
+            assert!(
+                detail.contains(&format!("Content-Encoding: {coding}")),
+                "{detail}"
+            );
         }
     }
 

@@ -3,6 +3,8 @@
 //! spoken by `load::wire`).
 
 use http::header::HeaderValue;
+
+use crate::soap::SoapVersion;
 use http::StatusCode;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -79,8 +81,8 @@ type Connection = Box<Wire<Box<dyn Io>>>;
 pub(super) struct Pool {
     target: SocketAddr,
     transport: Transport,
-    /// `Host`, then `Content-Type` and `Authorization` when given: the part of every request
-    /// head after its request line.
+    /// `Host`, then `Authorization` when given: the part of every request head after its
+    /// request line and before its content type.
     common_head: String,
     permits: Semaphore,
     idle: Mutex<Vec<Connection>>,
@@ -96,8 +98,7 @@ impl Pool {
         connections: usize,
         reuse: bool,
     ) -> Pool {
-        let mut common_head =
-            format!("Host: {target}\r\nContent-Type: application/soap+xml; charset=utf-8\r\n");
+        let mut common_head = format!("Host: {target}\r\n");
         if let Some(auth) = authorization.and_then(|a| a.to_str().ok()) {
             common_head.push_str(&format!("Authorization: {auth}\r\n"));
         }
@@ -112,13 +113,25 @@ impl Pool {
         }
     }
 
-    /// The head of every request to `path`, but its Content-Length.
-    pub(super) fn head(&self, path: &str) -> Result<Vec<u8>, String> {
+    /// The head of every request to `path`, but its Content-Length: sent as the HTTP binding
+    /// of its envelope's SOAP `version` says (SOAP 1.1: `text/xml` and `action`, quoted).
+    pub(super) fn head(
+        &self,
+        path: &str,
+        version: SoapVersion,
+        action: &str,
+    ) -> Result<Vec<u8>, String> {
         let ok = path.starts_with('/') && path.bytes().all(|b| b.is_ascii_graphic());
         if !ok {
             return Err(format!("--mix: {path:?} is not a valid request path"));
         }
-        Ok(format!("POST {path} HTTP/1.1\r\n{}", self.common_head).into_bytes())
+        let binding = match version {
+            SoapVersion::V11 => {
+                format!("Content-Type: text/xml; charset=utf-8\r\nSOAPAction: {action}\r\n")
+            }
+            SoapVersion::V12 => "Content-Type: application/soap+xml; charset=utf-8\r\n".into(),
+        };
+        Ok(format!("POST {path} HTTP/1.1\r\n{}{binding}", self.common_head).into_bytes())
     }
 
     async fn connect(&self) -> Result<Connection, &'static str> {

@@ -61,6 +61,7 @@ impl AmcFailure {
             FaultCode::AmcSignatureInvalid => Some(AmcFailure::Signature),
             // The caller's faults, the annuaire's, and rocgw's own limits.
             FaultCode::NotSoap
+            | FaultCode::UnsupportedEncoding
             | FaultCode::DtdForbidden
             | FaultCode::BodyTooLarge
             | FaultCode::BodyTimeout

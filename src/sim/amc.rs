@@ -33,11 +33,15 @@ pub(super) async fn handle(
             .with_label_values(&[&amc.numero, &service, outcome, reason])
             .inc()
     };
+    let headers = req.headers().clone();
     let Some(body) = read_body(req).await else {
         count("refused", "not-soap");
         return Some(listener::text(StatusCode::BAD_REQUEST, "unreadable body\n"));
     };
-    let version = crate::soap::sniff(&body).unwrap_or(crate::soap::DEFAULT_FAULT_VERSION);
+    let sniffed = crate::soap::sniff(&body);
+    let version = sniffed
+        .as_ref()
+        .map_or(crate::soap::DEFAULT_FAULT_VERSION, |v| *v);
     let action = inject(&amc.faults).await;
     if !amc.services.contains(&service) {
         count("refused", "unknown-service");
@@ -57,7 +61,13 @@ pub(super) async fn handle(
         count("injected", action.as_str());
         return injected(&state, &amc, action, version);
     }
-    let checked = check(&state, &amc, &body).await;
+    // An envelope sent as its SOAP version's binding says; what is not SOAP at all is the
+    // checks' `not-soap`.
+    let sent_as = sniffed.map_or(Ok(()), |v| super::check::binding(v, &headers));
+    let checked = match sent_as {
+        Ok(()) => check(&state, &amc, &body).await,
+        Err(r) => Err(r),
+    };
     match checked {
         Ok(assertion_id) => {
             count("accepted", "");

@@ -11,6 +11,7 @@ use quick_xml::events::Event;
 use x509_parser::prelude::*;
 
 use crate::identity::{CertInfo, Role};
+use crate::soap::SoapVersion;
 use crate::trust::{CrlSet, Status};
 use crate::wssec::{AssertionVerifier, VerifiedAssertion, VerifyError};
 
@@ -32,8 +33,9 @@ fn refuse(reason: &'static str, detail: impl Into<String>) -> Refusal {
 }
 
 /// Every refusal reason, for documentation and for zero-initialised metrics.
-pub const REASONS: [&str; 21] = [
+pub const REASONS: [&str; 22] = [
     "not-soap",
+    "wrong-content-type",
     "no-security-header",
     "malformed-assertion",
     "bad-signature",
@@ -55,6 +57,37 @@ pub const REASONS: [&str; 21] = [
     "wrong-audience",
     "replayed-assertion",
 ];
+
+/// The HTTP binding of the envelope's SOAP version, as SOAP stacks that dispatch on it (WCF,
+/// Axis2) hold it: SOAP 1.2 comes as `application/soap+xml` (RFC 3902), SOAP 1.1 as `text/xml`
+/// with a `SOAPAction` header (SOAP 1.1, 6.1; WS-I Basic Profile R2744). Parameters (`charset`,
+/// `action`) and case do not matter.
+pub fn binding(version: SoapVersion, headers: &http::HeaderMap) -> Result<(), Refusal> {
+    let sent = headers
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
+        .unwrap_or_default();
+    let essence = sent.split(';').next().unwrap_or("").trim();
+    let (v, expected, action) = match version {
+        SoapVersion::V12 => ("1.2", "application/soap+xml", true),
+        SoapVersion::V11 => ("1.1", "text/xml", headers.contains_key("soapaction")),
+    };
+    if !essence.eq_ignore_ascii_case(expected) {
+        let sent: String = essence.chars().take(64).collect();
+        let sent = if sent.is_empty() { "none".into() } else { sent };
+        return Err(refuse(
+            "wrong-content-type",
+            format!("a SOAP {v} envelope is sent as {expected}, not as {sent}"),
+        ));
+    }
+    if !action {
+        return Err(refuse(
+            "wrong-content-type",
+            "a SOAP 1.1 request carries a SOAPAction header (it may be \"\")",
+        ));
+    }
+    Ok(())
+}
 
 /// What an AMC could reasonably tune: clock tolerance, longest validity, replay memory.
 #[derive(Debug, Clone, Copy)]
@@ -293,5 +326,45 @@ mod tests {
         assert!(same_dn("CN=A\\,B,O=C", "O=C,CN=A\\,B"));
         assert_eq!(parse_time("2026-11-28T10:00:00Z"), Some(1_795_860_000));
         assert_eq!(parse_time("yesterday"), None);
+    }
+
+    #[test]
+    fn an_envelope_comes_as_its_soap_versions_binding_says() {
+        let sent = |ct: Option<&str>, action: bool| {
+            let mut h = http::HeaderMap::new();
+            if let Some(ct) = ct {
+                h.insert(http::header::CONTENT_TYPE, ct.parse().unwrap());
+            }
+            if action {
+                h.insert("soapaction", "\"\"".parse().unwrap());
+            }
+            h
+        };
+        let v12 = |ct, action| binding(SoapVersion::V12, &sent(ct, action));
+        let v11 = |ct, action| binding(SoapVersion::V11, &sent(ct, action));
+        assert_eq!(v12(Some("application/soap+xml"), false), Ok(()));
+        let with_action = "Application/SOAP+XML ; charset=utf-8; action=\"urn:idb\"";
+        assert_eq!(v12(Some(with_action), false), Ok(()));
+        assert_eq!(v11(Some("text/xml; charset=utf-8"), true), Ok(()));
+        for (r, says) in [
+            (
+                v12(Some("text/xml; charset=utf-8"), true),
+                "SOAP 1.2 envelope is sent as application/soap+xml, not as text/xml",
+            ),
+            (v12(None, false), "not as none"),
+            (
+                v11(Some("application/soap+xml"), true),
+                "SOAP 1.1 envelope is sent as text/xml, not as application/soap+xml",
+            ),
+            (v11(Some("text/xml"), false), "SOAPAction"),
+            (
+                v12(Some("application/json"), false),
+                "not as application/json",
+            ),
+        ] {
+            let r = r.unwrap_err();
+            assert_eq!(r.reason, "wrong-content-type");
+            assert!(r.detail.contains(says), "{}", r.detail);
+        }
     }
 }

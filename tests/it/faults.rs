@@ -234,3 +234,46 @@ fn a_bad_request_does_not_disturb_the_next_ones() {
     check(&r, "unknown-amc", 400, SOAP12_NS, "Sender");
     assert!(g.proc.alive());
 }
+
+#[test]
+fn compressed_bodies_are_refused_before_they_are_read() {
+    // Neither parsed nor passed on: only the call's headers go upstream, so the AMC would get
+    // compressed bytes without their Content-Encoding.
+    let gzip = [&[0x1f, 0x8b, 8, 0][..], &[0x55; 64]].concat();
+    let precise = gateway(true);
+    for (path, ct, ns, side) in [
+        ("/amc/11111111/idb", CT12, SOAP12_NS, "Sender"),
+        ("/annuaire", CT11, SOAP11_NS, "Client"),
+    ] {
+        let headers = [("Content-Type", ct), ("Content-Encoding", "gzip")];
+        let r = http(precise.proc.gateway, "POST", path, &headers, &gzip);
+        check(&r, "unsupported-encoding", 415, ns, side);
+        assert_eq!(r.header("accept-encoding"), Some("identity"), "{path}");
+        assert!(
+            r.body.contains("Content-Encoding: gzip"),
+            "{path}: {}",
+            r.body
+        );
+    }
+    let binding = gateway(false);
+    let headers = [("Content-Type", CT11), ("Content-Encoding", "identity, br")];
+    let body = envelope11("<a/>");
+    let r = http(
+        binding.proc.gateway,
+        "POST",
+        "/amc/11111111/idb",
+        &headers,
+        body.as_bytes(),
+    );
+    check(&r, "unsupported-encoding", 500, SOAP11_NS, "Client");
+    // `identity` is no coding at all: read and sent on (to an AMC that is down here).
+    let headers = [("Content-Type", CT11), ("Content-Encoding", "identity")];
+    let r = http(
+        binding.proc.gateway,
+        "POST",
+        "/amc/11111111/idb",
+        &headers,
+        body.as_bytes(),
+    );
+    check(&r, "amc-unavailable", 500, SOAP11_NS, "Server");
+}

@@ -242,3 +242,49 @@ fn a_run_in_which_no_request_succeeded_fails() {
     assert!(html.contains("FAILED: no request succeeded"));
     assert!(html.contains("Failed requests (not in the table above)"));
 }
+
+/// A SOAP 1.1 template goes out as SOAP 1.1's binding says (`text/xml` and a `SOAPAction`): the
+/// simulator, which refuses an envelope sent as the other version's media type, accepts them.
+#[test]
+fn a_soap11_template_is_sent_as_soap11() {
+    let (gw, tmp, sim_admin) = sandbox();
+    let template = tmp.path().join("idb11.xml");
+    let body = "<r:identificationDroits xmlns:r=\"urn:rocgw:load\"><r:numeroAmc>{{amc}}</r:numeroAmc><r:nir>{{nir}}</r:nir></r:identificationDroits>";
+    std::fs::write(&template, envelope11(body)).unwrap();
+    let j = tmp.path().join("r.json");
+    let idb = format!("idb={}", template.display());
+    let out = run(
+        &[
+            "load",
+            "--target",
+            &gw.gateway.to_string(),
+            "--requests",
+            "20",
+            "--warmup",
+            "0s",
+            "--concurrency",
+            "2",
+            "--mix",
+            "99999991/idb",
+            "--template",
+            &idb,
+            "--quiet",
+            "--json",
+            j.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let r = json(&j);
+    assert!(out.status.success(), "{r}");
+    assert_eq!(
+        (r["ok"].as_u64(), r["errors"].as_u64()),
+        (Some(20), Some(0))
+    );
+    let metrics = http(sim_admin, "GET", "/metrics", &[], b"").body;
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.contains("wrong-content-type") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+}

@@ -109,12 +109,18 @@ impl SimFixture {
 /// POSTs `body` straight to a simulator URL with `curl`, trusting the IGC OSI test root.
 pub fn curl_post(url: &str, body: &str) -> Resp {
     let root = pki_path("osi/root.pem");
-    curl(
-        url,
-        &["--cacert", root.to_str().unwrap()],
-        "text/xml; charset=utf-8",
-        body,
-    )
+    let cacert = ["--cacert", root.to_str().unwrap()];
+    // As the envelope's SOAP binding says: SOAP 1.1 with its SOAPAction.
+    if body.contains(SOAP12_NS) {
+        curl(url, &cacert, CT12, body)
+    } else {
+        curl(
+            url,
+            &[&cacert[..], &["-H", "SOAPAction: \"\""]].concat(),
+            CT11,
+            body,
+        )
+    }
     .unwrap()
 }
 
@@ -223,7 +229,32 @@ fn the_simulator_refuses_what_a_real_amc_would_refuse_each_with_its_reason() {
             r.body
         );
     }
-    assert_eq!(s.counter("accepted", ""), 1.0);
+    // A valid request sent as the other SOAP version's binding says, or without its SOAPAction:
+    // refused before its assertion is read, so it is not spent.
+    let fresh = stamped(&good, &url, now);
+    let root = pki_path("osi/root.pem");
+    let cacert = ["--cacert", root.to_str().unwrap()];
+    let action = [&cacert[..], &["-H", "SOAPAction: \"\""]].concat();
+    for (args, ct, says) in [
+        (
+            &action,
+            CT12,
+            "SOAP 1.1 envelope is sent as text/xml, not as application/soap+xml",
+        ),
+        (&cacert.to_vec(), CT11, "SOAPAction"),
+    ] {
+        let r = curl(&url, args, ct, &fresh).unwrap();
+        assert_eq!(
+            r.header("x-rocsim-reason"),
+            Some("wrong-content-type"),
+            "{}",
+            r.body
+        );
+        assert!(r.body.contains(says), "{ct}: {}", r.body);
+    }
+    assert_eq!(curl_post(&url, &fresh).status, 200);
+    assert_eq!(s.counter("accepted", ""), 2.0);
+    assert_eq!(s.counter("refused", "wrong-content-type"), 2.0);
     for (name, _, reason) in &cases {
         assert!(s.counter("refused", reason) >= 1.0, "{name}: counter");
     }
