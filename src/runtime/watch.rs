@@ -1,5 +1,6 @@
-//! What calls for a reload: SIGHUP at once, a timed check of the watched files (modification
-//! time and size), and the procedure's daily one-month expiry alert.
+//! What calls for a reload: SIGHUP at once (which also reopens the audit file), a timed check
+//! of the watched files (modification time and size), and the procedure's daily one-month
+//! expiry alert.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,6 +68,8 @@ impl Runtime {
                     return;
                 };
                 while hup.recv().await.is_some() {
+                    // `logrotate`'s `postrotate`: the audit file is reopened at its path.
+                    crate::audit::reopen();
                     rt.files_changed();
                     rt.reload("SIGHUP").await;
                 }

@@ -1,7 +1,8 @@
 //! The deployment files checked by the tools that will run them: the systemd unit by
 //! `systemd-analyze verify|security` and by a real `NOTIFY_SOCKET` conversation with `rocgw
 //! serve`; the Prometheus scrape of the Kubernetes deployment by `promtool check config` and by
-//! a real scrape of `/metrics` with the token read from a file, as Prometheus reads it.
+//! a real scrape of `/metrics` with the token read from a file, as Prometheus reads it; the
+//! logrotate file by `logrotate` rotating a running gateway's audit log.
 
 use std::fs;
 use std::io::{BufRead as _, BufReader};
@@ -404,4 +405,76 @@ fn prometheus_scrapes_the_kubernetes_pods_with_its_token_file() {
     );
     assert_eq!(r.header("x-rocgw-error"), Some("unauthorized"), "{r:?}");
     assert!(r.body.contains("admin listener only"), "{}", r.body);
+}
+
+/// `deploy/logrotate/rocgw`, run by `logrotate` itself against a gateway writing its audit log
+/// (the file's path and its `postrotate` command pointed at this test's gateway): the record
+/// written before the rotation stays in the rotated file, the next one starts a new file at the
+/// path, 0640.
+#[test]
+fn the_logrotate_file_rotates_a_running_gateways_audit_log() {
+    let s = crate::sim::SimFixture::start(|_| {});
+    let dir = scratch();
+    let file = dir.path().join("audit.jsonl");
+    let audit = format!("[audit]\nfile = \"{}\"\n", file.display());
+    let (gw, _t) = crate::routing::gateway(&s, "", "", &audit);
+    assert_eq!(
+        crate::routing::call(&gw, "99999991", "idb", &[]).status,
+        200
+    );
+
+    let shipped = fs::read_to_string(repo("deploy/logrotate/rocgw")).unwrap();
+    let reload = "systemctl reload rocgw.service";
+    assert!(shipped.contains("/var/log/rocgw/audit.jsonl {") && shipped.contains(reload));
+    let conf = dir.path().join("logrotate.conf");
+    let text = shipped
+        .replace("/var/log/rocgw/audit.jsonl", file.to_str().unwrap())
+        .replace(reload, &format!("kill -HUP {}", gw.pid()));
+    fs::write(&conf, text).unwrap();
+    let state = dir.path().join("logrotate.state");
+    // In /usr/sbin, which a user's PATH may lack.
+    let logrotate = ["/usr/sbin/logrotate", "/sbin/logrotate"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("logrotate");
+    let out = Command::new(logrotate)
+        .args([
+            "-v",
+            "-f",
+            "-s",
+            state.to_str().unwrap(),
+            conf.to_str().unwrap(),
+        ])
+        .output()
+        .expect("logrotate (.ci/run installs it)");
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{said}");
+    assert!(!file.exists(), "moved away: {said}");
+    gw.logs_until(Duration::from_secs(10), |l| {
+        l.contains("credentials reloaded")
+    });
+
+    assert_eq!(
+        crate::routing::call(&gw, "99999991", "clc", &[]).status,
+        200
+    );
+    let new = audit_records(&file, 1);
+    assert_eq!(new[0]["service"], "clc");
+    let rotated: Vec<PathBuf> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("audit.jsonl-")
+        })
+        .collect();
+    assert_eq!(rotated.len(), 1, "{rotated:?}; {said}");
+    let old = audit_records(&rotated[0], 1);
+    assert_eq!((old.len(), old[0]["service"].as_str()), (1, Some("idb")));
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640, "{mode:o}");
 }
