@@ -4,7 +4,7 @@
 //!
 //! HTTP statuses follow the SOAP bindings by default (SOAP 1.1: always 500, WS-I Basic Profile
 //! R1126; SOAP 1.2: 400 for sender faults, 500 for receiver faults) so that every SOAP stack reads
-//! the fault. `http_status = "precise"` uses 400/401/404/413/415/502/503/504 instead.
+//! the fault. `http_status = "precise"` uses 400/401/404/408/413/415/502/503/504 instead.
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ACCEPT_ENCODING, CONTENT_TYPE, RETRY_AFTER};

@@ -34,6 +34,9 @@ pub struct Metrics {
     pub revocation_unknown: IntCounterVec,
     /// Reloads of certificates and CRLs, by outcome.
     pub reloads: IntCounterVec,
+    /// Audit records not written (`write`), or written to a file no longer at the audit path
+    /// because the path could not be opened again (`reopen`).
+    pub audit_errors: IntCounterVec,
     /// Upstream connections currently open, by upstream kind.
     pub upstream_open: prometheus::IntGaugeVec,
     /// Requests currently handled by the gateway.
@@ -181,6 +184,7 @@ impl Metrics {
             tls_failures: counter_vec(&r, "rocgw_upstream_tls_failures_total", by_reason),
             revocation_unknown: counter_vec(&r, "rocgw_revocation_unknown_total", by_reason),
             reloads: counter_vec(&r, "rocgw_reloads_total", &["outcome"]),
+            audit_errors: counter_vec(&r, "rocgw_audit_errors_total", &["kind"]),
             faults: counter_vec(&r, "rocgw_faults_total", &["code"]),
             upstream_open: gauge_vec(&r, "rocgw_upstream_connections_open", up),
             in_flight: gauge(&r, "rocgw_in_flight_requests"),
@@ -215,6 +219,9 @@ impl Metrics {
         self.faults.with_label_values(&["overloaded"]);
         for outcome in ["ok", "failed"] {
             self.reloads.with_label_values(&[outcome]);
+        }
+        for kind in ["write", "reopen"] {
+            self.audit_errors.with_label_values(&[kind]);
         }
         for outcome in ["found", "unknown-amc", "error"] {
             self.annuaire_calls.with_label_values(&[outcome]);

@@ -13,13 +13,10 @@ use crate::listener::HttpResponse;
 use crate::upstream::{Upstream, UpstreamError};
 
 /// Request headers passed on to the upstream; everything else (the local bearer token above
-/// all) stays here.
-const FORWARDED_REQUEST_HEADERS: [HeaderName; 4] = [
-    CONTENT_TYPE,
-    HeaderName::from_static("soapaction"),
-    ACCEPT,
-    ACCEPT_LANGUAGE,
-];
+/// all) stays here. Content-Type and SOAPAction are single values: the first, the one rocgw
+/// read (a second one would let the AMC read another request than rocgw did); the lists, all.
+const FORWARDED_SINGLE: [HeaderName; 2] = [CONTENT_TYPE, HeaderName::from_static("soapaction")];
+const FORWARDED_LISTS: [HeaderName; 2] = [ACCEPT, ACCEPT_LANGUAGE];
 
 /// The annuaire URL with the path below `/annuaire` appended and the SIH's query string.
 pub fn join(base: &Uri, suffix: &str, query: Option<&str>) -> Result<Uri, Fault> {
@@ -63,8 +60,13 @@ pub async fn forward(
     *req.method_mut() = Method::POST;
     *req.uri_mut() = url.clone();
     let out = req.headers_mut();
-    out.reserve(FORWARDED_REQUEST_HEADERS.len() + 1);
-    for name in FORWARDED_REQUEST_HEADERS {
+    out.reserve(FORWARDED_SINGLE.len() + FORWARDED_LISTS.len() + 1);
+    for name in FORWARDED_SINGLE {
+        if let Some(v) = headers.get(&name) {
+            out.insert(name, v.clone());
+        }
+    }
+    for name in FORWARDED_LISTS {
         for v in headers.get_all(&name) {
             out.append(name.clone(), v.clone());
         }

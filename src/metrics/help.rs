@@ -78,6 +78,10 @@ pub const HELP: &[(&str, &str)] = &[
         "Reloads of certificates and CRLs, by outcome (ok, failed).",
     ),
     (
+        "rocgw_audit_errors_total",
+        "Audit records not written (write), or written to a file no longer at the audit path (reopen).",
+    ),
+    (
         "rocgw_faults_total",
         "SOAP faults returned by the gateway, by code.",
     ),

@@ -1,6 +1,7 @@
 //! What calls for a reload: SIGHUP at once (which also reopens the audit file), a timed check
 //! of the watched files (modification time and size), and the procedure's daily one-month
-//! expiry alert.
+//! expiry alert. SIGUSR1 only reopens the audit file (`logrotate`'s `postrotate`), as nginx's
+//! does its logs.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -68,12 +69,23 @@ impl Runtime {
                     return;
                 };
                 while hup.recv().await.is_some() {
-                    // `logrotate`'s `postrotate`: the audit file is reopened at its path.
                     crate::audit::reopen();
                     rt.files_changed();
                     rt.reload("SIGHUP").await;
                 }
             });
+            // Its default action would end the process: it is listened for from the start.
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+                Ok(mut usr1) => {
+                    tokio::spawn(async move {
+                        while usr1.recv().await.is_some() {
+                            tracing::info!("SIGUSR1: the audit file is looked at again");
+                            crate::audit::reopen();
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot listen for SIGUSR1"),
+            }
         }
         // The procedure's one-month alert, every day: a warning under 30 days, an error under 7.
         let rt = self.clone();

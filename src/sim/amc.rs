@@ -33,7 +33,11 @@ pub(super) async fn handle(
             .with_label_values(&[&amc.numero, &service, outcome, reason])
             .inc()
     };
-    let headers = req.headers().clone();
+    // The binding's two fields (the first of each), kept before the body is read.
+    let (content_type, soap_action) = {
+        let first = |name: &str| req.headers().get(name).map(|v| v.as_bytes().to_vec());
+        (first("content-type"), first("soapaction"))
+    };
     let Some(body) = read_body(req).await else {
         count("refused", "not-soap");
         return Some(listener::text(StatusCode::BAD_REQUEST, "unreadable body\n"));
@@ -63,7 +67,9 @@ pub(super) async fn handle(
     }
     // An envelope sent as its SOAP version's binding says; what is not SOAP at all is the
     // checks' `not-soap`.
-    let sent_as = sniffed.map_or(Ok(()), |v| super::check::binding(v, &headers));
+    let sent_as = sniffed.map_or(Ok(()), |v| {
+        super::check::binding(v, content_type.as_deref(), soap_action.as_deref())
+    });
     let checked = match sent_as {
         Ok(()) => check(&state, &amc, &body).await,
         Err(r) => Err(r),

@@ -60,17 +60,19 @@ pub const REASONS: [&str; 22] = [
 
 /// The HTTP binding of the envelope's SOAP version, as SOAP stacks that dispatch on it (WCF,
 /// Axis2) hold it: SOAP 1.2 comes as `application/soap+xml` (RFC 3902), SOAP 1.1 as `text/xml`
-/// with a `SOAPAction` header (SOAP 1.1, 6.1; WS-I Basic Profile R2744). Parameters (`charset`,
-/// `action`) and case do not matter.
-pub fn binding(version: SoapVersion, headers: &http::HeaderMap) -> Result<(), Refusal> {
-    let sent = headers
-        .get(http::header::CONTENT_TYPE)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()))
-        .unwrap_or_default();
+/// with a `SOAPAction` header (SOAP 1.1, 6.1) whose value is a quoted string (WS-I Basic
+/// Profile R1109; `""` is one). The media type's parameters (`charset`, `action`) and case do
+/// not matter. `content_type` and `soap_action`: the request's first of each.
+pub fn binding(
+    version: SoapVersion,
+    content_type: Option<&[u8]>,
+    soap_action: Option<&[u8]>,
+) -> Result<(), Refusal> {
+    let sent = String::from_utf8_lossy(content_type.unwrap_or_default());
     let essence = sent.split(';').next().unwrap_or("").trim();
-    let (v, expected, action) = match version {
-        SoapVersion::V12 => ("1.2", "application/soap+xml", true),
-        SoapVersion::V11 => ("1.1", "text/xml", headers.contains_key("soapaction")),
+    let (v, expected) = match version {
+        SoapVersion::V12 => ("1.2", "application/soap+xml"),
+        SoapVersion::V11 => ("1.1", "text/xml"),
     };
     if !essence.eq_ignore_ascii_case(expected) {
         let sent: String = essence.chars().take(64).collect();
@@ -80,11 +82,23 @@ pub fn binding(version: SoapVersion, headers: &http::HeaderMap) -> Result<(), Re
             format!("a SOAP {v} envelope is sent as {expected}, not as {sent}"),
         ));
     }
-    if !action {
-        return Err(refuse(
-            "wrong-content-type",
-            "a SOAP 1.1 request carries a SOAPAction header (it may be \"\")",
-        ));
+    if version == SoapVersion::V11 {
+        let quoted = |a: &[u8]| a.len() >= 2 && a.starts_with(b"\"") && a.ends_with(b"\"");
+        match soap_action.map(<[u8]>::trim_ascii) {
+            None => {
+                return Err(refuse(
+                    "wrong-content-type",
+                    "a SOAP 1.1 request carries a SOAPAction header (it may be \"\")",
+                ))
+            }
+            Some(a) if !quoted(a) => {
+                return Err(refuse(
+                    "wrong-content-type",
+                    "the SOAPAction header is a quoted string (\"urn:…\", or \"\")",
+                ))
+            }
+            Some(_) => {}
+        }
     }
     Ok(())
 }
@@ -330,37 +344,33 @@ mod tests {
 
     #[test]
     fn an_envelope_comes_as_its_soap_versions_binding_says() {
-        let sent = |ct: Option<&str>, action: bool| {
-            let mut h = http::HeaderMap::new();
-            if let Some(ct) = ct {
-                h.insert(http::header::CONTENT_TYPE, ct.parse().unwrap());
-            }
-            if action {
-                h.insert("soapaction", "\"\"".parse().unwrap());
-            }
-            h
+        let v12 = |ct: Option<&str>| binding(SoapVersion::V12, ct.map(str::as_bytes), None);
+        let v11 = |ct: Option<&str>, action: Option<&str>| {
+            binding(
+                SoapVersion::V11,
+                ct.map(str::as_bytes),
+                action.map(str::as_bytes),
+            )
         };
-        let v12 = |ct, action| binding(SoapVersion::V12, &sent(ct, action));
-        let v11 = |ct, action| binding(SoapVersion::V11, &sent(ct, action));
-        assert_eq!(v12(Some("application/soap+xml"), false), Ok(()));
+        assert_eq!(v12(Some("application/soap+xml")), Ok(()));
         let with_action = "Application/SOAP+XML ; charset=utf-8; action=\"urn:idb\"";
-        assert_eq!(v12(Some(with_action), false), Ok(()));
-        assert_eq!(v11(Some("text/xml; charset=utf-8"), true), Ok(()));
+        assert_eq!(v12(Some(with_action)), Ok(()));
+        assert_eq!(v11(Some("text/xml; charset=utf-8"), Some("\"\"")), Ok(()));
+        assert_eq!(v11(Some("text/xml"), Some(" \"urn:idb\" ")), Ok(()));
         for (r, says) in [
             (
-                v12(Some("text/xml; charset=utf-8"), true),
+                v12(Some("text/xml; charset=utf-8")),
                 "SOAP 1.2 envelope is sent as application/soap+xml, not as text/xml",
             ),
-            (v12(None, false), "not as none"),
+            (v12(None), "not as none"),
             (
-                v11(Some("application/soap+xml"), true),
+                v11(Some("application/soap+xml"), Some("\"\"")),
                 "SOAP 1.1 envelope is sent as text/xml, not as application/soap+xml",
             ),
-            (v11(Some("text/xml"), false), "SOAPAction"),
-            (
-                v12(Some("application/json"), false),
-                "not as application/json",
-            ),
+            (v11(Some("text/xml"), None), "carries a SOAPAction"),
+            (v11(Some("text/xml"), Some("urn:idb")), "quoted string"),
+            (v11(Some("text/xml"), Some("\"")), "quoted string"),
+            (v12(Some("application/json")), "not as application/json"),
         ] {
             let r = r.unwrap_err();
             assert_eq!(r.reason, "wrong-content-type");

@@ -57,9 +57,12 @@ mod tests {
     type Ca = rcgen::CertifiedIssuer<'static, rcgen::KeyPair>;
 
     fn ca() -> Ca {
+        named_ca("TEST ROCGW CA")
+    }
+
+    fn named_ca(name: &str) -> Ca {
         let mut p = rcgen::CertificateParams::default();
-        p.distinguished_name
-            .push(rcgen::DnType::CommonName, "TEST ROCGW CA");
+        p.distinguished_name.push(rcgen::DnType::CommonName, name);
         p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         rcgen::CertifiedIssuer::self_signed(p, rcgen::KeyPair::generate().expect("key"))
             .expect("CA")
@@ -109,6 +112,9 @@ mod tests {
         assert!(crls.revokes(&cert(&ca, &[0x12, 0x34])));
         assert!(crls.revokes(&cert(&ca, &[0x80, 0x01])));
         assert!(!crls.revokes(&cert(&ca, &[0x12, 0x35])));
+        // The same serial from another CA: not this CRL's.
+        let other = named_ca("TEST ROCGW OTHER CA");
+        assert!(!crls.revokes(&cert(&other, &[0x12, 0x34])));
         assert!(!crls.revokes(b"not a certificate"));
     }
 

@@ -59,6 +59,17 @@ pub struct Seen {
     pub bodies: Mutex<Vec<String>>,
     /// Request targets (path and query) as they arrived.
     pub paths: Mutex<Vec<String>>,
+    /// Request header fields as they arrived.
+    pub heads: Mutex<Vec<http::HeaderMap>>,
+}
+
+impl Seen {
+    /// The request's target (path and query) and header fields, as they arrived.
+    fn note_head<B>(&self, req: &Request<B>) {
+        let target = req.uri().path_and_query().map(|p| p.to_string());
+        self.paths.lock().unwrap().push(target.unwrap_or_default());
+        self.heads.lock().unwrap().push(req.headers().clone());
+    }
 }
 
 pub struct TlsServer {
@@ -174,8 +185,7 @@ impl TlsServer {
                         let serial = serial.clone();
                         let behavior = behavior.clone();
                         async move {
-                            let target = req.uri().path_and_query().map(|p| p.to_string());
-                            seen.paths.lock().unwrap().push(target.unwrap_or_default());
+                            seen.note_head(&req);
                             let body = req
                                 .into_body()
                                 .collect()

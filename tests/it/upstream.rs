@@ -133,10 +133,30 @@ fn annuaire_gets_mutual_tls_with_auth_cli_and_amc_answers_pass_through() {
             ("Content-Type", CT11),
             ("SOAPAction", "\"search\""),
             ("Authorization", "Bearer local-only-token"),
+            ("Accept", "text/xml"),
+            ("Accept", "application/soap+xml"),
+            // Second values of single fields: not what rocgw read, not passed on.
+            ("Content-Type", "application/json"),
+            ("SOAPAction", "\"other\""),
+            ("X-Rocgw-Deadline-Ms", "20000"),
         ],
         envelope11("<search/>").as_bytes(),
     );
     assert_eq!(r.status, 200, "{}", r.body);
+    let head = ann.seen.heads.lock().unwrap()[0].clone();
+    let all = |name: &str| -> Vec<&str> {
+        head.get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    };
+    assert_eq!(all("content-type"), [CT11]);
+    assert_eq!(all("soapaction"), ["\"search\""]);
+    assert_eq!(all("accept"), ["text/xml", "application/soap+xml"]);
+    assert_eq!(all("user-agent").len(), 1);
+    for kept_here in ["authorization", "x-rocgw-deadline-ms"] {
+        assert!(all(kept_here).is_empty(), "{kept_here} passed on: {head:?}");
+    }
     assert_eq!(r.header("x-rocgw-error"), None);
     assert!(
         r.body.contains(&format!(
