@@ -9,6 +9,8 @@
 #   * at 1/3 of the run both identities are rotated: org/ → org/*-renewed (the structure's
 #     renewed certificates: a reload keeps the structures, so it refuses another structure's),
 #     atomic `mv` over the configured P12 files, then SIGHUP; /status must show the new serials;
+#   * at 1/2 the audit log is rotated as logrotate does it: `mv audit.jsonl audit.jsonl.1`, then
+#     SIGUSR1; the next records must start a new audit.jsonl;
 #   * at 2/3 the IGC OSI CRL bundle is updated: it gains AC-SERVEUR's CRL (which revokes the
 #     test PKI's `server-revoked` certificate), atomic `mv`, no signal: the timed file check
 #     ([reload] check_interval_s) must pick it up. Proof: /status lists the new CRL, and a probe
@@ -17,7 +19,8 @@
 #
 # It then asserts: no failed request (load errors and warm-up errors = 0; the simulator refused
 # nothing; no gateway fault except the one expected revoked probe; no failed reload; every
-# audited call after the rotation signed with the new SIGN serial), flat memory (RSS at the end
+# audited call after the rotation signed with the new SIGN serial; the two audit files together
+# hold one ok record per call the simulator accepted: none lost), flat memory (RSS at the end
 # minus RSS after warm-up below both SOAK_MAX_RSS_GROWTH_PCT % of the warm-up RSS and
 # SOAK_MAX_RSS_GROWTH_MIB MiB), and a clean stop (SIGTERM → exit 0). Prints a summary; exit 1 on
 # any failure, 2 on a setup problem.
@@ -61,6 +64,7 @@ else
   WARMUP=$SOAK_WARMUP_SECONDS
 fi
 ROTATE_AT=$((LOAD_WARMUP + S / 3))
+AUDIT_AT=$((LOAD_WARMUP + S / 2))
 CRL_AT=$((LOAD_WARMUP + 2 * S / 3))
 
 die() { echo "soak: setup error: $*" >&2; exit 2; }
@@ -243,6 +247,22 @@ sample() {
   return 0
 }
 
+AUDIT_T=
+rotate_audit() {
+  log "audit rotation: audit.jsonl → audit.jsonl.1 (mv), then SIGUSR1"
+  mv "$D/audit.jsonl" "$D/audit.jsonl.1"
+  kill -USR1 "$GW_PID"
+  for ((i = 0; i < 50; i++)); do
+    if [[ -s $D/audit.jsonl ]]; then
+      AUDIT_T=$(elapsed)
+      log "audit rotation: records go to a new audit.jsonl"
+      return 0
+    fi
+    sleep 0.1
+  done
+  fail "audit rotation: no new audit.jsonl 5 s after SIGUSR1"
+}
+
 ROTATED_T= ROTATED_EPOCH= ROTATION_OK=0 ANN_CALLS_AT_ROTATION=
 rotate() {
   log "rotation: org/ → org/*-renewed identities (atomic mv), then SIGHUP"
@@ -313,8 +333,8 @@ STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 "$ROCGW" load --target "$GATEWAY" --rate "$RATE" --duration "${S}s" --warmup "${LOAD_WARMUP}s" \
   --json "$D/load.json" --html "$D/load.html" >"$D/load.out" 2>"$D/load.log" &
 LOAD_PID=$!
-log "load started: rate $RATE req/s, ${S} s measured after ${LOAD_WARMUP} s; rotation at ~${ROTATE_AT} s, CRL update at ~${CRL_AT} s, RSS baseline at ${WARMUP} s"
-NEXT_SAMPLE=0 DID_ROTATE=0 DID_CRL=0
+log "load started: rate $RATE req/s, ${S} s measured after ${LOAD_WARMUP} s; rotation at ~${ROTATE_AT} s, audit rotation at ~${AUDIT_AT} s, CRL update at ~${CRL_AT} s, RSS baseline at ${WARMUP} s"
+NEXT_SAMPLE=0 DID_ROTATE=0 DID_AUDIT=0 DID_CRL=0
 while alive "$LOAD_PID"; do
   alive "$GW_PID" || { fail "the gateway died during the run (see $D/gateway.log)"; break; }
   t=$(elapsed)
@@ -325,6 +345,10 @@ while alive "$LOAD_PID"; do
   if ((DID_ROTATE == 0 && t >= ROTATE_AT)); then
     DID_ROTATE=1
     rotate
+  fi
+  if ((DID_AUDIT == 0 && t >= AUDIT_AT)); then
+    DID_AUDIT=1
+    rotate_audit
   fi
   if ((DID_CRL == 0 && t >= CRL_AT)); then
     DID_CRL=1
@@ -383,26 +407,35 @@ AMC_CONNS_AFTER_CRL=$(($(prom "$M" 'rocgw_upstream_connections_opened_total{upst
 ((CRL_OK == 1)) || fail "the CRL update was not confirmed"
 
 # The audit log: which SIGN serial signed each call, and when the switch happened.
-read -r AUD_OLD AUD_NEW AUD_OTHER AUD_BAD AUD_LAST_OLD AUD_FIRST_NEW < <(python3 - "$D/audit.jsonl" "$OLD_SIGN" "$NEW_SIGN" <<'PY'
-import json, sys
-old = new = other = bad = 0
+read -r AUD_OLD AUD_NEW AUD_OTHER AUD_BAD AUD_LAST_OLD AUD_FIRST_NEW AUD_OK AUD_IN1 AUD_IN2 < <(python3 - "$OLD_SIGN" "$NEW_SIGN" "$D/audit.jsonl.1" "$D/audit.jsonl" <<'PY'
+import json, os, sys
+old = new = other = bad = ok = 0
 last_old = first_new = "-"
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    s = r["signer_serial"]
-    if s == sys.argv[2]:
-        old += 1
-        last_old = max(last_old, r["time"]) if last_old != "-" else r["time"]
-    elif s == sys.argv[3]:
-        new += 1
-        first_new = min(first_new, r["time"]) if first_new != "-" else r["time"]
-    else:
-        other += 1
-    if r["outcome"] != "ok" and r["amc"] != "99999993":
-        bad += 1
-print(old, new, other, bad, last_old, first_new)
+per_file = []
+for path in sys.argv[3:]:
+    n = 0
+    for line in open(path) if os.path.exists(path) else []:
+        n += 1
+        r = json.loads(line)
+        s = r["signer_serial"]
+        if s == sys.argv[1]:
+            old += 1
+            last_old = max(last_old, r["time"]) if last_old != "-" else r["time"]
+        elif s == sys.argv[2]:
+            new += 1
+            first_new = min(first_new, r["time"]) if first_new != "-" else r["time"]
+        else:
+            other += 1
+        if r["outcome"] == "ok":
+            ok += 1
+        elif r["amc"] != "99999993":
+            bad += 1
+    per_file.append(n)
+print(old, new, other, bad, last_old, first_new, ok, *per_file)
 PY
 )
+((AUD_IN1 > 0 && AUD_IN2 > 0)) || fail "audit rotation: $AUD_IN1 records in audit.jsonl.1, $AUD_IN2 in the new audit.jsonl"
+((AUD_OK == SIM_ACCEPTED)) || fail "audit: $AUD_OK ok records in the two files, the simulator accepted $SIM_ACCEPTED calls"
 ((AUD_OTHER == 0)) || fail "audit: $AUD_OTHER calls signed by an unexpected serial"
 ((AUD_BAD == 0)) || fail "audit: $AUD_BAD calls not ok"
 ((AUD_OLD > 0 && AUD_NEW > 0)) || fail "audit: calls with the old SIGN $AUD_OLD, with the new $AUD_NEW"
@@ -448,6 +481,7 @@ RSS_SERIES=$(awk -F, 'NR > 1 { printf "%s%s", sep, $1 "s:" sprintf("%.1f", $2 / 
     "reloads" "ok $RELOAD_OK, failed $RELOAD_FAILED" \
     "gateway log" "$LOG_ERRORS ERROR, $LOG_WARNS WARN line(s)" \
     "rotation (SIGHUP)" "at ${ROTATED_T:-?} s: SIGN $OLD_SIGN → $NEW_SIGN in /status; audit: $AUD_OLD calls old (last $AUD_LAST_OLD), $AUD_NEW new (first $AUD_FIRST_NEW); $ANN_AFTER annuaire calls after it, all found" \
+    "audit rotation (SIGUSR1)" "at ${AUDIT_T:-?} s: $AUD_IN1 records in audit.jsonl.1, $AUD_IN2 in the new audit.jsonl; $AUD_OK ok records for $SIM_ACCEPTED calls the simulator accepted" \
     "CRL update (file check)" "in force at ${CRL_T:-?} s: AC-SERVEUR CRL in /status; probe AMC 99999993 before: ${PROBE_BEFORE:-?}, after: ${PROBE_AFTER:-?}; $AMC_CONNS_AFTER_CRL AMC connections opened after it; AMC handshakes without a CRL: $UNKNOWN_BEFORE before, $UNKNOWN_END at end" \
     "gateway RSS" "after warm-up ($RSS_WARM_T s) $(mib "$RSS_WARM") MiB, max sampled $(mib "$RSS_MAX") MiB, end $(mib "$RSS_LAST") MiB; growth $(mib $GROWTH) MiB (bound ${MAX_PCT} % = $(mib $LIMIT_PCT) MiB and ${MAX_MIB} MiB)" \
     "gateway CPU" "${CPU_PCT} % of one core (after warm-up)" \
