@@ -70,6 +70,9 @@ impl NotSoap {
 /// A DOCTYPE is refused (no DTD, no entity expansion, no XXE) but the root element after it is
 /// still looked at, so that the fault speaks the envelope's own SOAP version.
 pub fn sniff(body: &[u8]) -> Result<SoapVersion, NotSoap> {
+    if is_utf16(body) {
+        return Err(not_soap(UTF16_REFUSED));
+    }
     // Borrowing events: nothing of the body is copied. No namespace resolver: the root
     // element's namespace can only be declared on the root itself.
     let mut reader = Reader::from_reader(body);
@@ -102,6 +105,17 @@ pub fn sniff(body: &[u8]) -> Result<SoapVersion, NotSoap> {
             Err(e) => return Err(not_soap(&format!("not well-formed XML: {}", short(&e)))),
         }
     }
+}
+
+/// Why a UTF-16 envelope is refused (rocgw reads UTF-8 and the 8-bit encodings it names).
+pub const UTF16_REFUSED: &str =
+    "a UTF-16 envelope: rocgw reads UTF-8, ISO-8859-1/15, windows-1252 and US-ASCII; send it in UTF-8";
+
+/// A UTF-16 document: its byte order mark, or `<` as UTF-16 without one (XML 1.0, appendix F).
+pub fn is_utf16(body: &[u8]) -> bool {
+    [[0xFE, 0xFF], [0xFF, 0xFE], [0x00, b'<'], [b'<', 0x00]]
+        .iter()
+        .any(|start| body.starts_with(start))
 }
 
 /// The SOAP version named by the root element `e`'s namespace, from its own declarations
@@ -176,6 +190,28 @@ mod tests {
         // The root's own declaration counts, whatever else is declared beside it.
         let other_prefix = r#"<soap:Envelope xmlns="urn:x" xmlns:S="urn:y" xmlns:soap="http://www.w3.org/2003/05/soap-envelope"/>"#;
         assert_eq!(sniff(other_prefix.as_bytes()).unwrap(), SoapVersion::V12);
+    }
+
+    #[test]
+    fn a_utf16_envelope_is_named_as_such_with_or_without_its_byte_order_mark() {
+        let doc = r#"<?xml version="1.0" encoding="UTF-16"?><Envelope xmlns="http://www.w3.org/2003/05/soap-envelope"/>"#;
+        let le: Vec<u8> = doc.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let be: Vec<u8> = doc.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        for body in [
+            [&[0xFF, 0xFE][..], &le].concat(),
+            [&[0xFE, 0xFF][..], &be].concat(),
+            le,
+            be,
+        ] {
+            match sniff(&body) {
+                Err(NotSoap::Malformed(why)) => assert_eq!(why, UTF16_REFUSED),
+                other => panic!("{:?}: {other:?}", &body[..4]),
+            }
+        }
+        // UTF-8 with its byte order mark is read.
+        let utf8 = doc.replace(r#" encoding="UTF-16""#, "");
+        let utf8_bom = [&[0xEF, 0xBB, 0xBF][..], utf8.as_bytes()].concat();
+        assert_eq!(sniff(&utf8_bom).unwrap(), SoapVersion::V12);
     }
 
     #[test]

@@ -48,11 +48,8 @@ fn refuse(code: FaultCode, detail: impl Into<String>) -> VersionedFault {
 /// The encoding of the envelope: a byte order mark, the XML declaration (checked here, at the
 /// very start only), or UTF-8. Returns it with the length of the byte order mark.
 fn encoding(body: &[u8]) -> Result<(Charset, usize), VersionedFault> {
-    if body.starts_with(&[0xFE, 0xFF]) || body.starts_with(&[0xFF, 0xFE]) {
-        return Err(refuse(
-            FaultCode::NotSoap,
-            "UTF-16 envelopes are not supported",
-        ));
+    if crate::soap::is_utf16(body) {
+        return Err(refuse(FaultCode::NotSoap, crate::soap::UTF16_REFUSED));
     }
     // quick-xml consumes a UTF-8 byte order mark without counting it in its positions: read
     // after it and shift every offset back onto `body`.

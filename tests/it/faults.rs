@@ -278,3 +278,23 @@ fn compressed_bodies_are_refused_before_they_are_read() {
     let r = sent("identity");
     check(&r, "amc-unavailable", 500, SOAP11_NS, "Server");
 }
+
+#[test]
+fn a_utf16_envelope_is_refused_saying_so() {
+    let g = gateway(false);
+    let doc = envelope12("<a/>").replace("UTF-8", "UTF-16");
+    let utf16: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(doc.encode_utf16().flat_map(u16::to_le_bytes))
+        .collect();
+    let headers = [("Content-Type", "application/soap+xml; charset=utf-16")];
+    let r = http(
+        g.proc.gateway,
+        "POST",
+        "/amc/11111111/idb",
+        &headers,
+        &utf16,
+    );
+    check(&r, "not-soap", 400, SOAP12_NS, "Sender");
+    assert!(r.body.contains("a UTF-16 envelope"), "{}", r.body);
+}
