@@ -424,7 +424,7 @@ fn the_logrotate_file_rotates_a_running_gateways_audit_log() {
     );
 
     let shipped = fs::read_to_string(repo("deploy/logrotate/rocgw")).unwrap();
-    let reopen = "systemctl kill --signal=USR1 rocgw.service";
+    let reopen = "systemctl kill --kill-whom=main --signal=USR1 rocgw.service";
     assert!(shipped.contains("/var/log/rocgw/audit.jsonl {") && shipped.contains(reopen));
     let conf = dir.path().join("logrotate.conf");
     let text = shipped
