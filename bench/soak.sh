@@ -250,12 +250,14 @@ sample() {
 AUDIT_T=
 rotate_audit() {
   log "audit rotation: audit.jsonl → audit.jsonl.1 (mv), then SIGUSR1"
-  mv "$D/audit.jsonl" "$D/audit.jsonl.1"
-  kill -USR1 "$GW_PID"
+  mv "$D/audit.jsonl" "$D/audit.jsonl.1" || { fail "audit rotation: cannot move audit.jsonl"; return 0; }
+  kill -USR1 "$GW_PID" || { fail "audit rotation: cannot signal the gateway"; return 0; }
   for ((i = 0; i < 50; i++)); do
     if [[ -s $D/audit.jsonl ]]; then
       AUDIT_T=$(elapsed)
       log "audit rotation: records go to a new audit.jsonl"
+      grep -q 'SIGUSR1: the audit file is looked at again' "$D/gateway.log" ||
+        fail "audit rotation: the gateway did not log the SIGUSR1"
       return 0
     fi
     sleep 0.1
@@ -433,8 +435,9 @@ for path in sys.argv[3:]:
     per_file.append(n)
 print(old, new, other, bad, last_old, first_new, ok, *per_file)
 PY
-)
-((AUD_IN1 > 0 && AUD_IN2 > 0)) || fail "audit rotation: $AUD_IN1 records in audit.jsonl.1, $AUD_IN2 in the new audit.jsonl"
+) || true
+[[ -n $AUD_IN2 ]] || fail "audit: the audit files could not be read"
+((${AUD_IN1:-0} > 0 && ${AUD_IN2:-0} > 0)) || fail "audit rotation: $AUD_IN1 records in audit.jsonl.1, $AUD_IN2 in the new audit.jsonl"
 ((AUD_OK == SIM_ACCEPTED)) || fail "audit: $AUD_OK ok records in the two files, the simulator accepted $SIM_ACCEPTED calls"
 ((AUD_OTHER == 0)) || fail "audit: $AUD_OTHER calls signed by an unexpected serial"
 ((AUD_BAD == 0)) || fail "audit: $AUD_BAD calls not ok"

@@ -14,6 +14,7 @@
 
 mod report;
 mod watch;
+pub use watch::Signals;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -90,11 +90,13 @@ fn say(line: &str) {
 
 /// Runs `rocgw serve`. Returns only on a start-up failure.
 pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
+    // Before anything slow (keys, the sandbox's PKI): SIGHUP or SIGUSR1 must never end it.
+    let signals = crate::runtime::Signals::listen();
     let start = match find_config(opts.config.as_deref()) {
         Source::File(path) => production(&opts, &path).await?,
         Source::Sandbox => sandbox(&opts).await?,
     };
-    serve(start).await
+    serve(start, signals).await
 }
 
 /// What both start-ups hand to the one serving sequence.
@@ -234,7 +236,7 @@ async fn sandbox(opts: &ServeOptions) -> Result<Start, StartError> {
 
 /// The one serving sequence: listeners bound, reload triggers started, the gateway served
 /// until a stop signal and its drain.
-async fn serve(start: Start) -> Result<(), StartError> {
+async fn serve(start: Start, signals: crate::runtime::Signals) -> Result<(), StartError> {
     let Start {
         runtime,
         admin,
@@ -271,7 +273,7 @@ async fn serve(start: Start) -> Result<(), StartError> {
             tracing::info!("{hello}");
         }
     }
-    runtime.spawn_watchers();
+    runtime.spawn_watchers(signals);
     let gw = Gateway::new(runtime.clone(), sandbox).map_err(StartError)?;
     admin.attach(runtime.clone(), gw.directories());
     let gw_task = spawn_gateway(listeners, gw, admin.clone(), &runtime.config().server);

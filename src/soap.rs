@@ -107,15 +107,20 @@ pub fn sniff(body: &[u8]) -> Result<SoapVersion, NotSoap> {
     }
 }
 
-/// Why a UTF-16 envelope is refused (rocgw reads UTF-8 and the 8-bit encodings it names).
+/// Why a UTF-16 document is refused (rocgw reads UTF-8 and the 8-bit encodings it names). Said
+/// of an SIH's envelope and of an annuaire's or AMC's answer alike.
 pub const UTF16_REFUSED: &str =
-    "a UTF-16 envelope: rocgw reads UTF-8, ISO-8859-1/15, windows-1252 and US-ASCII; send it in UTF-8";
+    "a UTF-16 document: rocgw reads UTF-8, ISO-8859-1/15, windows-1252 and US-ASCII";
 
-/// A UTF-16 document: its byte order mark, or `<` as UTF-16 without one (XML 1.0, appendix F).
+/// A UTF-16 document: its byte order mark, or its first character (`<`, or the white space a
+/// document without an XML declaration may start with) as UTF-16 without one (XML 1.0,
+/// appendix F). No XML document holds a NUL character, so nothing else is taken for one.
 pub fn is_utf16(body: &[u8]) -> bool {
-    [[0xFE, 0xFF], [0xFF, 0xFE], [0x00, b'<'], [b'<', 0x00]]
-        .iter()
-        .any(|start| body.starts_with(start))
+    match body {
+        [0xFE, 0xFF, ..] | [0xFF, 0xFE, ..] => true,
+        [0, c, ..] | [c, 0, ..] => matches!(c, b'<' | b' ' | b'\t' | b'\n' | b'\r'),
+        _ => false,
+    }
 }
 
 /// The SOAP version named by the root element `e`'s namespace, from its own declarations
@@ -197,9 +202,12 @@ mod tests {
         let doc = r#"<?xml version="1.0" encoding="UTF-16"?><Envelope xmlns="http://www.w3.org/2003/05/soap-envelope"/>"#;
         let le: Vec<u8> = doc.encode_utf16().flat_map(u16::to_le_bytes).collect();
         let be: Vec<u8> = doc.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        let spaced = |b: &[u8], space: [u8; 2]| [&space[..], &space[..], b].concat();
         for body in [
             [&[0xFF, 0xFE][..], &le].concat(),
             [&[0xFE, 0xFF][..], &be].concat(),
+            spaced(&le, [b'\n', 0]),
+            spaced(&be, [0, b' ']),
             le,
             be,
         ] {

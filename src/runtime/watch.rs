@@ -7,11 +7,31 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
 use super::Runtime;
 use crate::clock::now_unix;
 
 /// What the timed check compares: each watched file with its modification time and size.
 pub(super) type Fingerprint = Vec<(PathBuf, Option<(SystemTime, u64)>)>;
+
+/// SIGHUP and SIGUSR1, listened for from the very start of `serve` (before the configuration
+/// and its keys are read): their default action would end the process, and `logrotate` or a
+/// reload may send them while the gateway starts.
+pub struct Signals {
+    hup: std::io::Result<Signal>,
+    usr1: std::io::Result<Signal>,
+}
+
+impl Signals {
+    /// From now on the signals are kept for [`Runtime::spawn_watchers`] (inside the runtime).
+    pub fn listen() -> Signals {
+        Signals {
+            hup: signal(SignalKind::hangup()),
+            usr1: signal(SignalKind::user_defined1()),
+        }
+    }
+}
 
 impl Runtime {
     /// Files whose change calls for a reload.
@@ -57,35 +77,34 @@ impl Runtime {
         }
     }
 
-    /// Starts the reload triggers: SIGHUP, and the timed check of the watched files.
-    pub fn spawn_watchers(self: &Arc<Self>) {
-        #[cfg(unix)]
-        {
-            let rt = self.clone();
-            tokio::spawn(async move {
-                use tokio::signal::unix::{signal, SignalKind};
-                let Ok(mut hup) = signal(SignalKind::hangup()) else {
-                    tracing::warn!("cannot listen for SIGHUP: reload by file check only");
-                    return;
-                };
-                while hup.recv().await.is_some() {
-                    crate::audit::reopen();
-                    rt.files_changed();
-                    rt.reload("SIGHUP").await;
-                }
-            });
-            // Its default action would end the process: it is listened for from the start.
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
-                Ok(mut usr1) => {
-                    tokio::spawn(async move {
-                        while usr1.recv().await.is_some() {
-                            tracing::info!("SIGUSR1: the audit file is looked at again");
-                            crate::audit::reopen();
-                        }
-                    });
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot listen for SIGUSR1"),
+    /// Starts the reload triggers: SIGHUP (and SIGUSR1, which only reopens the audit file), as
+    /// `signals` listened for them from the start, and the timed check of the watched files.
+    pub fn spawn_watchers(self: &Arc<Self>, signals: Signals) {
+        match signals.hup {
+            Ok(mut hup) => {
+                let rt = self.clone();
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        crate::audit::reopen();
+                        rt.files_changed();
+                        rt.reload("SIGHUP").await;
+                    }
+                });
             }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP: reload by file check only")
+            }
+        }
+        match signals.usr1 {
+            Ok(mut usr1) => {
+                tokio::spawn(async move {
+                    while usr1.recv().await.is_some() {
+                        tracing::info!("SIGUSR1: the audit file is looked at again");
+                        crate::audit::reopen();
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGUSR1"),
         }
         // The procedure's one-month alert, every day: a warning under 30 days, an error under 7.
         let rt = self.clone();

@@ -296,5 +296,5 @@ fn a_utf16_envelope_is_refused_saying_so() {
         &utf16,
     );
     check(&r, "not-soap", 400, SOAP12_NS, "Sender");
-    assert!(r.body.contains("a UTF-16 envelope"), "{}", r.body);
+    assert!(r.body.contains("a UTF-16 document"), "{}", r.body);
 }

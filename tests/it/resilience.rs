@@ -765,3 +765,62 @@ fn a_client_that_stops_reading_its_answer_is_cut() {
     );
     assert_eq!(call(&gw, "99999991", "idb", &[]).status, 200);
 }
+
+/// `logrotate`'s SIGUSR1 and a reload's SIGHUP may come while the gateway starts (reading its
+/// keys takes a while): neither ends it. Both are sent every 20 ms from 50 ms after the start
+/// until the gateway listens.
+#[test]
+fn signals_during_start_up_do_not_end_the_gateway() {
+    use std::io::BufRead as _;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = scratch();
+    let cfg = write_config(tmp.path(), &config_text("", ""));
+    let args = [
+        "serve",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ];
+    let mut child = spawn(&args, &[]);
+    let pid = child.id().to_string();
+    let listening = std::sync::Arc::new(AtomicBool::new(false));
+    let sender = {
+        let listening = listening.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let mut sent = 0;
+            while !listening.load(Ordering::SeqCst) {
+                for sig in ["-USR1", "-HUP"] {
+                    let _ = std::process::Command::new("kill")
+                        .args([sig, &pid])
+                        .status();
+                }
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            sent
+        })
+    };
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let said: Vec<String> = out
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|l| !l.starts_with("rocgw: gateway listening"))
+        .collect();
+    listening.store(true, Ordering::SeqCst);
+    let sent = sender.join().unwrap();
+    let alive = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        sent >= 1,
+        "no signal came during the start: the test shows nothing"
+    );
+    assert!(
+        alive,
+        "the gateway ended during its start ({sent} signals): {said:?}"
+    );
+}
