@@ -212,7 +212,7 @@ impl Gateway {
             let f = Fault::with_detail(FaultCode::NotFound, "only POST is served here");
             return (route, structure, refuse(body, f));
         }
-        if let Err(f) = target::uncompressed(&parts.headers) {
+        if let Err(f) = target::plain_body(&parts.headers) {
             return (route, structure, refuse(body, f));
         }
         let caller_share = match self.admission.caller(&caller.name) {

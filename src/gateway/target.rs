@@ -117,26 +117,55 @@ pub fn version_hint(headers: &HeaderMap) -> SoapVersion {
     }
 }
 
-/// A body rocgw can read: without `Content-Encoding` (or `identity`). A compressed envelope
-/// cannot be parsed, stamped or passed on as it is (only the headers of the call go upstream),
-/// so it is refused before its body is read.
-pub fn uncompressed(headers: &HeaderMap) -> Result<(), Fault> {
+/// A body rocgw can read: a bare envelope, refused before it is read otherwise.
+///
+/// - Without `Content-Encoding` (or `identity`): a compressed envelope cannot be parsed,
+///   stamped or passed on as it is (only the headers of the call go upstream).
+/// - Not a MIME multipart (MTOM/XOP, SOAP with attachments): its envelope is one part among
+///   others, under a boundary, which rocgw neither stamps nor passes on as such.
+pub fn plain_body(headers: &HeaderMap) -> Result<(), Fault> {
     for v in headers.get_all(CONTENT_ENCODING) {
         let mut listed = v.to_str().unwrap_or("?").split(',').map(str::trim);
         if let Some(coding) = listed.find(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"))
         {
-            let coding: String = coding
-                .chars()
-                .take(32)
-                .filter(char::is_ascii_graphic)
-                .collect();
             return Err(Fault::with_detail(
                 FaultCode::UnsupportedEncoding,
-                format!("Content-Encoding: {coding}: send the envelope uncompressed"),
+                format!(
+                    "Content-Encoding: {}: send the envelope uncompressed",
+                    shown(coding)
+                ),
             ));
         }
     }
+    let media = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
+    if media
+        .get(..10)
+        .is_some_and(|p| p.eq_ignore_ascii_case("multipart/"))
+    {
+        return Err(Fault::with_detail(
+            FaultCode::NotSoap,
+            format!(
+                "Content-Type: {} (MTOM/XOP or SOAP with attachments): rocgw takes a bare \
+                 SOAP envelope; turn MTOM off in the SIH's SOAP stack",
+                shown(media)
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// A header value as a fault detail shows it: 32 printable ASCII characters at most.
+fn shown(value: &str) -> String {
+    value
+        .chars()
+        .take(32)
+        .filter(char::is_ascii_graphic)
+        .collect()
 }
 
 /// The request's deadline: `configured`, shortened by `X-Rocgw-Deadline-Ms`.
@@ -247,7 +276,7 @@ mod tests {
             for v in values {
                 h.append(CONTENT_ENCODING, v.parse().unwrap());
             }
-            uncompressed(&h).map_err(|f| (f.code, f.detail.unwrap_or_default()))
+            plain_body(&h).map_err(|f| (f.code, f.detail.unwrap_or_default()))
         };
         assert_eq!(with(&[]), Ok(()));
         assert_eq!(with(&["identity"]), Ok(()));
@@ -260,6 +289,37 @@ mod tests {
                 detail.contains(&format!("Content-Encoding: {coding}")),
                 "{detail}"
             );
+        }
+    }
+
+    #[test]
+    fn a_multipart_body_is_refused_naming_mtom() {
+        let with = |ct: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_TYPE, ct.parse().unwrap());
+            plain_body(&h).map_err(|f| (f.code, f.detail.unwrap_or_default()))
+        };
+        for ct in [
+            r#"multipart/related; type="application/xop+xml"; boundary=b"#,
+            " Multipart/Related;boundary=b",
+            "multipart/form-data; boundary=x",
+        ] {
+            let (code, detail) = with(ct).unwrap_err();
+            assert_eq!(code, FaultCode::NotSoap, "{ct}");
+            assert!(detail.contains("MTOM"), "{detail}");
+            let media = ct.split(';').next().unwrap().trim();
+            assert!(
+                detail.contains(&format!("Content-Type: {media} ")),
+                "{detail}"
+            );
+        }
+        for ct in [
+            "application/soap+xml; charset=utf-8",
+            "text/xml",
+            "application/xml",
+            "",
+        ] {
+            assert_eq!(with(ct), Ok(()), "{ct}");
         }
     }
 

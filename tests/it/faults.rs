@@ -280,6 +280,33 @@ fn compressed_bodies_are_refused_before_they_are_read() {
 }
 
 #[test]
+fn an_mtom_request_is_refused_saying_so() {
+    // What a SOAP stack with MTOM on sends (CXF, Axis2, WCF): the envelope as one MIME part.
+    let g = gateway(false);
+    let part = envelope12("<a/>");
+    let body = format!(
+        "--b1\r\nContent-Type: application/xop+xml; charset=UTF-8; \
+         type=\"application/soap+xml\"\r\nContent-ID: <root>\r\n\r\n{part}\r\n--b1--\r\n"
+    );
+    let ct = r#"multipart/related; boundary=b1; type="application/xop+xml"; start="<root>""#;
+    for path in ["/amc/11111111/idb", "/annuaire"] {
+        let r = http(
+            g.proc.gateway,
+            "POST",
+            path,
+            &[("Content-Type", ct)],
+            body.as_bytes(),
+        );
+        check(&r, "not-soap", 400, SOAP12_NS, "Sender");
+        assert!(
+            r.body.contains("Content-Type: multipart/related (MTOM"),
+            "{path}: {}",
+            r.body
+        );
+    }
+}
+
+#[test]
 fn a_utf16_envelope_is_refused_saying_so() {
     let g = gateway(false);
     let doc = envelope12("<a/>").replace("UTF-8", "UTF-16");
