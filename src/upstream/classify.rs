@@ -26,6 +26,7 @@ pub enum Reason {
     WrongHost,
     RevocationUnknown,
     PeerRejectedClientCert,
+    NoCommonParameters,
     TlsAlert,
     ResponseTooLarge,
     MemoryBudget,
@@ -34,7 +35,7 @@ pub enum Reason {
 impl Reason {
     /// The TLS failures (counted in `rocgw_upstream_tls_failures_total`, each series made at
     /// start).
-    pub const TLS: [Reason; 11] = [
+    pub const TLS: [Reason; 12] = [
         Reason::CertExpired,
         Reason::CertRevoked,
         Reason::UnknownCa,
@@ -43,6 +44,7 @@ impl Reason {
         Reason::CertNotYetValid,
         Reason::RevocationUnknown,
         Reason::PeerRejectedClientCert,
+        Reason::NoCommonParameters,
         Reason::TlsAlert,
         Reason::ClosedDuringHandshake,
         Reason::TlsError,
@@ -65,6 +67,7 @@ impl Reason {
             Reason::WrongHost => "wrong-host",
             Reason::RevocationUnknown => "revocation-unknown",
             Reason::PeerRejectedClientCert => "peer-rejected-client-cert",
+            Reason::NoCommonParameters => "no-common-parameters",
             Reason::TlsAlert => "tls-alert",
             Reason::ResponseTooLarge => "response-too-large",
             Reason::MemoryBudget => "memory-budget",
@@ -229,6 +232,15 @@ fn tls_error(kind: Kind, e: &rustls::Error) -> UpstreamError {
             FaultCode::UpstreamTls,
             Reason::PeerRejectedClientCert,
             format!("the {who} server rejected our client certificate ({e})"),
+        ),
+        E::AlertReceived(A::HandshakeFailure | A::ProtocolVersion | A::InsufficientSecurity) => (
+            FaultCode::UpstreamTls,
+            Reason::NoCommonParameters,
+            format!(
+                "the {who} server found no TLS version, cipher suite or key exchange in common \
+                 ({e}): rocgw offers TLS 1.3 and TLS 1.2 with ECDHE and AES-GCM or \
+                 ChaCha20-Poly1305"
+            ),
         ),
         E::AlertReceived(_) => (
             FaultCode::UpstreamTls,
