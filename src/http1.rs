@@ -263,6 +263,15 @@ impl Framing {
     }
 }
 
+/// The first content coding other than `identity` that a `Content-Encoding` value lists (RFC
+/// 9110, 8.4): a body that would have to be decoded before it is read.
+pub fn coded(value: &[u8]) -> Option<&[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"identity"))
+}
+
 /// `name`, a header field name as `httparse` took it (token characters only), is `lower` (ASCII
 /// lower-case letters and `-`), case ignored: compared eight bytes at a time with bit 5 set.
 /// Among token characters only a letter's two cases, and `-` itself, give a lower-case letter

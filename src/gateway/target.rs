@@ -124,18 +124,18 @@ pub fn version_hint(headers: &HeaderMap) -> SoapVersion {
 /// - Not a MIME multipart (MTOM/XOP, SOAP with attachments): its envelope is one part among
 ///   others, under a boundary, which rocgw neither stamps nor passes on as such.
 pub fn plain_body(headers: &HeaderMap) -> Result<(), Fault> {
-    for v in headers.get_all(CONTENT_ENCODING) {
-        let mut listed = v.to_str().unwrap_or("?").split(',').map(str::trim);
-        if let Some(coding) = listed.find(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"))
-        {
-            return Err(Fault::with_detail(
-                FaultCode::UnsupportedEncoding,
-                format!(
-                    "Content-Encoding: {}: send the envelope uncompressed",
-                    shown(coding)
-                ),
-            ));
-        }
+    let coding = headers
+        .get_all(CONTENT_ENCODING)
+        .iter()
+        .find_map(|v| crate::http1::coded(v.as_bytes()));
+    if let Some(coding) = coding {
+        return Err(Fault::with_detail(
+            FaultCode::UnsupportedEncoding,
+            format!(
+                "Content-Encoding: {}: send the envelope uncompressed",
+                shown(&String::from_utf8_lossy(coding))
+            ),
+        ));
     }
     let media = headers
         .get(CONTENT_TYPE)

@@ -15,7 +15,7 @@ use std::io;
 
 use bytes::Bytes;
 use http::header::{
-    HeaderName, HeaderValue, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_TYPE, HOST,
+    HeaderName, HeaderValue, ACCEPT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_TYPE, HOST,
     TRANSFER_ENCODING,
 };
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -223,8 +223,8 @@ fn encode(out: &mut Vec<u8>, req: &Request<Bytes>) {
         }
     }
     for (name, value) in headers {
-        // The framing is ours to say.
-        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+        // The framing and the codings are ours to say.
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == ACCEPT_ENCODING {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -232,6 +232,8 @@ fn encode(out: &mut Vec<u8>, req: &Request<Bytes>) {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    // rocgw reads every answer (faults, signatures): no content coding (RFC 9110, 12.5.3).
+    out.extend_from_slice(b"accept-encoding: identity\r\n");
     let body = req.body();
     out.extend_from_slice(b"content-length: ");
     out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
@@ -280,6 +282,15 @@ fn head_in<'b>(
         if framing.field(name, h.value)? {
             continue;
         }
+        // Asked for with `Accept-Encoding: identity`: a coded body would reach the SIH, or the
+        // signature check, as bytes nobody can read.
+        if crate::http1::is_name(name, b"content-encoding")
+            && crate::http1::coded(h.value).is_some()
+        {
+            return Err(H1Error::Invalid(
+                "a Content-Encoding rocgw did not accept (it sends Accept-Encoding: identity)",
+            ));
+        }
         if let Some(kept) = KEPT_HEADERS
             .iter()
             .find(|k| crate::http1::is_name(name, k.as_str().as_bytes()))
@@ -289,10 +300,16 @@ fn head_in<'b>(
             headers.append(kept.clone(), value);
         }
     }
-    // Chunked only when it is the last coding; any other leaves the close to end it.
+    // rocgw sends no `TE`: `chunked` is the only transfer coding an answer may use (RFC 9110,
+    // 10.1.4); another would pass on bytes nobody can read.
+    if framing.codings > 1 || framing.chunked == Some(false) {
+        return Err(H1Error::Invalid(
+            "a transfer coding other than chunked (rocgw sends no TE)",
+        ));
+    }
     let body = match (framing.chunked, framing.length) {
-        (Some(true), _) => Body::ChunkSize,
-        (Some(false), _) | (None, None) => Body::Close,
+        (Some(_), _) => Body::ChunkSize,
+        (None, None) => Body::Close,
         (None, Some(n)) => Body::Length(n),
     };
     Ok(Some(Parsed {

@@ -139,6 +139,7 @@ fn annuaire_gets_mutual_tls_with_auth_cli_and_amc_answers_pass_through() {
             ("Content-Type", "application/json"),
             ("SOAPAction", "\"other\""),
             ("X-Rocgw-Deadline-Ms", "20000"),
+            ("Accept-Encoding", "gzip"),
         ],
         envelope11("<search/>").as_bytes(),
     );
@@ -154,6 +155,8 @@ fn annuaire_gets_mutual_tls_with_auth_cli_and_amc_answers_pass_through() {
     assert_eq!(all("soapaction"), ["\"search\""]);
     assert_eq!(all("accept"), ["text/xml", "application/soap+xml"]);
     assert_eq!(all("user-agent").len(), 1);
+    // rocgw reads the answer: no content coding, whatever the SIH accepts.
+    assert_eq!(all("accept-encoding"), ["identity"]);
     for kept_here in ["authorization", "x-rocgw-deadline-ms"] {
         assert!(all(kept_here).is_empty(), "{kept_here} passed on: {head:?}");
     }
@@ -809,6 +812,15 @@ fn answers_are_read_by_their_framing_however_the_amc_sends_them() {
         &["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"],
         false,
     );
+    // A gzip answer nobody asked for (rocgw sends Accept-Encoding: identity); its head is
+    // refused, whatever its body holds.
+    let coded = raw_amc(
+        &[
+            "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Encoding: gzip\r\n\
+           Content-Length: 4\r\n\r\nGZIP",
+        ],
+        false,
+    );
     let servers = [
         &chunked,
         &interim,
@@ -816,6 +828,7 @@ fn answers_are_read_by_their_framing_however_the_amc_sends_them() {
         &conflicting,
         &truncated,
         &bad_chunk,
+        &coded,
     ];
     let (p, _t) = Gw {
         routes: servers
@@ -858,6 +871,7 @@ fn answers_are_read_by_their_framing_however_the_amc_sends_them() {
             "the connection closed before the message was complete",
         ),
         ("10000006", "invalid HTTP message: bad chunk size"),
+        ("10000007", "a Content-Encoding rocgw did not accept"),
     ] {
         let r = amc(p.gateway, number);
         let f = parse_fault(&r.body);

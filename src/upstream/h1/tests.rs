@@ -41,13 +41,17 @@ fn the_request_goes_out_in_origin_form_with_host_and_our_content_length() {
         encoded(&r),
         "POST /ws/idb?x=1 HTTP/1.1\r\nhost: amc.example:8443\r\n\
          content-type: application/soap+xml\r\nsoapaction: \"a\"\r\n\
-         content-length: 4\r\n\r\n<e/>"
+         accept-encoding: identity\r\ncontent-length: 4\r\n\r\n<e/>"
     );
+    // No content coding is asked for, whatever the request said.
+    let r = req("https://h/p", &[("accept-encoding", "gzip, br")], "");
+    assert!(encoded(&r).contains("\r\naccept-encoding: identity\r\ncontent-length: 0\r\n\r\n"));
+    assert!(!encoded(&r).contains("gzip"));
     // Port 443 is not written; a Host given is kept; no path is "/".
     let r = req("https://amc.example", &[("host", "front")], "");
     assert_eq!(
         encoded(&r),
-        "POST / HTTP/1.1\r\nhost: front\r\ncontent-length: 0\r\n\r\n"
+        "POST / HTTP/1.1\r\nhost: front\r\naccept-encoding: identity\r\ncontent-length: 0\r\n\r\n"
     );
     let r = req("https://amc.example:443/x", &[], "");
     assert!(encoded(&r).starts_with("POST /x HTTP/1.1\r\nhost: amc.example\r\n"));
@@ -80,11 +84,29 @@ fn heads_say_their_framing_and_whether_the_connection_stays_open() {
     assert_eq!(p.head.headers["content-type"], "text/xml");
     assert_eq!(p.head.headers["content-language"], "fr");
 
-    let p = parsed("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n");
+    let p = parsed("HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n");
     assert_eq!((p.body, p.keep_alive), (Body::ChunkSize, true));
-    // Another coding last: the close ends the body.
-    let p = parsed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
-    assert_eq!(p.body, Body::Close);
+    // No other transfer coding, and no content coding: rocgw asked for neither.
+    for coded in [
+        "Transfer-Encoding: gzip, chunked",
+        "Transfer-Encoding: chunked, gzip",
+        "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked",
+        "Transfer-Encoding: deflate",
+    ] {
+        let why = invalid(&format!("HTTP/1.1 200 OK\r\n{coded}\r\n\r\n"));
+        assert!(
+            why.contains("transfer coding other than chunked"),
+            "{coded}"
+        );
+    }
+    for coded in ["gzip", "identity, br", "x-gzip"] {
+        let why = invalid(&format!(
+            "HTTP/1.1 200 OK\r\nContent-Encoding: {coded}\r\nContent-Length: 0\r\n\r\n"
+        ));
+        assert!(why.contains("Content-Encoding"), "{coded}");
+    }
+    let p = parsed("HTTP/1.1 200 OK\r\nContent-Encoding: Identity\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(p.body, Body::Length(0));
     // Neither: until the close.
     let p = parsed("HTTP/1.1 500 Oops\r\n\r\n");
     assert_eq!(p.body, Body::Close);
