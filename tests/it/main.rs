@@ -13,6 +13,7 @@ mod envelopes;
 mod faults;
 mod json_logs;
 mod load;
+mod opensaml;
 mod openssl_peers;
 mod ops;
 mod packaging;

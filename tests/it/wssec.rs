@@ -87,7 +87,7 @@ pub fn verifier() -> AssertionVerifier {
     )
 }
 
-const BODY: &str =
+pub const BODY: &str =
     "<idb:demande xmlns:idb=\"urn:test:idb\"><idb:nir>2990199999999</idb:nir></idb:demande>";
 
 #[test]
