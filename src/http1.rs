@@ -263,13 +263,30 @@ impl Framing {
     }
 }
 
-/// The first content coding other than `identity` that a `Content-Encoding` value lists (RFC
-/// 9110, 8.4): a body that would have to be decoded before it is read.
+/// The codings of the HTTP Content Coding Registry that change the body (RFC 9110, 8.4.1).
+const CODINGS: [&[u8]; 12] = [
+    b"gzip",
+    b"x-gzip",
+    b"deflate",
+    b"compress",
+    b"x-compress",
+    b"br",
+    b"zstd",
+    b"aes128gcm",
+    b"dcb",
+    b"dcz",
+    b"exi",
+    b"pack200-gzip",
+];
+
+/// The first content coding a `Content-Encoding` value lists (RFC 9110, 8.4): a body that would
+/// have to be decoded before it is read. `identity`, and values that name no coding (`UTF-8`,
+/// `binary`, `none`: sent by mistake on plain bodies), leave the body as it is.
 pub fn coded(value: &[u8]) -> Option<&[u8]> {
     value
         .split(|&b| b == b',')
         .map(<[u8]>::trim_ascii)
-        .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"identity"))
+        .find(|c| CODINGS.iter().any(|k| c.eq_ignore_ascii_case(k)))
 }
 
 /// `name`, a header field name as `httparse` took it (token characters only), is `lower` (ASCII

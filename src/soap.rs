@@ -70,7 +70,7 @@ impl NotSoap {
 /// A DOCTYPE is refused (no DTD, no entity expansion, no XXE) but the root element after it is
 /// still looked at, so that the fault speaks the envelope's own SOAP version.
 pub fn sniff(body: &[u8]) -> Result<SoapVersion, NotSoap> {
-    if is_utf16(body) {
+    if is_utf16_or_32(body) {
         return Err(not_soap(UTF16_REFUSED));
     }
     // Borrowing events: nothing of the body is copied. No namespace resolver: the root
@@ -107,17 +107,17 @@ pub fn sniff(body: &[u8]) -> Result<SoapVersion, NotSoap> {
     }
 }
 
-/// Why a UTF-16 document is refused (rocgw reads UTF-8 and the 8-bit encodings it names). Said
-/// of an SIH's envelope and of an annuaire's or AMC's answer alike.
+/// Why a UTF-16 or UTF-32 document is refused (rocgw reads UTF-8 and the 8-bit encodings it
+/// names). Said of an SIH's envelope and of an annuaire's or AMC's answer alike.
 pub const UTF16_REFUSED: &str =
-    "a UTF-16 document: rocgw reads UTF-8, ISO-8859-1/15, windows-1252 and US-ASCII";
+    "a UTF-16 or UTF-32 document: rocgw reads UTF-8, ISO-8859-1/15, windows-1252 and US-ASCII";
 
-/// A UTF-16 document: its byte order mark, or its first character (`<`, or the white space a
-/// document without an XML declaration may start with) as UTF-16 without one (XML 1.0,
-/// appendix F). No XML document holds a NUL character, so nothing else is taken for one.
-pub fn is_utf16(body: &[u8]) -> bool {
+/// A UTF-16 or UTF-32 document: a byte order mark, or its first character (`<`, or the white
+/// space a document without an XML declaration may start with) in one of them without one (XML
+/// 1.0, appendix F). No XML document holds a NUL character, so nothing else is taken for one.
+pub fn is_utf16_or_32(body: &[u8]) -> bool {
     match body {
-        [0xFE, 0xFF, ..] | [0xFF, 0xFE, ..] => true,
+        [0xFE, 0xFF, ..] | [0xFF, 0xFE, ..] | [0, 0, ..] => true,
         [0, c, ..] | [c, 0, ..] => matches!(c, b'<' | b' ' | b'\t' | b'\n' | b'\r'),
         _ => false,
     }
@@ -210,6 +210,15 @@ mod tests {
             spaced(&be, [0, b' ']),
             le,
             be,
+            // UTF-32 (big-endian without a byte order mark, little-endian with one).
+            doc.chars().flat_map(|c| (c as u32).to_be_bytes()).collect(),
+            [
+                &[0xFF, 0xFE, 0, 0][..],
+                &doc.chars()
+                    .flat_map(|c| (c as u32).to_le_bytes())
+                    .collect::<Vec<u8>>(),
+            ]
+            .concat(),
         ] {
             match sniff(&body) {
                 Err(NotSoap::Malformed(why)) => assert_eq!(why, UTF16_REFUSED),

@@ -100,17 +100,25 @@ pub fn refused_path(path: &str) -> Option<&'static str> {
 }
 
 /// The SOAP version a fault is written in before the body has been read: the SOAP 1.1 binding
-/// sends `text/xml`, SOAP 1.2 `application/soap+xml`; anything else gets SOAP 1.2.
+/// sends `text/xml`, SOAP 1.2 `application/soap+xml`. Otherwise (MTOM's `multipart/related`,
+/// a missing or odd type) SOAP 1.1 when the type names `text/xml` as the envelope's
+/// (`start-info`, `type`) or a `SOAPAction` field came (SOAP 1.2 has none); else SOAP 1.2.
 pub fn version_hint(headers: &HeaderMap) -> SoapVersion {
     let ct = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .trim_start();
-    if ct
-        .get(..8)
-        .is_some_and(|p| p.eq_ignore_ascii_case("text/xml"))
-    {
+    let starts = |p: &str| ct.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
+    if starts("text/xml") {
+        return SoapVersion::V11;
+    }
+    if starts("application/soap+xml") {
+        return SoapVersion::V12;
+    }
+    let lower = ct.to_ascii_lowercase();
+    let names_soap11 = lower.contains("\"text/xml\"") || lower.contains("=text/xml");
+    if names_soap11 || headers.contains_key("soapaction") {
         SoapVersion::V11
     } else {
         soap::DEFAULT_FAULT_VERSION
@@ -119,7 +127,7 @@ pub fn version_hint(headers: &HeaderMap) -> SoapVersion {
 
 /// A body rocgw can read: a bare envelope, refused before it is read otherwise.
 ///
-/// - Without `Content-Encoding` (or `identity`): a compressed envelope cannot be parsed,
+/// - Without a content coding (`identity`, or a value that names none, passes): a compressed envelope cannot be parsed,
 ///   stamped or passed on as it is (only the headers of the call go upstream).
 /// - Not a MIME multipart (MTOM/XOP, SOAP with attachments): its envelope is one part among
 ///   others, under a boundary, which rocgw neither stamps nor passes on as such.
@@ -281,6 +289,8 @@ mod tests {
         assert_eq!(with(&[]), Ok(()));
         assert_eq!(with(&["identity"]), Ok(()));
         assert_eq!(with(&["Identity, "]), Ok(()));
+        // A value that names no coding, sent by mistake on a plain body.
+        assert_eq!(with(&["UTF-8"]), Ok(()));
         for sent in [&["gzip"][..], &["identity, br"], &["identity", "deflate"]] {
             let (code, detail) = with(sent).unwrap_err();
             assert_eq!(code, FaultCode::UnsupportedEncoding, "{sent:?}");
@@ -331,5 +341,21 @@ mod tests {
         assert_eq!(version_hint(&h), SoapVersion::V11);
         h.insert(CONTENT_TYPE, "application/soap+xml".parse().unwrap());
         assert_eq!(version_hint(&h), SoapVersion::V12);
+        // MTOM names the envelope's type among its parameters.
+        let mtom = r#"multipart/related; type="application/xop+xml"; start-info="#;
+        h.insert(CONTENT_TYPE, format!("{mtom}\"text/xml\"").parse().unwrap());
+        assert_eq!(version_hint(&h), SoapVersion::V11);
+        h.insert(
+            CONTENT_TYPE,
+            format!("{mtom}\"application/soap+xml\"").parse().unwrap(),
+        );
+        assert_eq!(version_hint(&h), SoapVersion::V12);
+        // Only SOAP 1.1 sends a SOAPAction field; the type, when it says, wins.
+        h.insert("soapaction", "\"urn:idb\"".parse().unwrap());
+        assert_eq!(version_hint(&h), SoapVersion::V11);
+        h.insert(CONTENT_TYPE, "application/soap+xml".parse().unwrap());
+        assert_eq!(version_hint(&h), SoapVersion::V12);
+        h.remove(CONTENT_TYPE);
+        assert_eq!(version_hint(&h), SoapVersion::V11);
     }
 }

@@ -27,6 +27,7 @@ pub enum Reason {
     RevocationUnknown,
     PeerRejectedClientCert,
     NoCommonParameters,
+    HandshakeFailure,
     TlsAlert,
     ResponseTooLarge,
     MemoryBudget,
@@ -35,7 +36,7 @@ pub enum Reason {
 impl Reason {
     /// The TLS failures (counted in `rocgw_upstream_tls_failures_total`, each series made at
     /// start).
-    pub const TLS: [Reason; 12] = [
+    pub const TLS: [Reason; 13] = [
         Reason::CertExpired,
         Reason::CertRevoked,
         Reason::UnknownCa,
@@ -45,6 +46,7 @@ impl Reason {
         Reason::RevocationUnknown,
         Reason::PeerRejectedClientCert,
         Reason::NoCommonParameters,
+        Reason::HandshakeFailure,
         Reason::TlsAlert,
         Reason::ClosedDuringHandshake,
         Reason::TlsError,
@@ -68,6 +70,7 @@ impl Reason {
             Reason::RevocationUnknown => "revocation-unknown",
             Reason::PeerRejectedClientCert => "peer-rejected-client-cert",
             Reason::NoCommonParameters => "no-common-parameters",
+            Reason::HandshakeFailure => "handshake-failure",
             Reason::TlsAlert => "tls-alert",
             Reason::ResponseTooLarge => "response-too-large",
             Reason::MemoryBudget => "memory-budget",
@@ -233,13 +236,22 @@ fn tls_error(kind: Kind, e: &rustls::Error) -> UpstreamError {
             Reason::PeerRejectedClientCert,
             format!("the {who} server rejected our client certificate ({e})"),
         ),
-        E::AlertReceived(A::HandshakeFailure | A::ProtocolVersion | A::InsufficientSecurity) => (
+        E::AlertReceived(A::ProtocolVersion | A::InsufficientSecurity) => (
             FaultCode::UpstreamTls,
             Reason::NoCommonParameters,
             format!(
-                "the {who} server found no TLS version, cipher suite or key exchange in common \
-                 ({e}): rocgw offers TLS 1.3 and TLS 1.2 with ECDHE and AES-GCM or \
-                 ChaCha20-Poly1305"
+                "the {who} server found no TLS version or cipher suite in common ({e}): {OFFERED}"
+            ),
+        ),
+        // What OpenSSL, Java and Schannel servers send for no suite or key exchange in common,
+        // and for a client certificate missing or refused, among other things.
+        E::AlertReceived(A::HandshakeFailure) => (
+            FaultCode::UpstreamTls,
+            Reason::HandshakeFailure,
+            format!(
+                "the {who} server refused the handshake ({e}): often no cipher suite or key \
+                 exchange in common, or a client certificate it wanted and did not get or \
+                 accept; {OFFERED}"
             ),
         ),
         E::AlertReceived(_) => (
@@ -259,6 +271,10 @@ fn tls_error(kind: Kind, e: &rustls::Error) -> UpstreamError {
         detail,
     }
 }
+
+/// What rocgw's TLS client offers, as a detail says it.
+const OFFERED: &str =
+    "rocgw offers TLS 1.3 and TLS 1.2 with ECDHE and AES-GCM or ChaCha20-Poly1305";
 
 /// The error and its sources on one line.
 fn short_chain(err: &(dyn StdError + 'static)) -> String {

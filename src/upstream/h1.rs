@@ -8,8 +8,9 @@
 //! (`bench/README.md`, "Third round").
 //!
 //! Only the answer's fields rocgw passes on are kept ([`KEPT_HEADERS`]); the framing fields are
-//! read and checked (one Content-Length, chunked only as the last coding, a length beside a
-//! coding makes the connection unfit for reuse); 1xx answers are skipped.
+//! read and checked (one Content-Length, `chunked` as the only transfer coding, a length beside
+//! it makes the connection unfit for reuse); an answer with a content coding is refused, as
+//! rocgw asks for none (`Accept-Encoding: identity`); 1xx answers are skipped.
 
 use std::io;
 
@@ -277,19 +278,14 @@ fn head_in<'b>(
         .ok_or(H1Error::Invalid("bad status code"))?;
     let mut framing = Framing::default();
     let mut headers = HeaderMap::new();
+    let mut coded = false;
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
         if framing.field(name, h.value)? {
             continue;
         }
-        // Asked for with `Accept-Encoding: identity`: a coded body would reach the SIH, or the
-        // signature check, as bytes nobody can read.
-        if crate::http1::is_name(name, b"content-encoding")
-            && crate::http1::coded(h.value).is_some()
-        {
-            return Err(H1Error::Invalid(
-                "a Content-Encoding rocgw did not accept (it sends Accept-Encoding: identity)",
-            ));
+        if crate::http1::is_name(name, b"content-encoding") {
+            coded |= crate::http1::coded(h.value).is_some();
         }
         if let Some(kept) = KEPT_HEADERS
             .iter()
@@ -300,16 +296,25 @@ fn head_in<'b>(
             headers.append(kept.clone(), value);
         }
     }
+    // A bodiless answer's coding fields are metadata (RFC 9110, 8.4; RFC 9112, 6.1).
+    let bodiless = crate::http1::bodiless(status);
+    // Asked for with `Accept-Encoding: identity`: a coded body would reach the SIH, or the
+    // signature check, as bytes nobody can read.
+    if coded && !bodiless && framing.length != Some(0) {
+        return Err(H1Error::Invalid(
+            "a Content-Encoding rocgw did not accept (it sends Accept-Encoding: identity)",
+        ));
+    }
     // rocgw sends no `TE`: `chunked` is the only transfer coding an answer may use (RFC 9110,
     // 10.1.4); another would pass on bytes nobody can read.
-    if framing.codings > 1 || framing.chunked == Some(false) {
+    if (framing.codings > 1 || framing.chunked == Some(false)) && !bodiless {
         return Err(H1Error::Invalid(
             "a transfer coding other than chunked (rocgw sends no TE)",
         ));
     }
     let body = match (framing.chunked, framing.length) {
-        (Some(_), _) => Body::ChunkSize,
-        (None, None) => Body::Close,
+        (Some(true), _) => Body::ChunkSize,
+        (Some(false), _) | (None, None) => Body::Close,
         (None, Some(n)) => Body::Length(n),
     };
     Ok(Some(Parsed {

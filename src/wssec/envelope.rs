@@ -48,7 +48,7 @@ fn refuse(code: FaultCode, detail: impl Into<String>) -> VersionedFault {
 /// The encoding of the envelope: a byte order mark, the XML declaration (checked here, at the
 /// very start only), or UTF-8. Returns it with the length of the byte order mark.
 fn encoding(body: &[u8]) -> Result<(Charset, usize), VersionedFault> {
-    if crate::soap::is_utf16(body) {
+    if crate::soap::is_utf16_or_32(body) {
         return Err(refuse(FaultCode::NotSoap, crate::soap::UTF16_REFUSED));
     }
     // quick-xml consumes a UTF-8 byte order mark without counting it in its positions: read

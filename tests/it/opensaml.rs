@@ -19,6 +19,13 @@ const XMLTOOLING: &str = "/usr/share/xml/xmltooling";
 /// The assertion schema with its imports read from the local files (the schema names them by
 /// their w3.org URLs, and the tests use no network).
 fn schema(dir: &Path) -> String {
+    for xsd in [SAML_XSD, &format!("{XMLTOOLING}/xmldsig-core-schema.xsd")] {
+        assert!(
+            Path::new(xsd).exists(),
+            "{xsd} is needed by this test: run `bash .ci/run` or `apt-get install -y \
+             opensaml-schemas xmltooling-schemas`"
+        );
+    }
     let path = dir.join("saml-assertion.xsd");
     let text = format!(
         r#"<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">

@@ -767,8 +767,9 @@ fn a_client_that_stops_reading_its_answer_is_cut() {
 }
 
 /// `logrotate`'s SIGUSR1 and a reload's SIGHUP may come while the gateway starts (reading its
-/// keys takes a while): neither ends it. Both are sent every 20 ms from 50 ms after the start
-/// until the gateway listens.
+/// keys takes a while): neither ends it. Both are sent every 5 ms from the moment the process
+/// catches them (its `SigCgt` in `/proc`) until the gateway says it listens; the gateway must
+/// catch them before its slow start-up work, or no signal falls in that window.
 #[test]
 fn signals_during_start_up_do_not_end_the_gateway() {
     use std::io::BufRead as _;
@@ -785,42 +786,67 @@ fn signals_during_start_up_do_not_end_the_gateway() {
         "127.0.0.1:0",
     ];
     let mut child = spawn(&args, &[]);
-    let pid = child.id().to_string();
+    let pid = child.id();
     let listening = std::sync::Arc::new(AtomicBool::new(false));
     let sender = {
         let listening = listening.clone();
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(50));
+            let (hup, usr1) = (1u64 << (1 - 1), 1u64 << (10 - 1));
+            let caught = || {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let mask = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("SigCgt:"))
+                    .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+                    .unwrap_or(0);
+                mask & (hup | usr1) == hup | usr1
+            };
+            while !caught() {
+                if listening.load(Ordering::SeqCst) {
+                    return 0;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
             let mut sent = 0;
             while !listening.load(Ordering::SeqCst) {
                 for sig in ["-USR1", "-HUP"] {
                     let _ = std::process::Command::new("kill")
-                        .args([sig, &pid])
+                        .args([sig, &pid.to_string()])
                         .status();
                 }
                 sent += 1;
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(5));
             }
             sent
         })
     };
-    let out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let said: Vec<String> = out
-        .lines()
-        .map_while(Result::ok)
-        .take_while(|l| !l.starts_with("rocgw: gateway listening"))
-        .collect();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut said, mut admin) = (Vec::new(), None);
+    for line in lines.by_ref().map_while(Result::ok) {
+        if line.starts_with("rocgw: gateway listening") {
+            listening.store(true, Ordering::SeqCst);
+        }
+        if let Some(url) = line.strip_prefix("rocgw: admin listening on http://") {
+            admin = url.parse::<std::net::SocketAddr>().ok();
+        }
+        said.push(line);
+        if listening.load(Ordering::SeqCst) && admin.is_some() {
+            break;
+        }
+    }
     listening.store(true, Ordering::SeqCst);
     let sent = sender.join().unwrap();
-    let alive = child.try_wait().unwrap().is_none();
+    let health = admin.map(|a| http(a, "GET", "/healthz", &[], b"").status);
     let _ = child.kill();
     let _ = child.wait();
     assert!(
         sent >= 1,
-        "no signal came during the start: the test shows nothing"
+        "no signal came between the handlers and the listening line: {said:?}"
     );
-    assert!(
-        alive,
+    assert_eq!(
+        health,
+        Some(200),
         "the gateway ended during its start ({sent} signals): {said:?}"
     );
 }

@@ -99,14 +99,31 @@ fn heads_say_their_framing_and_whether_the_connection_stays_open() {
             "{coded}"
         );
     }
-    for coded in ["gzip", "identity, br", "x-gzip"] {
+    for coded in ["gzip", "identity, br", "X-GZIP", "zstd"] {
         let why = invalid(&format!(
-            "HTTP/1.1 200 OK\r\nContent-Encoding: {coded}\r\nContent-Length: 0\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nContent-Encoding: {coded}\r\nContent-Length: 9\r\n\r\n"
+        ));
+        assert!(why.contains("Content-Encoding"), "{coded}");
+        let why = invalid(&format!(
+            "HTTP/1.1 200 OK\r\nContent-Encoding: {coded}\r\nTransfer-Encoding: chunked\r\n\r\n"
         ));
         assert!(why.contains("Content-Encoding"), "{coded}");
     }
-    let p = parsed("HTTP/1.1 200 OK\r\nContent-Encoding: Identity\r\nContent-Length: 0\r\n\r\n");
-    assert_eq!(p.body, Body::Length(0));
+    // Not codings: `identity`, and values some servers send by mistake on plain bodies.
+    for plain in ["Identity", "UTF-8", "binary", "none"] {
+        let p = parsed(&format!(
+            "HTTP/1.1 200 OK\r\nContent-Encoding: {plain}\r\nContent-Length: 9\r\n\r\n"
+        ));
+        assert_eq!(p.body, Body::Length(9), "{plain}");
+    }
+    // Without a body, the fields are metadata: nothing to decode.
+    for bodiless in [
+        "HTTP/1.1 304 Not Modified\r\nContent-Encoding: gzip\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        "HTTP/1.1 204 No Content\r\nContent-Encoding: gzip\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 0\r\n\r\n",
+    ] {
+        parsed(bodiless);
+    }
     // Neither: until the close.
     let p = parsed("HTTP/1.1 500 Oops\r\n\r\n");
     assert_eq!(p.body, Body::Close);
