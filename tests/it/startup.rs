@@ -211,6 +211,61 @@ fn pem_identity_with_mismatched_key_is_refused() {
     );
 }
 
+/// A PEM key `openssl` encrypted (PKCS#8, and OpenSSL's older `Proc-Type` form), or a file
+/// with no key in it, is one clear line naming the file.
+#[test]
+fn pem_identity_with_an_encrypted_or_missing_key_says_so() {
+    let tmp = scratch();
+    let plain = pki_path("org/sign.key").display().to_string();
+    let pkcs8 = tmp.path().join("pkcs8.key");
+    let legacy = tmp.path().join("legacy.key");
+    for (out, args) in [
+        (&pkcs8, &["pkcs8", "-topk8", "-v2", "aes-256-cbc"][..]),
+        (&legacy, &["rsa", "-aes256", "-traditional"][..]),
+    ] {
+        let o = tool(
+            "openssl",
+            &[
+                args,
+                &[
+                    "-in",
+                    &plain,
+                    "-passout",
+                    "pass:x",
+                    "-out",
+                    out.to_str().unwrap(),
+                ],
+            ]
+            .concat(),
+            tmp.path(),
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let cert = pki_path("org/sign.chain.pem").display().to_string();
+    for (key, says) in [
+        (pkcs8.display().to_string(), "an encrypted private key"),
+        (legacy.display().to_string(), "an encrypted private key"),
+        (cert.clone(), "no PEM private key in it"),
+    ] {
+        let text = config_text("", "").replacen(
+            &format!(
+                "p12 = \"{}\"\npassword_file = \"{}\"",
+                pki_path("org/sign.p12").display(),
+                pki_path("secrets/p12-password").display()
+            ),
+            &format!("cert = \"{cert}\"\nkey = \"{key}\""),
+            1,
+        );
+        let (code, err) = start_fails(&text);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(
+            err.contains(&format!("identity.sign: {key}: {says}")),
+            "{err}"
+        );
+        assert_clear(&err);
+    }
+}
+
 #[test]
 fn expiring_identity_starts_with_a_warning() {
     let tmp = scratch();
