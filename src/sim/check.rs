@@ -154,8 +154,9 @@ impl Checker {
         audiences: &[String],
         now: i64,
     ) -> Result<VerifiedAssertion, Refusal> {
-        let text = std::str::from_utf8(body).map_err(|_| refuse("not-soap", "invalid UTF-8"))?;
-        let a = match self.verifier.verify(text) {
+        // In the encoding it declares, as rocgw reads and stamps it (ISO-8859-1 SIHs).
+        let text = crate::wssec::utf8_text(body).map_err(|why| refuse("not-soap", why))?;
+        let a = match self.verifier.verify(&text) {
             Ok(a) => a,
             Err(VerifyError::Malformed(m)) => return Err(refuse("not-soap", m)),
             Err(VerifyError::NoSecurityHeader) => {

@@ -79,6 +79,47 @@ fn encoding(body: &[u8]) -> Result<(Charset, usize), VersionedFault> {
     Ok((charset, skip))
 }
 
+/// `body` as UTF-8 text, decoded from the encoding it declares (those [`plan`] reads), for a
+/// parser that takes text: an AMC's answer in ISO-8859-1 is as verifiable as one in UTF-8.
+/// Its XML declaration then names UTF-8; canonical XML is UTF-8 without a declaration, so a
+/// signature over the document verifies on this text as on the bytes. `Err`: why not.
+pub fn utf8_text(body: &[u8]) -> Result<std::borrow::Cow<'_, str>, String> {
+    let (charset, _) = encoding(body).map_err(|f| f.fault.detail.unwrap_or_default())?;
+    match charset {
+        Charset::Utf8 => {
+            let text = std::str::from_utf8(body).map_err(|_| "not UTF-8".to_string())?;
+            return Ok(std::borrow::Cow::Borrowed(text));
+        }
+        Charset::Ascii if !body.is_ascii() => return Err("a byte above 0x7F in US-ASCII".into()),
+        Charset::Ascii => {
+            return Ok(std::borrow::Cow::Borrowed(
+                std::str::from_utf8(body).expect("ASCII"),
+            ))
+        }
+        _ => {}
+    }
+    let mut text = String::with_capacity(body.len() + body.len() / 8);
+    for &b in body {
+        text.push(match b {
+            0..0x80 => char::from(b),
+            _ => charset
+                .single_byte(b)
+                .ok_or_else(|| format!("byte 0x{b:02X} undefined in {charset:?}"))?,
+        });
+    }
+    // The declaration, checked by `encoding`: `encoding="…"` is in it, before `?>`.
+    let end = text.find("?>").unwrap_or(0);
+    let label = text[..end].find("encoding").and_then(|k| {
+        let q = k + text[k..end].find(['"', '\''])?;
+        let quote = text[q..].chars().next()?;
+        Some(q + 1..q + 1 + text[q + 1..end].find(quote)?)
+    });
+    if let Some(label) = label {
+        text.replace_range(label, "UTF-8");
+    }
+    Ok(std::borrow::Cow::Owned(text))
+}
+
 /// Reads the envelope once and says where the header goes, or why the request is refused.
 /// Checks: well-formed, namespace-well-formed XML (one XML declaration at the start at most, no
 /// DOCTYPE), a SOAP 1.1/1.2 `Envelope` root, one `Body`, a `Header` (if any) before it, nesting

@@ -77,7 +77,8 @@ pub fn verify_response(
     now: i64,
 ) -> Result<Signed, ResponseSignatureError> {
     let version = crate::soap::sniff(body).map_err(|e| E::Malformed(e.to_string()))?;
-    let text = std::str::from_utf8(body).map_err(|_| E::Malformed("not UTF-8".into()))?;
+    let text = super::utf8_text(body).map_err(E::Malformed)?;
+    let text = text.as_ref();
     let doc = uppsala::parse(text).map_err(|_| E::Malformed("not well-formed XML".into()))?;
     let root = doc
         .document_element()

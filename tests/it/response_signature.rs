@@ -66,11 +66,32 @@ fn call_with(answer: String, status: u16, mode: &str) -> (Resp, TlsServer) {
 
 /// The same, with `amc` as the `[amc]` section's body.
 fn call_with_amc(answer: String, status: u16, amc_section: &str) -> (Resp, TlsServer) {
+    let behavior = Behavior::Answer(status, Arc::from(answer));
+    call_amc(TlsServer::fixture("osi/amc-a", None, behavior), amc_section)
+}
+
+/// An answer of any bytes (an encoding other than UTF-8), as SOAP 1.2 with its length, under
+/// `mode`.
+fn call_with_bytes(answer: Vec<u8>, mode: &str) -> (Resp, TlsServer) {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml; charset=ISO-8859-1\r\n\
+         Content-Length: {}\r\n\r\n",
+        answer.len()
+    );
+    let pieces = Arc::new(vec![[head.as_bytes(), &answer].concat()]);
     let amc = TlsServer::fixture(
         "osi/amc-a",
         None,
-        Behavior::Answer(status, Arc::from(answer)),
+        Behavior::Raw {
+            pieces,
+            close: false,
+        },
     );
+    call_amc(amc, &format!("response_signature = \"{mode}\"\n"))
+}
+
+/// A gateway routing AMC 10000001 to `amc`, with `amc_section` as its `[amc]` section's body.
+fn call_amc(amc: TlsServer, amc_section: &str) -> (Resp, TlsServer) {
     let tmp = scratch();
     let p = |r: &str| pki_path(r).display().to_string();
     let crls = format!(
@@ -195,6 +216,39 @@ fn bad_signatures_are_refused_even_when_only_present_ones_are_checked() {
         );
         refused(&r, why);
     }
+}
+
+/// French AMC stacks often answer in ISO-8859-1: xmlsec1 signs such an answer in its own
+/// encoding, rocgw verifies it (decoded, as canonical XML is UTF-8) and passes its bytes on.
+#[test]
+fn an_answer_in_iso_8859_1_is_verified_and_passed_on_as_sent() {
+    let text = template(KeyForm::X509Data, "osi/amc-sign")
+        .replace(r#"encoding="UTF-8""#, r#"encoding="ISO-8859-1""#)
+        .replace("Droits ouverts", "Droits ouverts à l'hôpital");
+    let latin1: Vec<u8> = text
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap())
+        .collect();
+    let body_id = ("Id", "http://www.w3.org/2003/05/soap-envelope:Body");
+    let signed = crate::wssec::xmlsec_sign_bytes(&latin1, "osi/amc-sign", body_id);
+    let a_grave = signed
+        .iter()
+        .position(|&b| b == 0xE0)
+        .expect("à as one byte");
+    assert!(std::str::from_utf8(&signed).is_err(), "not UTF-8");
+
+    let (r, _amc) = call_with_bytes(signed.clone(), "required");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body,
+        String::from_utf8_lossy(&signed),
+        "passed on as sent"
+    );
+    // One byte of the signed Body changed (à → è): refused.
+    let mut tampered = signed;
+    tampered[a_grave] = 0xE8;
+    let (r, _amc) = call_with_bytes(tampered, "required");
+    refused(&r, "does not verify");
 }
 
 /// The signed Body moved into the header, another Body in its place (signature wrapping).

@@ -370,7 +370,20 @@ fn gateway_requests_pass_and_each_injected_fault_reaches_the_sih_as_the_right_er
         "{}",
         unknown.body
     );
-    assert_eq!(s.counter("accepted", ""), 2.0);
+    // An ISO-8859-1 SIH (`é` as one byte): stamped by the gateway, verified by the simulator.
+    let latin1: Vec<u8> = envelope11("<nom>Hôpital Sainte-Cécile</nom>")
+        .replace(r#"encoding="UTF-8""#, r#"encoding="ISO-8859-1""#)
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap())
+        .collect();
+    let ct = [
+        ("Content-Type", "text/xml; charset=ISO-8859-1"),
+        ("SOAPAction", "\"\""),
+    ];
+    let r = http(gw.gateway, "POST", "/amc/99999991/idb", &ct, &latin1);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Droits ouverts"), "{}", r.body);
+    assert_eq!(s.counter("accepted", ""), 3.0);
 
     // Run-time injection through the admin API, then back to normal. Statuses follow the
     // SOAP 1.2 binding (the gateway's default): every one of these faults is a 500.

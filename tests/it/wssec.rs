@@ -264,6 +264,11 @@ pub fn xmlsec_sign(template: &str, signer: &str) -> String {
 /// Signs `template` with `xmlsec1`, the reference resolved through `id_attr` (the attribute
 /// and the `namespace:element` it is an ID of).
 pub fn xmlsec_sign_node(template: &str, signer: &str, id_attr: (&str, &str)) -> String {
+    String::from_utf8(xmlsec_sign_bytes(template.as_bytes(), signer, id_attr)).unwrap()
+}
+
+/// `xmlsec_sign_node` of a template in any encoding; the signed document in that encoding.
+pub fn xmlsec_sign_bytes(template: &[u8], signer: &str, id_attr: (&str, &str)) -> Vec<u8> {
     let tmp = scratch();
     let f = tmp.path().join("tpl.xml");
     fs::write(&f, template).unwrap();
@@ -289,7 +294,7 @@ pub fn xmlsec_sign_node(template: &str, signer: &str, id_attr: (&str, &str)) -> 
         "xmlsec1 --sign: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    out.stdout
 }
 
 fn template(id: &str, attribute_value: &str) -> String {

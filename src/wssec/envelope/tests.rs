@@ -256,3 +256,24 @@ fn the_header_is_ascii_and_must_understand_carries_its_own_namespace_declaration
         String::from_utf8_lossy(&out)
     );
 }
+
+#[test]
+fn documents_become_utf8_text_with_their_declaration_saying_so() {
+    let utf8 = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><e>é</e>";
+    assert!(matches!(
+        utf8_text(utf8.as_bytes()),
+        Ok(std::borrow::Cow::Borrowed(t)) if t == utf8
+    ));
+    let mut latin1 = b"<?xml version='1.0' encoding='iso-8859-15'?><e>".to_vec();
+    latin1.extend([0xE9, 0xA4]);
+    latin1.extend(b"</e>");
+    assert_eq!(
+        utf8_text(&latin1).unwrap(),
+        "<?xml version='1.0' encoding='UTF-8'?><e>é€</e>"
+    );
+    let cp1252 = b"<?xml version=\"1.0\" encoding=\"windows-1252\"?><e>\x81</e>";
+    assert!(utf8_text(cp1252).unwrap_err().contains("0x81"));
+    let ascii = b"<?xml version=\"1.0\" encoding=\"US-ASCII\"?><e>\xE9</e>";
+    assert!(utf8_text(ascii).is_err());
+    assert!(utf8_text(b"<e>\xE9</e>").is_err(), "undeclared: UTF-8");
+}
