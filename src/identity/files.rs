@@ -88,7 +88,7 @@ pub fn read_pem(cert: &Path, key: &Path) -> Result<RawIdentity, String> {
 }
 
 /// Why no key was read from the PEM file `key`: an encrypted key is named as such (rustls reads
-/// only plain ones, and says "no items found"). The file's bytes are wiped after the look.
+/// only plain ones, and says "no items found"). This read's bytes are wiped after the look.
 fn unreadable_key(key: &Path, e: &rustls_pki_types::pem::Error) -> String {
     let text = Zeroizing::new(std::fs::read(key).unwrap_or_default());
     let has = |marker: &[u8]| text.windows(marker.len()).any(|w| w == marker);

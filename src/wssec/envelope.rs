@@ -81,8 +81,9 @@ fn encoding(body: &[u8]) -> Result<(Charset, usize), VersionedFault> {
 
 /// `body` as UTF-8 text, decoded from the encoding it declares (those [`plan`] reads), for a
 /// parser that takes text: an AMC's answer in ISO-8859-1 is as verifiable as one in UTF-8.
-/// Its XML declaration then names UTF-8; canonical XML is UTF-8 without a declaration, so a
-/// signature over the document verifies on this text as on the bytes. `Err`: why not.
+/// A decoded document's XML declaration then names UTF-8 (US-ASCII, a subset, is borrowed as it
+/// is); canonical XML is UTF-8 without a declaration, so a signature over the document verifies
+/// on this text as on the bytes. `Err`: why not.
 pub fn utf8_text(body: &[u8]) -> Result<std::borrow::Cow<'_, str>, String> {
     let (charset, _) = encoding(body).map_err(|f| f.fault.detail.unwrap_or_default())?;
     match charset {

@@ -271,6 +271,11 @@ fn documents_become_utf8_text_with_their_declaration_saying_so() {
         utf8_text(&latin1).unwrap(),
         "<?xml version='1.0' encoding='UTF-8'?><e>é€</e>"
     );
+    let euro = b"<?xml version=\"1.0\" encoding = \"Windows-1252\" standalone=\"yes\"?><e>\x80</e>";
+    assert_eq!(
+        utf8_text(euro).unwrap(),
+        "<?xml version=\"1.0\" encoding = \"UTF-8\" standalone=\"yes\"?><e>€</e>"
+    );
     let cp1252 = b"<?xml version=\"1.0\" encoding=\"windows-1252\"?><e>\x81</e>";
     assert!(utf8_text(cp1252).unwrap_err().contains("0x81"));
     let ascii = b"<?xml version=\"1.0\" encoding=\"US-ASCII\"?><e>\xE9</e>";
