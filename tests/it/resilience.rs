@@ -1,5 +1,7 @@
 //! Resilience: load shedding with a global and a per-AMC limit, graceful shutdown under load.
 
+use std::fs;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rocgw::sim::Faults;
@@ -767,86 +769,92 @@ fn a_client_that_stops_reading_its_answer_is_cut() {
 }
 
 /// `logrotate`'s SIGUSR1 and a reload's SIGHUP may come while the gateway starts (reading its
-/// keys takes a while): neither ends it. Both are sent every 5 ms from the moment the process
-/// catches them (its `SigCgt` in `/proc`) until the gateway says it listens; the gateway must
-/// catch them before its slow start-up work, or no signal falls in that window.
+/// keys takes a while): neither ends it. The start is held, deterministically, where it reads
+/// its configuration: the file is a FIFO the test writes only after it has seen the handlers
+/// (`SigCgt` in `/proc`) and sent both signals. Handlers installed later than that (after the
+/// configuration and keys are read) are never seen while the start waits.
 #[test]
 fn signals_during_start_up_do_not_end_the_gateway() {
     use std::io::BufRead as _;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let tmp = scratch();
-    let cfg = write_config(tmp.path(), &config_text("", ""));
+    let fifo = tmp.path().join("rocgw.toml");
+    let made = Command::new("mkfifo")
+        .args(["-m", "600", fifo.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(made.success());
     let args = [
         "serve",
         "--config",
-        cfg.to_str().unwrap(),
+        fifo.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
         "--admin-listen",
         "127.0.0.1:0",
     ];
-    let mut child = spawn(&args, &[]);
-    let pid = child.id();
-    let listening = std::sync::Arc::new(AtomicBool::new(false));
-    let sender = {
-        let listening = listening.clone();
-        std::thread::spawn(move || {
-            let (hup, usr1) = (1u64 << (1 - 1), 1u64 << (10 - 1));
-            let caught = || {
-                let status =
-                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                let mask = status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("SigCgt:"))
-                    .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-                    .unwrap_or(0);
-                mask & (hup | usr1) == hup | usr1
-            };
-            while !caught() {
-                if listening.load(Ordering::SeqCst) {
-                    return 0;
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            let mut sent = 0;
-            while !listening.load(Ordering::SeqCst) {
-                for sig in ["-USR1", "-HUP"] {
-                    let _ = std::process::Command::new("kill")
-                        .args([sig, &pid.to_string()])
-                        .status();
-                }
-                sent += 1;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            sent
-        })
-    };
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut said, mut admin) = (Vec::new(), None);
-    for line in lines.by_ref().map_while(Result::ok) {
-        if line.starts_with("rocgw: gateway listening") {
-            listening.store(true, Ordering::SeqCst);
+    // Killed and reaped however the test ends (a start held on the FIFO would wait forever).
+    struct Reaped(std::process::Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
         }
+    }
+    let mut child = Reaped(spawn(&args, &[]));
+    let pid = child.0.id().to_string();
+    let caught = || {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let mask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .unwrap_or(0);
+        let (hup, usr1) = (1u64 << (1 - 1), 1u64 << (10 - 1));
+        mask & (hup | usr1) == hup | usr1
+    };
+    wait_for(
+        "SIGHUP and SIGUSR1 caught while the start waits for its configuration",
+        Duration::from_secs(20),
+        caught,
+    );
+    for sig in ["-USR1", "-HUP"] {
+        let st = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(st.success(), "{sig}: the gateway is gone");
+    }
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::write(fifo, config_text("", "")))
+    };
+    let lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let (mut said, mut admin, mut listening) = (Vec::new(), None, false);
+    for line in lines.map_while(Result::ok) {
+        listening |= line.starts_with("rocgw: gateway listening");
         if let Some(url) = line.strip_prefix("rocgw: admin listening on http://") {
             admin = url.parse::<std::net::SocketAddr>().ok();
         }
         said.push(line);
-        if listening.load(Ordering::SeqCst) && admin.is_some() {
+        if listening && admin.is_some() {
             break;
         }
     }
-    listening.store(true, Ordering::SeqCst);
-    let sent = sender.join().unwrap();
+    if admin.is_none() {
+        // Ended, perhaps before reading the FIFO: open it (without waiting for a writer,
+        // O_NONBLOCK) to release the writer.
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let _ = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(0o4000)
+            .open(&fifo);
+    }
+    // (Its result: an error only once the start failed, which the assertion below says.)
+    let _ = writer.join().unwrap();
     let health = admin.map(|a| http(a, "GET", "/healthz", &[], b"").status);
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(
-        sent >= 1,
-        "no signal came between the handlers and the listening line: {said:?}"
-    );
+    let _ = child.0.kill();
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err);
     assert_eq!(
         health,
         Some(200),
-        "the gateway ended during its start ({sent} signals): {said:?}"
+        "the gateway ended during its start: {said:?}\n{err}"
     );
 }
