@@ -127,8 +127,9 @@ pub fn version_hint(headers: &HeaderMap) -> SoapVersion {
 
 /// A body rocgw can read: a bare envelope, refused before it is read otherwise.
 ///
-/// - Without a content coding (`identity`, or a value that names none, passes): a compressed envelope cannot be parsed,
-///   stamped or passed on as it is (only the headers of the call go upstream).
+/// - Without a content coding (`identity`, or a value that names none, passes): a compressed
+///   envelope cannot be parsed, stamped or passed on as it is (only the headers of the call
+///   go upstream).
 /// - Not a MIME multipart (MTOM/XOP, SOAP with attachments): its envelope is one part among
 ///   others, under a boundary, which rocgw neither stamps nor passes on as such.
 pub fn plain_body(headers: &HeaderMap) -> Result<(), Fault> {

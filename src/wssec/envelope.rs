@@ -45,9 +45,13 @@ fn refuse(code: FaultCode, detail: impl Into<String>) -> VersionedFault {
     Fault::with_detail(code, detail).in_version(crate::soap::DEFAULT_FAULT_VERSION)
 }
 
+/// An envelope's encoding, the length of its byte order mark, and where its declaration's
+/// encoding label is, if it has one.
+type Encoding = (Charset, usize, Option<std::ops::Range<usize>>);
+
 /// The encoding of the envelope: a byte order mark, the XML declaration (checked here, at the
-/// very start only), or UTF-8. Returns it with the length of the byte order mark.
-fn encoding(body: &[u8]) -> Result<(Charset, usize), VersionedFault> {
+/// very start only), or UTF-8.
+fn encoding(body: &[u8]) -> Result<Encoding, VersionedFault> {
     if crate::soap::is_utf16_or_32(body) {
         return Err(refuse(FaultCode::NotSoap, crate::soap::UTF16_REFUSED));
     }
@@ -63,12 +67,12 @@ fn encoding(body: &[u8]) -> Result<(Charset, usize), VersionedFault> {
         && rest
             .get(5)
             .is_some_and(|&b| b == b'?' || whitespace_len(&[b]) == 1);
-    let charset = if declared {
+    let (charset, label) = if declared {
         let (_, charset) =
             decl::xml_decl(body, skip).map_err(|(code, detail)| refuse(code, detail))?;
-        charset.unwrap_or(Charset::Utf8)
+        charset.map_or((Charset::Utf8, None), |(c, at)| (c, Some(at)))
     } else {
-        Charset::Utf8
+        (Charset::Utf8, None)
     };
     if skip > 0 && charset != Charset::Utf8 {
         return Err(refuse(
@@ -76,7 +80,7 @@ fn encoding(body: &[u8]) -> Result<(Charset, usize), VersionedFault> {
             "a UTF-8 byte order mark before another declared encoding",
         ));
     }
-    Ok((charset, skip))
+    Ok((charset, skip, label))
 }
 
 /// `body` as UTF-8 text, decoded from the encoding it declares (those [`plan`] reads), for a
@@ -85,7 +89,7 @@ fn encoding(body: &[u8]) -> Result<(Charset, usize), VersionedFault> {
 /// is); canonical XML is UTF-8 without a declaration, so a signature over the document verifies
 /// on this text as on the bytes. `Err`: why not.
 pub fn utf8_text(body: &[u8]) -> Result<std::borrow::Cow<'_, str>, String> {
-    let (charset, _) = encoding(body).map_err(|f| f.fault.detail.unwrap_or_default())?;
+    let (charset, _, label) = encoding(body).map_err(|f| f.fault.detail.unwrap_or_default())?;
     match charset {
         Charset::Utf8 => {
             let text = std::str::from_utf8(body).map_err(|_| "not UTF-8".to_string())?;
@@ -108,13 +112,8 @@ pub fn utf8_text(body: &[u8]) -> Result<std::borrow::Cow<'_, str>, String> {
                 .ok_or_else(|| format!("byte 0x{b:02X} undefined in {charset:?}"))?,
         });
     }
-    // The declaration, checked by `encoding`: `encoding="…"` is in it, before `?>`.
-    let end = text.find("?>").unwrap_or(0);
-    let label = text[..end].find("encoding").and_then(|k| {
-        let q = k + text[k..end].find(['"', '\''])?;
-        let quote = text[q..].chars().next()?;
-        Some(q + 1..q + 1 + text[q + 1..end].find(quote)?)
-    });
+    // Only an 8-bit encoding gets here: it was declared, at the start, in ASCII, so the label
+    // is at the same place in the text as in the bytes.
     if let Some(label) = label {
         text.replace_range(label, "UTF-8");
     }
@@ -127,7 +126,7 @@ pub fn utf8_text(body: &[u8]) -> Result<std::borrow::Cow<'_, str>, String> {
 /// and attribute limits, UTF-8 or a Latin-1 family encoding (or US-ASCII), and the policy for an
 /// existing `wsse:Security`.
 pub fn plan(body: &[u8], profile: &Profile) -> Result<Plan, VersionedFault> {
-    let (charset, skip) = encoding(body)?;
+    let (charset, skip, _) = encoding(body)?;
     let mut reader = Reader::from_reader(&body[skip..]);
     let cfg = reader.config_mut();
     cfg.check_end_names = true;

@@ -6,9 +6,13 @@ use super::chars::Charset;
 use super::markup::{bad, whitespace_len, Refused};
 use crate::fault::FaultCode;
 
+/// A declared encoding and where its label is.
+pub type Declared = Option<(Charset, Range<usize>)>;
+
 /// The XML declaration at `i` (`<?xml`): version 1.0, then optionally an encoding rocgw reads
-/// and `standalone`, in that order. Returns where it ends and the declared encoding.
-pub fn xml_decl(s: &[u8], i: usize) -> Result<(usize, Option<Charset>), Refused> {
+/// and `standalone`, in that order. Returns where it ends, and the declared encoding with where
+/// its label is.
+pub fn xml_decl(s: &[u8], i: usize) -> Result<(usize, Declared), Refused> {
     let malformed = || bad("malformed XML declaration");
     let mut c = Cursor { s, j: i + 5 };
     if c.ws() == 0 || !c.eat(b"version") {
@@ -20,7 +24,8 @@ pub fn xml_decl(s: &[u8], i: usize) -> Result<(usize, Option<Charset>), Refused>
     let mut charset = None;
     let mut ws = c.ws();
     if ws > 0 && c.eat(b"encoding") {
-        let label = &s[c.eq_quoted().ok_or_else(malformed)?];
+        let at = c.eq_quoted().ok_or_else(malformed)?;
+        let label = &s[at.clone()];
         let enc_name = label.first().is_some_and(u8::is_ascii_alphabetic)
             && label
                 .iter()
@@ -28,13 +33,14 @@ pub fn xml_decl(s: &[u8], i: usize) -> Result<(usize, Option<Charset>), Refused>
         if !enc_name {
             return Err(malformed());
         }
-        charset = Some(Charset::from_label(label).ok_or_else(|| {
+        let declared = Charset::from_label(label).ok_or_else(|| {
             let shown = String::from_utf8_lossy(&label[..label.len().min(40)]).to_lowercase();
             (
                 FaultCode::NotSoap,
                 format!("unsupported encoding {shown:?} (UTF-8 or ISO-8859-1)"),
             )
-        })?);
+        })?;
+        charset = Some((declared, at));
         ws = c.ws();
     }
     if ws > 0 && c.eat(b"standalone") {
