@@ -36,6 +36,7 @@ use crate::runtime::Runtime;
 use crate::slots::Gated;
 use crate::soap::{self, SoapVersion};
 use crate::wssec::response::Signed;
+use crate::wssec::Charset;
 use admission::{Admission, InFlight};
 use answer::{AmcCall, Finished, Outcome};
 use stamp::Stamper;
@@ -336,8 +337,13 @@ impl Gateway {
         forward::forward(up, &url, headers, body, &self.admission.budget, None).await
     }
 
-    /// The AMC answer's signature under `mode` (`[amc] response_signature`).
-    fn response_signature(&self, mode: ResponseSignature, body: &[u8]) -> Result<(), Fault> {
+    /// The AMC answer's signature under `mode` (`[amc] response_signature`): the encoding a
+    /// valid signature was checked in, if any.
+    fn response_signature(
+        &self,
+        mode: ResponseSignature,
+        body: &[u8],
+    ) -> Result<Option<Charset>, Fault> {
         let trust = self.runtime.trust();
         let policy = self.runtime.config().amc.revocation;
         let now = crate::clock::now_unix();
@@ -346,8 +352,8 @@ impl Gateway {
             Err(Fault::with_detail(FaultCode::AmcSignatureInvalid, why))
         };
         match crate::wssec::response::verify_response(body, &trust.amc, policy, now) {
-            Ok(Signed::Yes { .. }) => Ok(()),
-            Ok(Signed::No) if mode == ResponseSignature::IfPresent => Ok(()),
+            Ok(Signed::Yes { charset, .. }) => Ok(charset),
+            Ok(Signed::No) if mode == ResponseSignature::IfPresent => Ok(None),
             Ok(Signed::No) => {
                 refused("the answer is not signed (response_signature = required)".into())
             }

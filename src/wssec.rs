@@ -28,7 +28,7 @@ mod envelope;
 pub mod response;
 mod signer;
 pub mod verify;
-pub use envelope::{plan, stamp, utf8_text, Plan};
+pub use envelope::{plan, stamp, utf8_text, Charset, Plan};
 pub use signer::{AssertionCache, ReloadableSigner, Signer};
 pub use verify::{AssertionVerifier, VerifiedAssertion, VerifyError};
 

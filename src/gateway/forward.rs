@@ -1,6 +1,7 @@
 //! The upstream hop: the SIH's (stamped) body sent to the AMC or the annuaire with only the
-//! headers that belong to the call, and the answer brought back as it came; an error page that
-//! is not SOAP becomes an `…-unavailable` fault. The AMC's own SOAP faults pass untouched.
+//! headers that belong to the call, and the answer brought back as it came (but for the charset
+//! of a verified one); an error page that is not SOAP becomes an `…-unavailable` fault. The AMC's
+//! own SOAP faults pass untouched.
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, ACCEPT, ACCEPT_LANGUAGE, CONTENT_TYPE, USER_AGENT};
@@ -11,6 +12,7 @@ use crate::budget::Budget;
 use crate::fault::{Fault, FaultCode};
 use crate::listener::HttpResponse;
 use crate::upstream::{Upstream, UpstreamError};
+use crate::wssec::Charset;
 
 /// Request headers passed on to the upstream; everything else (the local bearer token above
 /// all) stays here. Content-Type and SOAPAction are single values: the first, the one rocgw
@@ -41,13 +43,15 @@ pub fn join(base: &Uri, suffix: &str, query: Option<&str>) -> Result<Uri, Fault>
     Uri::from_parts(parts).map_err(|_| Fault::new(FaultCode::Internal))
 }
 
-/// What an answer's bytes must pass before they reach the SIH (the AMC's response signature).
-pub type Check<'a> = &'a (dyn Fn(&[u8]) -> Result<(), Fault> + Sync);
+/// What an answer's bytes must pass before they reach the SIH (the AMC's response signature),
+/// and the encoding the bytes were verified in, when a signature was.
+pub type Check<'a> = &'a (dyn Fn(&[u8]) -> Result<Option<Charset>, Fault> + Sync);
 
 /// Sends the SIH's body to `url` through `up` and returns the upstream's answer as it came:
 /// status, content type and body (SOAP faults of the AMC pass through untouched), once `check`
 /// passed on the exact bytes that are passed on. A non-2xx answer that is not SOAP becomes an
-/// `…-unavailable` fault.
+/// `…-unavailable` fault. The `Content-Type` of an answer whose signature was verified names
+/// the encoding it was verified in ([`crate::wssec::response::with_charset`]).
 pub async fn forward(
     up: &Upstream,
     url: &Uri,
@@ -88,14 +92,18 @@ pub async fn forward(
             Err(Fault::with_detail(up.kind().unavailable(), detail))
         }
         Ok(r) => {
-            if let Some(check) = check {
-                check(&r.body)?;
-            }
+            let verified_in = match check {
+                Some(check) => check(&r.body)?,
+                None => None,
+            };
             // The answer keeps its share of the memory budget until its last byte is written.
             let mut resp = Response::new(crate::budget::holding(r.body, r.held));
             *resp.status_mut() = r.status;
             // The upstream kept only the fields passed back (`upstream::KEPT_HEADERS`).
             *resp.headers_mut() = r.headers;
+            if let Some(charset) = verified_in {
+                say_charset(resp.headers_mut(), charset);
+            }
             Ok(resp)
         }
         Err(UpstreamError {
@@ -106,6 +114,21 @@ pub async fn forward(
             tracing::warn!(upstream = up.kind().label(), host = %host(url), reason = reason.as_str(), detail = %detail, "upstream failure");
             // No Retry-After on an answer refused for memory: the AMC may have acted on the call.
             Err(Fault::with_detail(code, detail))
+        }
+    }
+}
+
+/// Makes the answer's `Content-Type`, when there is one, name `charset`: the SIH then decodes
+/// the characters whose signature was checked (an AMC stack may send `charset=utf-8` on an
+/// ISO-8859-1 document). Without a `Content-Type`, the document's own declaration rules.
+fn say_charset(headers: &mut HeaderMap, charset: Charset) {
+    let Some(Ok(sent)) = headers.get(CONTENT_TYPE).map(HeaderValue::to_str) else {
+        return;
+    };
+    if let Some(said) = crate::wssec::response::with_charset(sent, charset) {
+        tracing::debug!(sent, said = %said, "answer's charset set to the encoding verified");
+        if let Ok(v) = HeaderValue::from_str(&said) {
+            headers.insert(CONTENT_TYPE, v);
         }
     }
 }

@@ -155,7 +155,7 @@ impl Checker {
         now: i64,
     ) -> Result<VerifiedAssertion, Refusal> {
         // In the encoding it declares, as rocgw reads and stamps it (ISO-8859-1 SIHs).
-        let text = crate::wssec::utf8_text(body).map_err(|why| refuse("not-soap", why))?;
+        let (text, _) = crate::wssec::utf8_text(body).map_err(|why| refuse("not-soap", why))?;
         let a = match self.verifier.verify(&text) {
             Ok(a) => a,
             Err(VerifyError::Malformed(m)) => return Err(refuse("not-soap", m)),

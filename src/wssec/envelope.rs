@@ -22,7 +22,7 @@ use super::WSSE_NS;
 use crate::config::{ExistingSecurity, Profile};
 use crate::fault::{Fault, FaultCode, VersionedFault};
 use crate::soap::SoapVersion;
-use chars::Charset;
+pub use chars::Charset;
 use markup::{reference_ok, whitespace_len, Markup, Refused};
 use skim::skim;
 
@@ -87,29 +87,32 @@ fn encoding(body: &[u8]) -> Result<Encoding, VersionedFault> {
 /// parser that takes text: an AMC's answer in ISO-8859-1 is as verifiable as one in UTF-8.
 /// A decoded document's XML declaration then names UTF-8 (US-ASCII, a subset, is borrowed as it
 /// is); canonical XML is UTF-8 without a declaration, so a signature over the document verifies
-/// on this text as on the bytes. `Err`: why not.
-pub fn utf8_text(body: &[u8]) -> Result<std::borrow::Cow<'_, str>, String> {
+/// on this text as on the bytes. With the text, the encoding it was decoded from. `Err`: why not.
+pub fn utf8_text(body: &[u8]) -> Result<(std::borrow::Cow<'_, str>, Charset), String> {
+    use std::borrow::Cow;
     let (charset, _, label) = encoding(body).map_err(|f| f.fault.detail.unwrap_or_default())?;
-    match charset {
-        Charset::Utf8 => {
-            let text = std::str::from_utf8(body).map_err(|_| "not UTF-8".to_string())?;
-            return Ok(std::borrow::Cow::Borrowed(text));
-        }
+    let text = match charset {
+        Charset::Utf8 => Cow::Borrowed(std::str::from_utf8(body).map_err(|_| "not UTF-8")?),
         Charset::Ascii if !body.is_ascii() => return Err("a byte above 0x7F in US-ASCII".into()),
-        Charset::Ascii => {
-            return Ok(std::borrow::Cow::Borrowed(
-                std::str::from_utf8(body).expect("ASCII"),
-            ))
-        }
-        _ => {}
-    }
+        Charset::Ascii => Cow::Borrowed(std::str::from_utf8(body).expect("ASCII")),
+        _ => Cow::Owned(decode_8bit(body, charset, label)?),
+    };
+    Ok((text, charset))
+}
+
+/// `body` in the single-byte `charset`, as UTF-8 text whose declaration (`label`) says so.
+fn decode_8bit(
+    body: &[u8],
+    charset: Charset,
+    label: Option<std::ops::Range<usize>>,
+) -> Result<String, String> {
     let mut text = String::with_capacity(body.len() + body.len() / 8);
     for &b in body {
         text.push(match b {
             0..0x80 => char::from(b),
             _ => charset
                 .single_byte(b)
-                .ok_or_else(|| format!("byte 0x{b:02X} undefined in {charset:?}"))?,
+                .ok_or_else(|| format!("byte 0x{b:02X} undefined in {}", charset.name()))?,
         });
     }
     // Only an 8-bit encoding gets here: it was declared, at the start, in ASCII, so the label
@@ -117,7 +120,7 @@ pub fn utf8_text(body: &[u8]) -> Result<std::borrow::Cow<'_, str>, String> {
     if let Some(label) = label {
         text.replace_range(label, "UTF-8");
     }
-    Ok(std::borrow::Cow::Owned(text))
+    Ok(text)
 }
 
 /// Reads the envelope once and says where the header goes, or why the request is refused.

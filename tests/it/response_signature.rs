@@ -73,26 +73,37 @@ fn call_with_amc(answer: String, status: u16, amc_section: &str) -> (Resp, TlsSe
 /// An answer of any bytes (an encoding other than UTF-8), as SOAP 1.2 with its length, under
 /// `mode`.
 fn call_with_bytes(answer: Vec<u8>, mode: &str) -> (Resp, TlsServer) {
+    let amc = raw_amc(answer, "application/soap+xml; charset=ISO-8859-1");
+    call_amc(amc, &format!("response_signature = \"{mode}\"\n"))
+}
+
+/// An AMC that answers `answer` with `content_type` and its length.
+fn raw_amc(answer: Vec<u8>, content_type: &str) -> TlsServer {
     let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml; charset=ISO-8859-1\r\n\
-         Content-Length: {}\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         answer.len()
     );
     let pieces = Arc::new(vec![[head.as_bytes(), &answer].concat()]);
-    let amc = TlsServer::fixture(
+    TlsServer::fixture(
         "osi/amc-a",
         None,
         Behavior::Raw {
             pieces,
             close: false,
         },
-    );
-    call_amc(amc, &format!("response_signature = \"{mode}\"\n"))
+    )
 }
 
 /// A gateway routing AMC 10000001 to `amc`, with `amc_section` as its `[amc]` section's body.
 fn call_amc(amc: TlsServer, amc_section: &str) -> (Resp, TlsServer) {
     let tmp = scratch();
+    let gw = gateway_to(&amc, amc_section, tmp.path());
+    let r = post(gw.gateway, "/amc/10000001/idb", CT12, &envelope12("<q/>"));
+    (r, amc)
+}
+
+/// The gateway of [`call_amc`].
+fn gateway_to(amc: &TlsServer, amc_section: &str, tmp: &std::path::Path) -> Proc {
     let p = |r: &str| pki_path(r).display().to_string();
     let crls = format!(
         "crls = [\"{}\", \"{}\", \"{}\"]",
@@ -110,9 +121,7 @@ fn call_amc(amc: TlsServer, amc_section: &str) -> (Resp, TlsServer) {
         ),
         amc.url("/idb")
     );
-    let gw = Proc::with_config(&write_config(tmp.path(), &text));
-    let r = post(gw.gateway, "/amc/10000001/idb", CT12, &envelope12("<q/>"));
-    (r, amc)
+    Proc::with_config(&write_config(tmp, &text))
 }
 
 fn refused(r: &Resp, why: &str) {
@@ -256,6 +265,98 @@ fn an_answer_in_iso_8859_1_is_verified_and_passed_on_as_sent() {
     let (r, _amc) = call_with_bytes(tampered, "required");
     refused(&r, "does not verify");
 }
+
+/// An SIH's HTTP stack decodes an answer by its `charset` (RFC 7303), the AMC's XML stack signed
+/// it as its declaration says: when the two disagree, the `charset` is made to name the encoding
+/// the signature was verified in, so the SIH reads the characters that were signed. Python's
+/// `urllib` is the SIH; `off` shows what it reads otherwise.
+#[test]
+fn a_verified_answer_s_charset_names_the_encoding_it_was_verified_in() {
+    let body_id = ("Id", "http://www.w3.org/2003/05/soap-envelope:Body");
+    let accented = "Droits ouverts à l'hôpital";
+    let text = template(KeyForm::X509Data, "osi/amc-sign").replace("Droits ouverts", accented);
+    let utf8 = crate::wssec::xmlsec_sign_bytes(text.as_bytes(), "osi/amc-sign", body_id);
+    let latin1: Vec<u8> = text
+        .replace(r#"encoding="UTF-8""#, r#"encoding="ISO-8859-1""#)
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap())
+        .collect();
+    let latin1 = crate::wssec::xmlsec_sign_bytes(&latin1, "osi/amc-sign", body_id);
+    let tmp = scratch();
+    let cases = [
+        // (answer, Content-Type sent, mode, Content-Type the SIH gets)
+        (
+            &utf8,
+            "application/soap+xml; charset=ISO-8859-1",
+            "required",
+            "application/soap+xml; charset=UTF-8",
+        ),
+        (
+            &latin1,
+            "application/soap+xml;charset=utf-8;action=\"urn:idb\"",
+            "if-present",
+            "application/soap+xml; action=\"urn:idb\"; charset=ISO-8859-1",
+        ),
+        (
+            &utf8,
+            "application/soap+xml",
+            "required",
+            "application/soap+xml; charset=UTF-8",
+        ),
+        // Already in agreement, however spelt: as sent.
+        (
+            &latin1,
+            "application/soap+xml; Charset=\"latin1\"",
+            "required",
+            "application/soap+xml; Charset=\"latin1\"",
+        ),
+        // Nothing verified: as sent.
+        (
+            &utf8,
+            "application/soap+xml; charset=ISO-8859-1",
+            "off",
+            "application/soap+xml; charset=ISO-8859-1",
+        ),
+    ];
+    for (answer, sent, mode, said) in cases {
+        let amc = raw_amc(answer.clone(), sent);
+        let gw = gateway_to(
+            &amc,
+            &format!("response_signature = \"{mode}\"\n"),
+            tmp.path(),
+        );
+        let url = format!("http://{}/amc/10000001/idb", gw.gateway);
+        let out = tool(
+            "python3",
+            &["-c", SIH_BY_CHARSET, &url, &envelope12("<q/>")],
+            tmp.path(),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (content_type, read) = stdout.split_once('\n').unwrap();
+        assert_eq!(content_type, said, "{mode}, {sent}");
+        assert_eq!(
+            read.contains(accented),
+            mode != "off",
+            "{mode}, {sent}: the SIH read {read}"
+        );
+    }
+}
+
+/// An SIH that POSTs argv[2] to argv[1] and prints the answer's Content-Type, then its body as
+/// decoded by that Content-Type's charset (UTF-8 without one).
+const SIH_BY_CHARSET: &str = r#"
+import sys, urllib.request
+req = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(),
+                             headers={"Content-Type": "application/soap+xml; charset=utf-8"})
+with urllib.request.urlopen(req) as r:
+    print(r.headers["Content-Type"])
+    print(r.read().decode(r.headers.get_content_charset() or "utf-8"))
+"#;
 
 /// The signed Body moved into the header, another Body in its place (signature wrapping).
 fn moved_body(signed: &str) -> String {

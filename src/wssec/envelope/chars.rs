@@ -26,6 +26,18 @@ impl Charset {
         })
     }
 
+    /// The encoding's name as HTTP's `charset` and XML declarations write it (its IANA
+    /// preferred MIME name).
+    pub fn name(self) -> &'static str {
+        match self {
+            Charset::Utf8 => "UTF-8",
+            Charset::Latin1 => "ISO-8859-1",
+            Charset::Latin9 => "ISO-8859-15",
+            Charset::Windows1252 => "windows-1252",
+            Charset::Ascii => "US-ASCII",
+        }
+    }
+
     /// The character a byte ≥ 0x80 stands for in a single-byte encoding (`None`: undefined, or
     /// not a single-byte encoding).
     pub fn single_byte(self, b: u8) -> Option<char> {

@@ -262,22 +262,31 @@ fn documents_become_utf8_text_with_their_declaration_saying_so() {
     let utf8 = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><e>é</e>";
     assert!(matches!(
         utf8_text(utf8.as_bytes()),
-        Ok(std::borrow::Cow::Borrowed(t)) if t == utf8
+        Ok((std::borrow::Cow::Borrowed(t), Charset::Utf8)) if t == utf8
     ));
     let mut latin1 = b"<?xml version='1.0' encoding='iso-8859-15'?><e>".to_vec();
     latin1.extend([0xE9, 0xA4]);
     latin1.extend(b"</e>");
     assert_eq!(
         utf8_text(&latin1).unwrap(),
-        "<?xml version='1.0' encoding='UTF-8'?><e>é€</e>"
+        (
+            "<?xml version='1.0' encoding='UTF-8'?><e>é€</e>".into(),
+            Charset::Latin9
+        )
     );
     let euro = b"<?xml version=\"1.0\" encoding = \"Windows-1252\" standalone=\"yes\"?><e>\x80</e>";
     assert_eq!(
         utf8_text(euro).unwrap(),
-        "<?xml version=\"1.0\" encoding = \"UTF-8\" standalone=\"yes\"?><e>€</e>"
+        (
+            "<?xml version=\"1.0\" encoding = \"UTF-8\" standalone=\"yes\"?><e>€</e>".into(),
+            Charset::Windows1252
+        )
     );
     let cp1252 = b"<?xml version=\"1.0\" encoding=\"windows-1252\"?><e>\x81</e>";
-    assert!(utf8_text(cp1252).unwrap_err().contains("0x81"));
+    assert_eq!(
+        utf8_text(cp1252).unwrap_err(),
+        "byte 0x81 undefined in windows-1252"
+    );
     let ascii = b"<?xml version=\"1.0\" encoding=\"US-ASCII\"?><e>\xE9</e>";
     assert!(utf8_text(ascii).is_err());
     assert!(utf8_text(b"<e>\xE9</e>").is_err(), "undeclared: UTF-8");
