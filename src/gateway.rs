@@ -272,11 +272,18 @@ impl Gateway {
             .resolve(call.structure, call.amc, call.service, call.headers)
             .await
             .map_err(in_version)?;
-        // Refused before forwarding (stamping): the fault keeps the envelope's own version.
-        let stamping = self
-            .stamper
-            .stamp(&self.runtime, call.structure, body, &endpoint);
-        let (stamped, signed) = stamping.await?;
+        // Refused before forwarding (stamping): the fault speaks the envelope's version, the
+        // one sniffed, even when the planner refused before its root (the encoding).
+        let stamping = self.stamper.stamp(
+            &self.runtime,
+            call.structure,
+            body,
+            &endpoint,
+            forward::charset_of(call.headers),
+        );
+        let (stamped, signed) = stamping
+            .await
+            .map_err(|f| f.fault.in_version(call.version))?;
         let key = endpoint.authority().map_or("", |a| a.as_str());
         // Labelled once the endpoint is known: an AMC the annuaire just found is no longer `other`.
         let known = self.router.amc_label(call.amc);
@@ -290,7 +297,7 @@ impl Gateway {
         let budget = &self.admission.budget;
         let amc = &upstreams.of(call.structure).amc;
         let mode = self.runtime.config().amc.response_signature_for(call.amc);
-        let check = |b: &[u8]| self.response_signature(mode, b);
+        let check = |b: &[u8], http| self.response_signature(mode, b, http);
         let check = (mode != ResponseSignature::Off).then_some(&check as forward::Check<'_>);
         let r = forward::forward(amc, &endpoint, call.headers, stamped, budget, check).await;
         attempt.end(r.as_ref().err().and_then(|f| AmcFailure::of(f.code)));
@@ -337,12 +344,13 @@ impl Gateway {
         forward::forward(up, &url, headers, body, &self.admission.budget, None).await
     }
 
-    /// The AMC answer's signature under `mode` (`[amc] response_signature`): the encoding a
-    /// valid signature was checked in, if any.
+    /// The AMC answer's signature under `mode` (`[amc] response_signature`), the answer's HTTP
+    /// `charset` naming `http`: the encoding a valid signature was checked in, if any.
     fn response_signature(
         &self,
         mode: ResponseSignature,
         body: &[u8],
+        http: Option<Charset>,
     ) -> Result<Option<Charset>, Fault> {
         let trust = self.runtime.trust();
         let policy = self.runtime.config().amc.revocation;
@@ -351,7 +359,7 @@ impl Gateway {
             tracing::warn!(reason = %why, "AMC answer refused: signature");
             Err(Fault::with_detail(FaultCode::AmcSignatureInvalid, why))
         };
-        match crate::wssec::response::verify_response(body, &trust.amc, policy, now) {
+        match crate::wssec::response::verify_response(body, http, &trust.amc, policy, now) {
             Ok(Signed::Yes { charset, .. }) => Ok(charset),
             Ok(Signed::No) if mode == ResponseSignature::IfPresent => Ok(None),
             Ok(Signed::No) => {

@@ -25,10 +25,11 @@ use crate::clock::fmt_time;
 use crate::config::Profile;
 
 mod envelope;
+pub mod media;
 pub mod response;
 mod signer;
 pub mod verify;
-pub use envelope::{plan, stamp, utf8_text, Charset, Plan};
+pub use envelope::{plan, plan_in, stamp, utf8_text, Charset, Plan};
 pub use signer::{AssertionCache, ReloadableSigner, Signer};
 pub use verify::{AssertionVerifier, VerifiedAssertion, VerifyError};
 

@@ -12,7 +12,7 @@ use crate::budget::Budget;
 use crate::fault::{Fault, FaultCode};
 use crate::listener::HttpResponse;
 use crate::upstream::{Upstream, UpstreamError};
-use crate::wssec::Charset;
+use crate::wssec::{media, Charset};
 
 /// Request headers passed on to the upstream; everything else (the local bearer token above
 /// all) stays here. Content-Type and SOAPAction are single values: the first, the one rocgw
@@ -43,15 +43,16 @@ pub fn join(base: &Uri, suffix: &str, query: Option<&str>) -> Result<Uri, Fault>
     Uri::from_parts(parts).map_err(|_| Fault::new(FaultCode::Internal))
 }
 
-/// What an answer's bytes must pass before they reach the SIH (the AMC's response signature),
-/// and the encoding the bytes were verified in, when a signature was.
-pub type Check<'a> = &'a (dyn Fn(&[u8]) -> Result<Option<Charset>, Fault> + Sync);
+/// What an answer's bytes (in the encoding its HTTP `charset` names, if any) must pass before
+/// they reach the SIH (the AMC's response signature), and the encoding the bytes were verified
+/// in, when a signature was.
+pub type Check<'a> = &'a (dyn Fn(&[u8], Option<Charset>) -> Result<Option<Charset>, Fault> + Sync);
 
 /// Sends the SIH's body to `url` through `up` and returns the upstream's answer as it came:
 /// status, content type and body (SOAP faults of the AMC pass through untouched), once `check`
 /// passed on the exact bytes that are passed on. A non-2xx answer that is not SOAP becomes an
 /// `…-unavailable` fault. The `Content-Type` of an answer whose signature was verified names
-/// the encoding it was verified in ([`crate::wssec::response::with_charset`]).
+/// the encoding it was verified in ([`media::with_charset`]).
 pub async fn forward(
     up: &Upstream,
     url: &Uri,
@@ -93,7 +94,7 @@ pub async fn forward(
         }
         Ok(r) => {
             let verified_in = match check {
-                Some(check) => check(&r.body)?,
+                Some(check) => check(&r.body, charset_of(&r.headers))?,
                 None => None,
             };
             // The answer keeps its share of the memory budget until its last byte is written.
@@ -118,6 +119,12 @@ pub async fn forward(
     }
 }
 
+/// The encoding named by the `charset` of `headers`' `Content-Type`, if rocgw reads it.
+pub fn charset_of(headers: &HeaderMap) -> Option<Charset> {
+    let content_type = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    media::charset_of(content_type)
+}
+
 /// Makes the answer's `Content-Type`, when there is one, name `charset`: the SIH then decodes
 /// the characters whose signature was checked (an AMC stack may send `charset=utf-8` on an
 /// ISO-8859-1 document). Without a `Content-Type`, the document's own declaration rules.
@@ -125,7 +132,7 @@ fn say_charset(headers: &mut HeaderMap, charset: Charset) {
     let Some(Ok(sent)) = headers.get(CONTENT_TYPE).map(HeaderValue::to_str) else {
         return;
     };
-    if let Some(said) = crate::wssec::response::with_charset(sent, charset) {
+    if let Some(said) = media::with_charset(sent, charset) {
         tracing::debug!(sent, said = %said, "answer's charset set to the encoding verified");
         if let Ok(v) = HeaderValue::from_str(&said) {
             headers.insert(CONTENT_TYPE, v);

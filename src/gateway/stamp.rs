@@ -58,20 +58,22 @@ fn sign_fresh(
 }
 
 impl Stamper {
-    /// Inserts the signed assertion (audience: the endpoint, unless the profile fixes one).
-    /// A refused envelope's fault is written in the envelope's own version.
+    /// Inserts the signed assertion (audience: the endpoint, unless the profile fixes one) in
+    /// `body`, whose HTTP `charset` names `http`. A refused envelope's fault is written in the
+    /// envelope's own version.
     pub async fn stamp(
         &self,
         rt: &Arc<Runtime>,
         structure: &str,
         body: &Bytes,
         endpoint: &Uri,
+        http: Option<wssec::Charset>,
     ) -> Result<(Bytes, Signed), VersionedFault> {
         let st = rt
             .structure_by_id(structure)
             .unwrap_or_else(|| rt.structure());
         let profile = &st.profile;
-        let plan = wssec::plan(body, profile)?;
+        let plan = wssec::plan_in(body, profile, http)?;
         let internal = || VersionedFault {
             fault: Fault::new(FaultCode::Internal),
             version: plan.version,

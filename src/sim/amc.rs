@@ -13,6 +13,7 @@ use super::{Action, Refusal};
 use crate::clock::now_unix;
 use crate::listener::{self, HttpResponse};
 use crate::soap::SoapVersion;
+use crate::wssec::Charset;
 
 /// Answers one request to `amc`; `None` asks for the connection to be reset.
 pub(super) async fn handle(
@@ -70,8 +71,13 @@ pub(super) async fn handle(
     let sent_as = sniffed.map_or(Ok(()), |v| {
         super::check::binding(v, content_type.as_deref(), soap_action.as_deref())
     });
+    // The envelope in its HTTP charset when it declares no encoding, as rocgw read it.
+    let http = content_type
+        .as_deref()
+        .and_then(|ct| std::str::from_utf8(ct).ok())
+        .and_then(crate::wssec::media::charset_of);
     let checked = match sent_as {
-        Ok(()) => check(&state, &amc, &body).await,
+        Ok(()) => check(&state, &amc, &body, http).await,
         Err(r) => Err(r),
     };
     match checked {
@@ -142,17 +148,24 @@ fn injected(
 
 /// Checks the request as the AMC would; the accepted assertion's ID. The checks cost a
 /// signature verification and a DOM parse: off the async workers.
-async fn check(state: &Arc<State>, amc: &Arc<Amc>, body: &Bytes) -> Result<String, Refusal> {
+async fn check(
+    state: &Arc<State>,
+    amc: &Arc<Amc>,
+    body: &Bytes,
+    http: Option<Charset>,
+) -> Result<String, Refusal> {
     let (state, amc, body) = (state.clone(), amc.clone(), body.clone());
-    tokio::task::spawn_blocking(move || state.checker.check(&body, &amc.audiences, now_unix()))
-        .await
-        .unwrap_or_else(|_| {
-            Err(Refusal {
-                reason: "not-soap",
-                detail: "the check failed".into(),
-            })
+    tokio::task::spawn_blocking(move || {
+        state.checker.check(&body, http, &amc.audiences, now_unix())
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(Refusal {
+            reason: "not-soap",
+            detail: "the check failed".into(),
         })
-        .map(|a| a.id)
+    })
+    .map(|a| a.id)
 }
 
 /// The SOAP fault of a refused request (HTTP 500 in SOAP 1.1, 400 in SOAP 1.2).

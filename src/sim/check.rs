@@ -13,7 +13,7 @@ use x509_parser::prelude::*;
 use crate::identity::{CertInfo, Role};
 use crate::soap::SoapVersion;
 use crate::trust::{CrlSet, Status};
-use crate::wssec::{AssertionVerifier, VerifiedAssertion, VerifyError};
+use crate::wssec::{AssertionVerifier, Charset, VerifiedAssertion, VerifyError};
 
 mod rules;
 pub use rules::TimeRules;
@@ -147,15 +147,19 @@ impl Checker {
 
     /// Checks a request addressed to an AMC known by `audiences` (an audience is accepted when
     /// it equals one of them or lies below one of them as a URL path): the signature, then the
-    /// rules of [`rules`] and the signing certificate, then replay.
+    /// rules of [`rules`] and the signing certificate, then replay. `http`: the request's HTTP
+    /// `charset`.
     pub fn check(
         &self,
         body: &[u8],
+        http: Option<Charset>,
         audiences: &[String],
         now: i64,
     ) -> Result<VerifiedAssertion, Refusal> {
-        // In the encoding it declares, as rocgw reads and stamps it (ISO-8859-1 SIHs).
-        let (text, _) = crate::wssec::utf8_text(body).map_err(|why| refuse("not-soap", why))?;
+        // In the encoding it declares (or its HTTP charset), as rocgw reads and stamps it
+        // (ISO-8859-1 SIHs).
+        let (text, _) =
+            crate::wssec::utf8_text(body, http).map_err(|why| refuse("not-soap", why))?;
         let a = match self.verifier.verify(&text) {
             Ok(a) => a,
             Err(VerifyError::Malformed(m)) => return Err(refuse("not-soap", m)),

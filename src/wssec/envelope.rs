@@ -49,9 +49,14 @@ fn refuse(code: FaultCode, detail: impl Into<String>) -> VersionedFault {
 /// encoding label is, if it has one.
 type Encoding = (Charset, usize, Option<std::ops::Range<usize>>);
 
-/// The encoding of the envelope: a byte order mark, the XML declaration (checked here, at the
-/// very start only), or UTF-8.
-fn encoding(body: &[u8]) -> Result<Encoding, VersionedFault> {
+/// The encoding of the envelope: a byte order mark, the XML declaration's label (checked here,
+/// at the very start only), the HTTP `charset` (`http`) when it names a Latin-1 family encoding,
+/// or UTF-8. The declaration wins over the HTTP charset, the other way round from RFC 7303, so
+/// that legacy SIHs sending `charset=utf-8` on an ISO-8859-1 declaration keep working; a
+/// `charset=ISO-8859-1` on a document that declares nothing is how XML's external encoding
+/// information reads it (XML 1.0 §4.3.3, appendix F.2). A UTF-8 or US-ASCII charset reads as the
+/// default, UTF-8, which US-ASCII is a part of.
+fn encoding(body: &[u8], http: Option<Charset>) -> Result<Encoding, VersionedFault> {
     if crate::soap::is_utf16_or_32(body) {
         return Err(refuse(FaultCode::NotSoap, crate::soap::UTF16_REFUSED));
     }
@@ -67,12 +72,16 @@ fn encoding(body: &[u8]) -> Result<Encoding, VersionedFault> {
         && rest
             .get(5)
             .is_some_and(|&b| b == b'?' || whitespace_len(&[b]) == 1);
+    let external = match http {
+        Some(c @ (Charset::Latin1 | Charset::Latin9 | Charset::Windows1252)) if skip == 0 => c,
+        _ => Charset::Utf8,
+    };
     let (charset, label) = if declared {
         let (_, charset) =
             decl::xml_decl(body, skip).map_err(|(code, detail)| refuse(code, detail))?;
-        charset.map_or((Charset::Utf8, None), |(c, at)| (c, Some(at)))
+        charset.map_or((external, None), |(c, at)| (c, Some(at)))
     } else {
-        (Charset::Utf8, None)
+        (external, None)
     };
     if skip > 0 && charset != Charset::Utf8 {
         return Err(refuse(
@@ -87,10 +96,15 @@ fn encoding(body: &[u8]) -> Result<Encoding, VersionedFault> {
 /// parser that takes text: an AMC's answer in ISO-8859-1 is as verifiable as one in UTF-8.
 /// A decoded document's XML declaration then names UTF-8 (US-ASCII, a subset, is borrowed as it
 /// is); canonical XML is UTF-8 without a declaration, so a signature over the document verifies
-/// on this text as on the bytes. With the text, the encoding it was decoded from. `Err`: why not.
-pub fn utf8_text(body: &[u8]) -> Result<(std::borrow::Cow<'_, str>, Charset), String> {
+/// on this text as on the bytes. With the text, the encoding it was decoded from. `http`: the
+/// HTTP `charset`, read as [`plan`] reads it. `Err`: why not.
+pub fn utf8_text(
+    body: &[u8],
+    http: Option<Charset>,
+) -> Result<(std::borrow::Cow<'_, str>, Charset), String> {
     use std::borrow::Cow;
-    let (charset, _, label) = encoding(body).map_err(|f| f.fault.detail.unwrap_or_default())?;
+    let (charset, _, label) =
+        encoding(body, http).map_err(|f| f.fault.detail.unwrap_or_default())?;
     let text = match charset {
         Charset::Utf8 => Cow::Borrowed(std::str::from_utf8(body).map_err(|_| "not UTF-8")?),
         Charset::Ascii if !body.is_ascii() => return Err("a byte above 0x7F in US-ASCII".into()),
@@ -115,8 +129,8 @@ fn decode_8bit(
                 .ok_or_else(|| format!("byte 0x{b:02X} undefined in {}", charset.name()))?,
         });
     }
-    // Only an 8-bit encoding gets here: it was declared, at the start, in ASCII, so the label
-    // is at the same place in the text as in the bytes.
+    // Only an 8-bit encoding gets here: a label declaring it is at the start, in ASCII, so at
+    // the same place in the text as in the bytes.
     if let Some(label) = label {
         text.replace_range(label, "UTF-8");
     }
@@ -127,9 +141,19 @@ fn decode_8bit(
 /// Checks: well-formed, namespace-well-formed XML (one XML declaration at the start at most, no
 /// DOCTYPE), a SOAP 1.1/1.2 `Envelope` root, one `Body`, a `Header` (if any) before it, nesting
 /// and attribute limits, UTF-8 or a Latin-1 family encoding (or US-ASCII), and the policy for an
-/// existing `wsse:Security`.
+/// existing `wsse:Security`. The encoding is the one the envelope declares, else UTF-8: with
+/// the request's HTTP `charset`, [`plan_in`].
 pub fn plan(body: &[u8], profile: &Profile) -> Result<Plan, VersionedFault> {
-    let (charset, skip, _) = encoding(body)?;
+    plan_in(body, profile, None)
+}
+
+/// [`plan`] of a request whose HTTP `charset` says `http` (see [`encoding`]).
+pub fn plan_in(
+    body: &[u8],
+    profile: &Profile,
+    http: Option<Charset>,
+) -> Result<Plan, VersionedFault> {
+    let (charset, skip, _) = encoding(body, http)?;
     let mut reader = Reader::from_reader(&body[skip..]);
     let cfg = reader.config_mut();
     cfg.check_end_names = true;

@@ -66,6 +66,15 @@ fn soap11_faults_are_500_with_client_or_server_code() {
     check(&r, "amc-unavailable", 500, SOAP11_NS, "Server");
     let r = post(gw, "/annuaire", CT11, &envelope11("<search/>"));
     check(&r, "annuaire-unavailable", 500, SOAP11_NS, "Server");
+    // Refused for its encoding (a Latin-1 byte in a UTF-8 document), which is checked before
+    // the root is read: in the envelope's version all the same.
+    let doc = envelope11("<a>H@pital</a>");
+    let (before, after) = doc.split_once('@').unwrap();
+    let latin1 = [before.as_bytes(), &[0xF4], after.as_bytes()].concat();
+    let ct = [("Content-Type", CT11), ("SOAPAction", "\"\"")];
+    let r = http(gw, "POST", "/amc/11111111/idb", &ct, &latin1);
+    check(&r, "not-soap", 500, SOAP11_NS, "Client");
+    assert!(r.body.contains("invalid UTF-8"), "{}", r.body);
 }
 
 #[test]

@@ -261,14 +261,14 @@ fn the_header_is_ascii_and_must_understand_carries_its_own_namespace_declaration
 fn documents_become_utf8_text_with_their_declaration_saying_so() {
     let utf8 = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><e>é</e>";
     assert!(matches!(
-        utf8_text(utf8.as_bytes()),
+        utf8_text(utf8.as_bytes(), None),
         Ok((std::borrow::Cow::Borrowed(t), Charset::Utf8)) if t == utf8
     ));
     let mut latin1 = b"<?xml version='1.0' encoding='iso-8859-15'?><e>".to_vec();
     latin1.extend([0xE9, 0xA4]);
     latin1.extend(b"</e>");
     assert_eq!(
-        utf8_text(&latin1).unwrap(),
+        utf8_text(&latin1, None).unwrap(),
         (
             "<?xml version='1.0' encoding='UTF-8'?><e>é€</e>".into(),
             Charset::Latin9
@@ -276,7 +276,7 @@ fn documents_become_utf8_text_with_their_declaration_saying_so() {
     );
     let euro = b"<?xml version=\"1.0\" encoding = \"Windows-1252\" standalone=\"yes\"?><e>\x80</e>";
     assert_eq!(
-        utf8_text(euro).unwrap(),
+        utf8_text(euro, None).unwrap(),
         (
             "<?xml version=\"1.0\" encoding = \"UTF-8\" standalone=\"yes\"?><e>€</e>".into(),
             Charset::Windows1252
@@ -284,10 +284,64 @@ fn documents_become_utf8_text_with_their_declaration_saying_so() {
     );
     let cp1252 = b"<?xml version=\"1.0\" encoding=\"windows-1252\"?><e>\x81</e>";
     assert_eq!(
-        utf8_text(cp1252).unwrap_err(),
+        utf8_text(cp1252, None).unwrap_err(),
         "byte 0x81 undefined in windows-1252"
     );
     let ascii = b"<?xml version=\"1.0\" encoding=\"US-ASCII\"?><e>\xE9</e>";
-    assert!(utf8_text(ascii).is_err());
-    assert!(utf8_text(b"<e>\xE9</e>").is_err(), "undeclared: UTF-8");
+    assert!(utf8_text(ascii, None).is_err());
+    assert!(
+        utf8_text(b"<e>\xE9</e>", None).is_err(),
+        "undeclared: UTF-8"
+    );
+}
+
+/// A document that declares no encoding is read in the HTTP charset's Latin-1 family encoding
+/// (XML's external encoding information); a declaration, or a byte order mark, wins over it, and
+/// a UTF-8 or US-ASCII charset leaves the default, UTF-8.
+#[test]
+fn the_http_charset_reads_a_document_that_declares_no_encoding() {
+    let env = |decl: &str, payload: &[u8]| {
+        [
+            decl.as_bytes(),
+            b"<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Body><n>",
+            payload,
+            b"</n></s:Body></s:Envelope>",
+        ]
+        .concat()
+    };
+    let profile = Profile::default();
+    let plans = |doc: &[u8], http| plan_in(doc, &profile, http).is_ok();
+    let latin1 = env("", b"h\xF4pital");
+    let no_label = env("<?xml version=\"1.0\"?>", b"h\xF4pital");
+    for doc in [&latin1, &no_label] {
+        assert!(!plans(doc, None), "UTF-8 by default");
+        assert!(!plans(doc, Some(Charset::Utf8)));
+        assert!(!plans(doc, Some(Charset::Ascii)));
+        for http in [Charset::Latin1, Charset::Latin9, Charset::Windows1252] {
+            assert!(plans(doc, Some(http)), "{http:?}");
+        }
+        let (text, read_in) = utf8_text(doc, Some(Charset::Latin1)).unwrap();
+        assert!(text.contains("<n>hôpital</n>"), "{text}");
+        assert_eq!(read_in, Charset::Latin1);
+    }
+    // Declared: the declaration says, whatever the HTTP charset.
+    let utf8 = env(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
+        "hôpital".as_bytes(),
+    );
+    let (text, read_in) = utf8_text(&utf8, Some(Charset::Latin1)).unwrap();
+    assert!(text.contains("hôpital") && read_in == Charset::Utf8);
+    let undefined = env("<?xml version='1.0' encoding='windows-1252'?>", b"\x81");
+    assert!(!plans(&undefined, Some(Charset::Latin1)));
+    // A UTF-8 byte order mark: UTF-8.
+    let bom = [&b"\xEF\xBB\xBF"[..], &env("", "hôpital".as_bytes())].concat();
+    assert!(plans(&bom, Some(Charset::Latin1)));
+    assert_eq!(
+        utf8_text(&bom, Some(Charset::Latin1)).unwrap().1,
+        Charset::Utf8
+    );
+    assert!(!plans(
+        &[&b"\xEF\xBB\xBF"[..], &latin1].concat(),
+        Some(Charset::Latin1)
+    ));
 }
