@@ -64,10 +64,17 @@ fn reloaded(p: &Proc, outcome: &str, n: f64) -> String {
             &[("outcome", outcome)],
         ) >= n
     });
-    p.stderr_lines()
-        .into_iter()
-        .rfind(|l| l.contains("reload failed"))
-        .unwrap_or_default()
+    let failed = |lines: Vec<String>| lines.into_iter().rfind(|l| l.contains("reload failed"));
+    if outcome != "failed" {
+        return failed(p.stderr_lines()).unwrap_or_default();
+    }
+    // Its log line may reach the test's stderr reader after the count: wait for it.
+    let mut line = None;
+    wait_for("the failed reload's log line", Duration::from_secs(10), || {
+        line = failed(p.stderr_lines()).or(line.take());
+        line.is_some()
+    });
+    line.unwrap_or_default()
 }
 
 #[test]
