@@ -279,7 +279,7 @@ impl Gateway {
             call.structure,
             body,
             &endpoint,
-            forward::charset_of(call.headers),
+            crate::wssec::media::charset_in(call.headers),
         );
         let (stamped, signed) = stamping
             .await
@@ -360,7 +360,7 @@ impl Gateway {
             Err(Fault::with_detail(FaultCode::AmcSignatureInvalid, why))
         };
         match crate::wssec::response::verify_response(body, http, &trust.amc, policy, now) {
-            Ok(Signed::Yes { charset, .. }) => Ok(charset),
+            Ok(Signed::Yes { charset, .. }) => Ok(Some(charset)),
             Ok(Signed::No) if mode == ResponseSignature::IfPresent => Ok(None),
             Ok(Signed::No) => {
                 refused("the answer is not signed (response_signature = required)".into())

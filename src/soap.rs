@@ -22,6 +22,14 @@ impl SoapVersion {
         }
     }
 
+    /// The media type of this version's binding (`text/xml`, `application/soap+xml`).
+    pub fn media_type(self) -> &'static str {
+        match self {
+            SoapVersion::V11 => "text/xml",
+            SoapVersion::V12 => "application/soap+xml",
+        }
+    }
+
     /// Content type of the faults rocgw writes in this version.
     pub fn fault_content_type(self) -> &'static str {
         match self {

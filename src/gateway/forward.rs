@@ -11,6 +11,7 @@ use crate::breaker::Open;
 use crate::budget::Budget;
 use crate::fault::{Fault, FaultCode};
 use crate::listener::HttpResponse;
+use crate::soap::SoapVersion;
 use crate::upstream::{Upstream, UpstreamError};
 use crate::wssec::{media, Charset};
 
@@ -52,7 +53,7 @@ pub type Check<'a> = &'a (dyn Fn(&[u8], Option<Charset>) -> Result<Option<Charse
 /// status, content type and body (SOAP faults of the AMC pass through untouched), once `check`
 /// passed on the exact bytes that are passed on. A non-2xx answer that is not SOAP becomes an
 /// `…-unavailable` fault. The `Content-Type` of an answer whose signature was verified names
-/// the encoding it was verified in ([`media::with_charset`]).
+/// the encoding it was verified in ([`media::say_charset`]).
 pub async fn forward(
     up: &Upstream,
     url: &Uri,
@@ -94,17 +95,25 @@ pub async fn forward(
         }
         Ok(r) => {
             let verified_in = match check {
-                Some(check) => check(&r.body, charset_of(&r.headers))?,
+                Some(check) => check(&r.body, media::charset_in(&r.headers))?,
                 None => None,
             };
+            // The upstream kept only the fields passed back (`upstream::KEPT_HEADERS`).
+            let mut headers = r.headers;
+            if let Some(charset) = verified_in {
+                // The SIH then decodes the characters whose signature was checked.
+                let version = crate::soap::sniff(&r.body).unwrap_or(SoapVersion::V12);
+                if media::say_charset(&mut headers, charset, version.media_type()) {
+                    tracing::debug!(
+                        charset = charset.name(),
+                        "answer's charset set to the encoding verified"
+                    );
+                }
+            }
             // The answer keeps its share of the memory budget until its last byte is written.
             let mut resp = Response::new(crate::budget::holding(r.body, r.held));
             *resp.status_mut() = r.status;
-            // The upstream kept only the fields passed back (`upstream::KEPT_HEADERS`).
-            *resp.headers_mut() = r.headers;
-            if let Some(charset) = verified_in {
-                say_charset(resp.headers_mut(), charset);
-            }
+            *resp.headers_mut() = headers;
             Ok(resp)
         }
         Err(UpstreamError {
@@ -115,27 +124,6 @@ pub async fn forward(
             tracing::warn!(upstream = up.kind().label(), host = %host(url), reason = reason.as_str(), detail = %detail, "upstream failure");
             // No Retry-After on an answer refused for memory: the AMC may have acted on the call.
             Err(Fault::with_detail(code, detail))
-        }
-    }
-}
-
-/// The encoding named by the `charset` of `headers`' `Content-Type`, if rocgw reads it.
-pub fn charset_of(headers: &HeaderMap) -> Option<Charset> {
-    let content_type = headers.get(CONTENT_TYPE)?.to_str().ok()?;
-    media::charset_of(content_type)
-}
-
-/// Makes the answer's `Content-Type`, when there is one, name `charset`: the SIH then decodes
-/// the characters whose signature was checked (an AMC stack may send `charset=utf-8` on an
-/// ISO-8859-1 document). Without a `Content-Type`, the document's own declaration rules.
-fn say_charset(headers: &mut HeaderMap, charset: Charset) {
-    let Some(Ok(sent)) = headers.get(CONTENT_TYPE).map(HeaderValue::to_str) else {
-        return;
-    };
-    if let Some(said) = media::with_charset(sent, charset) {
-        tracing::debug!(sent, said = %said, "answer's charset set to the encoding verified");
-        if let Ok(v) = HeaderValue::from_str(&said) {
-            headers.insert(CONTENT_TYPE, v);
         }
     }
 }

@@ -39,6 +39,8 @@ pub(super) async fn handle(
         let first = |name: &str| req.headers().get(name).map(|v| v.as_bytes().to_vec());
         (first("content-type"), first("soapaction"))
     };
+    // The envelope in its HTTP charset when it declares no encoding, as rocgw reads it.
+    let http = crate::wssec::media::charset_in(req.headers());
     let Some(body) = read_body(req).await else {
         count("refused", "not-soap");
         return Some(listener::text(StatusCode::BAD_REQUEST, "unreadable body\n"));
@@ -71,11 +73,6 @@ pub(super) async fn handle(
     let sent_as = sniffed.map_or(Ok(()), |v| {
         super::check::binding(v, content_type.as_deref(), soap_action.as_deref())
     });
-    // The envelope in its HTTP charset when it declares no encoding, as rocgw read it.
-    let http = content_type
-        .as_deref()
-        .and_then(|ct| std::str::from_utf8(ct).ok())
-        .and_then(crate::wssec::media::charset_of);
     let checked = match sent_as {
         Ok(()) => check(&state, &amc, &body, http).await,
         Err(r) => Err(r),

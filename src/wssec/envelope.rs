@@ -97,8 +97,28 @@ fn encoding(body: &[u8], http: Option<Charset>) -> Result<Encoding, VersionedFau
 /// A decoded document's XML declaration then names UTF-8 (US-ASCII, a subset, is borrowed as it
 /// is); canonical XML is UTF-8 without a declaration, so a signature over the document verifies
 /// on this text as on the bytes. With the text, the encoding it was decoded from. `http`: the
-/// HTTP `charset`, read as [`plan`] reads it. `Err`: why not.
+/// HTTP `charset`, read as [`plan_in`] reads it (UTF-8 when the document is not in the encoding
+/// it names). `Err`: why not.
 pub fn utf8_text(
+    body: &[u8],
+    http: Option<Charset>,
+) -> Result<(std::borrow::Cow<'_, str>, Charset), String> {
+    decode(body, http).or_else(|why| match http_decides(body, http) {
+        true => decode(body, None).map_err(|_| why),
+        false => Err(why),
+    })
+}
+
+/// Whether `body`'s encoding comes from the HTTP charset `http` (a Latin-1 family encoding for
+/// a document that declares none): then a reading in it that fails is tried again in UTF-8, the
+/// default, so a wrong HTTP charset never refuses what the document alone makes readable.
+fn http_decides(body: &[u8], http: Option<Charset>) -> bool {
+    let of = |http| encoding(body, http).map(|(charset, _, _)| charset).ok();
+    http.is_some() && of(http) != of(None)
+}
+
+/// [`utf8_text`] in the encoding [`encoding`] picks.
+fn decode(
     body: &[u8],
     http: Option<Charset>,
 ) -> Result<(std::borrow::Cow<'_, str>, Charset), String> {
@@ -147,8 +167,32 @@ pub fn plan(body: &[u8], profile: &Profile) -> Result<Plan, VersionedFault> {
     plan_in(body, profile, None)
 }
 
-/// [`plan`] of a request whose HTTP `charset` says `http` (see [`encoding`]).
+/// [`plan`] of a request whose HTTP `charset` says `http` (see [`encoding`]). A document that
+/// the HTTP charset alone puts in a Latin-1 family encoding, and that is refused in it, is read
+/// again in UTF-8 (an SIH's wrong charset on an undeclared UTF-8 document: accepted as before
+/// HTTP charsets were read); the first refusal stands when that fails too.
 pub fn plan_in(
+    body: &[u8],
+    profile: &Profile,
+    http: Option<Charset>,
+) -> Result<Plan, VersionedFault> {
+    plan_read(body, profile, http).or_else(|mut refused| {
+        if !http_decides(body, http) {
+            return Err(refused);
+        }
+        plan_read(body, profile, None).map_err(|_| {
+            let detail = refused.fault.detail.get_or_insert_default();
+            let name = http.map_or("", Charset::name);
+            detail.push_str(&format!(
+                " (read in {name}, the HTTP charset, as the document declares no encoding)"
+            ));
+            refused
+        })
+    })
+}
+
+/// [`plan_in`] in the encoding [`encoding`] picks.
+fn plan_read(
     body: &[u8],
     profile: &Profile,
     http: Option<Charset>,

@@ -45,11 +45,10 @@ pub enum Signed {
     /// No signature at all (the mode decides what that means).
     No,
     /// A valid signature of the Body by this signer (serial, upper-case hex), checked on the
-    /// document read in `charset` (by its byte order mark, declaration, or UTF-8); `None` when
-    /// it declares an encoding rocgw does not read and was read as UTF-8.
+    /// document read in `charset`: the one the SIH must be told.
     Yes {
         signer_serial: String,
-        charset: Option<Charset>,
+        charset: Charset,
     },
 }
 
@@ -85,17 +84,47 @@ pub fn verify_response(
     now: i64,
 ) -> Result<Signed, ResponseSignatureError> {
     let version = crate::soap::sniff(body).map_err(|e| E::Malformed(e.to_string()))?;
-    // In the encoding it declares; an answer whose declaration rocgw does not read (another
-    // label, XML 1.1) is read as UTF-8 when it is, as before: `if-present` must not refuse an
-    // unsigned answer over its declaration.
-    let (text, charset) = match super::utf8_text(body, http) {
-        Ok((text, charset)) => (text, Some(charset)),
-        Err(why) => (
-            std::borrow::Cow::Borrowed(std::str::from_utf8(body).map_err(|_| E::Malformed(why))?),
-            None,
-        ),
+    let check = |text: &str, charset| match verify_text(text, version, trust, policy, now)? {
+        Signed::Yes { signer_serial, .. } => Ok(Signed::Yes {
+            signer_serial,
+            charset,
+        }),
+        Signed::No => Ok(Signed::No),
     };
-    let text = text.as_ref();
+    match super::utf8_text(body, http) {
+        // In the encoding it declares, or its HTTP charset names; when that was the HTTP
+        // charset's and the signature fails in it, in UTF-8 (an AMC's wrong charset on an
+        // undeclared UTF-8 answer). The SIH is then told the encoding that verified.
+        Ok((text, charset)) => {
+            check(&text, charset).or_else(|refused| match super::utf8_text(body, None) {
+                Ok((utf8, Charset::Utf8)) if charset != Charset::Utf8 => {
+                    check(&utf8, Charset::Utf8).map_err(|_| refused)
+                }
+                _ => Err(refused),
+            })
+        }
+        // A declaration rocgw does not read (another label, XML 1.1, US-ASCII with 8-bit
+        // bytes): read as UTF-8 when it is, for `if-present` must not refuse an unsigned answer
+        // over its declaration; but a signature is only accepted on ASCII bytes, which every
+        // such encoding reads alike, lest the SIH read other characters than those verified.
+        Err(why) => {
+            let text = std::str::from_utf8(body).map_err(|_| E::Malformed(why.clone()))?;
+            match check(text, Charset::Utf8)? {
+                Signed::Yes { .. } if !body.is_ascii() => Err(E::Malformed(why)),
+                signed => Ok(signed),
+            }
+        }
+    }
+}
+
+/// [`verify_response`] of the answer read as `text`.
+fn verify_text(
+    text: &str,
+    version: SoapVersion,
+    trust: &TrustSet,
+    policy: RevocationPolicy,
+    now: i64,
+) -> Result<Signed, ResponseSignatureError> {
     let doc = uppsala::parse(text).map_err(|_| E::Malformed("not well-formed XML".into()))?;
     let root = doc
         .document_element()
@@ -145,7 +174,7 @@ pub fn verify_response(
     check_signature(&doc, text, *signature, *soap_body, &signer)?;
     Ok(Signed::Yes {
         signer_serial: serial,
-        charset,
+        charset: Charset::Utf8,
     })
 }
 

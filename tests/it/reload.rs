@@ -70,10 +70,14 @@ fn reloaded(p: &Proc, outcome: &str, n: f64) -> String {
     }
     // Its log line may reach the test's stderr reader after the count: wait for it.
     let mut line = None;
-    wait_for("the failed reload's log line", Duration::from_secs(10), || {
-        line = failed(p.stderr_lines()).or(line.take());
-        line.is_some()
-    });
+    wait_for(
+        "the failed reload's log line",
+        Duration::from_secs(10),
+        || {
+            line = failed(p.stderr_lines()).or(line.take());
+            line.is_some()
+        },
+    );
     line.unwrap_or_default()
 }
 

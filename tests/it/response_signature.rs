@@ -282,8 +282,17 @@ fn a_verified_answer_s_charset_names_the_encoding_it_was_verified_in() {
         .map(|c| u8::try_from(u32::from(c)).unwrap())
         .collect();
     let latin1 = crate::wssec::xmlsec_sign_bytes(&latin1, "osi/amc-sign", body_id);
-    // Without its declaration (outside what is signed), only the HTTP charset says Latin-1.
-    let undeclared = latin1[latin1.iter().position(|&b| b == b'\n').unwrap() + 1..].to_vec();
+    // Without its declaration (outside what is signed), only the HTTP charset says what it is.
+    let undeclare = |doc: &[u8]| doc[doc.iter().position(|&b| b == b'\n').unwrap() + 1..].to_vec();
+    let undeclared = undeclare(&latin1);
+    let undeclared_utf8 = undeclare(&utf8);
+    // `”` is E2 80 9D in UTF-8: 0x9D is undefined in windows-1252.
+    let quoted = text.replace(accented, &format!("{accented} ”"));
+    let quoted = undeclare(&crate::wssec::xmlsec_sign_bytes(
+        quoted.as_bytes(),
+        "osi/amc-sign",
+        body_id,
+    ));
     let tmp = scratch();
     let cases = [
         // (answer, Content-Type sent, mode, Content-Type the SIH gets)
@@ -305,18 +314,38 @@ fn a_verified_answer_s_charset_names_the_encoding_it_was_verified_in() {
             "required",
             "application/soap+xml; charset=UTF-8",
         ),
-        // Already in agreement, however spelt: as sent.
+        // Already saying it, by its name: as sent; by an alias that not every SIH reads, by name.
         (
             &latin1,
-            "application/soap+xml; Charset=\"latin1\"",
+            "application/soap+xml; Charset=\"iso-8859-1\"",
             "required",
-            "application/soap+xml; Charset=\"latin1\"",
+            "application/soap+xml; Charset=\"iso-8859-1\"",
         ),
+        (
+            &latin1,
+            "application/soap+xml; charset=latin1",
+            "required",
+            "application/soap+xml; charset=ISO-8859-1",
+        ),
+        // Undeclared: in the HTTP charset's encoding when the signature verifies in it, else in
+        // UTF-8 (a wrong charset), and the SIH is told which.
         (
             &undeclared,
             "application/soap+xml; charset=ISO-8859-1",
             "required",
             "application/soap+xml; charset=ISO-8859-1",
+        ),
+        (
+            &undeclared_utf8,
+            "application/soap+xml; charset=ISO-8859-1",
+            "required",
+            "application/soap+xml; charset=UTF-8",
+        ),
+        (
+            &quoted,
+            "text/xml; charset=windows-1252",
+            "if-present",
+            "text/xml; charset=UTF-8",
         ),
         // Nothing verified: as sent.
         (
@@ -353,6 +382,31 @@ fn a_verified_answer_s_charset_names_the_encoding_it_was_verified_in() {
             "{mode}, {sent}: the SIH read {read}"
         );
     }
+    // A declaration rocgw does not read (US-ASCII, 8-bit bytes): the signature cannot say
+    // which characters the SIH will read, so it is refused; unsigned, it passes `if-present`.
+    let ascii = relabelled(&utf8, "US-ASCII");
+    let (r, _amc) = call_amc(
+        raw_amc(ascii, "application/soap+xml"),
+        "response_signature = \"if-present\"\n",
+    );
+    refused(&r, "above 0x7F");
+    let unsigned = relabelled(
+        envelope12(&format!("<r>{accented}</r>")).as_bytes(),
+        "US-ASCII",
+    );
+    let (r, _amc) = call_amc(
+        raw_amc(unsigned, "application/soap+xml"),
+        "response_signature = \"if-present\"\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// `doc` with its declaration's `UTF-8` label replaced by `label` (outside what is signed).
+fn relabelled(doc: &[u8], label: &str) -> Vec<u8> {
+    let text = std::str::from_utf8(doc).unwrap();
+    let relabelled = text.replacen(r#"encoding="UTF-8""#, &format!("encoding=\"{label}\""), 1);
+    assert_ne!(relabelled, text);
+    relabelled.into_bytes()
 }
 
 /// An SIH that POSTs argv[2] to argv[1] and prints the answer's Content-Type, then its body as

@@ -392,7 +392,24 @@ fn gateway_requests_pass_and_each_injected_fault_reaches_the_sih_as_the_right_er
         assert_eq!(r.status, 200, "{}", r.body);
         assert!(r.body.contains("Droits ouverts"), "{}", r.body);
     }
-    assert_eq!(s.counter("accepted", ""), 5.0);
+    // A UTF-8 SIH whose charset is wrong (windows-1252 leaves `”`'s 0x9D undefined): read in
+    // UTF-8, by the gateway and the simulator alike.
+    let utf8 = envelope11("<nom>« Hôpital »”</nom>");
+    let undeclared = &utf8[utf8.find("?>").unwrap() + 2..];
+    let ct = [
+        ("Content-Type", "text/xml; charset=windows-1252"),
+        ("SOAPAction", "\"\""),
+    ];
+    let r = http(
+        gw.gateway,
+        "POST",
+        "/amc/99999991/idb",
+        &ct,
+        undeclared.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Droits ouverts"), "{}", r.body);
+    assert_eq!(s.counter("accepted", ""), 6.0);
 
     // Run-time injection through the admin API, then back to normal. Statuses follow the
     // SOAP 1.2 binding (the gateway's default): every one of these faults is a 500.

@@ -333,6 +333,28 @@ fn the_http_charset_reads_a_document_that_declares_no_encoding() {
     assert!(text.contains("hôpital") && read_in == Charset::Utf8);
     let undefined = env("<?xml version='1.0' encoding='windows-1252'?>", b"\x81");
     assert!(!plans(&undefined, Some(Charset::Latin1)));
+    // An undeclared UTF-8 document under a wrong charset: read in UTF-8 when the charset's
+    // encoding refuses it (`”` has a byte windows-1252 leaves undefined; `é` in a name is `Ã©`
+    // in Latin-1, and `©` is no name character).
+    let quote = env("", "« hôpital »”".as_bytes());
+    assert!(plans(&quote, Some(Charset::Windows1252)));
+    assert_eq!(
+        utf8_text(&quote, Some(Charset::Windows1252)).unwrap().1,
+        Charset::Utf8
+    );
+    let name = env("", "<é/>".as_bytes());
+    assert!(plans(&name, Some(Charset::Latin1)));
+    // Refused in both: the HTTP charset's refusal, saying where its encoding came from.
+    let neither = env("", b"\x81");
+    let refused = plan_in(&neither, &profile, Some(Charset::Windows1252)).unwrap_err();
+    let detail = refused.fault.detail.unwrap();
+    assert!(
+        detail.contains("windows-1252, the HTTP charset"),
+        "{detail}"
+    );
+    assert!(utf8_text(&neither, Some(Charset::Windows1252))
+        .unwrap_err()
+        .contains("windows-1252"));
     // A UTF-8 byte order mark: UTF-8.
     let bom = [&b"\xEF\xBB\xBF"[..], &env("", "hôpital".as_bytes())].concat();
     assert!(plans(&bom, Some(Charset::Latin1)));
