@@ -29,7 +29,7 @@ pub mod media;
 pub mod response;
 mod signer;
 pub mod verify;
-pub use envelope::{plan, plan_in, stamp, utf8_text, Charset, Plan};
+pub use envelope::{plan, plan_in, stamp, utf8_retry, utf8_text, Charset, Plan};
 pub use signer::{AssertionCache, ReloadableSigner, Signer};
 pub use verify::{AssertionVerifier, VerifiedAssertion, VerifyError};
 

@@ -157,10 +157,17 @@ impl Checker {
         now: i64,
     ) -> Result<VerifiedAssertion, Refusal> {
         // In the encoding it declares (or its HTTP charset), as rocgw reads and stamps it
-        // (ISO-8859-1 SIHs).
-        let (text, _) =
+        // (ISO-8859-1 SIHs), and in UTF-8 when the HTTP charset's reading is not XML.
+        let (text, read_in) =
             crate::wssec::utf8_text(body, http).map_err(|why| refuse("not-soap", why))?;
-        let a = match self.verifier.verify(&text) {
+        let verified = match self.verifier.verify(&text) {
+            Err(VerifyError::Malformed(m)) => match crate::wssec::utf8_retry(body, http, read_in) {
+                Some(utf8) => self.verifier.verify(utf8),
+                None => Err(VerifyError::Malformed(m)),
+            },
+            v => v,
+        };
+        let a = match verified {
             Ok(a) => a,
             Err(VerifyError::Malformed(m)) => return Err(refuse("not-soap", m)),
             Err(VerifyError::NoSecurityHeader) => {

@@ -109,12 +109,21 @@ pub fn utf8_text(
     })
 }
 
+/// The document's UTF-8 reading, when its reading in `read_in` (from [`utf8_text`]) came from
+/// the HTTP charset `http` alone: for a reader to try once the text it read is refused, as
+/// [`plan_in`] does (an SIH's or AMC's wrong charset on an undeclared UTF-8 document).
+pub fn utf8_retry(body: &[u8], http: Option<Charset>, read_in: Charset) -> Option<&str> {
+    let decided = read_in != Charset::Utf8 && http_decides(body, http);
+    decided.then(|| std::str::from_utf8(body).ok()).flatten()
+}
+
 /// Whether `body`'s encoding comes from the HTTP charset `http` (a Latin-1 family encoding for
-/// a document that declares none): then a reading in it that fails is tried again in UTF-8, the
-/// default, so a wrong HTTP charset never refuses what the document alone makes readable.
+/// a document that declares none and is not ASCII, which reads alike in all): then a reading in
+/// it that fails is tried again in UTF-8, the default, so a wrong HTTP charset never refuses
+/// what the document alone makes readable.
 fn http_decides(body: &[u8], http: Option<Charset>) -> bool {
     let of = |http| encoding(body, http).map(|(charset, _, _)| charset).ok();
-    http.is_some() && of(http) != of(None)
+    http.is_some() && !body.is_ascii() && of(http) != of(None)
 }
 
 /// [`utf8_text`] in the encoding [`encoding`] picks.
@@ -177,7 +186,7 @@ pub fn plan_in(
     http: Option<Charset>,
 ) -> Result<Plan, VersionedFault> {
     plan_read(body, profile, http).or_else(|mut refused| {
-        if !http_decides(body, http) {
+        if refused.fault.code != FaultCode::NotSoap || !http_decides(body, http) {
             return Err(refused);
         }
         plan_read(body, profile, None).map_err(|_| {

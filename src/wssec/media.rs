@@ -13,24 +13,25 @@ pub fn charset_in(headers: &HeaderMap) -> Option<Charset> {
     charset_of(headers.get(CONTENT_TYPE)?.to_str().ok()?)
 }
 
-/// The encoding `content_type`'s first `charset` parameter names, when rocgw reads it (its
-/// aliases too: `latin1`, `utf8`…).
+/// The encoding `content_type`'s first `charset` parameter names, when rocgw reads it. Read
+/// leniently, as what is read decides nothing about what the SIH is told: aliases (`latin1`,
+/// `utf8`…), white space around `=`, a parameter after a malformed one.
 pub fn charset_of(content_type: &str) -> Option<Charset> {
-    let (_, params) = split(content_type);
+    let (_, mut params) = split(content_type);
     params
-        .map_while(|p| p)
-        .find(|p| p.is_charset())
+        .find(Param::is_charset)
         .and_then(|p| Charset::from_label(p.value.as_bytes()))
 }
 
 /// Makes `headers` carry one `Content-Type` whose `charset` is `charset`'s own name (an SIH
 /// decodes an answer by its HTTP charset first, RFC 7303 §3: once the signature was checked on
 /// the document read in `charset`, the two must agree, or the SIH reads other characters than
-/// those signed). Left as sent when its one field already says so; otherwise its other
-/// parameters are kept when all are well-formed, and `essence` (the SOAP version's media type)
-/// stands in for a type that is not one. No `Content-Type` at all stays so: the document's
-/// own declaration then rules. Whether it changed the header.
-pub fn say_charset(headers: &mut HeaderMap, charset: Charset, essence: &str) -> bool {
+/// those signed). Left as sent when its one field already says so, well-formed; otherwise the
+/// first field's type (`essence`, the SOAP version's media type, for one that is not a type or
+/// not visible ASCII), its other parameters when all are well-formed, and the charset. No
+/// `Content-Type` at all stays so: the document's own declaration then rules. Whether it
+/// changed the header.
+pub fn say_charset(headers: &mut HeaderMap, charset: Charset, essence: &'static str) -> bool {
     let mut sent = headers.get_all(CONTENT_TYPE).iter();
     let (Some(first), second) = (sent.next(), sent.next()) else {
         return false;
@@ -41,39 +42,39 @@ pub fn say_charset(headers: &mut HeaderMap, charset: Charset, essence: &str) -> 
     }
     let said = with_charset(first.unwrap_or(""), charset, essence);
     let value = HeaderValue::try_from(said)
-        .unwrap_or_else(|_| HeaderValue::from_static("application/soap+xml"));
+        .or_else(|_| HeaderValue::try_from(format!("{essence}; charset={}", charset.name())))
+        .unwrap_or_else(|_| HeaderValue::from_static(essence));
     headers.insert(CONTENT_TYPE, value);
     true
 }
 
-/// `content_type` says `charset` by its own name, once, and is well-formed.
+/// `content_type` is well-formed and says `charset` by its own name, once, as a token.
 fn says(content_type: &str, charset: Charset) -> bool {
     let (essence, params) = split(content_type);
     let mut named = 0;
     for p in params {
-        match p {
-            None => return false,
-            Some(p) if p.is_charset() => {
-                named += 1;
-                if p.escaped || !p.value.eq_ignore_ascii_case(charset.name()) {
-                    return false;
-                }
+        if !p.strict {
+            return false;
+        }
+        if p.is_charset() {
+            named += 1;
+            if !p.token || !p.value.eq_ignore_ascii_case(charset.name()) {
+                return false;
             }
-            Some(_) => {}
         }
     }
     named == 1 && is_media_type(essence)
 }
 
-/// `content_type` naming `charset`: its essence (or `essence` for one that is no media type),
-/// its other parameters when all are well-formed, and `charset=` its name.
+/// `content_type` naming `charset`: its type (or `essence` for one that is not a type), its
+/// other parameters when all are well-formed, and `charset=` its name.
 fn with_charset(content_type: &str, charset: Charset, essence: &str) -> String {
     let (sent, params) = split(content_type);
     let mut out = String::with_capacity(content_type.len().max(essence.len()) + 24);
     out.push_str(if is_media_type(sent) { sent } else { essence });
-    let params: Option<Vec<Param<'_>>> = params.collect();
-    for p in params.unwrap_or_default() {
-        if !p.is_charset() {
+    let params: Vec<Param<'_>> = params.collect();
+    if params.iter().all(|p| p.strict) {
+        for p in params.iter().filter(|p| !p.is_charset()) {
             out.push_str("; ");
             out.push_str(p.text);
         }
@@ -83,91 +84,84 @@ fn with_charset(content_type: &str, charset: Charset, essence: &str) -> String {
     out
 }
 
-/// One parameter: its name, its value (unquoted; `escaped` when it held a quoted-pair), and
-/// its text as written.
+/// One parameter: as written, and as read.
 struct Param<'a> {
+    /// Between its `;`s, trimmed.
+    text: &'a str,
+    /// Its name and value read leniently: white space around `=` dropped, quotes stripped.
     name: &'a str,
     value: &'a str,
-    escaped: bool,
-    text: &'a str,
+    /// `token "=" ( token / quoted-string )` and nothing else (RFC 9110 §5.6.6).
+    strict: bool,
+    /// The value is a token, not a quoted string.
+    token: bool,
 }
 
-impl Param<'_> {
+impl<'a> Param<'a> {
+    fn read(text: &'a str) -> Param<'a> {
+        let (name, value) = text
+            .split_once('=')
+            .map_or((text, ""), |(n, v)| (n.trim_end(), v.trim_start()));
+        let quoted = value.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
+        let token = is_token(value);
+        let tight = name.len() + 1 + value.len() == text.len();
+        Param {
+            text,
+            name,
+            value: quoted.unwrap_or(value),
+            strict: tight && is_token(name) && (token || quoted.is_some_and(is_quoted_text)),
+            token,
+        }
+    }
+
     fn is_charset(&self) -> bool {
         self.name.eq_ignore_ascii_case("charset")
     }
 }
 
-/// A media type's essence (trimmed), then its parameters in order: `None` for one that is
-/// malformed, after which there are no more (an unclosed quote swallows the rest).
-fn split(value: &str) -> (&str, impl Iterator<Item = Option<Param<'_>>>) {
-    let b = value.as_bytes();
-    let end = b.iter().position(|&c| c == b';').unwrap_or(b.len());
-    let mut at = end;
-    let mut broken = false;
-    let params = std::iter::from_fn(move || {
-        if broken {
-            return None;
+/// A media type's essence (trimmed), then its non-empty parameters: each runs to the next `;`
+/// outside a quoted string (an unclosed quote runs to the end).
+fn split(value: &str) -> (&str, impl Iterator<Item = Param<'_>>) {
+    let end = value.find(';').unwrap_or(value.len());
+    let mut rest = value.get(end + 1..);
+    let params = std::iter::from_fn(move || loop {
+        let s = rest?;
+        let (mut quoted, mut escaped) = (false, false);
+        let cut = s.char_indices().find_map(|(i, c)| {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if quoted => escaped = true,
+                '"' => quoted = !quoted,
+                ';' if !quoted => return Some(i),
+                _ => {}
+            }
+            None
+        });
+        rest = cut.map(|i| &s[i + 1..]);
+        let text = s[..cut.unwrap_or(s.len())].trim();
+        if !text.is_empty() {
+            return Some(Param::read(text));
         }
-        // OWS and empty parameters (`;;`, a trailing `;`).
-        while at < b.len() && matches!(b[at], b' ' | b'\t' | b';') {
-            at += 1;
-        }
-        if at == b.len() {
-            return None;
-        }
-        let p = param(value, at);
-        match &p {
-            Some((_, next)) => at = *next,
-            None => broken = true,
-        }
-        Some(p.map(|(p, _)| p))
     });
     (value[..end].trim(), params)
 }
 
-/// The parameter at `start` of `s`, and where the next one may begin (at its `;` or the end).
-fn param(s: &str, start: usize) -> Option<(Param<'_>, usize)> {
-    let b = s.as_bytes();
-    let name_end = start + token_len(&b[start..]);
-    if name_end == start || b.get(name_end) != Some(&b'=') {
-        return None;
-    }
-    let v = name_end + 1;
-    let (value, escaped, end) = if b.get(v) == Some(&b'"') {
-        let mut i = v + 1;
-        let mut escaped = false;
-        loop {
-            match b.get(i)? {
-                b'\\' => {
-                    b.get(i + 1)?;
-                    escaped = true;
-                    i += 2;
-                }
-                b'"' => break,
-                _ => i += 1,
-            }
+/// The inside of a quoted string: `qdtext` and quoted pairs (RFC 9110 §5.6.4).
+fn is_quoted_text(s: &str) -> bool {
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return false,
+            '\\' if chars.next().is_none() => return false,
+            _ => {}
         }
-        (&s[v + 1..i], escaped, i + 1)
-    } else {
-        let e = v + token_len(&b[v..]);
-        (e > v).then_some(())?;
-        (&s[v..e], false, e)
-    };
-    let mut next = end;
-    while next < b.len() && matches!(b[next], b' ' | b'\t') {
-        next += 1;
     }
-    if next < b.len() && b[next] != b';' {
-        return None;
-    }
-    let p = Param {
-        name: &s[start..name_end],
-        value,
-        escaped,
-        text: &s[start..end],
-    };
-    Some((p, next))
+    true
+}
+
+/// `s` is one token.
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && token_len(s.as_bytes()) == s.len()
 }
 
 /// The length of the token `b` starts with (RFC 9110 §5.6.2 `tchar`s).
@@ -179,12 +173,9 @@ fn token_len(b: &[u8]) -> usize {
 
 /// `type "/" subtype`, both tokens.
 fn is_media_type(essence: &str) -> bool {
-    essence.split_once('/').is_some_and(|(t, s)| {
-        !t.is_empty()
-            && !s.is_empty()
-            && token_len(t.as_bytes()) == t.len()
-            && token_len(s.as_bytes()) == s.len()
-    })
+    essence
+        .split_once('/')
+        .is_some_and(|(t, s)| is_token(t) && is_token(s))
 }
 
 #[cfg(test)]
@@ -213,10 +204,10 @@ mod tests {
     #[test]
     fn the_content_type_names_the_encoding_the_answer_was_verified_in() {
         let utf8 = |ct: &str| said(&[ct.as_bytes()], Charset::Utf8).join(" | ");
-        // Already saying it by its name, once: unchanged.
+        // Already saying it by its name, once, as a token: unchanged.
         for same in [
             "application/soap+xml; charset=utf-8",
-            "text/xml;charset=\"UTF-8\"",
+            "text/xml;charset=UTF-8",
             "application/soap+xml ; CharSet=UTF-8 ; action=\"urn:a;b\"",
         ] {
             assert_eq!(utf8(same), same);
@@ -234,6 +225,7 @@ mod tests {
                 "text/xml; charset=UTF-8",
             ),
             ("text/xml; charset=\"utf\\-8\"", "text/xml; charset=UTF-8"),
+            ("text/xml; charset=\"UTF-8\"", "text/xml; charset=UTF-8"),
             // Malformed (spaces around `=`, an unclosed quote, no value): only the type kept.
             ("text/xml; charset = utf-8", "text/xml; charset=UTF-8"),
             (
@@ -268,6 +260,13 @@ mod tests {
             ["text/xml; charset=ISO-8859-1"]
         );
         assert_eq!(
+            said(
+                &[b"text/xml; action=\"a\"; charset=utf-8", b"text/plain"],
+                Charset::Latin1
+            ),
+            ["text/xml; action=\"a\"; charset=ISO-8859-1"]
+        );
+        assert_eq!(
             said(&[b"text/xml; charset=utf-8; x=\xE9"], Charset::Latin1),
             ["application/soap+xml; charset=ISO-8859-1"]
         );
@@ -300,6 +299,15 @@ mod tests {
             charset_of("text/xml; a=\"; charset=latin1"),
             None,
             "inside a quote"
+        );
+        // Read leniently: white space around `=`, after a malformed parameter.
+        assert_eq!(
+            charset_of("text/xml; charset = ISO-8859-1"),
+            Some(Charset::Latin1)
+        );
+        assert_eq!(
+            charset_of("text/xml; action=urn:a:b; junk; charset=\"latin1\""),
+            Some(Charset::Latin1)
         );
         let mut h = HeaderMap::new();
         h.append(

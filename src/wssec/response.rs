@@ -96,22 +96,20 @@ pub fn verify_response(
         // charset's and the signature fails in it, in UTF-8 (an AMC's wrong charset on an
         // undeclared UTF-8 answer). The SIH is then told the encoding that verified.
         Ok((text, charset)) => {
-            check(&text, charset).or_else(|refused| match super::utf8_text(body, None) {
-                Ok((utf8, Charset::Utf8)) if charset != Charset::Utf8 => {
-                    check(&utf8, Charset::Utf8).map_err(|_| refused)
-                }
-                _ => Err(refused),
+            check(&text, charset).or_else(|refused| match super::utf8_retry(body, http, charset) {
+                Some(utf8) => check(utf8, Charset::Utf8).map_err(|_| refused),
+                None => Err(refused),
             })
         }
         // A declaration rocgw does not read (another label, XML 1.1, US-ASCII with 8-bit
         // bytes): read as UTF-8 when it is, for `if-present` must not refuse an unsigned answer
-        // over its declaration; but a signature is only accepted on ASCII bytes, which every
-        // such encoding reads alike, lest the SIH read other characters than those verified.
+        // over its declaration; but never accepted signed, since nothing says which characters
+        // an SIH reads its bytes as (even ASCII bytes differ in UTF-7 or ISO 646-FR).
         Err(why) => {
             let text = std::str::from_utf8(body).map_err(|_| E::Malformed(why.clone()))?;
             match check(text, Charset::Utf8)? {
-                Signed::Yes { .. } if !body.is_ascii() => Err(E::Malformed(why)),
-                signed => Ok(signed),
+                Signed::Yes { .. } => Err(E::Malformed(why)),
+                Signed::No => Ok(Signed::No),
             }
         }
     }

@@ -77,10 +77,14 @@ fn call_with_bytes(answer: Vec<u8>, mode: &str) -> (Resp, TlsServer) {
     call_amc(amc, &format!("response_signature = \"{mode}\"\n"))
 }
 
-/// An AMC that answers `answer` with `content_type` and its length.
+/// An AMC that answers `answer` with `content_type` (none when empty) and its length.
 fn raw_amc(answer: Vec<u8>, content_type: &str) -> TlsServer {
+    let content_type = match content_type {
+        "" => String::new(),
+        ct => format!("Content-Type: {ct}\r\n"),
+    };
     let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        "HTTP/1.1 200 OK\r\n{content_type}Content-Length: {}\r\n\r\n",
         answer.len()
     );
     let pieces = Arc::new(vec![[head.as_bytes(), &answer].concat()]);
@@ -317,9 +321,15 @@ fn a_verified_answer_s_charset_names_the_encoding_it_was_verified_in() {
         // Already saying it, by its name: as sent; by an alias that not every SIH reads, by name.
         (
             &latin1,
-            "application/soap+xml; Charset=\"iso-8859-1\"",
+            "application/soap+xml; Charset=iso-8859-1",
             "required",
-            "application/soap+xml; Charset=\"iso-8859-1\"",
+            "application/soap+xml; Charset=iso-8859-1",
+        ),
+        (
+            &latin1,
+            "application/soap+xml; charset=\"ISO-8859-1\"",
+            "required",
+            "application/soap+xml; charset=ISO-8859-1",
         ),
         (
             &latin1,
@@ -347,6 +357,8 @@ fn a_verified_answer_s_charset_names_the_encoding_it_was_verified_in() {
             "if-present",
             "text/xml; charset=UTF-8",
         ),
+        // No Content-Type: none added (the declaration says).
+        (&utf8, "", "required", "None"),
         // Nothing verified: as sent.
         (
             &utf8,
@@ -382,14 +394,31 @@ fn a_verified_answer_s_charset_names_the_encoding_it_was_verified_in() {
             "{mode}, {sent}: the SIH read {read}"
         );
     }
-    // A declaration rocgw does not read (US-ASCII, 8-bit bytes): the signature cannot say
-    // which characters the SIH will read, so it is refused; unsigned, it passes `if-present`.
+}
+
+/// A declaration rocgw does not read (US-ASCII with 8-bit bytes; ISO-8859-2, even on ASCII
+/// bytes): nothing says which characters the SIH reads, so a signature is refused; unsigned,
+/// such an answer passes `if-present`.
+#[test]
+fn a_signed_answer_in_an_encoding_rocgw_does_not_read_is_refused() {
+    let body_id = ("Id", "http://www.w3.org/2003/05/soap-envelope:Body");
+    let accented = "Droits ouverts à l'hôpital";
+    let text = template(KeyForm::X509Data, "osi/amc-sign").replace("Droits ouverts", accented);
+    let utf8 = crate::wssec::xmlsec_sign_bytes(text.as_bytes(), "osi/amc-sign", body_id);
     let ascii = relabelled(&utf8, "US-ASCII");
     let (r, _amc) = call_amc(
         raw_amc(ascii, "application/soap+xml"),
         "response_signature = \"if-present\"\n",
     );
     refused(&r, "above 0x7F");
+    let plain = signed(KeyForm::X509Data, "osi/amc-sign");
+    assert!(plain.is_ascii());
+    let latin2 = relabelled(plain.as_bytes(), "ISO-8859-2");
+    let (r, _amc) = call_amc(
+        raw_amc(latin2, "application/soap+xml"),
+        "response_signature = \"if-present\"\n",
+    );
+    refused(&r, "unsupported encoding &quot;iso-8859-2&quot;");
     let unsigned = relabelled(
         envelope12(&format!("<r>{accented}</r>")).as_bytes(),
         "US-ASCII",

@@ -37,7 +37,7 @@ pub fn xml_decl(s: &[u8], i: usize) -> Result<(usize, Declared), Refused> {
             let shown = String::from_utf8_lossy(&label[..label.len().min(40)]).to_lowercase();
             (
                 FaultCode::NotSoap,
-                format!("unsupported encoding {shown:?} (UTF-8 or ISO-8859-1)"),
+                format!("unsupported encoding {shown:?} (rocgw reads UTF-8, ISO-8859-1, ISO-8859-15, windows-1252 and US-ASCII)"),
             )
         })?;
         charset = Some((declared, at));
