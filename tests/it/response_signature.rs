@@ -248,8 +248,7 @@ fn an_answer_in_iso_8859_1_is_verified_and_passed_on_as_sent() {
         .chars()
         .map(|c| u8::try_from(u32::from(c)).unwrap())
         .collect();
-    let body_id = ("Id", "http://www.w3.org/2003/05/soap-envelope:Body");
-    let signed = crate::wssec::xmlsec_sign_bytes(&latin1, "osi/amc-sign", body_id);
+    let signed = crate::wssec::xmlsec_sign_bytes(&latin1, "osi/amc-sign", BODY_ID);
     let a_grave = signed
         .iter()
         .position(|&b| b == 0xE0)
@@ -276,26 +275,23 @@ fn an_answer_in_iso_8859_1_is_verified_and_passed_on_as_sent() {
 /// `urllib` is the SIH; `off` shows what it reads otherwise.
 #[test]
 fn a_verified_answer_s_charset_names_the_encoding_it_was_verified_in() {
-    let body_id = ("Id", "http://www.w3.org/2003/05/soap-envelope:Body");
-    let accented = "Droits ouverts à l'hôpital";
-    let text = template(KeyForm::X509Data, "osi/amc-sign").replace("Droits ouverts", accented);
-    let utf8 = crate::wssec::xmlsec_sign_bytes(text.as_bytes(), "osi/amc-sign", body_id);
+    let (text, utf8) = accented_answer();
     let latin1: Vec<u8> = text
         .replace(r#"encoding="UTF-8""#, r#"encoding="ISO-8859-1""#)
         .chars()
         .map(|c| u8::try_from(u32::from(c)).unwrap())
         .collect();
-    let latin1 = crate::wssec::xmlsec_sign_bytes(&latin1, "osi/amc-sign", body_id);
+    let latin1 = crate::wssec::xmlsec_sign_bytes(&latin1, "osi/amc-sign", BODY_ID);
     // Without its declaration (outside what is signed), only the HTTP charset says what it is.
     let undeclare = |doc: &[u8]| doc[doc.iter().position(|&b| b == b'\n').unwrap() + 1..].to_vec();
     let undeclared = undeclare(&latin1);
     let undeclared_utf8 = undeclare(&utf8);
     // `”` is E2 80 9D in UTF-8: 0x9D is undefined in windows-1252.
-    let quoted = text.replace(accented, &format!("{accented} ”"));
+    let quoted = text.replace(ACCENTED, &format!("{ACCENTED} ”"));
     let quoted = undeclare(&crate::wssec::xmlsec_sign_bytes(
         quoted.as_bytes(),
         "osi/amc-sign",
-        body_id,
+        BODY_ID,
     ));
     let tmp = scratch();
     let cases = [
@@ -389,7 +385,7 @@ fn a_verified_answer_s_charset_names_the_encoding_it_was_verified_in() {
         let (content_type, read) = stdout.split_once('\n').unwrap();
         assert_eq!(content_type, said, "{mode}, {sent}");
         assert_eq!(
-            read.contains(accented),
+            read.contains(ACCENTED),
             mode != "off",
             "{mode}, {sent}: the SIH read {read}"
         );
@@ -401,10 +397,7 @@ fn a_verified_answer_s_charset_names_the_encoding_it_was_verified_in() {
 /// such an answer passes `if-present`.
 #[test]
 fn a_signed_answer_in_an_encoding_rocgw_does_not_read_is_refused() {
-    let body_id = ("Id", "http://www.w3.org/2003/05/soap-envelope:Body");
-    let accented = "Droits ouverts à l'hôpital";
-    let text = template(KeyForm::X509Data, "osi/amc-sign").replace("Droits ouverts", accented);
-    let utf8 = crate::wssec::xmlsec_sign_bytes(text.as_bytes(), "osi/amc-sign", body_id);
+    let (_, utf8) = accented_answer();
     let ascii = relabelled(&utf8, "US-ASCII");
     let (r, _amc) = call_amc(
         raw_amc(ascii, "application/soap+xml"),
@@ -420,7 +413,7 @@ fn a_signed_answer_in_an_encoding_rocgw_does_not_read_is_refused() {
     );
     refused(&r, "unsupported encoding &quot;iso-8859-2&quot;");
     let unsigned = relabelled(
-        envelope12(&format!("<r>{accented}</r>")).as_bytes(),
+        envelope12(&format!("<r>{ACCENTED}</r>")).as_bytes(),
         "US-ASCII",
     );
     let (r, _amc) = call_amc(
@@ -428,6 +421,16 @@ fn a_signed_answer_in_an_encoding_rocgw_does_not_read_is_refused() {
         "response_signature = \"if-present\"\n",
     );
     assert_eq!(r.status, 200, "{}", r.body);
+}
+
+const ACCENTED: &str = "Droits ouverts à l'hôpital";
+const BODY_ID: (&str, &str) = ("Id", "http://www.w3.org/2003/05/soap-envelope:Body");
+
+/// An answer template saying [`ACCENTED`], and the same signed by `xmlsec1` in UTF-8.
+fn accented_answer() -> (String, Vec<u8>) {
+    let text = template(KeyForm::X509Data, "osi/amc-sign").replace("Droits ouverts", ACCENTED);
+    let utf8 = crate::wssec::xmlsec_sign_bytes(text.as_bytes(), "osi/amc-sign", BODY_ID);
+    (text, utf8)
 }
 
 /// `doc` with its declaration's `UTF-8` label replaced by `label` (outside what is signed).
