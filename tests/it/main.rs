@@ -11,6 +11,7 @@ mod deploy;
 mod doctor_serve;
 mod envelopes;
 mod faults;
+mod java_peers;
 mod json_logs;
 mod load;
 mod opensaml;
