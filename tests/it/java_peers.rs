@@ -7,13 +7,17 @@
 
 use std::fs;
 
+use crate::openssl_peers::{gateway, Peer};
 use crate::support::*;
 use crate::tls_server::{Behavior, TlsServer};
 use crate::wssec::BODY;
 
 /// `java Peer.java sih URL FILE`: POSTs FILE as SOAP 1.2 with `HttpClient` and prints the status,
 /// then the body. `java Peer.java verify ANCHOR INTERMEDIATE FILE...`: one line per FILE,
-/// `valid <signer>` or `invalid <why>`.
+/// `valid <signer>` or `invalid <why>`. `java Peer.java serve CHAIN KEY CA`: two HTTPS servers on
+/// JSSE (the JDK's own TLS) with CHAIN and KEY, printed as `ports MTLS TLS12`: the first asks
+/// for a client certificate it verifies against CA, the second speaks TLS 1.2 only; each
+/// answers a SOAP 1.1 envelope naming the client certificate's CN, the TLS version and suite.
 const PEER_JAVA: &str = r##"
 import java.io.*;
 import java.net.URI;
@@ -27,11 +31,20 @@ import javax.xml.crypto.dsig.dom.DOMValidateContext;
 import javax.xml.crypto.dsig.keyinfo.*;
 import javax.xml.parsers.DocumentBuilderFactory;
 import org.w3c.dom.*;
+import com.sun.net.httpserver.*;
+import java.net.InetSocketAddress;
+import java.security.*;
+import java.security.spec.PKCS8EncodedKeySpec;
+import javax.net.ssl.*;
 
 public class Peer {
     static final String SAML = "urn:oasis:names:tc:SAML:2.0:assertion";
 
     public static void main(String[] args) throws Exception {
+        if (args[0].equals("serve")) {
+            serve(args[1], args[2], args[3]);
+            return;
+        }
         if (args[0].equals("sih")) {
             HttpRequest req = HttpRequest.newBuilder(URI.create(args[1]))
                 .header("Content-Type", "application/soap+xml; charset=utf-8")
@@ -53,6 +66,62 @@ public class Peer {
                 System.out.println("invalid " + e);
             }
         }
+    }
+
+    static void serve(String chainPem, String keyPem, String caPem) throws Exception {
+        CertificateFactory cf = CertificateFactory.getInstance("X.509");
+        java.security.cert.Certificate[] chain = cf.generateCertificates(new FileInputStream(chainPem))
+            .toArray(new java.security.cert.Certificate[0]);
+        String pem = Files.readString(Path.of(keyPem)).replaceAll("-----[A-Z ]+-----", "");
+        PrivateKey key = KeyFactory.getInstance("RSA")
+            .generatePrivate(new PKCS8EncodedKeySpec(Base64.getMimeDecoder().decode(pem)));
+        char[] pw = "changeit".toCharArray();
+        KeyStore ks = KeyStore.getInstance("PKCS12");
+        ks.load(null, null);
+        ks.setKeyEntry("server", key, pw, chain);
+        KeyStore ts = KeyStore.getInstance("PKCS12");
+        ts.load(null, null);
+        ts.setCertificateEntry("ca", cf.generateCertificate(new FileInputStream(caPem)));
+        KeyManagerFactory kmf = KeyManagerFactory.getInstance("PKIX");
+        kmf.init(ks, pw);
+        TrustManagerFactory tmf = TrustManagerFactory.getInstance("PKIX");
+        tmf.init(ts);
+        SSLContext ssl = SSLContext.getInstance("TLS");
+        ssl.init(kmf.getKeyManagers(), tmf.getTrustManagers(), null);
+        int mtls = https(ssl, true, new String[] {"TLSv1.3", "TLSv1.2"});
+        int tls12 = https(ssl, false, new String[] {"TLSv1.2"});
+        System.out.println("ports " + mtls + " " + tls12);
+    }
+
+    static int https(SSLContext ssl, boolean clientAuth, String[] versions) throws Exception {
+        HttpsServer s = HttpsServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
+        s.setHttpsConfigurator(new HttpsConfigurator(ssl) {
+            public void configure(HttpsParameters p) {
+                SSLParameters sp = ssl.getDefaultSSLParameters();
+                sp.setProtocols(versions);
+                sp.setNeedClientAuth(clientAuth);
+                p.setSSLParameters(sp);
+            }
+        });
+        s.createContext("/", ex -> {
+            ex.getRequestBody().readAllBytes();
+            SSLSession session = ((HttpsExchange) ex).getSSLSession();
+            String cn = "-";
+            try {
+                X509Certificate peer = (X509Certificate) session.getPeerCertificates()[0];
+                cn = peer.getSubjectX500Principal().getName().replaceAll("^CN=([^,]*).*$", "$1");
+            } catch (SSLPeerUnverifiedException e) {
+            }
+            byte[] body = ("<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body>"
+                + "<peer cn=\"" + cn + "\" version=\"" + session.getProtocol() + "\" cipher=\""
+                + session.getCipherSuite() + "\"/></s:Body></s:Envelope>").getBytes("UTF-8");
+            ex.getResponseHeaders().set("Content-Type", "text/xml; charset=utf-8");
+            ex.sendResponseHeaders(200, body.length);
+            ex.getResponseBody().write(body);
+            ex.close();
+        });
+        s.start();
+        return s.getAddress().getPort();
     }
 
     static String verify(String file, X509Certificate anchor, X509Certificate aci) throws Exception {
@@ -158,4 +227,55 @@ fn a_java_sih_is_answered_and_the_jdk_xml_dsig_verifies_what_the_amc_received() 
         other.contains("certification path"),
         "another anchor: {other}"
     );
+}
+
+/// rocgw's TLS client against JSSE, the JDK's own TLS (AMC and annuaire servers on Tomcat or
+/// WildFly use it): TLS 1.3 with a client certificate JSSE verifies up to the ACR (JSSE names
+/// its acceptable authorities, which rocgw's one certificate does not depend on), and TLS 1.2
+/// only, each connection reused; rocgw verifies JSSE's chain up to AC-SERVEUR.
+#[test]
+fn jsse_servers_take_the_auth_cli_chain_over_tls13_and_tls12() {
+    let dir = scratch();
+    fs::write(dir.path().join("Peer.java"), PEER_JAVA).unwrap();
+    let p = |rel: &str| pki_path(rel).display().to_string();
+    let mut cmd = std::process::Command::new("java");
+    cmd.current_dir(dir.path())
+        .args(["Peer.java", "serve"])
+        .args([
+            p("osi/annuaire.chain.pem"),
+            p("osi/annuaire.key"),
+            p("igc-sante/acr.pem"),
+        ]);
+    let jsse = Peer::start(&mut cmd, |l| {
+        l.strip_prefix("ports ")?.split(' ').next()?.parse().ok()
+    });
+    let tls12 = jsse.line.rsplit(' ').next().unwrap();
+    let gw = gateway(
+        dir.path(),
+        &jsse.url("/annuaire"),
+        &[("10000001", format!("https://localhost:{tls12}/idb"))],
+    );
+    for _ in 0..2 {
+        let r = post(gw.gateway, "/annuaire", CT11, &envelope11("<search/>"));
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            r.body
+                .contains(r#"cn="Client_ROC_Annuaire_AMC" version="TLSv1.3""#),
+            "{}",
+            r.body
+        );
+        let r = crate::upstream::amc(gw.gateway, "10000001");
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            r.body.contains(r#"version="TLSv1.2" cipher="TLS_ECDHE_"#),
+            "{}",
+            r.body
+        );
+    }
+    let opened = metric(
+        &scrape(gw.admin),
+        "rocgw_upstream_connections_opened_total",
+        &[],
+    );
+    assert_eq!(opened, 2.0, "one connection to each server, reused");
 }

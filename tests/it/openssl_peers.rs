@@ -8,10 +8,11 @@ use std::process::{Child, Command, Stdio};
 
 use crate::support::*;
 
-/// A server process, killed when dropped, and the port it listens on.
-struct Peer {
+/// A server process, killed when dropped, the port it listens on, and the line that said so.
+pub struct Peer {
     child: Child,
     port: u16,
+    pub line: String,
 }
 
 impl Drop for Peer {
@@ -23,24 +24,24 @@ impl Drop for Peer {
 
 impl Peer {
     /// Starts `cmd` and reads its port from the first line of its output that `port_of` reads.
-    fn start(cmd: &mut Command, port_of: impl Fn(&str) -> Option<u16>) -> Peer {
+    pub fn start(cmd: &mut Command, port_of: impl Fn(&str) -> Option<u16>) -> Peer {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{cmd:?} is needed by this test ({e}): run `bash .ci/run`"));
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let port = lines
+        let (port, line) = lines
             .by_ref()
             .map_while(Result::ok)
-            .find_map(|l| port_of(&l))
+            .find_map(|l| Some((port_of(&l)?, l)))
             .expect("the peer's port");
         // Keep its output drained (s_server writes a line per connection).
         std::thread::spawn(move || lines.for_each(drop));
-        Peer { child, port }
+        Peer { child, port, line }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("https://localhost:{}{path}", self.port)
     }
 }
@@ -104,7 +105,7 @@ fn python_annuaire(dir: &Path) -> Peer {
     Peer::start(&mut cmd, |l| l.strip_prefix("port ")?.trim().parse().ok())
 }
 
-fn gateway(dir: &Path, annuaire: &str, routes: &[(&str, String)]) -> Proc {
+pub fn gateway(dir: &Path, annuaire: &str, routes: &[(&str, String)]) -> Proc {
     let mut text = config_text("", &format!("[annuaire]\nurl = \"{annuaire}\"\n"));
     for (amc, url) in routes {
         text.push_str(&format!("\n[routes.\"{amc}\"]\nidb = \"{url}\"\n"));
