@@ -101,9 +101,14 @@ pub async fn forward(
             // The upstream kept only the fields passed back (`upstream::KEPT_HEADERS`).
             let mut headers = r.headers;
             if let Some(charset) = verified_in {
-                // The SIH then decodes the characters whose signature was checked.
-                let version = crate::soap::sniff(&r.body).unwrap_or(SoapVersion::V12);
-                if media::say_charset(&mut headers, charset, version.media_type()) {
+                // The SIH then decodes the characters whose signature was checked. The SOAP
+                // version's media type stands in for a type that is none (read only then).
+                let essence = || {
+                    crate::soap::sniff(&r.body)
+                        .unwrap_or(SoapVersion::V12)
+                        .media_type()
+                };
+                if media::say_charset(&mut headers, charset, essence) {
                     tracing::debug!(
                         charset = charset.name(),
                         "answer's charset set to the encoding verified"

@@ -59,8 +59,8 @@ fn sign_fresh(
 
 impl Stamper {
     /// Inserts the signed assertion (audience: the endpoint, unless the profile fixes one) in
-    /// `body`, whose HTTP `charset` names `http`. A refused envelope's fault is written in the
-    /// envelope's own version.
+    /// `body`, whose HTTP `charset` names `http`. A refused envelope's fault is in the version
+    /// the planner knew (SOAP 1.2 before the root: the gateway writes it in the sniffed one).
     pub async fn stamp(
         &self,
         rt: &Arc<Runtime>,

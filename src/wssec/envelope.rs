@@ -122,8 +122,10 @@ pub fn utf8_retry(body: &[u8], http: Option<Charset>, read_in: Charset) -> Optio
 /// it that fails is tried again in UTF-8, the default, so a wrong HTTP charset never refuses
 /// what the document alone makes readable.
 fn http_decides(body: &[u8], http: Option<Charset>) -> bool {
-    let of = |http| encoding(body, http).map(|(charset, _, _)| charset).ok();
-    http.is_some() && !body.is_ascii() && of(http) != of(None)
+    // No byte order mark and no label: the encoding, if not UTF-8, is the HTTP charset's.
+    http.is_some()
+        && !body.is_ascii()
+        && matches!(encoding(body, http), Ok((c, 0, None)) if c != Charset::Utf8)
 }
 
 /// [`utf8_text`] in the encoding [`encoding`] picks.

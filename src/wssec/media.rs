@@ -27,11 +27,15 @@ pub fn charset_of(content_type: &str) -> Option<Charset> {
 /// decodes an answer by its HTTP charset first, RFC 7303 §3: once the signature was checked on
 /// the document read in `charset`, the two must agree, or the SIH reads other characters than
 /// those signed). Left as sent when its one field already says so, well-formed; otherwise the
-/// first field's type (`essence`, the SOAP version's media type, for one that is not a type or
-/// not visible ASCII), its other parameters when all are well-formed, and the charset. No
+/// first field's type (`essence()`, the SOAP version's media type, for one that is not a type
+/// or not visible ASCII), its other parameters when all are well-formed, and the charset. No
 /// `Content-Type` at all stays so: the document's own declaration then rules. Whether it
 /// changed the header.
-pub fn say_charset(headers: &mut HeaderMap, charset: Charset, essence: &'static str) -> bool {
+pub fn say_charset(
+    headers: &mut HeaderMap,
+    charset: Charset,
+    essence: impl FnOnce() -> &'static str,
+) -> bool {
     let mut sent = headers.get_all(CONTENT_TYPE).iter();
     let (Some(first), second) = (sent.next(), sent.next()) else {
         return false;
@@ -40,6 +44,7 @@ pub fn say_charset(headers: &mut HeaderMap, charset: Charset, essence: &'static 
     if second.is_none() && first.is_some_and(|ct| says(ct, charset)) {
         return false;
     }
+    let essence = essence();
     let said = with_charset(first.unwrap_or(""), charset, essence);
     let value = HeaderValue::try_from(said)
         .or_else(|_| HeaderValue::try_from(format!("{essence}; charset={}", charset.name())))
@@ -190,7 +195,7 @@ mod tests {
         for v in sent {
             h.append(CONTENT_TYPE, HeaderValue::from_bytes(v).unwrap());
         }
-        let changed = say_charset(&mut h, charset, SOAP12);
+        let changed = say_charset(&mut h, charset, || SOAP12);
         let out: Vec<String> = h
             .get_all(CONTENT_TYPE)
             .iter()

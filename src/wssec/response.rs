@@ -84,12 +84,12 @@ pub fn verify_response(
     now: i64,
 ) -> Result<Signed, ResponseSignatureError> {
     let version = crate::soap::sniff(body).map_err(|e| E::Malformed(e.to_string()))?;
-    let check = |text: &str, charset| match verify_text(text, version, trust, policy, now)? {
-        Signed::Yes { signer_serial, .. } => Ok(Signed::Yes {
+    let check = |text: &str, charset| {
+        let signed = verify_text(text, version, trust, policy, now)?;
+        Ok(signed.map_or(Signed::No, |signer_serial| Signed::Yes {
             signer_serial,
             charset,
-        }),
-        Signed::No => Ok(Signed::No),
+        }))
     };
     match super::utf8_text(body, http) {
         // In the encoding it declares, or its HTTP charset names; when that was the HTTP
@@ -115,14 +115,14 @@ pub fn verify_response(
     }
 }
 
-/// [`verify_response`] of the answer read as `text`.
+/// [`verify_response`] of the answer read as `text`: its signer's serial, if it is signed.
 fn verify_text(
     text: &str,
     version: SoapVersion,
     trust: &TrustSet,
     policy: RevocationPolicy,
     now: i64,
-) -> Result<Signed, ResponseSignatureError> {
+) -> Result<Option<String>, ResponseSignatureError> {
     let doc = uppsala::parse(text).map_err(|_| E::Malformed("not well-formed XML".into()))?;
     let root = doc
         .document_element()
@@ -133,7 +133,7 @@ fn verify_text(
         .filter(|n| is(&doc, *n, DSIG_NS, "Signature"))
         .collect();
     if signatures.is_empty() {
-        return Ok(Signed::No);
+        return Ok(None);
     }
     let [signature] = signatures.as_slice() else {
         return Err(E::Structure(format!(
@@ -170,10 +170,7 @@ fn verify_text(
     let signer = signer(&doc, *signature, security.expect("checked above"))?;
     let serial = check_signer(&signer, trust, policy, now)?;
     check_signature(&doc, text, *signature, *soap_body, &signer)?;
-    Ok(Signed::Yes {
-        signer_serial: serial,
-        charset: Charset::Utf8,
-    })
+    Ok(Some(serial))
 }
 
 fn soap_ns(v: SoapVersion) -> &'static str {
